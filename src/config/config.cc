@@ -1,0 +1,441 @@
+#include "config/config.h"
+
+#include <algorithm>
+#include <fstream>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/time_util.h"
+#include "yaml-cpp/yaml.h"
+
+namespace okrd::config {
+
+absl::string_view AggregationName(Aggregation a) {
+  switch (a) {
+    case Aggregation::kLatest: return "latest";
+    case Aggregation::kSum: return "sum";
+    case Aggregation::kCount: return "count";
+    case Aggregation::kMean: return "mean";
+    case Aggregation::kMin: return "min";
+    case Aggregation::kMax: return "max";
+  }
+  return "unknown";
+}
+
+absl::string_view PeriodName(PeriodKind p) {
+  switch (p) {
+    case PeriodKind::kDay: return "day";
+    case PeriodKind::kWeek: return "week";
+    case PeriodKind::kMonth: return "month";
+    case PeriodKind::kQuarter: return "quarter";
+  }
+  return "unknown";
+}
+
+const KpiOptions* Config::FindKpi(absl::string_view id) const {
+  for (const KpiOptions& kpi : kpis) {
+    if (kpi.id == id) return &kpi;
+  }
+  return nullptr;
+}
+
+absl::Status ParseHostPort(absl::string_view text, std::string* host,
+                           int* port) {
+  const size_t colon = text.rfind(':');
+  if (colon == absl::string_view::npos || colon == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", text, "\" is not HOST:PORT"));
+  }
+  int parsed = 0;
+  if (!absl::SimpleAtoi(text.substr(colon + 1), &parsed) || parsed < 0 ||
+      parsed > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", text, "\" has no valid port (0-65535)"));
+  }
+  *host = std::string(text.substr(0, colon));
+  *port = parsed;
+  return absl::OkStatus();
+}
+
+namespace {
+
+// Walks the YAML tree and remembers the first problem with its position. All
+// yaml-cpp exceptions stay inside this file.
+class Reader {
+ public:
+  explicit Reader(absl::string_view source) : source_(source) {}
+
+  bool ok() const { return !error_.has_value(); }
+  absl::Status status() const {
+    return error_ ? absl::InvalidArgumentError(*error_) : absl::OkStatus();
+  }
+
+  // Records a problem at `node`'s position unless one is already recorded.
+  void Fail(const YAML::Node& node, absl::string_view field,
+            absl::string_view problem) {
+    if (error_) return;
+    const int line = node.IsDefined() ? node.Mark().line + 1 : 0;
+    error_ = absl::StrCat(source_, ":", line > 0 ? absl::StrCat(line) : "?",
+                          ": ", field, ": ", problem);
+  }
+  void FailAtLine(int line, absl::string_view field, absl::string_view problem) {
+    if (error_) return;
+    error_ = absl::StrCat(source_, ":", line, ": ", field, ": ", problem);
+  }
+
+  // A mapping node whose keys are all in `allowed`.
+  bool Map(const YAML::Node& node, const std::string& path,
+           const std::set<std::string>& allowed) {
+    if (!node.IsMap()) {
+      Fail(node, path, "expected a mapping");
+      return false;
+    }
+    for (const auto& entry : node) {
+      const std::string key = entry.first.Scalar();
+      if (!allowed.contains(key)) {
+        Fail(entry.first, Join(path, key),
+             absl::StrCat("unknown field (expected one of ",
+                          absl::StrJoin(allowed, ", "), ")"));
+        return false;
+      }
+    }
+    return true;
+  }
+
+  std::optional<std::string> String(const YAML::Node& parent,
+                                    const std::string& path,
+                                    const std::string& key, bool required) {
+    const YAML::Node node = parent[key];
+    if (!node) {
+      if (required) Fail(parent, Join(path, key), "required field is missing");
+      return std::nullopt;
+    }
+    if (!node.IsScalar()) {
+      Fail(node, Join(path, key), "expected a string");
+      return std::nullopt;
+    }
+    if (required && node.Scalar().empty()) {
+      Fail(node, Join(path, key), "must not be empty");
+      return std::nullopt;
+    }
+    return node.Scalar();
+  }
+
+  void Int(const YAML::Node& parent, const std::string& path,
+           const std::string& key, int min, int max, int* out) {
+    auto text = String(parent, path, key, false);
+    if (!text) return;
+    int value = 0;
+    if (!absl::SimpleAtoi(*text, &value) || value < min || value > max) {
+      Fail(parent[key], Join(path, key),
+           absl::StrCat("expected an integer in [", min, ", ", max, "], got \"",
+                        *text, "\""));
+      return;
+    }
+    *out = value;
+  }
+
+  void Size(const YAML::Node& parent, const std::string& path,
+            const std::string& key, size_t* out) {
+    int value = static_cast<int>(*out);
+    Int(parent, path, key, 1, 1 << 30, &value);
+    *out = static_cast<size_t>(value);
+  }
+
+  void Bool(const YAML::Node& parent, const std::string& path,
+            const std::string& key, bool* out) {
+    auto text = String(parent, path, key, false);
+    if (!text) return;
+    if (*text == "true") {
+      *out = true;
+    } else if (*text == "false") {
+      *out = false;
+    } else {
+      Fail(parent[key], Join(path, key),
+           absl::StrCat("expected true or false, got \"", *text, "\""));
+    }
+  }
+
+  void Duration(const YAML::Node& parent, const std::string& path,
+                const std::string& key, absl::Duration* out) {
+    auto text = String(parent, path, key, false);
+    if (!text) return;
+    absl::StatusOr<absl::Duration> parsed = ParseHumanDuration(*text);
+    if (!parsed.ok()) {
+      Fail(parent[key], Join(path, key), parsed.status().message());
+      return;
+    }
+    *out = *parsed;
+  }
+
+  void StringList(const YAML::Node& parent, const std::string& path,
+                  const std::string& key, std::vector<std::string>* out) {
+    const YAML::Node node = parent[key];
+    if (!node) return;
+    if (!node.IsSequence()) {
+      Fail(node, Join(path, key), "expected a list of strings");
+      return;
+    }
+    out->clear();
+    for (size_t i = 0; i < node.size(); ++i) {
+      if (!node[i].IsScalar() || node[i].Scalar().empty()) {
+        Fail(node[i], absl::StrCat(Join(path, key), "[", i, "]"),
+             "expected a non-empty string");
+        return;
+      }
+      out->push_back(node[i].Scalar());
+    }
+  }
+
+  template <typename Enum>
+  void Choice(const YAML::Node& parent, const std::string& path,
+              const std::string& key,
+              const std::vector<std::pair<std::string, Enum>>& choices,
+              Enum* out) {
+    auto text = String(parent, path, key, false);
+    if (!text) return;
+    std::vector<std::string> names;
+    for (const auto& [name, value] : choices) {
+      if (name == *text) {
+        *out = value;
+        return;
+      }
+      names.push_back(name);
+    }
+    Fail(parent[key], Join(path, key),
+         absl::StrCat("unknown value \"", *text, "\" (expected one of ",
+                      absl::StrJoin(names, ", "), ")"));
+  }
+
+  static std::string Join(const std::string& path, const std::string& key) {
+    return path.empty() ? key : absl::StrCat(path, ".", key);
+  }
+
+ private:
+  std::string source_;
+  std::optional<std::string> error_;
+};
+
+void ReadKafka(Reader& r, const YAML::Node& node, KafkaOptions* kafka) {
+  const std::string path = "kafka";
+  if (!r.Map(node, path,
+             {"brokers", "topics", "json_topics", "group_id", "dlq_topic",
+              "auto_offset_reset", "batch_max_messages", "batch_max_wait",
+              "embedded_partitions", "properties"})) {
+    return;
+  }
+  if (auto v = r.String(node, path, "brokers", false)) kafka->brokers = *v;
+  if (kafka->brokers.empty()) {
+    r.Fail(node["brokers"], "kafka.brokers", "must not be empty");
+  }
+  r.StringList(node, path, "topics", &kafka->topics);
+  if (r.ok() && kafka->topics.empty()) {
+    r.Fail(node["topics"] ? node["topics"] : node, "kafka.topics",
+           "at least one topic is required");
+  }
+  r.StringList(node, path, "json_topics", &kafka->json_topics);
+  for (const std::string& topic : kafka->json_topics) {
+    if (std::find(kafka->topics.begin(), kafka->topics.end(), topic) ==
+        kafka->topics.end()) {
+      r.Fail(node["json_topics"], "kafka.json_topics",
+             absl::StrCat("\"", topic, "\" is not one of kafka.topics"));
+    }
+  }
+  if (auto v = r.String(node, path, "group_id", false)) kafka->group_id = *v;
+  if (kafka->group_id.empty()) {
+    r.Fail(node["group_id"], "kafka.group_id", "must not be empty");
+  }
+  if (auto v = r.String(node, path, "dlq_topic", false)) kafka->dlq_topic = *v;
+  if (std::find(kafka->topics.begin(), kafka->topics.end(),
+                kafka->dlq_topic) != kafka->topics.end()) {
+    r.Fail(node["dlq_topic"], "kafka.dlq_topic",
+           "must differ from every consumed topic");
+  }
+  if (auto v = r.String(node, path, "auto_offset_reset", false)) {
+    if (*v != "earliest" && *v != "latest") {
+      r.Fail(node["auto_offset_reset"], "kafka.auto_offset_reset",
+             absl::StrCat("unknown value \"", *v,
+                          "\" (expected earliest or latest)"));
+    }
+    kafka->auto_offset_reset = *v;
+  }
+  r.Int(node, path, "batch_max_messages", 1, 100000,
+        &kafka->batch_max_messages);
+  r.Duration(node, path, "batch_max_wait", &kafka->batch_max_wait);
+  r.Int(node, path, "embedded_partitions", 1, 256,
+        &kafka->embedded_partitions);
+  const YAML::Node props = node["properties"];
+  if (props) {
+    if (!props.IsMap()) {
+      r.Fail(props, "kafka.properties", "expected a mapping of strings");
+      return;
+    }
+    for (const auto& entry : props) {
+      if (!entry.second.IsScalar()) {
+        r.Fail(entry.second,
+               absl::StrCat("kafka.properties.", entry.first.Scalar()),
+               "expected a string value");
+        return;
+      }
+      kafka->properties[entry.first.Scalar()] = entry.second.Scalar();
+    }
+  }
+}
+
+void ReadKpi(Reader& r, const YAML::Node& node, const std::string& path,
+             KpiOptions* kpi) {
+  if (!r.Map(node, path,
+             {"id", "description", "unit", "aggregation", "period",
+              "time_zone", "week_start", "staleness"})) {
+    return;
+  }
+  if (auto v = r.String(node, path, "id", true)) kpi->id = *v;
+  if (auto v = r.String(node, path, "description", false)) {
+    kpi->description = *v;
+  }
+  if (auto v = r.String(node, path, "unit", false)) kpi->unit = *v;
+  r.Choice<Aggregation>(node, path, "aggregation",
+                        {{"latest", Aggregation::kLatest},
+                         {"sum", Aggregation::kSum},
+                         {"count", Aggregation::kCount},
+                         {"mean", Aggregation::kMean},
+                         {"min", Aggregation::kMin},
+                         {"max", Aggregation::kMax}},
+                        &kpi->aggregation);
+  r.Choice<PeriodKind>(node, path, "period",
+                       {{"day", PeriodKind::kDay},
+                        {"week", PeriodKind::kWeek},
+                        {"month", PeriodKind::kMonth},
+                        {"quarter", PeriodKind::kQuarter}},
+                       &kpi->period);
+  if (auto v = r.String(node, path, "time_zone", false)) {
+    kpi->time_zone = *v;
+    if (!absl::LoadTimeZone(*v, &kpi->zone)) {
+      r.Fail(node["time_zone"], Reader::Join(path, "time_zone"),
+             absl::StrCat("unknown time zone \"", *v,
+                          "\" (is tzdata installed?)"));
+    }
+  }
+  r.Int(node, path, "week_start", 1, 7, &kpi->week_start);
+  r.Duration(node, path, "staleness", &kpi->staleness);
+}
+
+void ReadLimits(Reader& r, const YAML::Node& node, LimitsOptions* limits) {
+  const std::string path = "limits";
+  if (!r.Map(node, path,
+             {"max_message_bytes", "max_id_bytes", "max_attributes",
+              "max_attribute_bytes", "max_future_skew"})) {
+    return;
+  }
+  r.Size(node, path, "max_message_bytes", &limits->max_message_bytes);
+  r.Size(node, path, "max_id_bytes", &limits->max_id_bytes);
+  r.Size(node, path, "max_attributes", &limits->max_attributes);
+  r.Size(node, path, "max_attribute_bytes", &limits->max_attribute_bytes);
+  r.Duration(node, path, "max_future_skew", &limits->max_future_skew);
+}
+
+// Valid ids are what Prometheus label values and log lines show cleanly.
+bool IsValidId(absl::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    if (!(absl::ascii_isalnum(c) || c == '_' || c == '-' || c == '.')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
+    absl::string_view yaml_text, absl::string_view source_name) {
+  Reader r(source_name);
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml_text));
+  } catch (const YAML::Exception& e) {
+    r.FailAtLine(e.mark.line + 1, "(document)",
+                 absl::StrCat("invalid YAML: ", e.msg));
+    return r.status();
+  }
+  auto config = std::make_shared<Config>();
+  config->source_path = std::string(source_name);
+  try {
+    if (!r.Map(root, "", {"kafka", "storage", "http", "limits", "kpis"})) {
+      return r.status();
+    }
+    if (!root["kafka"]) {
+      r.Fail(root, "kafka", "required section is missing");
+    } else {
+      ReadKafka(r, root["kafka"], &config->kafka);
+    }
+    if (const YAML::Node storage = root["storage"]; storage && r.ok()) {
+      if (r.Map(storage, "storage", {"path", "sync"})) {
+        if (auto v = r.String(storage, "storage", "path", true)) {
+          config->storage.path = *v;
+        }
+        r.Bool(storage, "storage", "sync", &config->storage.sync);
+      }
+    }
+    if (const YAML::Node http = root["http"]; http && r.ok()) {
+      if (r.Map(http, "http", {"listen"})) {
+        if (auto v = r.String(http, "http", "listen", true)) {
+          std::string host;
+          int port = 0;
+          if (absl::Status s = ParseHostPort(*v, &host, &port); !s.ok()) {
+            r.Fail(http["listen"], "http.listen", s.message());
+          }
+          config->http.listen = *v;
+        }
+      }
+    }
+    if (const YAML::Node limits = root["limits"]; limits && r.ok()) {
+      ReadLimits(r, limits, &config->limits);
+    }
+    const YAML::Node kpis = root["kpis"];
+    if (r.ok() && (!kpis || !kpis.IsSequence() || kpis.size() == 0)) {
+      r.Fail(kpis ? kpis : root, "kpis", "expected a non-empty list of KPIs");
+    }
+    std::set<std::string> ids;
+    for (size_t i = 0; r.ok() && i < kpis.size(); ++i) {
+      const std::string path = absl::StrCat("kpis[", i, "]");
+      KpiOptions kpi;
+      ReadKpi(r, kpis[i], path, &kpi);
+      if (!r.ok()) break;
+      if (!IsValidId(kpi.id)) {
+        r.Fail(kpis[i]["id"], path + ".id",
+               absl::StrCat("\"", kpi.id,
+                            "\" is not a valid id (letters, digits, _ - ., "
+                            "at most 128)"));
+      } else if (!ids.insert(kpi.id).second) {
+        r.Fail(kpis[i]["id"], path + ".id",
+               absl::StrCat("duplicate KPI id \"", kpi.id, "\""));
+      }
+      config->kpis.push_back(std::move(kpi));
+    }
+  } catch (const YAML::Exception& e) {
+    r.FailAtLine(e.mark.line + 1, "(document)", e.msg);
+  }
+  if (!r.ok()) return r.status();
+  return std::shared_ptr<const Config>(std::move(config));
+}
+
+absl::StatusOr<std::shared_ptr<const Config>> LoadConfig(
+    const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat(path, ": cannot open config file"));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return ParseConfig(text.str(), path);
+}
+
+}  // namespace okrd::config

@@ -1,0 +1,121 @@
+#ifndef OKRD_CONFIG_CONFIG_H_
+#define OKRD_CONFIG_CONFIG_H_
+
+// okrd's configuration: YAML loaded once into an immutable, validated Config
+// made of each component's options. Every field documents its default.
+//
+// Loading never throws. A bad file yields an InvalidArgument status whose
+// message is one line: "FILE:LINE: FIELD: problem".
+//
+// Thread-safety: a Config is immutable after loading; share it by
+// std::shared_ptr<const Config> and read it from any thread.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace okrd::config {
+
+// What okr_kpi_value reports for a period.
+enum class Aggregation { kLatest, kSum, kCount, kMean, kMin, kMax };
+// The calendar period KPI values are grouped by, in the KPI's time zone.
+enum class PeriodKind { kDay, kWeek, kMonth, kQuarter };
+
+absl::string_view AggregationName(Aggregation a);
+absl::string_view PeriodName(PeriodKind p);
+
+struct KpiOptions {
+  std::string id;
+  std::string description;
+  // Empty means "any": events may then carry any unit or none.
+  std::string unit;
+  Aggregation aggregation = Aggregation::kLatest;
+  PeriodKind period = PeriodKind::kMonth;
+  // IANA zone name; periods start at local midnight there. Default "UTC".
+  std::string time_zone = "UTC";
+  absl::TimeZone zone = absl::UTCTimeZone();
+  // First day of a `week` period; 1 = Monday (ISO 8601, default) .. 7 = Sunday.
+  int week_start = 1;
+  // How long without an event before the KPI counts as stale. Default 48h.
+  absl::Duration staleness = absl::Hours(48);
+};
+
+struct KafkaOptions {
+  // "embedded" runs librdkafka's mock cluster in-process; otherwise a
+  // bootstrap list "host:port,host:port".
+  std::string brokers = "embedded";
+  std::vector<std::string> topics;
+  // Topics whose messages are proto3 JSON even without a content-type header.
+  std::vector<std::string> json_topics;
+  std::string group_id = "okrd";
+  // Where rejected messages are produced, with the reason in a header.
+  // Empty (default) disables the DLQ; rejects are still kept in the log.
+  std::string dlq_topic;
+  // For partitions this node's log has never seen: earliest (default) or latest.
+  std::string auto_offset_reset = "earliest";
+  // Most messages folded into one durable WriteBatch. Default 2000.
+  int batch_max_messages = 2000;
+  // Longest wait to fill a batch. Default 50ms.
+  absl::Duration batch_max_wait = absl::Milliseconds(50);
+  // Partitions per topic of the embedded broker. Default 4.
+  int embedded_partitions = 4;
+  // Passed through to librdkafka verbatim (security.protocol, sasl.*, ssl.*,
+  // session.timeout.ms, ...).
+  std::map<std::string, std::string> properties;
+};
+
+struct StorageOptions {
+  // Directory of the RocksDB event log. Default "./okrd-data".
+  std::string path = "okrd-data";
+  // fsync every batch before its offsets count as consumed. Default true.
+  bool sync = true;
+};
+
+struct HttpOptions {
+  // host:port for /metrics, /healthz and /readyz. Default 127.0.0.1:9464.
+  std::string listen = "127.0.0.1:9464";
+};
+
+// Bounds on what one event may carry; beyond them it is rejected as oversize.
+struct LimitsOptions {
+  size_t max_message_bytes = 64 * 1024;
+  size_t max_id_bytes = 128;
+  size_t max_attributes = 32;
+  size_t max_attribute_bytes = 256;
+  // Events further than this in the future (by event_time) are rejected.
+  absl::Duration max_future_skew = absl::Minutes(5);
+};
+
+struct Config {
+  std::string source_path;
+  KafkaOptions kafka;
+  StorageOptions storage;
+  HttpOptions http;
+  LimitsOptions limits;
+  std::vector<KpiOptions> kpis;
+
+  // nullptr when no KPI has that id.
+  const KpiOptions* FindKpi(absl::string_view id) const;
+};
+
+// Parses YAML text; `source_name` names it in error messages.
+absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
+    absl::string_view yaml_text, absl::string_view source_name);
+
+// Reads and parses a file.
+absl::StatusOr<std::shared_ptr<const Config>> LoadConfig(
+    const std::string& path);
+
+// Splits "host:port"; fails on a missing or out-of-range port.
+absl::Status ParseHostPort(absl::string_view text, std::string* host,
+                           int* port);
+
+}  // namespace okrd::config
+
+#endif  // OKRD_CONFIG_CONFIG_H_

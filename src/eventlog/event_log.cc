@@ -1,0 +1,348 @@
+#include "eventlog/event_log.h"
+
+#include <openssl/sha.h>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "rocksdb/db.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/table.h"
+#include "rocksdb/write_batch.h"
+
+namespace okrd::eventlog {
+namespace {
+
+enum Cf { kDefault = 0, kEvents, kDedup, kOffsets, kRejected, kSnapshots, kMeta };
+const char* const kCfNames[] = {"default", "events",    "dedup", "offsets",
+                                "rejected", "snapshots", "meta"};
+constexpr size_t kHashBytes = 32;
+
+const char kLastSequenceKey[] = "last_sequence";
+const char kLastRejectedKey[] = "last_rejected_sequence";
+const char kCounterPrefix[] = "counter/";
+
+std::string EncodeU64(uint64_t v) {
+  std::string out(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    out[i] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+  return out;
+}
+
+uint64_t DecodeU64(absl::string_view in) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < 8 && i < in.size(); ++i) {
+    v = (v << 8) | static_cast<uint8_t>(in[i]);
+  }
+  return v;
+}
+
+std::string OffsetKey(const PartitionKey& key) {
+  return absl::StrCat(key.first, absl::string_view("\0", 1), key.second);
+}
+
+std::string CounterKeyString(const CounterKey& key) {
+  return absl::StrCat(kCounterPrefix, key.first, "/", key.second);
+}
+
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(what, ": ", s.ToString()));
+}
+
+okrd::v1::RejectedRecord ConflictRecord(Batch::Candidate& candidate) {
+  okrd::v1::RejectedRecord record;
+  record.set_reason("conflict");
+  record.set_detail(absl::StrCat("event_id \"", candidate.event.event_id(),
+                                 "\" was already logged with another payload"));
+  record.set_raw(std::move(candidate.raw));
+  record.set_content_type(candidate.content_type);
+  *record.mutable_position() = candidate.position;
+  return record;
+}
+
+}  // namespace
+
+std::string PayloadHash(const okrd::v1::KpiEvent& event) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    event.SerializeToCodedStream(&coded);
+  }
+  std::string digest(kHashBytes, '\0');
+  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(),
+         reinterpret_cast<unsigned char*>(digest.data()));
+  return digest;
+}
+
+absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
+    const Options& options) {
+  rocksdb::Options db_options;
+  db_options.create_if_missing = !options.read_only;
+  db_options.create_missing_column_families = !options.read_only;
+  db_options.IncreaseParallelism(2);
+  db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+
+  rocksdb::ColumnFamilyOptions cf_options;
+  cf_options.OptimizeLevelStyleCompaction();
+  rocksdb::ColumnFamilyOptions dedup_options = cf_options;
+  // Most dedup lookups are for new ids: a bloom filter answers them from memory.
+  rocksdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  dedup_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (int cf = kDefault; cf <= kMeta; ++cf) {
+    descriptors.emplace_back(kCfNames[cf],
+                             cf == kDedup ? dedup_options : cf_options);
+  }
+  auto log = std::unique_ptr<EventLog>(new EventLog());
+  log->options_ = options;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s =
+      options.read_only
+          ? rocksdb::DB::OpenForReadOnly(db_options, options.path, descriptors,
+                                         &log->handles_, &raw)
+          : rocksdb::DB::Open(db_options, options.path, descriptors,
+                              &log->handles_, &raw);
+  if (!s.ok()) {
+    if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "event log ", options.path,
+          " is in use by another okrd process (its RocksDB LOCK is held)"));
+    }
+    return absl::UnavailableError(absl::StrCat(
+        "cannot open event log ", options.path, ": ", s.ToString()));
+  }
+  log->db_.reset(raw);
+  if (absl::Status loaded = log->Load(); !loaded.ok()) return loaded;
+  return log;
+}
+
+EventLog::~EventLog() {
+  for (rocksdb::ColumnFamilyHandle* handle : handles_) {
+    db_->DestroyColumnFamilyHandle(handle);
+  }
+  if (db_ != nullptr) db_->Close().PermitUncheckedError();
+}
+
+absl::Status EventLog::Load() {
+  Stats stats;
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), handles_[kMeta]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const std::string key = it->key().ToString();
+    const absl::string_view value(it->value().data(), it->value().size());
+    if (key == kLastSequenceKey) {
+      stats.last_sequence = DecodeU64(value);
+    } else if (key == kLastRejectedKey) {
+      stats.last_rejected_sequence = DecodeU64(value);
+    } else if (key.starts_with(kCounterPrefix)) {
+      std::vector<std::string> parts = absl::StrSplit(
+          key.substr(sizeof(kCounterPrefix) - 1), absl::MaxSplits('/', 1));
+      if (parts.size() == 2) {
+        stats.counters[{parts[0], parts[1]}] = DecodeU64(value);
+      }
+    }
+  }
+  if (absl::Status s = FromRocks(it->status(), "reading meta"); !s.ok()) {
+    return s;
+  }
+  it.reset(db_->NewIterator(rocksdb::ReadOptions(), handles_[kOffsets]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const std::string key = it->key().ToString();
+    const size_t nul = key.find('\0');
+    int32_t partition = 0;
+    if (nul == std::string::npos ||
+        !absl::SimpleAtoi(key.substr(nul + 1), &partition)) {
+      continue;
+    }
+    stats.offsets[{key.substr(0, nul), partition}] = static_cast<int64_t>(
+        DecodeU64(absl::string_view(it->value().data(), it->value().size())));
+  }
+  if (absl::Status s = FromRocks(it->status(), "reading offsets"); !s.ok()) {
+    return s;
+  }
+  absl::MutexLock lock(&mu_);
+  stats_ = std::move(stats);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<AppendResult> EventLog::Append(Batch batch) {
+  if (options_.read_only) {
+    return absl::FailedPreconditionError("event log is open read-only");
+  }
+  Stats next;
+  {
+    absl::MutexLock lock(&mu_);
+    next = stats_;
+  }
+  AppendResult result;
+  rocksdb::WriteBatch wb;
+  const int64_t ingest_us = absl::ToUnixMicros(batch.ingest_time);
+
+  // Look every id up at once; ids repeated within the batch are settled by
+  // `in_batch`, which sees entries the WriteBatch has not committed yet.
+  std::vector<rocksdb::Slice> keys;
+  keys.reserve(batch.events.size());
+  for (const Batch::Candidate& c : batch.events) {
+    keys.emplace_back(c.event.event_id());
+  }
+  std::vector<rocksdb::PinnableSlice> found(keys.size());
+  std::vector<rocksdb::Status> statuses(keys.size());
+  if (!keys.empty()) {
+    db_->MultiGet(rocksdb::ReadOptions(), handles_[kDedup], keys.size(),
+                  keys.data(), found.data(), statuses.data());
+  }
+  absl::flat_hash_map<std::string, std::string> in_batch;
+  std::string value;
+  for (size_t i = 0; i < batch.events.size(); ++i) {
+    Batch::Candidate& c = batch.events[i];
+    const std::string hash = PayloadHash(c.event);
+    bool seen = false;
+    absl::string_view existing;
+    if (auto it = in_batch.find(c.event.event_id()); it != in_batch.end()) {
+      seen = true;
+      existing = it->second;
+    } else if (statuses[i].ok()) {
+      seen = true;
+      existing = absl::string_view(found[i].data(), found[i].size());
+      existing.remove_prefix(std::min<size_t>(8, existing.size()));
+    } else if (!statuses[i].IsNotFound()) {
+      return FromRocks(statuses[i], "dedup lookup");
+    }
+    if (seen) {
+      if (existing == hash) {
+        ++result.duplicates;
+        ++next.counters[{"duplicate", ""}];
+      } else {
+        result.rejected.push_back(ConflictRecord(c));
+      }
+      continue;
+    }
+    const uint64_t sequence = ++next.last_sequence;
+    okrd::v1::StoredEvent& stored = result.appended.emplace_back();
+    stored.set_sequence(sequence);
+    *stored.mutable_event() = std::move(c.event);
+    *stored.mutable_position() = std::move(c.position);
+    stored.set_ingest_time_us(ingest_us);
+    stored.SerializeToString(&value);
+    wb.Put(handles_[kEvents], EncodeU64(sequence), value);
+    std::string dedup_value = EncodeU64(sequence) + hash;
+    wb.Put(handles_[kDedup], stored.event().event_id(), dedup_value);
+    in_batch.emplace(stored.event().event_id(), hash);
+    ++next.counters[{"accepted", ""}];
+  }
+  for (okrd::v1::RejectedRecord& r : batch.rejects) {
+    result.rejected.push_back(std::move(r));
+  }
+  for (okrd::v1::RejectedRecord& r : result.rejected) {
+    r.set_sequence(++next.last_rejected_sequence);
+    r.set_ingest_time_us(ingest_us);
+    r.SerializeToString(&value);
+    wb.Put(handles_[kRejected], EncodeU64(r.sequence()), value);
+    ++next.counters[{"rejected", r.reason()}];
+  }
+  for (const auto& [key, offset] : batch.next_offsets) {
+    wb.Put(handles_[kOffsets], OffsetKey(key),
+           EncodeU64(static_cast<uint64_t>(offset)));
+    next.offsets[key] = offset;
+  }
+  wb.Put(handles_[kMeta], kLastSequenceKey, EncodeU64(next.last_sequence));
+  wb.Put(handles_[kMeta], kLastRejectedKey,
+         EncodeU64(next.last_rejected_sequence));
+  for (const auto& [key, count] : next.counters) {
+    wb.Put(handles_[kMeta], CounterKeyString(key), EncodeU64(count));
+  }
+  rocksdb::WriteOptions write_options;
+  write_options.sync = options_.sync;
+  if (absl::Status s = FromRocks(db_->Write(write_options, &wb), "append");
+      !s.ok()) {
+    return s;
+  }
+  absl::MutexLock lock(&mu_);
+  stats_ = std::move(next);
+  return result;
+}
+
+absl::Status EventLog::ForEach(
+    uint64_t from,
+    const std::function<bool(const okrd::v1::StoredEvent&)>& fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), handles_[kEvents]));
+  okrd::v1::StoredEvent record;
+  for (it->Seek(EncodeU64(from)); it->Valid(); it->Next()) {
+    if (!record.ParseFromArray(it->value().data(),
+                               static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(absl::StrCat(
+          "event log record ", DecodeU64(it->key().ToString()),
+          " does not parse"));
+    }
+    if (!fn(record)) break;
+  }
+  return FromRocks(it->status(), "reading events");
+}
+
+absl::Status EventLog::ForEachRejected(
+    uint64_t from,
+    const std::function<bool(const okrd::v1::RejectedRecord&)>& fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), handles_[kRejected]));
+  okrd::v1::RejectedRecord record;
+  for (it->Seek(EncodeU64(from)); it->Valid(); it->Next()) {
+    if (!record.ParseFromArray(it->value().data(),
+                               static_cast<int>(it->value().size()))) {
+      return absl::DataLossError("rejected record does not parse");
+    }
+    if (!fn(record)) break;
+  }
+  return FromRocks(it->status(), "reading rejected records");
+}
+
+absl::StatusOr<std::optional<okrd::v1::StoredEvent>> EventLog::Get(
+    uint64_t sequence) const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handles_[kEvents],
+                               EncodeU64(sequence), &value);
+  if (s.IsNotFound()) return std::nullopt;
+  if (!s.ok()) return FromRocks(s, "get");
+  okrd::v1::StoredEvent record;
+  if (!record.ParseFromString(value)) {
+    return absl::DataLossError(
+        absl::StrCat("event log record ", sequence, " does not parse"));
+  }
+  return record;
+}
+
+absl::StatusOr<std::optional<okrd::v1::StoredEvent>> EventLog::GetByEventId(
+    const std::string& event_id) const {
+  std::string value;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), handles_[kDedup], event_id, &value);
+  if (s.IsNotFound()) return std::nullopt;
+  if (!s.ok()) return FromRocks(s, "get");
+  return Get(DecodeU64(value));
+}
+
+std::map<PartitionKey, int64_t> EventLog::Offsets() const {
+  absl::MutexLock lock(&mu_);
+  return stats_.offsets;
+}
+
+Stats EventLog::GetStats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+uint64_t EventLog::last_sequence() const {
+  absl::MutexLock lock(&mu_);
+  return stats_.last_sequence;
+}
+
+}  // namespace okrd::eventlog

@@ -1,0 +1,140 @@
+#ifndef OKRD_EVENTLOG_EVENT_LOG_H_
+#define OKRD_EVENTLOG_EVENT_LOG_H_
+
+// EventLog is okrd's durable source of truth on its node: a RocksDB database
+// with the column families
+//   events    big-endian u64 sequence -> StoredEvent
+//   dedup     event_id -> u64 sequence + SHA-256 of the event
+//   offsets   topic NUL partition -> next Kafka offset to consume
+//   rejected  big-endian u64 sequence -> RejectedRecord (raw bytes + reason)
+//   snapshots projection snapshots (reserved)
+//   meta      last sequences and the outcome counters
+//
+// Append() writes one consumer poll batch as ONE atomic WriteBatch: the new
+// events, their dedup entries, rejected records, the consumers' next offsets
+// and the updated counters. Either all of it survives a crash or none of it,
+// so a restarted consumer that seeks to Offsets() neither loses nor repeats an
+// event.
+//
+// Thread-safety: Append() must be called from one thread at a time. Read
+// methods may run concurrently with Append() and with each other.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "okrd/v1/records.pb.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+}  // namespace rocksdb
+
+namespace okrd::eventlog {
+
+struct Options {
+  std::string path;
+  // fsync each batch (WAL stays on either way). Default true.
+  bool sync = true;
+  // Open without taking the single-writer lock, for inspection tools.
+  bool read_only = false;
+};
+
+// (topic, partition)
+using PartitionKey = std::pair<std::string, int32_t>;
+
+// What ingest hands to Append() for one poll batch.
+struct Batch {
+  struct Candidate {
+    okrd::v1::KpiEvent event;
+    okrd::v1::SourcePosition position;
+    // Kept so a conflicting duplicate can be stored with its original bytes.
+    std::string raw;
+    std::string content_type;
+  };
+  std::vector<Candidate> events;
+  std::vector<okrd::v1::RejectedRecord> rejects;
+  // Next offset to consume per partition, after this batch.
+  std::map<PartitionKey, int64_t> next_offsets;
+  absl::Time ingest_time;
+};
+
+struct AppendResult {
+  // Accepted and stored, in sequence order, ready for the projection.
+  std::vector<okrd::v1::StoredEvent> appended;
+  // Everything rejected in this batch, including conflicts, as stored.
+  std::vector<okrd::v1::RejectedRecord> rejected;
+  uint64_t duplicates = 0;
+};
+
+// Counter key: (outcome, reason). Outcomes: accepted, duplicate, rejected.
+using CounterKey = std::pair<std::string, std::string>;
+
+struct Stats {
+  uint64_t last_sequence = 0;
+  uint64_t last_rejected_sequence = 0;
+  std::map<CounterKey, uint64_t> counters;
+  std::map<PartitionKey, int64_t> offsets;
+};
+
+class EventLog {
+ public:
+  // Opens or creates the log. Fails with FailedPrecondition when another
+  // process holds the directory.
+  static absl::StatusOr<std::unique_ptr<EventLog>> Open(const Options& options);
+
+  ~EventLog();
+  EventLog(const EventLog&) = delete;
+  EventLog& operator=(const EventLog&) = delete;
+
+  // Deduplicates and durably appends one batch. Same event_id and payload as
+  // a logged event: counted as duplicate, dropped. Same id, other payload:
+  // rejected with reason "conflict". On error nothing was written.
+  absl::StatusOr<AppendResult> Append(Batch batch);
+
+  // Calls `fn` for each stored event with sequence >= `from`, in order, until
+  // it returns false.
+  absl::Status ForEach(
+      uint64_t from,
+      const std::function<bool(const okrd::v1::StoredEvent&)>& fn) const;
+
+  absl::StatusOr<std::optional<okrd::v1::StoredEvent>> Get(uint64_t sequence) const;
+  absl::StatusOr<std::optional<okrd::v1::StoredEvent>> GetByEventId(
+      const std::string& event_id) const;
+  absl::Status ForEachRejected(
+      uint64_t from,
+      const std::function<bool(const okrd::v1::RejectedRecord&)>& fn) const;
+
+  // The next offset to consume for every partition this log has seen.
+  std::map<PartitionKey, int64_t> Offsets() const;
+  Stats GetStats() const;
+  uint64_t last_sequence() const;
+
+ private:
+  EventLog() = default;
+  absl::Status Load();
+
+  Options options_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+
+  mutable absl::Mutex mu_;
+  Stats stats_ ABSL_GUARDED_BY(mu_);
+};
+
+// SHA-256 of the event's deterministic serialization: equal for the same
+// event whether it arrived as binary protobuf or JSON.
+std::string PayloadHash(const okrd::v1::KpiEvent& event);
+
+}  // namespace okrd::eventlog
+
+#endif  // OKRD_EVENTLOG_EVENT_LOG_H_

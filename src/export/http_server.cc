@@ -1,0 +1,114 @@
+#include "export/http_server.h"
+
+#include <string_view>
+#include <vector>
+
+#include "CivetServer.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/log.h"
+#include "spdlog/spdlog.h"
+
+namespace okrd::exporter {
+namespace {
+
+void Reply(mg_connection* conn, int code, absl::string_view content_type,
+           absl::string_view body) {
+  mg_printf(conn,
+            "HTTP/1.1 %d %s\r\nContent-Type: %.*s\r\nContent-Length: %zu\r\n"
+            "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+            code, mg_get_response_code_text(conn, code),
+            static_cast<int>(content_type.size()), content_type.data(),
+            body.size());
+  mg_write(conn, body.data(), body.size());
+}
+
+class MetricsHandler final : public CivetHandler {
+ public:
+  explicit MetricsHandler(const SnapshotSource* source) : source_(source) {}
+  bool handleGet(CivetServer*, mg_connection* conn) override {
+    std::string body;
+    source_->Read([&](const projection::KpiProjection& p, const DaemonState& s) {
+      body = RenderMetrics(p, s);
+    });
+    Reply(conn, 200, kContentType, body);
+    return true;
+  }
+
+ private:
+  const SnapshotSource* source_;
+};
+
+class HealthHandler final : public CivetHandler {
+ public:
+  bool handleGet(CivetServer*, mg_connection* conn) override {
+    Reply(conn, 200, "text/plain; charset=utf-8", "ok\n");
+    return true;
+  }
+};
+
+class ReadyHandler final : public CivetHandler {
+ public:
+  explicit ReadyHandler(const SnapshotSource* source) : source_(source) {}
+  bool handleGet(CivetServer*, mg_connection* conn) override {
+    const Readiness r = source_->GetReadiness();
+    if (r.ready()) {
+      Reply(conn, 200, "text/plain; charset=utf-8", "ready\n");
+      return true;
+    }
+    std::vector<absl::string_view> missing;
+    if (!r.log_open) missing.push_back("event log not open");
+    if (!r.consumer_assigned) missing.push_back("consumer not assigned");
+    if (!r.rebuild_done) missing.push_back("projection rebuild running");
+    Reply(conn, 503, "text/plain; charset=utf-8",
+          absl::StrCat("not ready: ", absl::StrJoin(missing, ", "), "\n"));
+    return true;
+  }
+
+ private:
+  const SnapshotSource* source_;
+};
+
+}  // namespace
+
+struct HttpServer::State {
+  std::unique_ptr<CivetServer> server;
+  std::unique_ptr<MetricsHandler> metrics;
+  std::unique_ptr<HealthHandler> health;
+  std::unique_ptr<ReadyHandler> ready;
+};
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
+    const std::string& listen, const SnapshotSource* source) {
+  auto state = std::make_unique<State>();
+  const std::vector<std::string> options = {
+      "listening_ports", listen, "num_threads", "4",
+      "request_timeout_ms", "10000", "enable_keep_alive", "no"};
+  try {
+    state->server = std::make_unique<CivetServer>(options);
+  } catch (const CivetException& e) {
+    return absl::UnavailableError(
+        absl::StrCat("http.listen ", listen, ": cannot listen: ", e.what()));
+  }
+  if (state->server->getContext() == nullptr) {
+    return absl::UnavailableError(
+        absl::StrCat("http.listen ", listen, ": cannot listen"));
+  }
+  state->metrics = std::make_unique<MetricsHandler>(source);
+  state->health = std::make_unique<HealthHandler>();
+  state->ready = std::make_unique<ReadyHandler>(source);
+  state->server->addHandler("/metrics", state->metrics.get());
+  state->server->addHandler("/healthz", state->health.get());
+  state->server->addHandler("/readyz", state->ready.get());
+  auto server = std::unique_ptr<HttpServer>(new HttpServer());
+  const std::vector<int> ports = state->server->getListeningPorts();
+  server->port_ = ports.empty() ? 0 : ports.front();
+  server->state_ = std::move(state);
+  return server;
+}
+
+HttpServer::~HttpServer() {
+  if (state_ && state_->server) state_->server->close();
+}
+
+}  // namespace okrd::exporter

@@ -1,0 +1,43 @@
+#ifndef OKRD_EXPORT_HTTP_SERVER_H_
+#define OKRD_EXPORT_HTTP_SERVER_H_
+
+// okrd's HTTP endpoint (civetweb underneath):
+//   /metrics  Prometheus text 0.0.4 of one consistent snapshot
+//   /healthz  200 while the process serves requests
+//   /readyz   200 once the log is open, the consumer assigned and the
+//             projection rebuilt; 503 with the missing parts otherwise
+//
+// Thread-safety: requests are served on civetweb's worker threads; the
+// SnapshotSource must be safe for concurrent Read() calls.
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "export/metrics.h"
+
+namespace okrd::exporter {
+
+class HttpServer {
+ public:
+  // Binds `listen` ("host:port"; port 0 picks a free one).
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(
+      const std::string& listen, const SnapshotSource* source);
+
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // The bound port.
+  int port() const { return port_; }
+
+ private:
+  struct State;
+  HttpServer() = default;
+  std::unique_ptr<State> state_;
+  int port_ = 0;
+};
+
+}  // namespace okrd::exporter
+
+#endif  // OKRD_EXPORT_HTTP_SERVER_H_

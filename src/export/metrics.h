@@ -1,0 +1,53 @@
+#ifndef OKRD_EXPORT_METRICS_H_
+#define OKRD_EXPORT_METRICS_H_
+
+// Renders one consistent snapshot of okrd's state as Prometheus text
+// exposition format 0.0.4: the KPI projection and the daemon's own counters,
+// all read under the caller's lock so every series reflects one log
+// sequence.
+//
+// Thread-safety: the functions here are pure; callers provide consistency.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+
+#include "eventlog/event_log.h"
+#include "projection/kpi_projection.h"
+
+namespace okrd::exporter {
+
+// The daemon's state exported beside the projection.
+struct DaemonState {
+  eventlog::Stats log;
+  std::map<eventlog::PartitionKey, int64_t> lag;
+};
+
+// What /readyz reports.
+struct Readiness {
+  bool log_open = false;
+  bool consumer_assigned = false;
+  bool rebuild_done = false;
+  bool ready() const { return log_open && consumer_assigned && rebuild_done; }
+};
+
+// Gives the exporter a consistent view. Implementations must call `fn`
+// while holding whatever lock keeps the projection and state from changing.
+class SnapshotSource {
+ public:
+  virtual ~SnapshotSource() = default;
+  virtual void Read(
+      const std::function<void(const projection::KpiProjection&,
+                               const DaemonState&)>& fn) const = 0;
+  virtual Readiness GetReadiness() const = 0;
+};
+
+inline constexpr char kContentType[] = "text/plain; version=0.0.4; charset=utf-8";
+
+std::string RenderMetrics(const projection::KpiProjection& projection,
+                          const DaemonState& state);
+
+}  // namespace okrd::exporter
+
+#endif  // OKRD_EXPORT_METRICS_H_

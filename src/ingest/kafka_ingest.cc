@@ -1,0 +1,378 @@
+#include "ingest/kafka_ingest.h"
+
+#include <algorithm>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "ingest/producer.h"
+#include "ingest/validator.h"
+#include "librdkafka/rdkafkacpp.h"
+#include "core/log.h"
+#include "spdlog/spdlog.h"
+
+namespace okrd::ingest {
+namespace {
+
+// Frees the TopicPartition objects librdkafka hands out by pointer.
+struct PartitionList {
+  std::vector<RdKafka::TopicPartition*> list;
+  ~PartitionList() { RdKafka::TopicPartition::destroy(list); }
+};
+
+}  // namespace
+
+class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
+                                public RdKafka::EventCb {
+ public:
+  Impl(std::shared_ptr<const config::Config> config, eventlog::EventLog* log,
+       BatchSink* sink, const Clock* clock)
+      : config_(std::move(config)), log_(log), sink_(sink), clock_(clock) {
+    json_topics_.insert(config_->kafka.json_topics.begin(),
+                        config_->kafka.json_topics.end());
+  }
+
+  absl::Status Init(const std::string& brokers) {
+    const config::KafkaOptions& kafka = config_->kafka;
+    std::unique_ptr<RdKafka::Conf> conf(
+        RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+    std::map<std::string, std::string> settings = {
+        {"bootstrap.servers", brokers},
+        {"group.id", kafka.group_id},
+        {"client.id", "okrd"},
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"enable.partition.eof", "false"},
+        {"partition.assignment.strategy", "cooperative-sticky"},
+        {"auto.offset.reset", kafka.auto_offset_reset},
+        {"fetch.wait.max.ms", "50"},
+    };
+    for (const auto& [key, value] : kafka.properties) settings[key] = value;
+    std::string err;
+    for (const auto& [key, value] : settings) {
+      if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("kafka.properties.", key, ": ", err));
+      }
+    }
+    if (conf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(this),
+                  err) != RdKafka::Conf::CONF_OK ||
+        conf->set("event_cb", static_cast<RdKafka::EventCb*>(this), err) !=
+            RdKafka::Conf::CONF_OK) {
+      return absl::InternalError(err);
+    }
+    consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
+    if (!consumer_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot create Kafka consumer: ", err));
+    }
+    if (!kafka.dlq_topic.empty()) {
+      auto producer = Producer::Create(brokers, kafka.properties);
+      if (!producer.ok()) return producer.status();
+      dlq_ = std::move(*producer);
+    }
+    const RdKafka::ErrorCode sub = consumer_->subscribe(kafka.topics);
+    if (sub != RdKafka::ERR_NO_ERROR) {
+      return absl::UnavailableError(
+          absl::StrCat("subscribe to ", absl::StrJoin(kafka.topics, ","),
+                       " failed: ", RdKafka::err2str(sub)));
+    }
+    spdlog::info("kafka consumer subscribed to {} as group {} via {}",
+                 absl::StrJoin(kafka.topics, ","), kafka.group_id, brokers);
+    return absl::OkStatus();
+  }
+
+  ~Impl() override {
+    if (consumer_ && !closed_) consumer_->close();
+  }
+
+  absl::Status Run(const std::atomic<bool>& stop) {
+    absl::Status result;
+    while (!stop.load() && !fatal_.load()) {
+      eventlog::Batch batch;
+      in_flight_ = &batch.next_offsets;
+      FillBatch(batch, stop);
+      in_flight_ = nullptr;
+      if (batch.next_offsets.empty()) continue;
+      result = Commit(std::move(batch));
+      if (!result.ok()) break;
+    }
+    if (fatal_.load() && result.ok()) {
+      result = absl::UnavailableError(absl::StrCat("fatal Kafka error: ",
+                                                   fatal_reason_));
+    }
+    consumer_->close();
+    closed_ = true;
+    if (dlq_) {
+      if (absl::Status s = dlq_->Flush(absl::Seconds(5)); !s.ok()) {
+        spdlog::warn("dead-letter topic: {}", s.message());
+      }
+    }
+    return result;
+  }
+
+  bool assigned() const { return assigned_.load(); }
+
+  std::map<eventlog::PartitionKey, int64_t> Lag() const {
+    absl::MutexLock lock(&mu_);
+    return lag_;
+  }
+
+  // RdKafka::RebalanceCb
+  void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
+                    std::vector<RdKafka::TopicPartition*>& partitions) override {
+    const bool cooperative = consumer->rebalance_protocol() == "COOPERATIVE";
+    if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
+      const std::map<eventlog::PartitionKey, int64_t> stored = log_->Offsets();
+      std::vector<std::string> described;
+      for (RdKafka::TopicPartition* tp : partitions) {
+        const eventlog::PartitionKey key{tp->topic(), tp->partition()};
+        int64_t offset = config_->kafka.auto_offset_reset == "latest"
+                             ? RdKafka::Topic::OFFSET_END
+                             : RdKafka::Topic::OFFSET_BEGINNING;
+        if (auto it = stored.find(key); it != stored.end()) offset = it->second;
+        // Messages of this partition already in the unwritten batch must
+        // not be fetched twice.
+        if (in_flight_ != nullptr) {
+          if (auto it = in_flight_->find(key); it != in_flight_->end()) {
+            offset = std::max(offset, it->second);
+          }
+        }
+        tp->set_offset(offset);
+        owned_.insert(key);
+        described.push_back(absl::StrCat(key.first, "/", key.second, "@",
+                                         offset >= 0 ? absl::StrCat(offset)
+                                                     : std::string("start")));
+      }
+      RdKafka::Error* error = nullptr;
+      if (cooperative) {
+        error = consumer->incremental_assign(partitions);
+      } else {
+        const RdKafka::ErrorCode e = consumer->assign(partitions);
+        if (e != RdKafka::ERR_NO_ERROR) {
+          spdlog::error("assign failed: {}", RdKafka::err2str(e));
+        }
+      }
+      if (error != nullptr) {
+        spdlog::error("incremental assign failed: {}", error->str());
+        delete error;
+      }
+      spdlog::info("assigned {} partitions: {}", partitions.size(),
+                   absl::StrJoin(described, " "));
+    } else {
+      for (RdKafka::TopicPartition* tp : partitions) {
+        owned_.erase({tp->topic(), tp->partition()});
+      }
+      spdlog::info("revoked {} partitions ({})", partitions.size(),
+                   RdKafka::err2str(err));
+      if (cooperative) {
+        RdKafka::Error* error = consumer->incremental_unassign(partitions);
+        if (error != nullptr) {
+          spdlog::error("incremental unassign failed: {}", error->str());
+          delete error;
+        }
+      } else {
+        consumer->unassign();
+      }
+    }
+    assigned_.store(true);
+  }
+
+  // RdKafka::EventCb
+  void event_cb(RdKafka::Event& event) override {
+    switch (event.type()) {
+      case RdKafka::Event::EVENT_ERROR:
+        if (event.fatal()) {
+          fatal_reason_ = event.str();
+          fatal_.store(true);
+          spdlog::critical("kafka fatal error: {}", event.str());
+        } else {
+          spdlog::warn("kafka error: {} ({})", event.str(),
+                       RdKafka::err2str(event.err()));
+        }
+        break;
+      case RdKafka::Event::EVENT_LOG:
+        if (event.severity() <= RdKafka::Event::EVENT_SEVERITY_ERROR) {
+          spdlog::error("kafka: {} {}", event.fac(), event.str());
+        } else if (event.severity() <= RdKafka::Event::EVENT_SEVERITY_WARNING) {
+          spdlog::warn("kafka: {} {}", event.fac(), event.str());
+        } else {
+          spdlog::debug("kafka: {} {}", event.fac(), event.str());
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+ private:
+  // Collects messages until the batch is full, the wait is over, or `stop`.
+  void FillBatch(eventlog::Batch& batch, const std::atomic<bool>& stop) {
+    const config::KafkaOptions& kafka = config_->kafka;
+    const absl::Time deadline = absl::Now() + kafka.batch_max_wait;
+    int taken = 0;
+    while (taken < kafka.batch_max_messages && !stop.load()) {
+      const int64_t remaining_ms =
+          std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now()));
+      std::unique_ptr<RdKafka::Message> msg(
+          consumer_->consume(taken == 0 ? 100 : static_cast<int>(remaining_ms)));
+      switch (msg->err()) {
+        case RdKafka::ERR_NO_ERROR:
+          Take(*msg, batch);
+          ++taken;
+          break;
+        case RdKafka::ERR__TIMED_OUT:
+        case RdKafka::ERR__PARTITION_EOF:
+          if (taken > 0 || absl::Now() >= deadline) return;
+          break;
+        default:
+          spdlog::warn("kafka consume: {}", msg->errstr());
+          return;
+      }
+      if (taken > 0 && absl::Now() >= deadline) return;
+    }
+  }
+
+  // Decodes one message into the batch as a candidate event or a rejection.
+  void Take(RdKafka::Message& msg, eventlog::Batch& batch) {
+    const eventlog::PartitionKey key{msg.topic_name(), msg.partition()};
+    batch.next_offsets[key] = msg.offset() + 1;
+    std::string content_type;
+    if (const RdKafka::Headers* headers = msg.headers(); headers != nullptr) {
+      const RdKafka::Headers::Header header = headers->get_last("content-type");
+      if (header.err() == RdKafka::ERR_NO_ERROR && header.value() != nullptr) {
+        content_type.assign(static_cast<const char*>(header.value()),
+                            header.value_size());
+      }
+    }
+    const absl::string_view payload(static_cast<const char*>(msg.payload()),
+                                   msg.payload() == nullptr ? 0 : msg.len());
+    const Encoding encoding =
+        EncodingFor(content_type, json_topics_.contains(key.first));
+    okrd::v1::SourcePosition position;
+    position.set_topic(key.first);
+    position.set_partition(key.second);
+    position.set_offset(msg.offset());
+
+    eventlog::Batch::Candidate candidate;
+    Rejection rejection;
+    if (DecodeAndValidate(payload, encoding, *config_, clock_->Now(),
+                          &candidate.event, &rejection)) {
+      candidate.position = std::move(position);
+      candidate.raw.assign(payload.data(), payload.size());
+      candidate.content_type = std::move(content_type);
+      batch.events.push_back(std::move(candidate));
+      return;
+    }
+    okrd::v1::RejectedRecord& record = batch.rejects.emplace_back();
+    record.set_reason(std::move(rejection.reason));
+    record.set_detail(std::move(rejection.detail));
+    record.set_raw(std::string(payload.substr(0, config_->limits.max_message_bytes)));
+    record.set_content_type(std::move(content_type));
+    *record.mutable_position() = std::move(position);
+  }
+
+  absl::Status Commit(eventlog::Batch batch) {
+    batch.ingest_time = clock_->Now();
+    const std::map<eventlog::PartitionKey, int64_t> offsets = batch.next_offsets;
+    absl::StatusOr<eventlog::AppendResult> result = log_->Append(std::move(batch));
+    if (!result.ok()) {
+      spdlog::critical("event log append failed, stopping: {}",
+                       result.status().message());
+      return result.status();
+    }
+    sink_->OnAppended(*result);
+    for (const okrd::v1::RejectedRecord& r : result->rejected) {
+      spdlog::warn("rejected {}/{}@{} reason={}: {}", r.position().topic(),
+                   r.position().partition(), r.position().offset(), r.reason(),
+                   r.detail());
+      if (dlq_) {
+        absl::Status s = dlq_->Send(
+            config_->kafka.dlq_topic, "", r.raw(),
+            {{"okrd-reason", r.reason()},
+             {"okrd-detail", r.detail()},
+             {"okrd-source", absl::StrCat(r.position().topic(), "/",
+                                          r.position().partition(), "@",
+                                          r.position().offset())},
+             {"content-type", r.content_type()}});
+        if (!s.ok()) spdlog::warn("dead-letter topic: {}", s.message());
+      }
+    }
+    CommitToKafka(offsets);
+    return absl::OkStatus();
+  }
+
+  // Kafka's committed offsets are for lag dashboards only; the log's
+  // offsets are the ones okrd resumes from.
+  void CommitToKafka(const std::map<eventlog::PartitionKey, int64_t>& offsets) {
+    PartitionList commit;
+    std::map<eventlog::PartitionKey, int64_t> lag;
+    for (const auto& [key, offset] : offsets) {
+      if (!owned_.contains(key)) continue;
+      commit.list.push_back(
+          RdKafka::TopicPartition::create(key.first, key.second, offset));
+    }
+    if (!commit.list.empty()) consumer_->commitAsync(commit.list);
+    const std::map<eventlog::PartitionKey, int64_t> stored = log_->Offsets();
+    for (const eventlog::PartitionKey& key : owned_) {
+      int64_t low = 0;
+      int64_t high = 0;
+      if (consumer_->get_watermark_offsets(key.first, key.second, &low,
+                                           &high) != RdKafka::ERR_NO_ERROR ||
+          high < 0) {
+        continue;
+      }
+      auto it = stored.find(key);
+      const int64_t next = it == stored.end() ? low : it->second;
+      lag[key] = std::max<int64_t>(0, high - next);
+    }
+    absl::MutexLock lock(&mu_);
+    lag_ = std::move(lag);
+  }
+
+  std::shared_ptr<const config::Config> config_;
+  eventlog::EventLog* log_;
+  BatchSink* sink_;
+  const Clock* clock_;
+  std::set<std::string> json_topics_;
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+  std::unique_ptr<Producer> dlq_;
+  bool closed_ = false;
+
+  // Touched only on the Run() thread (rebalance callbacks run inside
+  // consume()).
+  std::set<eventlog::PartitionKey> owned_;
+  const std::map<eventlog::PartitionKey, int64_t>* in_flight_ = nullptr;
+
+  std::atomic<bool> assigned_{false};
+  std::atomic<bool> fatal_{false};
+  std::string fatal_reason_;
+
+  mutable absl::Mutex mu_;
+  std::map<eventlog::PartitionKey, int64_t> lag_ ABSL_GUARDED_BY(mu_);
+};
+
+absl::StatusOr<std::unique_ptr<KafkaIngest>> KafkaIngest::Create(
+    std::shared_ptr<const config::Config> config, const std::string& brokers,
+    eventlog::EventLog* log, BatchSink* sink, const Clock* clock) {
+  auto impl = std::make_unique<Impl>(std::move(config), log, sink, clock);
+  if (absl::Status s = impl->Init(brokers); !s.ok()) return s;
+  return std::unique_ptr<KafkaIngest>(new KafkaIngest(std::move(impl)));
+}
+
+KafkaIngest::KafkaIngest(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+KafkaIngest::~KafkaIngest() = default;
+
+absl::Status KafkaIngest::Run(const std::atomic<bool>& stop) {
+  return impl_->Run(stop);
+}
+
+bool KafkaIngest::assigned() const { return impl_->assigned(); }
+
+std::map<eventlog::PartitionKey, int64_t> KafkaIngest::Lag() const {
+  return impl_->Lag();
+}
+
+}  // namespace okrd::ingest

@@ -1,0 +1,69 @@
+#ifndef OKRD_INGEST_KAFKA_INGEST_H_
+#define OKRD_INGEST_KAFKA_INGEST_H_
+
+// KafkaIngest is okrd's consumer: it reads the configured topics in a consumer
+// group, decodes and validates each message, and hands each poll batch to the
+// EventLog as one atomic append together with the next offsets. Offsets are
+// owned by the log: on (incremental) assignment the consumer seeks to the
+// offsets stored there, so a crash between consume and append replays the
+// batch and a crash after the append does not repeat it. Kafka's committed
+// offsets are written too, for lag monitoring only.
+//
+// Rejected messages are logged, counted and stored by the EventLog and, when
+// kafka.dlq_topic is set, produced there with the reason in headers.
+//
+// Thread-safety: Run() on one thread; assigned() and Lag() from any thread.
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "config/config.h"
+#include "core/time_util.h"
+#include "eventlog/event_log.h"
+
+namespace okrd::ingest {
+
+// Receives every durably appended batch, in log order, on the Run() thread.
+class BatchSink {
+ public:
+  virtual ~BatchSink() = default;
+  virtual void OnAppended(const eventlog::AppendResult& result) = 0;
+};
+
+class KafkaIngest {
+ public:
+  // `brokers` is the bootstrap list to use (the config's, or the embedded
+  // broker's). `log`, `sink` and `clock` must outlive the ingest.
+  static absl::StatusOr<std::unique_ptr<KafkaIngest>> Create(
+      std::shared_ptr<const config::Config> config, const std::string& brokers,
+      eventlog::EventLog* log, BatchSink* sink, const Clock* clock);
+
+  ~KafkaIngest();
+  KafkaIngest(const KafkaIngest&) = delete;
+  KafkaIngest& operator=(const KafkaIngest&) = delete;
+
+  // Consumes until `stop` is set, then finishes the batch in hand, closes the
+  // consumer and returns OK. Returns an error on a fatal Kafka error or when
+  // the log cannot be written (nothing of the failed batch is then lost: it
+  // is consumed again after a restart).
+  absl::Status Run(const std::atomic<bool>& stop);
+
+  // True once the group has given this member its first assignment.
+  bool assigned() const;
+  // Messages behind the high watermark, per assigned partition.
+  std::map<eventlog::PartitionKey, int64_t> Lag() const;
+
+ private:
+  class Impl;
+  explicit KafkaIngest(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace okrd::ingest
+
+#endif  // OKRD_INGEST_KAFKA_INGEST_H_

@@ -1,0 +1,148 @@
+#include "ingest/validator.h"
+
+#include <cmath>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/str_cat.h"
+#include "core/time_util.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace okrd::ingest {
+namespace {
+
+// Timestamp's valid range, 0001-01-01 to 9999-12-31 (google/protobuf/timestamp.proto).
+constexpr int64_t kMinSeconds = -62135596800;
+constexpr int64_t kMaxSeconds = 253402300799;
+
+// Details go into one-line logs and headers: no control characters.
+bool Reject(Rejection* rejection, std::string reason, std::string detail) {
+  for (char& c : detail) {
+    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+  }
+  rejection->reason = std::move(reason);
+  rejection->detail = std::string(absl::StripAsciiWhitespace(detail));
+  return false;
+}
+
+}  // namespace
+
+Encoding EncodingFor(absl::string_view content_type_header, bool json_topic) {
+  if (content_type_header.empty()) {
+    return json_topic ? Encoding::kJson : Encoding::kProtobuf;
+  }
+  return absl::StartsWithIgnoreCase(
+             absl::StripAsciiWhitespace(content_type_header),
+             "application/json")
+             ? Encoding::kJson
+             : Encoding::kProtobuf;
+}
+
+bool DecodeAndValidate(absl::string_view payload, Encoding encoding,
+                       const config::Config& config, absl::Time now,
+                       okrd::v1::KpiEvent* event, Rejection* rejection) {
+  const config::LimitsOptions& limits = config.limits;
+  if (payload.size() > limits.max_message_bytes) {
+    return Reject(rejection, "oversize",
+                  absl::StrCat("message is ", payload.size(),
+                               " bytes, limit ", limits.max_message_bytes));
+  }
+  event->Clear();
+  if (encoding == Encoding::kJson) {
+    google::protobuf::util::JsonParseOptions options;
+    options.ignore_unknown_fields = false;
+    const auto status = google::protobuf::util::JsonStringToMessage(
+        google::protobuf::StringPiece(payload.data(), payload.size()), event,
+        options);
+    if (!status.ok()) {
+      return Reject(rejection, "malformed",
+                    absl::StrCat("invalid KpiEvent JSON: ",
+                                 std::string(status.message())));
+    }
+  } else if (!event->ParseFromArray(payload.data(),
+                                    static_cast<int>(payload.size()))) {
+    return Reject(rejection, "malformed",
+                  "bytes do not parse as a binary KpiEvent");
+  }
+
+  for (const auto& [name, value] :
+       {std::pair<const char*, const std::string*>{"event_id",
+                                                   &event->event_id()},
+        {"kpi", &event->kpi()},
+        {"subject", &event->subject()}}) {
+    if (value->empty()) {
+      return Reject(rejection, "missing_field",
+                    absl::StrCat("required field ", name, " is empty"));
+    }
+  }
+  for (const auto& [name, value] :
+       {std::pair<const char*, const std::string*>{"event_id",
+                                                   &event->event_id()},
+        {"kpi", &event->kpi()},
+        {"subject", &event->subject()},
+        {"unit", &event->unit()},
+        {"source", &event->source()},
+        {"corrects_event_id", &event->corrects_event_id()}}) {
+    if (value->size() > limits.max_id_bytes) {
+      return Reject(rejection, "oversize",
+                    absl::StrCat(name, " is ", value->size(), " bytes, limit ",
+                                 limits.max_id_bytes));
+    }
+  }
+  if (!event->has_event_time()) {
+    return Reject(rejection, "missing_field", "required field event_time is unset");
+  }
+  const bool amends = event->kind() == okrd::v1::CORRECTION ||
+                      event->kind() == okrd::v1::RETRACTION;
+  if (amends && event->corrects_event_id().empty()) {
+    return Reject(rejection, "missing_field",
+                  "corrects_event_id is required on a correction or retraction");
+  }
+  if (!std::isfinite(event->value())) {
+    return Reject(rejection, "non_finite",
+                  absl::StrCat("value ", event->value(), " is not finite"));
+  }
+  if (static_cast<size_t>(event->attributes_size()) > limits.max_attributes) {
+    return Reject(rejection, "oversize",
+                  absl::StrCat(event->attributes_size(),
+                               " attributes, limit ", limits.max_attributes));
+  }
+  for (const auto& [key, value] : event->attributes()) {
+    if (key.size() + value.size() > limits.max_attribute_bytes) {
+      return Reject(rejection, "oversize",
+                    absl::StrCat("attribute \"", key.substr(0, 64), "\" is ",
+                                 key.size() + value.size(), " bytes, limit ",
+                                 limits.max_attribute_bytes));
+    }
+  }
+  const config::KpiOptions* kpi = config.FindKpi(event->kpi());
+  if (kpi == nullptr) {
+    return Reject(rejection, "unknown_kpi",
+                  absl::StrCat("kpi \"", event->kpi(), "\" is not configured"));
+  }
+  if (!event->unit().empty() && !kpi->unit.empty() &&
+      event->unit() != kpi->unit) {
+    return Reject(rejection, "unit_mismatch",
+                  absl::StrCat("unit \"", event->unit(), "\" but kpi \"",
+                               kpi->id, "\" is measured in \"", kpi->unit,
+                               "\""));
+  }
+  const google::protobuf::Timestamp& ts = event->event_time();
+  if (ts.seconds() < kMinSeconds || ts.seconds() > kMaxSeconds ||
+      ts.nanos() < 0 || ts.nanos() > 999999999) {
+    return Reject(rejection, "invalid_event_time",
+                  "event_time is outside 0001-01-01..9999-12-31");
+  }
+  const absl::Time event_time = FromProto(ts);
+  if (event_time > now + limits.max_future_skew) {
+    return Reject(rejection, "future_event_time",
+                  absl::StrCat("event_time ", FormatUtc(event_time),
+                               " is more than ",
+                               absl::FormatDuration(limits.max_future_skew),
+                               " ahead of ", FormatUtc(now)));
+  }
+  return true;
+}
+
+}  // namespace okrd::ingest

@@ -1,0 +1,47 @@
+#ifndef OKRD_INGEST_VALIDATOR_H_
+#define OKRD_INGEST_VALIDATOR_H_
+
+// Decodes one Kafka message into a KpiEvent and checks it against the config.
+// Every way a message can be bad maps to one stable rejection reason, the
+// value of okrd_events_total{outcome="rejected",reason=...}:
+//
+//   oversize           message, id, unit, source or attributes beyond limits
+//   malformed          not a KpiEvent in the declared encoding
+//   missing_field      event_id, kpi, subject, event_time (or
+//                      corrects_event_id on a correction/retraction) unset
+//   non_finite         value is NaN or infinite
+//   unknown_kpi        kpi is not configured
+//   unit_mismatch      unit set and different from the KPI's unit
+//   future_event_time  event_time beyond now + limits.max_future_skew
+//   invalid_event_time event_time outside years 1..9999
+//
+// Pure function of its inputs; safe to call from any thread.
+
+#include <string>
+#include <string_view>
+
+#include "absl/time/time.h"
+#include "config/config.h"
+#include "okrd/v1/kpi_event.pb.h"
+
+namespace okrd::ingest {
+
+enum class Encoding { kProtobuf, kJson };
+
+struct Rejection {
+  std::string reason;
+  std::string detail;
+};
+
+// Content type of a message: JSON when the header says application/json (or
+// the topic is configured as JSON), binary protobuf otherwise.
+Encoding EncodingFor(absl::string_view content_type_header, bool json_topic);
+
+// Fills `event` and returns true, or fills `rejection` and returns false.
+bool DecodeAndValidate(absl::string_view payload, Encoding encoding,
+                       const config::Config& config, absl::Time now,
+                       okrd::v1::KpiEvent* event, Rejection* rejection);
+
+}  // namespace okrd::ingest
+
+#endif  // OKRD_INGEST_VALIDATOR_H_

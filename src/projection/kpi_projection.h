@@ -1,0 +1,104 @@
+#ifndef OKRD_PROJECTION_KPI_PROJECTION_H_
+#define OKRD_PROJECTION_KPI_PROJECTION_H_
+
+// KpiProjection folds accepted events, in log order, into per-KPI,
+// per-subject, per-period aggregates. It is a pure, deterministic function of
+// (config, events): the same log gives the same state whether folded live,
+// after a restart, or by `okrctl replay`. No I/O.
+//
+// Time comes from the log only: the projection clock is the largest ingest or
+// event time folded so far, and "current" and "previous" periods are read
+// against it, never against the wall clock.
+//
+// Thread-safety: not thread-safe. The owner serialises Apply() and reads
+// (okrd holds one mutex around both, so a scrape sees one log sequence).
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <string>
+
+#include "absl/container/btree_map.h"
+#include "absl/time/time.h"
+#include "config/config.h"
+#include "okrd/v1/records.pb.h"
+#include "projection/period.h"
+
+namespace okrd::projection {
+
+// The running aggregate of one KPI, subject and period.
+struct Aggregate {
+  uint64_t count = 0;
+  double sum = 0;
+  double min = std::numeric_limits<double>::infinity();
+  double max = -std::numeric_limits<double>::infinity();
+  double latest = 0;
+  absl::Time latest_time = absl::InfinitePast();
+  uint64_t latest_sequence = 0;
+
+  void Add(double value, absl::Time event_time, uint64_t sequence);
+  // The value okr_kpi_value reports; requires count > 0.
+  double Value(config::Aggregation aggregation) const;
+};
+
+// One exported KPI series: `period_label` is "current" or "previous".
+struct KpiSeries {
+  const config::KpiOptions* kpi;
+  const std::string* subject;
+  const char* period_label;
+  Period period;
+  double value;
+};
+
+class KpiProjection {
+ public:
+  explicit KpiProjection(std::shared_ptr<const config::Config> config);
+
+  KpiProjection(const KpiProjection&) = delete;
+  KpiProjection& operator=(const KpiProjection&) = delete;
+
+  // Folds one accepted event. Events of KPIs absent from the config are
+  // skipped (ingest validated them against an older config); they still
+  // advance the sequence.
+  void Apply(const okrd::v1::StoredEvent& record);
+
+  // Advances the logged clock without an event.
+  void AdvanceClock(absl::Time now);
+
+  uint64_t sequence() const { return sequence_; }
+  absl::Time clock() const { return clock_; }
+  size_t subject_count() const { return subjects_.size(); }
+
+  // Calls `fn` for the current and previous period of every (KPI, subject)
+  // that has a value there, ordered by KPI id, subject, then period label.
+  void ForEachSeries(const std::function<void(const KpiSeries&)>& fn) const;
+
+  // Calls `fn(kpi, subject, last event time)` for every (KPI, subject).
+  void ForEachSubject(
+      const std::function<void(const config::KpiOptions&, const std::string&,
+                               absl::Time)>& fn) const;
+
+  // The aggregate of `kpi`/`subject` in the period starting at
+  // `period_start`; nullptr when there is none.
+  const Aggregate* Find(const std::string& kpi, const std::string& subject,
+                        absl::Time period_start) const;
+
+ private:
+  struct SubjectState {
+    const config::KpiOptions* kpi = nullptr;
+    absl::Time last_event_time = absl::InfinitePast();
+    // Keyed by period start in Unix microseconds.
+    absl::btree_map<int64_t, Aggregate> periods;
+  };
+
+  std::shared_ptr<const config::Config> config_;
+  // Keyed by (KPI id, subject).
+  absl::btree_map<std::pair<std::string, std::string>, SubjectState> subjects_;
+  uint64_t sequence_ = 0;
+  absl::Time clock_ = absl::InfinitePast();
+};
+
+}  // namespace okrd::projection
+
+#endif  // OKRD_PROJECTION_KPI_PROJECTION_H_
