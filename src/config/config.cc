@@ -377,7 +377,8 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
     }
     if (const YAML::Node storage = root["storage"]; storage && r.ok()) {
       if (r.Map(storage, "storage", {"path", "sync"})) {
-        if (auto v = r.String(storage, "storage", "path", true)) {
+        if (auto v = r.String(storage, "storage", "path", false)) {
+          if (v->empty()) r.Fail(storage["path"], "storage.path", "must not be empty");
           config->storage.path = *v;
         }
         r.Bool(storage, "storage", "sync", &config->storage.sync);

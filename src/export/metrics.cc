@@ -1,5 +1,6 @@
 #include "export/metrics.h"
 
+#include <cassert>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -14,8 +15,11 @@ using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
 
+constexpr size_t kFamilyCount = 8;
+
 MetricFamily& AddFamily(std::vector<MetricFamily>& families, std::string name,
                         std::string help, MetricType type) {
+  assert(families.size() < families.capacity());
   MetricFamily& family = families.emplace_back();
   family.name = std::move(name);
   family.help = std::move(help);
@@ -41,6 +45,8 @@ double Seconds(absl::Time t) { return absl::ToDoubleSeconds(t - absl::UnixEpoch(
 std::string RenderMetrics(const projection::KpiProjection& projection,
                           const DaemonState& state) {
   std::vector<MetricFamily> families;
+  // AddFamily hands out references into `families`: never reallocate.
+  families.reserve(kFamilyCount);
   MetricFamily& value = AddFamily(
       families, "okr_kpi_value",
       "KPI value by its configured aggregation, for the current and previous "

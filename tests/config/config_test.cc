@@ -1,0 +1,137 @@
+#include "config/config.h"
+
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace okrd::config {
+namespace {
+
+constexpr char kValid[] = R"(kafka:
+  brokers: embedded
+  topics: [kpi-events]
+kpis:
+  - id: signups
+    unit: count
+    aggregation: sum
+    period: month
+    time_zone: Europe/Berlin
+)";
+
+std::string ErrorOf(const std::string& yaml) {
+  auto config = ParseConfig(yaml, "test.yaml");
+  if (config.ok()) return "ok";
+  return std::string(config.status().message());
+}
+
+TEST(ConfigTest, LoadsMinimalConfigWithDefaults) {
+  auto config = ParseConfig(kValid, "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const Config& c = **config;
+  EXPECT_EQ(c.kafka.group_id, "okrd");
+  EXPECT_TRUE(c.storage.sync);
+  EXPECT_EQ(c.http.listen, "127.0.0.1:9464");
+  ASSERT_EQ(c.kpis.size(), 1u);
+  EXPECT_EQ(c.kpis[0].aggregation, Aggregation::kSum);
+  EXPECT_EQ(c.kpis[0].zone.name(), "Europe/Berlin");
+  EXPECT_EQ(c.kpis[0].staleness, absl::Hours(48));
+  EXPECT_NE(c.FindKpi("signups"), nullptr);
+  EXPECT_EQ(c.FindKpi("churn"), nullptr);
+}
+
+TEST(ConfigTest, ExampleConfigIsValid) {
+  auto config = LoadConfig(std::string(OKRD_SOURCE_DIR) + "/config/example.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_GE((*config)->kpis.size(), 5u);
+}
+
+TEST(ConfigTest, InvalidYamlNamesLine) {
+  EXPECT_EQ(ErrorOf("kafka:\n  topics: [a\nkpis: x\n").substr(0, 12),
+            "test.yaml:3:");
+}
+
+TEST(ConfigTest, UnknownFieldIsAnError) {
+  EXPECT_EQ(ErrorOf(std::string(kValid) + "    colour: red\n"),
+            "test.yaml:10: kpis[0].colour: unknown field (expected one of "
+            "aggregation, description, id, period, staleness, time_zone, unit, "
+            "week_start)");
+}
+
+TEST(ConfigTest, MissingSectionsAndFields) {
+  EXPECT_EQ(ErrorOf("kpis: []\n"), "test.yaml:1: kafka: required section is missing");
+  EXPECT_EQ(ErrorOf("kafka:\n  brokers: embedded\nkpis:\n  - id: a\n"),
+            "test.yaml:2: kafka.topics: at least one topic is required");
+  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\n"),
+            "test.yaml:1: kpis: expected a non-empty list of KPIs");
+  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\nkpis:\n  - unit: count\n"),
+            "test.yaml:4: kpis[0].id: required field is missing");
+}
+
+TEST(ConfigTest, WrongTypes) {
+  EXPECT_EQ(ErrorOf("kafka:\n  topics: t\nkpis:\n  - id: a\n"),
+            "test.yaml:2: kafka.topics: expected a list of strings");
+  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\n  batch_max_messages: lots\nkpis:\n  - id: a\n"),
+            "test.yaml:3: kafka.batch_max_messages: expected an integer in [1, "
+            "100000], got \"lots\"");
+  EXPECT_EQ(ErrorOf(std::string(kValid) + "storage:\n  sync: maybe\n"),
+            "test.yaml:11: storage.sync: expected true or false, got \"maybe\"");
+  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\n  properties: [a]\nkpis:\n  - id: a\n"),
+            "test.yaml:3: kafka.properties: expected a mapping of strings");
+}
+
+TEST(ConfigTest, UnknownEnumValues) {
+  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\nkpis:\n  - id: a\n    aggregation: avg\n"),
+            "test.yaml:5: kpis[0].aggregation: unknown value \"avg\" (expected "
+            "one of latest, sum, count, mean, min, max)");
+  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\nkpis:\n  - id: a\n    period: year\n"),
+            "test.yaml:5: kpis[0].period: unknown value \"year\" (expected one "
+            "of day, week, month, quarter)");
+  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\n  auto_offset_reset: middle\nkpis:\n  - id: a\n"),
+            "test.yaml:3: kafka.auto_offset_reset: unknown value \"middle\" "
+            "(expected earliest or latest)");
+}
+
+TEST(ConfigTest, BadValues) {
+  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\nkpis:\n  - id: a\n    time_zone: Mars/Olympus\n"),
+            "test.yaml:5: kpis[0].time_zone: unknown time zone \"Mars/Olympus\" "
+            "(is tzdata installed?)");
+  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\nkpis:\n  - id: a\n    staleness: soon\n"),
+            "test.yaml:5: kpis[0].staleness: invalid duration \"soon\": missing "
+            "number (expected e.g. 500ms, 30s, 15m, 48h, 7d)");
+  EXPECT_EQ(ErrorOf(std::string(kValid) + "http:\n  listen: localhost\n"),
+            "test.yaml:11: http.listen: \"localhost\" is not HOST:PORT");
+  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\nkpis:\n  - id: a\n    week_start: 8\n"),
+            "test.yaml:5: kpis[0].week_start: expected an integer in [1, 7], got \"8\"");
+}
+
+TEST(ConfigTest, IdsAndCrossReferences) {
+  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\nkpis:\n  - id: a\n  - id: a\n"),
+            "test.yaml:5: kpis[1].id: duplicate KPI id \"a\"");
+  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\nkpis:\n  - id: \"a b\"\n"),
+            "test.yaml:4: kpis[0].id: \"a b\" is not a valid id (letters, "
+            "digits, _ - ., at most 128)");
+  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\n  json_topics: [u]\nkpis:\n  - id: a\n"),
+            "test.yaml:3: kafka.json_topics: \"u\" is not one of kafka.topics");
+  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\n  dlq_topic: t\nkpis:\n  - id: a\n"),
+            "test.yaml:3: kafka.dlq_topic: must differ from every consumed topic");
+}
+
+TEST(ConfigTest, MissingFileIsNamed) {
+  auto config = LoadConfig("/nonexistent/okrd.yaml");
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().message(),
+            "/nonexistent/okrd.yaml: cannot open config file");
+}
+
+TEST(ParseHostPortTest, SplitsAndChecksPort) {
+  std::string host;
+  int port = 0;
+  ASSERT_TRUE(ParseHostPort("127.0.0.1:9464", &host, &port).ok());
+  EXPECT_EQ(host, "127.0.0.1");
+  EXPECT_EQ(port, 9464);
+  EXPECT_FALSE(ParseHostPort("127.0.0.1:70000", &host, &port).ok());
+  EXPECT_FALSE(ParseHostPort(":80", &host, &port).ok());
+}
+
+}  // namespace
+}  // namespace okrd::config

@@ -1,0 +1,185 @@
+#include "eventlog/event_log.h"
+
+#include <filesystem>
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace okrd::eventlog {
+namespace {
+
+class EventLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::path(::testing::TempDir()) /
+           ("eventlog_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::unique_ptr<EventLog> Open() {
+    auto log = EventLog::Open({.path = dir_.string(), .sync = false});
+    EXPECT_TRUE(log.ok()) << log.status();
+    return log.ok() ? std::move(*log) : nullptr;
+  }
+
+  static Batch::Candidate Event(const std::string& id, double value,
+                                int64_t offset) {
+    Batch::Candidate c;
+    c.event.set_event_id(id);
+    c.event.set_kpi("signups");
+    c.event.set_subject("team-a");
+    c.event.set_value(value);
+    c.event.mutable_event_time()->set_seconds(1795634360);
+    c.position.set_topic("kpi-events");
+    c.position.set_partition(0);
+    c.position.set_offset(offset);
+    c.raw = "raw-" + id;
+    return c;
+  }
+
+  std::filesystem::path dir_;
+};
+
+TEST_F(EventLogTest, AppendsEventsWithOffsetsAtomically) {
+  auto log = Open();
+  Batch batch;
+  batch.events = {Event("a", 1, 0), Event("b", 2, 1)};
+  batch.next_offsets[{"kpi-events", 0}] = 2;
+  auto result = log->Append(std::move(batch));
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->appended.size(), 2u);
+  EXPECT_EQ(result->appended[0].sequence(), 1u);
+  EXPECT_EQ(result->appended[1].sequence(), 2u);
+  EXPECT_EQ(log->last_sequence(), 2u);
+  EXPECT_EQ(log->Offsets().at({"kpi-events", 0}), 2);
+
+  auto got = log->GetByEventId("b");
+  ASSERT_TRUE(got.ok());
+  ASSERT_TRUE(got->has_value());
+  EXPECT_EQ((*got)->sequence(), 2u);
+  EXPECT_EQ((*got)->event().value(), 2);
+}
+
+TEST_F(EventLogTest, DuplicateIsCountedNotApplied) {
+  auto log = Open();
+  Batch first;
+  first.events = {Event("a", 1, 0)};
+  ASSERT_TRUE(log->Append(std::move(first)).ok());
+  Batch second;
+  // Same id and payload from a later offset, and twice within one batch.
+  second.events = {Event("a", 1, 5), Event("c", 3, 6), Event("c", 3, 7)};
+  auto result = log->Append(std::move(second));
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(result->appended.size(), 1u);
+  EXPECT_EQ(result->duplicates, 2u);
+  EXPECT_TRUE(result->rejected.empty());
+  const Stats stats = log->GetStats();
+  EXPECT_EQ(stats.counters.at({"accepted", ""}), 2u);
+  EXPECT_EQ(stats.counters.at({"duplicate", ""}), 2u);
+  EXPECT_EQ(stats.last_sequence, 2u);
+}
+
+TEST_F(EventLogTest, SameIdDifferentPayloadIsAConflict) {
+  auto log = Open();
+  Batch first;
+  first.events = {Event("a", 1, 0)};
+  ASSERT_TRUE(log->Append(std::move(first)).ok());
+  Batch second;
+  second.events = {Event("a", 99, 1), Event("b", 1, 2), Event("b", 7, 3)};
+  auto result = log->Append(std::move(second));
+  ASSERT_TRUE(result.ok());
+  ASSERT_EQ(result->rejected.size(), 2u);
+  EXPECT_EQ(result->rejected[0].reason(), "conflict");
+  EXPECT_EQ(result->rejected[0].raw(), "raw-a");
+  EXPECT_EQ(result->rejected[0].position().offset(), 1);
+  EXPECT_EQ(result->rejected[1].raw(), "raw-b");
+  EXPECT_EQ(log->GetStats().counters.at({"rejected", "conflict"}), 2u);
+  // The first payload stays the logged one.
+  EXPECT_EQ((*log->GetByEventId("a"))->event().value(), 1);
+
+  int stored = 0;
+  ASSERT_TRUE(log->ForEachRejected(1, [&](const okrd::v1::RejectedRecord& r) {
+                   EXPECT_EQ(r.sequence(), static_cast<uint64_t>(++stored));
+                   return true;
+                 }).ok());
+  EXPECT_EQ(stored, 2);
+}
+
+TEST_F(EventLogTest, RejectsAreStoredWithReasonAndRawBytes) {
+  auto log = Open();
+  Batch batch;
+  okrd::v1::RejectedRecord r;
+  r.set_reason("malformed");
+  r.set_detail("not protobuf");
+  r.set_raw(std::string("\xff\x00\x01", 3));
+  batch.rejects.push_back(r);
+  batch.next_offsets[{"kpi-events", 3}] = 10;
+  ASSERT_TRUE(log->Append(std::move(batch)).ok());
+  std::vector<okrd::v1::RejectedRecord> seen;
+  ASSERT_TRUE(log->ForEachRejected(1, [&](const okrd::v1::RejectedRecord& x) {
+                   seen.push_back(x);
+                   return true;
+                 }).ok());
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].raw(), std::string("\xff\x00\x01", 3));
+  EXPECT_EQ(log->GetStats().counters.at({"rejected", "malformed"}), 1u);
+}
+
+TEST_F(EventLogTest, StateSurvivesReopen) {
+  {
+    auto log = Open();
+    Batch batch;
+    batch.events = {Event("a", 1, 0), Event("a", 1, 1)};
+    batch.next_offsets[{"kpi-events", 0}] = 2;
+    ASSERT_TRUE(log->Append(std::move(batch)).ok());
+  }
+  auto log = Open();
+  const Stats stats = log->GetStats();
+  EXPECT_EQ(stats.last_sequence, 1u);
+  EXPECT_EQ(stats.counters.at({"accepted", ""}), 1u);
+  EXPECT_EQ(stats.counters.at({"duplicate", ""}), 1u);
+  EXPECT_EQ(stats.offsets.at({"kpi-events", 0}), 2);
+  // Dedup survives too.
+  Batch again;
+  again.events = {Event("a", 1, 2)};
+  auto result = log->Append(std::move(again));
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(result->duplicates, 1u);
+  int count = 0;
+  ASSERT_TRUE(log->ForEach(1, [&](const okrd::v1::StoredEvent&) {
+                   ++count;
+                   return true;
+                 }).ok());
+  EXPECT_EQ(count, 1);
+}
+
+TEST_F(EventLogTest, SecondWriterIsRefused) {
+  auto log = Open();
+  auto second = EventLog::Open({.path = dir_.string()});
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(second.status().message().find("in use by another okrd"),
+            absl::string_view::npos);
+  // Readers are allowed beside the writer.
+  auto reader = EventLog::Open({.path = dir_.string(), .read_only = true});
+  ASSERT_TRUE(reader.ok()) << reader.status();
+}
+
+TEST(PayloadHashTest, IgnoresAttributeOrderAndSeesValueChanges) {
+  okrd::v1::KpiEvent a;
+  a.set_event_id("x");
+  (*a.mutable_attributes())["k1"] = "v1";
+  (*a.mutable_attributes())["k2"] = "v2";
+  okrd::v1::KpiEvent b;
+  b.set_event_id("x");
+  (*b.mutable_attributes())["k2"] = "v2";
+  (*b.mutable_attributes())["k1"] = "v1";
+  EXPECT_EQ(PayloadHash(a), PayloadHash(b));
+  b.set_value(1);
+  EXPECT_NE(PayloadHash(a), PayloadHash(b));
+}
+
+}  // namespace
+}  // namespace okrd::eventlog

@@ -1,0 +1,131 @@
+#include "export/metrics.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "core/time_util.h"
+#include "export/http_server.h"
+#include "gtest/gtest.h"
+
+namespace okrd::exporter {
+namespace {
+
+std::shared_ptr<const config::Config> OneKpi() {
+  auto config = std::make_shared<config::Config>();
+  config::KpiOptions kpi;
+  kpi.id = "signups";
+  kpi.aggregation = config::Aggregation::kSum;
+  config->kpis.push_back(kpi);
+  return config;
+}
+
+void ApplyEvent(projection::KpiProjection& p, uint64_t seq, double value) {
+  okrd::v1::StoredEvent record;
+  record.set_sequence(seq);
+  record.set_ingest_time_us(1795634360000000);
+  auto* e = record.mutable_event();
+  e->set_kpi("signups");
+  e->set_subject("team \"a\"");
+  e->set_value(value);
+  e->mutable_event_time()->set_seconds(1795634300);
+  p.Apply(record);
+}
+
+TEST(RenderMetricsTest, RendersKpiAndDaemonSeries) {
+  projection::KpiProjection projection(OneKpi());
+  ApplyEvent(projection, 1, 2.5);
+  ApplyEvent(projection, 2, 4);
+  DaemonState state;
+  state.log.last_sequence = 2;
+  state.log.counters[{"accepted", ""}] = 2;
+  state.log.counters[{"rejected", "malformed"}] = 1;
+  state.lag[{"kpi-events", 3}] = 7;
+  const std::string text = RenderMetrics(projection, state);
+  for (const char* line : {
+           "# TYPE okr_kpi_value gauge",
+           "okr_kpi_value{kpi=\"signups\",subject=\"team \\\"a\\\"\",period=\"current\"} 6.5",
+           "# TYPE okrd_events_total counter",
+           "okrd_events_total{outcome=\"accepted\",reason=\"\"} 2",
+           "okrd_events_total{outcome=\"rejected\",reason=\"malformed\"} 1",
+           "okrd_eventlog_last_sequence 2",
+           "okrd_projection_sequence 2",
+           "okrd_consumer_lag_messages{topic=\"kpi-events\",partition=\"3\"} 7",
+           "okr_kpi_last_event_timestamp_seconds{kpi=\"signups\",subject=\"team \\\"a\\\"\"} 1795634300",
+       }) {
+    EXPECT_NE(text.find(line), std::string::npos) << "missing: " << line << "\n" << text;
+  }
+}
+
+// Serves a fixed projection for the HTTP tests.
+class FixedSource final : public SnapshotSource {
+ public:
+  FixedSource() : projection_(OneKpi()) { ApplyEvent(projection_, 1, 3); }
+  void Read(const std::function<void(const projection::KpiProjection&,
+                                     const DaemonState&)>& fn) const override {
+    fn(projection_, state_);
+  }
+  Readiness GetReadiness() const override { return readiness; }
+  Readiness readiness;
+
+ private:
+  projection::KpiProjection projection_;
+  DaemonState state_;
+};
+
+// A minimal HTTP/1.0 GET on 127.0.0.1; returns the whole response.
+std::string Get(int port, const std::string& path) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return "";
+  }
+  const std::string request = "GET " + path + " HTTP/1.0\r\nHost: x\r\n\r\n";
+  (void)!::write(fd, request.data(), request.size());
+  std::string response;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof(buf))) > 0;) response.append(buf, n);
+  ::close(fd);
+  return response;
+}
+
+TEST(HttpServerTest, ServesMetricsHealthAndReadiness) {
+  FixedSource source;
+  auto server = HttpServer::Start("127.0.0.1:0", &source);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  ASSERT_GT(port, 0);
+
+  const std::string metrics = Get(port, "/metrics");
+  EXPECT_NE(metrics.find("HTTP/1.1 200"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("Content-Type: text/plain; version=0.0.4; charset=utf-8"),
+            std::string::npos);
+  EXPECT_NE(metrics.find("okr_kpi_value{kpi=\"signups\""), std::string::npos);
+
+  EXPECT_NE(Get(port, "/healthz").find("HTTP/1.1 200"), std::string::npos);
+
+  const std::string not_ready = Get(port, "/readyz");
+  EXPECT_NE(not_ready.find("HTTP/1.1 503"), std::string::npos);
+  EXPECT_NE(not_ready.find("consumer not assigned"), std::string::npos);
+  source.readiness = {.log_open = true, .consumer_assigned = true, .rebuild_done = true};
+  EXPECT_NE(Get(port, "/readyz").find("HTTP/1.1 200"), std::string::npos);
+}
+
+TEST(HttpServerTest, BusyPortIsAClearError) {
+  FixedSource source;
+  auto first = HttpServer::Start("127.0.0.1:0", &source);
+  ASSERT_TRUE(first.ok());
+  auto second = HttpServer::Start("127.0.0.1:" + std::to_string((*first)->port()), &source);
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.status().message().find("cannot listen"), absl::string_view::npos);
+}
+
+}  // namespace
+}  // namespace okrd::exporter

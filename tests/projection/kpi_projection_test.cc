@@ -1,0 +1,117 @@
+#include "projection/kpi_projection.h"
+
+#include <map>
+#include <string>
+
+#include "core/time_util.h"
+#include "gtest/gtest.h"
+
+namespace okrd::projection {
+namespace {
+
+using config::Aggregation;
+
+absl::Time At(const char* rfc3339) {
+  absl::Time t;
+  std::string err;
+  EXPECT_TRUE(absl::ParseTime(absl::RFC3339_full, rfc3339, &t, &err)) << err;
+  return t;
+}
+
+class KpiProjectionTest : public ::testing::Test {
+ protected:
+  // One monthly UTC KPI per aggregation, named after it.
+  KpiProjectionTest() {
+    auto config = std::make_shared<config::Config>();
+    for (Aggregation a : {Aggregation::kLatest, Aggregation::kSum,
+                          Aggregation::kCount, Aggregation::kMean,
+                          Aggregation::kMin, Aggregation::kMax}) {
+      config::KpiOptions kpi;
+      kpi.id = std::string(config::AggregationName(a));
+      kpi.aggregation = a;
+      config->kpis.push_back(kpi);
+    }
+    projection_ = std::make_unique<KpiProjection>(config);
+  }
+
+  void Apply(const std::string& kpi, const std::string& subject, double value,
+             const char* time, const char* ingest = "2026-11-25T12:00:00Z") {
+    okrd::v1::StoredEvent record;
+    record.set_sequence(++sequence_);
+    record.set_ingest_time_us(absl::ToUnixMicros(At(ingest)));
+    auto* e = record.mutable_event();
+    e->set_event_id("e" + std::to_string(sequence_));
+    e->set_kpi(kpi);
+    e->set_subject(subject);
+    e->set_value(value);
+    ToProto(At(time), e->mutable_event_time());
+    projection_->Apply(record);
+  }
+
+  // "kpi/subject/period" -> value of every exported series.
+  std::map<std::string, double> Series() {
+    std::map<std::string, double> out;
+    projection_->ForEachSeries([&](const KpiSeries& s) {
+      out[s.kpi->id + "/" + *s.subject + "/" + s.period_label] = s.value;
+    });
+    return out;
+  }
+
+  std::unique_ptr<KpiProjection> projection_;
+  uint64_t sequence_ = 0;
+};
+
+TEST_F(KpiProjectionTest, EachAggregation) {
+  for (const char* kpi : {"latest", "sum", "count", "mean", "min", "max"}) {
+    Apply(kpi, "team-a", 4, "2026-11-02T00:00:00Z");
+    Apply(kpi, "team-a", 10, "2026-11-20T00:00:00Z");
+    Apply(kpi, "team-a", -2, "2026-11-10T00:00:00Z");
+  }
+  const auto series = Series();
+  EXPECT_EQ(series.at("latest/team-a/current"), 10);  // newest event time
+  EXPECT_EQ(series.at("sum/team-a/current"), 12);
+  EXPECT_EQ(series.at("count/team-a/current"), 3);
+  EXPECT_EQ(series.at("mean/team-a/current"), 4);
+  EXPECT_EQ(series.at("min/team-a/current"), -2);
+  EXPECT_EQ(series.at("max/team-a/current"), 10);
+  EXPECT_EQ(projection_->sequence(), 18u);
+}
+
+TEST_F(KpiProjectionTest, LatestBreaksTiesByLogOrder) {
+  Apply("latest", "team-a", 1, "2026-11-05T00:00:00Z");
+  Apply("latest", "team-a", 2, "2026-11-05T00:00:00Z");
+  EXPECT_EQ(Series().at("latest/team-a/current"), 2);
+}
+
+TEST_F(KpiProjectionTest, ExportsCurrentAndPreviousPeriodOnly) {
+  Apply("sum", "team-a", 1, "2026-09-15T00:00:00Z");
+  Apply("sum", "team-a", 2, "2026-10-15T00:00:00Z");
+  Apply("sum", "team-a", 3, "2026-11-15T00:00:00Z");
+  Apply("sum", "team-b", 5, "2026-11-16T00:00:00Z");
+  const auto series = Series();
+  EXPECT_EQ(series, (std::map<std::string, double>{
+                        {"sum/team-a/current", 3},
+                        {"sum/team-a/previous", 2},
+                        {"sum/team-b/current", 5}}));
+  // The older period is still aggregated, only not exported.
+  const Aggregate* sept = projection_->Find("sum", "team-a", At("2026-09-01T00:00:00Z"));
+  ASSERT_NE(sept, nullptr);
+  EXPECT_EQ(sept->sum, 1);
+}
+
+TEST_F(KpiProjectionTest, CurrentFollowsTheLoggedClock) {
+  Apply("sum", "team-a", 3, "2026-11-15T00:00:00Z", "2026-11-15T00:00:00Z");
+  EXPECT_EQ(Series().count("sum/team-a/current"), 1u);
+  projection_->AdvanceClock(At("2026-12-01T00:00:00Z"));
+  EXPECT_EQ(Series(), (std::map<std::string, double>{{"sum/team-a/previous", 3}}));
+}
+
+TEST_F(KpiProjectionTest, UnknownKpiAdvancesSequenceOnly) {
+  Apply("retired", "team-a", 1, "2026-11-15T00:00:00Z");
+  EXPECT_TRUE(Series().empty());
+  EXPECT_EQ(projection_->sequence(), 1u);
+  EXPECT_EQ(projection_->subject_count(), 0u);
+}
+
+}  // namespace
+}  // namespace okrd::projection
