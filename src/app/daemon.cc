@@ -20,7 +20,6 @@
 #include "ingest/embedded_broker.h"
 #include "ingest/kafka_ingest.h"
 #include "projection/kpi_projection.h"
-#include "core/log.h"
 #include "spdlog/spdlog.h"
 
 namespace okrd::app {
@@ -86,7 +85,8 @@ class State final : public ingest::BatchSink, public exporter::SnapshotSource {
 
   void OnAppended(const eventlog::AppendResult& result) override {
     absl::MutexLock lock(&mu_);
-    for (const okrd::v1::StoredEvent& e : result.appended) projection_->Apply(e);
+    for (const okrd::v1::StoredEvent& e : result.appended)
+      projection_->Apply(e);
     daemon_.log = log_->GetStats();
   }
 
@@ -128,7 +128,8 @@ int UsageError(absl::string_view message) {
 int RunDaemon(int argc, char** argv) {
   Args args({"config", "brokers", "data-dir", "listen", "log-level"},
             {"help", "version"});
-  if (absl::Status s = args.Parse(std::vector<std::string>(argv + 1, argv + argc));
+  if (absl::Status s =
+          args.Parse(std::vector<std::string>(argv + 1, argv + argc));
       !s.ok()) {
     return UsageError(s.message());
   }
@@ -142,7 +143,8 @@ int RunDaemon(int argc, char** argv) {
   }
   if (!args.positional().empty()) {
     return UsageError(absl::StrCat("unexpected argument \"",
-                                   args.positional().front(), "\" (see --help)"));
+                                   args.positional().front(),
+                                   "\" (see --help)"));
   }
   if (absl::Status s = InitLogging(args.Get("log-level").value_or("info"));
       !s.ok()) {
@@ -204,7 +206,8 @@ int RunDaemon(int argc, char** argv) {
       topics.push_back(config->kafka.dlq_topic);
     }
     absl::StatusOr<std::unique_ptr<ingest::EmbeddedBroker>> started =
-        ingest::EmbeddedBroker::Start(config->kafka.embedded_partitions, topics);
+        ingest::EmbeddedBroker::Start(config->kafka.embedded_partitions,
+                                      topics);
     if (!started.ok()) {
       spdlog::critical("{}", started.status().message());
       return 1;

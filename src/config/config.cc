@@ -18,22 +18,32 @@ namespace okrd::config {
 
 absl::string_view AggregationName(Aggregation a) {
   switch (a) {
-    case Aggregation::kLatest: return "latest";
-    case Aggregation::kSum: return "sum";
-    case Aggregation::kCount: return "count";
-    case Aggregation::kMean: return "mean";
-    case Aggregation::kMin: return "min";
-    case Aggregation::kMax: return "max";
+    case Aggregation::kLatest:
+      return "latest";
+    case Aggregation::kSum:
+      return "sum";
+    case Aggregation::kCount:
+      return "count";
+    case Aggregation::kMean:
+      return "mean";
+    case Aggregation::kMin:
+      return "min";
+    case Aggregation::kMax:
+      return "max";
   }
   return "unknown";
 }
 
 absl::string_view PeriodName(PeriodKind p) {
   switch (p) {
-    case PeriodKind::kDay: return "day";
-    case PeriodKind::kWeek: return "week";
-    case PeriodKind::kMonth: return "month";
-    case PeriodKind::kQuarter: return "quarter";
+    case PeriodKind::kDay:
+      return "day";
+    case PeriodKind::kWeek:
+      return "week";
+    case PeriodKind::kMonth:
+      return "month";
+    case PeriodKind::kQuarter:
+      return "quarter";
   }
   return "unknown";
 }
@@ -84,7 +94,8 @@ class Reader {
     error_ = absl::StrCat(source_, ":", line > 0 ? absl::StrCat(line) : "?",
                           ": ", field, ": ", problem);
   }
-  void FailAtLine(int line, absl::string_view field, absl::string_view problem) {
+  void FailAtLine(int line, absl::string_view field,
+                  absl::string_view problem) {
     if (error_) return;
     error_ = absl::StrCat(source_, ":", line, ": ", field, ": ", problem);
   }
@@ -252,8 +263,8 @@ void ReadKafka(Reader& r, const YAML::Node& node, KafkaOptions* kafka) {
     r.Fail(node["group_id"], "kafka.group_id", "must not be empty");
   }
   if (auto v = r.String(node, path, "dlq_topic", false)) kafka->dlq_topic = *v;
-  if (std::find(kafka->topics.begin(), kafka->topics.end(),
-                kafka->dlq_topic) != kafka->topics.end()) {
+  if (std::find(kafka->topics.begin(), kafka->topics.end(), kafka->dlq_topic) !=
+      kafka->topics.end()) {
     r.Fail(node["dlq_topic"], "kafka.dlq_topic",
            "must differ from every consumed topic");
   }
@@ -268,8 +279,7 @@ void ReadKafka(Reader& r, const YAML::Node& node, KafkaOptions* kafka) {
   r.Int(node, path, "batch_max_messages", 1, 100000,
         &kafka->batch_max_messages);
   r.Duration(node, path, "batch_max_wait", &kafka->batch_max_wait);
-  r.Int(node, path, "embedded_partitions", 1, 256,
-        &kafka->embedded_partitions);
+  r.Int(node, path, "embedded_partitions", 1, 256, &kafka->embedded_partitions);
   const YAML::Node props = node["properties"];
   if (props) {
     if (!props.IsMap()) {
@@ -291,8 +301,8 @@ void ReadKafka(Reader& r, const YAML::Node& node, KafkaOptions* kafka) {
 void ReadKpi(Reader& r, const YAML::Node& node, const std::string& path,
              KpiOptions* kpi) {
   if (!r.Map(node, path,
-             {"id", "description", "unit", "aggregation", "period",
-              "time_zone", "week_start", "staleness"})) {
+             {"id", "description", "unit", "aggregation", "period", "time_zone",
+              "week_start", "staleness"})) {
     return;
   }
   if (auto v = r.String(node, path, "id", true)) kpi->id = *v;
@@ -378,7 +388,8 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
     if (const YAML::Node storage = root["storage"]; storage && r.ok()) {
       if (r.Map(storage, "storage", {"path", "sync"})) {
         if (auto v = r.String(storage, "storage", "path", false)) {
-          if (v->empty()) r.Fail(storage["path"], "storage.path", "must not be empty");
+          if (v->empty())
+            r.Fail(storage["path"], "storage.path", "must not be empty");
           config->storage.path = *v;
         }
         r.Bool(storage, "storage", "sync", &config->storage.sync);
@@ -431,8 +442,7 @@ absl::StatusOr<std::shared_ptr<const Config>> LoadConfig(
     const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat(path, ": cannot open config file"));
+    return absl::NotFoundError(absl::StrCat(path, ": cannot open config file"));
   }
   std::ostringstream text;
   text << in.rdbuf();

@@ -57,7 +57,8 @@ struct KafkaOptions {
   // Where rejected messages are produced, with the reason in a header.
   // Empty (default) disables the DLQ; rejects are still kept in the log.
   std::string dlq_topic;
-  // For partitions this node's log has never seen: earliest (default) or latest.
+  // For partitions this node's log has never seen: earliest (default) or
+  // latest.
   std::string auto_offset_reset = "earliest";
   // Most messages folded into one durable WriteBatch. Default 2000.
   int batch_max_messages = 2000;

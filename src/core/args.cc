@@ -8,7 +8,7 @@ namespace okrd {
 absl::Status Args::Parse(const std::vector<std::string>& argv) {
   for (size_t i = 0; i < argv.size(); ++i) {
     const std::string& arg = argv[i];
-    if (arg == "--" ) {
+    if (arg == "--") {
       positional_.insert(positional_.end(), argv.begin() + i + 1, argv.end());
       break;
     }
@@ -56,9 +56,8 @@ std::vector<std::string> Args::All(const std::string& name) const {
   return it == values_.end() ? std::vector<std::string>{} : it->second;
 }
 
-absl::Status Args::GetInt(const std::string& name, long long min,
-                          long long max, long long fallback,
-                          long long* out) const {
+absl::Status Args::GetInt(const std::string& name, long long min, long long max,
+                          long long fallback, long long* out) const {
   const std::optional<std::string> text = Get(name);
   if (!text) {
     *out = fallback;
@@ -66,9 +65,9 @@ absl::Status Args::GetInt(const std::string& name, long long min,
   }
   long long value = 0;
   if (!absl::SimpleAtoi(*text, &value) || value < min || value > max) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--", name, ": expected an integer in [", min, ", ", max, "], got \"",
-        *text, "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", name, ": expected an integer in [", min, ", ", max,
+                     "], got \"", *text, "\""));
   }
   *out = value;
   return absl::OkStatus();

@@ -22,9 +22,9 @@ void ToProto(absl::Time t, google::protobuf::Timestamp* out) {
 absl::StatusOr<absl::Duration> ParseHumanDuration(absl::string_view text) {
   const absl::string_view original = text;
   auto bad = [&](absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "invalid duration \"", original, "\": ", why,
-        " (expected e.g. 500ms, 30s, 15m, 48h, 7d)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid duration \"", original, "\": ", why,
+                     " (expected e.g. 500ms, 30s, 15m, 48h, 7d)"));
   };
   if (text.empty()) return bad("empty");
   absl::Duration total;

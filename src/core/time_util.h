@@ -17,7 +17,6 @@ namespace okrd {
 absl::Time FromProto(const google::protobuf::Timestamp& ts);
 void ToProto(absl::Time t, google::protobuf::Timestamp* out);
 
-
 // Parses a non-negative duration: a number followed by ms, s, m, h or d,
 // or a sum of such parts ("1h30m").
 absl::StatusOr<absl::Duration> ParseHumanDuration(absl::string_view text);

@@ -15,8 +15,16 @@
 namespace okrd::eventlog {
 namespace {
 
-enum Cf { kDefault = 0, kEvents, kDedup, kOffsets, kRejected, kSnapshots, kMeta };
-const char* const kCfNames[] = {"default", "events",    "dedup", "offsets",
+enum Cf {
+  kDefault = 0,
+  kEvents,
+  kDedup,
+  kOffsets,
+  kRejected,
+  kSnapshots,
+  kMeta
+};
+const char* const kCfNames[] = {"default",  "events",    "dedup", "offsets",
                                 "rejected", "snapshots", "meta"};
 constexpr size_t kHashBytes = 32;
 
@@ -92,7 +100,8 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
   rocksdb::ColumnFamilyOptions cf_options;
   cf_options.OptimizeLevelStyleCompaction();
   rocksdb::ColumnFamilyOptions dedup_options = cf_options;
-  // Most dedup lookups are for new ids: a bloom filter answers them from memory.
+  // Most dedup lookups are for new ids: a bloom filter answers them from
+  // memory.
   rocksdb::BlockBasedTableOptions table;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   dedup_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
@@ -280,9 +289,9 @@ absl::Status EventLog::ForEach(
   for (it->Seek(EncodeU64(from)); it->Valid(); it->Next()) {
     if (!record.ParseFromArray(it->value().data(),
                                static_cast<int>(it->value().size()))) {
-      return absl::DataLossError(absl::StrCat(
-          "event log record ", DecodeU64(it->key().ToString()),
-          " does not parse"));
+      return absl::DataLossError(absl::StrCat("event log record ",
+                                              DecodeU64(it->key().ToString()),
+                                              " does not parse"));
     }
     if (!fn(record)) break;
   }

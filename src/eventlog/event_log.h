@@ -107,7 +107,8 @@ class EventLog {
       uint64_t from,
       const std::function<bool(const okrd::v1::StoredEvent&)>& fn) const;
 
-  absl::StatusOr<std::optional<okrd::v1::StoredEvent>> Get(uint64_t sequence) const;
+  absl::StatusOr<std::optional<okrd::v1::StoredEvent>> Get(
+      uint64_t sequence) const;
   absl::StatusOr<std::optional<okrd::v1::StoredEvent>> GetByEventId(
       const std::string& event_id) const;
   absl::Status ForEachRejected(

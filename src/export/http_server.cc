@@ -28,9 +28,8 @@ class MetricsHandler final : public CivetHandler {
   explicit MetricsHandler(const SnapshotSource* source) : source_(source) {}
   bool handleGet(CivetServer*, mg_connection* conn) override {
     std::string body;
-    source_->Read([&](const projection::KpiProjection& p, const DaemonState& s) {
-      body = RenderMetrics(p, s);
-    });
+    source_->Read([&](const projection::KpiProjection& p,
+                      const DaemonState& s) { body = RenderMetrics(p, s); });
     Reply(conn, 200, kContentType, body);
     return true;
   }
@@ -82,7 +81,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
     const std::string& listen, const SnapshotSource* source) {
   auto state = std::make_unique<State>();
   const std::vector<std::string> options = {
-      "listening_ports", listen, "num_threads", "4",
+      "listening_ports",    listen,  "num_threads",       "4",
       "request_timeout_ms", "10000", "enable_keep_alive", "no"};
   try {
     state->server = std::make_unique<CivetServer>(options);

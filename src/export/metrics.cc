@@ -38,7 +38,9 @@ void AddSample(MetricFamily& family, std::vector<ClientMetric::Label> labels,
   }
 }
 
-double Seconds(absl::Time t) { return absl::ToDoubleSeconds(t - absl::UnixEpoch()); }
+double Seconds(absl::Time t) {
+  return absl::ToDoubleSeconds(t - absl::UnixEpoch());
+}
 
 }  // namespace
 
@@ -56,25 +58,26 @@ std::string RenderMetrics(const projection::KpiProjection& projection,
       families, "okr_kpi_period_start_timestamp_seconds",
       "Start of the period an okr_kpi_value series covers.", MetricType::Gauge);
   projection.ForEachSeries([&](const projection::KpiSeries& s) {
-    std::vector<ClientMetric::Label> labels = {
-        {"kpi", s.kpi->id}, {"subject", *s.subject}, {"period", s.period_label}};
+    std::vector<ClientMetric::Label> labels = {{"kpi", s.kpi->id},
+                                               {"subject", *s.subject},
+                                               {"period", s.period_label}};
     AddSample(value, labels, s.value);
     AddSample(start, std::move(labels), Seconds(s.period.start));
   });
-  MetricFamily& last = AddFamily(
-      families, "okr_kpi_last_event_timestamp_seconds",
-      "Event time of the newest measurement of a KPI for a subject.",
-      MetricType::Gauge);
+  MetricFamily& last =
+      AddFamily(families, "okr_kpi_last_event_timestamp_seconds",
+                "Event time of the newest measurement of a KPI for a subject.",
+                MetricType::Gauge);
   projection.ForEachSubject([&](const config::KpiOptions& kpi,
                                 const std::string& subject, absl::Time t) {
     AddSample(last, {{"kpi", kpi.id}, {"subject", subject}}, Seconds(t));
   });
 
-  MetricFamily& events = AddFamily(
-      families, "okrd_events_total",
-      "Kafka messages by outcome (accepted, duplicate, rejected) and "
-      "rejection reason; persisted in the event log.",
-      MetricType::Counter);
+  MetricFamily& events =
+      AddFamily(families, "okrd_events_total",
+                "Kafka messages by outcome (accepted, duplicate, rejected) and "
+                "rejection reason; persisted in the event log.",
+                MetricType::Counter);
   for (const auto& [key, count] : state.log.counters) {
     AddSample(events, {{"outcome", key.first}, {"reason", key.second}},
               static_cast<double>(count));
@@ -97,10 +100,10 @@ std::string RenderMetrics(const projection::KpiProjection& projection,
               {{"topic", key.first}, {"partition", absl::StrCat(key.second)}},
               static_cast<double>(messages));
   }
-  AddSample(AddFamily(families, "okrd_build_info",
-                      "Build of the running okrd; always 1.",
-                      MetricType::Gauge),
-            {{"version", Version()}}, 1);
+  AddSample(
+      AddFamily(families, "okrd_build_info",
+                "Build of the running okrd; always 1.", MetricType::Gauge),
+      {{"version", Version()}}, 1);
   return prometheus::TextSerializer().Serialize(families);
 }
 

@@ -43,7 +43,8 @@ class SnapshotSource {
   virtual Readiness GetReadiness() const = 0;
 };
 
-inline constexpr char kContentType[] = "text/plain; version=0.0.4; charset=utf-8";
+inline constexpr char kContentType[] =
+    "text/plain; version=0.0.4; charset=utf-8";
 
 std::string RenderMetrics(const projection::KpiProjection& projection,
                           const DaemonState& state);

@@ -33,8 +33,8 @@ absl::StatusOr<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::Start(
     return absl::InternalError("embedded broker: cannot start mock cluster");
   }
   for (const std::string& topic : topics) {
-    const rd_kafka_resp_err_t e =
-        rd_kafka_mock_topic_create(handles->cluster, topic.c_str(), partitions, 1);
+    const rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(
+        handles->cluster, topic.c_str(), partitions, 1);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
       return absl::InternalError(absl::StrCat("embedded broker: topic ", topic,
                                               ": ", rd_kafka_err2str(e)));

@@ -7,10 +7,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/log.h"
 #include "ingest/producer.h"
 #include "ingest/validator.h"
 #include "librdkafka/rdkafkacpp.h"
-#include "core/log.h"
 #include "spdlog/spdlog.h"
 
 namespace okrd::ingest {
@@ -100,8 +100,8 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
       if (!result.ok()) break;
     }
     if (fatal_.load() && result.ok()) {
-      result = absl::UnavailableError(absl::StrCat("fatal Kafka error: ",
-                                                   fatal_reason_));
+      result = absl::UnavailableError(
+          absl::StrCat("fatal Kafka error: ", fatal_reason_));
     }
     consumer_->close();
     closed_ = true;
@@ -121,8 +121,9 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
   }
 
   // RdKafka::RebalanceCb
-  void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
-                    std::vector<RdKafka::TopicPartition*>& partitions) override {
+  void rebalance_cb(
+      RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
+      std::vector<RdKafka::TopicPartition*>& partitions) override {
     const bool cooperative = consumer->rebalance_protocol() == "COOPERATIVE";
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
       const std::map<eventlog::PartitionKey, int64_t> stored = log_->Offsets();
@@ -142,9 +143,9 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
         }
         tp->set_offset(offset);
         owned_.insert(key);
-        described.push_back(absl::StrCat(key.first, "/", key.second, "@",
-                                         offset >= 0 ? absl::StrCat(offset)
-                                                     : std::string("start")));
+        described.push_back(absl::StrCat(
+            key.first, "/", key.second, "@",
+            offset >= 0 ? absl::StrCat(offset) : std::string("start")));
       }
       RdKafka::Error* error = nullptr;
       if (cooperative) {
@@ -214,10 +215,10 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
     const absl::Time deadline = absl::Now() + kafka.batch_max_wait;
     int taken = 0;
     while (taken < kafka.batch_max_messages && !stop.load()) {
-      const int64_t remaining_ms =
-          std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now()));
-      std::unique_ptr<RdKafka::Message> msg(
-          consumer_->consume(taken == 0 ? 100 : static_cast<int>(remaining_ms)));
+      const int64_t remaining_ms = std::max<int64_t>(
+          0, absl::ToInt64Milliseconds(deadline - absl::Now()));
+      std::unique_ptr<RdKafka::Message> msg(consumer_->consume(
+          taken == 0 ? 100 : static_cast<int>(remaining_ms)));
       switch (msg->err()) {
         case RdKafka::ERR_NO_ERROR:
           Take(*msg, batch);
@@ -248,7 +249,7 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
       }
     }
     const absl::string_view payload(static_cast<const char*>(msg.payload()),
-                                   msg.payload() == nullptr ? 0 : msg.len());
+                                    msg.payload() == nullptr ? 0 : msg.len());
     const Encoding encoding =
         EncodingFor(content_type, json_topics_.contains(key.first));
     okrd::v1::SourcePosition position;
@@ -269,15 +270,18 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
     okrd::v1::RejectedRecord& record = batch.rejects.emplace_back();
     record.set_reason(std::move(rejection.reason));
     record.set_detail(std::move(rejection.detail));
-    record.set_raw(std::string(payload.substr(0, config_->limits.max_message_bytes)));
+    record.set_raw(
+        std::string(payload.substr(0, config_->limits.max_message_bytes)));
     record.set_content_type(std::move(content_type));
     *record.mutable_position() = std::move(position);
   }
 
   absl::Status Commit(eventlog::Batch batch) {
     batch.ingest_time = clock_->Now();
-    const std::map<eventlog::PartitionKey, int64_t> offsets = batch.next_offsets;
-    absl::StatusOr<eventlog::AppendResult> result = log_->Append(std::move(batch));
+    const std::map<eventlog::PartitionKey, int64_t> offsets =
+        batch.next_offsets;
+    absl::StatusOr<eventlog::AppendResult> result =
+        log_->Append(std::move(batch));
     if (!result.ok()) {
       spdlog::critical("event log append failed, stopping: {}",
                        result.status().message());
@@ -293,9 +297,9 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
             config_->kafka.dlq_topic, "", r.raw(),
             {{"okrd-reason", r.reason()},
              {"okrd-detail", r.detail()},
-             {"okrd-source", absl::StrCat(r.position().topic(), "/",
-                                          r.position().partition(), "@",
-                                          r.position().offset())},
+             {"okrd-source",
+              absl::StrCat(r.position().topic(), "/", r.position().partition(),
+                           "@", r.position().offset())},
              {"content-type", r.content_type()}});
         if (!s.ok()) spdlog::warn("dead-letter topic: {}", s.message());
       }

@@ -3,8 +3,8 @@
 #include <atomic>
 
 #include "absl/strings/str_cat.h"
-#include "librdkafka/rdkafkacpp.h"
 #include "core/log.h"
+#include "librdkafka/rdkafkacpp.h"
 #include "spdlog/spdlog.h"
 
 namespace okrd::ingest {
@@ -50,12 +50,15 @@ class KafkaProducer final : public Producer {
   KafkaProducer(std::unique_ptr<DeliveryReport> dr,
                 std::unique_ptr<LogRouter> log,
                 std::unique_ptr<RdKafka::Producer> producer)
-      : dr_(std::move(dr)), log_(std::move(log)), producer_(std::move(producer)) {}
+      : dr_(std::move(dr)),
+        log_(std::move(log)),
+        producer_(std::move(producer)) {}
 
   ~KafkaProducer() override { producer_->flush(5000); }
 
   absl::Status Send(const std::string& topic, absl::string_view key,
-                    absl::string_view payload, const Headers& headers) override {
+                    absl::string_view payload,
+                    const Headers& headers) override {
     for (;;) {
       RdKafka::Headers* kafka_headers = nullptr;
       if (!headers.empty()) {
@@ -84,8 +87,8 @@ class KafkaProducer final : public Producer {
   }
 
   absl::Status Flush(absl::Duration timeout) override {
-    const RdKafka::ErrorCode err = producer_->flush(
-        static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+    const RdKafka::ErrorCode err =
+        producer_->flush(static_cast<int>(absl::ToInt64Milliseconds(timeout)));
     if (err != RdKafka::ERR_NO_ERROR) {
       return absl::DeadlineExceededError(absl::StrCat(
           producer_->outq_len(), " messages still undelivered after ",

@@ -4,15 +4,16 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "core/time_util.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace okrd::ingest {
 namespace {
 
-// Timestamp's valid range, 0001-01-01 to 9999-12-31 (google/protobuf/timestamp.proto).
+// Timestamp's valid range, 0001-01-01 to 9999-12-31
+// (google/protobuf/timestamp.proto).
 constexpr int64_t kMinSeconds = -62135596800;
 constexpr int64_t kMaxSeconds = 253402300799;
 
@@ -45,8 +46,8 @@ bool DecodeAndValidate(absl::string_view payload, Encoding encoding,
   const config::LimitsOptions& limits = config.limits;
   if (payload.size() > limits.max_message_bytes) {
     return Reject(rejection, "oversize",
-                  absl::StrCat("message is ", payload.size(),
-                               " bytes, limit ", limits.max_message_bytes));
+                  absl::StrCat("message is ", payload.size(), " bytes, limit ",
+                               limits.max_message_bytes));
   }
   event->Clear();
   if (encoding == Encoding::kJson) {
@@ -66,11 +67,10 @@ bool DecodeAndValidate(absl::string_view payload, Encoding encoding,
                   "bytes do not parse as a binary KpiEvent");
   }
 
-  for (const auto& [name, value] :
-       {std::pair<const char*, const std::string*>{"event_id",
-                                                   &event->event_id()},
-        {"kpi", &event->kpi()},
-        {"subject", &event->subject()}}) {
+  for (const auto& [name, value] : {std::pair<const char*, const std::string*>{
+                                        "event_id", &event->event_id()},
+                                    {"kpi", &event->kpi()},
+                                    {"subject", &event->subject()}}) {
     if (value->empty()) {
       return Reject(rejection, "missing_field",
                     absl::StrCat("required field ", name, " is empty"));
@@ -91,13 +91,15 @@ bool DecodeAndValidate(absl::string_view payload, Encoding encoding,
     }
   }
   if (!event->has_event_time()) {
-    return Reject(rejection, "missing_field", "required field event_time is unset");
+    return Reject(rejection, "missing_field",
+                  "required field event_time is unset");
   }
   const bool amends = event->kind() == okrd::v1::CORRECTION ||
                       event->kind() == okrd::v1::RETRACTION;
   if (amends && event->corrects_event_id().empty()) {
-    return Reject(rejection, "missing_field",
-                  "corrects_event_id is required on a correction or retraction");
+    return Reject(
+        rejection, "missing_field",
+        "corrects_event_id is required on a correction or retraction");
   }
   if (!std::isfinite(event->value())) {
     return Reject(rejection, "non_finite",
@@ -105,8 +107,8 @@ bool DecodeAndValidate(absl::string_view payload, Encoding encoding,
   }
   if (static_cast<size_t>(event->attributes_size()) > limits.max_attributes) {
     return Reject(rejection, "oversize",
-                  absl::StrCat(event->attributes_size(),
-                               " attributes, limit ", limits.max_attributes));
+                  absl::StrCat(event->attributes_size(), " attributes, limit ",
+                               limits.max_attributes));
   }
   for (const auto& [key, value] : event->attributes()) {
     if (key.size() + value.size() > limits.max_attribute_bytes) {
@@ -123,10 +125,10 @@ bool DecodeAndValidate(absl::string_view payload, Encoding encoding,
   }
   if (!event->unit().empty() && !kpi->unit.empty() &&
       event->unit() != kpi->unit) {
-    return Reject(rejection, "unit_mismatch",
-                  absl::StrCat("unit \"", event->unit(), "\" but kpi \"",
-                               kpi->id, "\" is measured in \"", kpi->unit,
-                               "\""));
+    return Reject(
+        rejection, "unit_mismatch",
+        absl::StrCat("unit \"", event->unit(), "\" but kpi \"", kpi->id,
+                     "\" is measured in \"", kpi->unit, "\""));
   }
   const google::protobuf::Timestamp& ts = event->event_time();
   if (ts.seconds() < kMinSeconds || ts.seconds() > kMaxSeconds ||
@@ -136,11 +138,11 @@ bool DecodeAndValidate(absl::string_view payload, Encoding encoding,
   }
   const absl::Time event_time = FromProto(ts);
   if (event_time > now + limits.max_future_skew) {
-    return Reject(rejection, "future_event_time",
-                  absl::StrCat("event_time ", FormatUtc(event_time),
-                               " is more than ",
-                               absl::FormatDuration(limits.max_future_skew),
-                               " ahead of ", FormatUtc(now)));
+    return Reject(
+        rejection, "future_event_time",
+        absl::StrCat("event_time ", FormatUtc(event_time), " is more than ",
+                     absl::FormatDuration(limits.max_future_skew), " ahead of ",
+                     FormatUtc(now)));
   }
   return true;
 }

@@ -23,12 +23,18 @@ void Aggregate::Add(double value, absl::Time event_time, uint64_t sequence) {
 
 double Aggregate::Value(config::Aggregation aggregation) const {
   switch (aggregation) {
-    case config::Aggregation::kLatest: return latest;
-    case config::Aggregation::kSum: return sum;
-    case config::Aggregation::kCount: return static_cast<double>(count);
-    case config::Aggregation::kMean: return sum / static_cast<double>(count);
-    case config::Aggregation::kMin: return min;
-    case config::Aggregation::kMax: return max;
+    case config::Aggregation::kLatest:
+      return latest;
+    case config::Aggregation::kSum:
+      return sum;
+    case config::Aggregation::kCount:
+      return static_cast<double>(count);
+    case config::Aggregation::kMean:
+      return sum / static_cast<double>(count);
+    case config::Aggregation::kMin:
+      return min;
+    case config::Aggregation::kMax:
+      return max;
   }
   return 0;
 }
@@ -49,8 +55,8 @@ void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
   state.kpi = kpi;
   state.last_event_time = std::max(state.last_event_time, event_time);
   const Period period = PeriodContaining(event_time, *kpi);
-  state.periods[absl::ToUnixMicros(period.start)].Add(
-      event.value(), event_time, record.sequence());
+  state.periods[absl::ToUnixMicros(period.start)].Add(event.value(), event_time,
+                                                      record.sequence());
 }
 
 void KpiProjection::AdvanceClock(absl::Time now) {

@@ -40,7 +40,8 @@ TEST(ConfigTest, LoadsMinimalConfigWithDefaults) {
 }
 
 TEST(ConfigTest, ExampleConfigIsValid) {
-  auto config = LoadConfig(std::string(OKRD_SOURCE_DIR) + "/config/example.yaml");
+  auto config =
+      LoadConfig(std::string(OKRD_SOURCE_DIR) + "/config/example.yaml");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_GE((*config)->kpis.size(), 5u);
 }
@@ -58,7 +59,8 @@ TEST(ConfigTest, UnknownFieldIsAnError) {
 }
 
 TEST(ConfigTest, MissingSectionsAndFields) {
-  EXPECT_EQ(ErrorOf("kpis: []\n"), "test.yaml:1: kafka: required section is missing");
+  EXPECT_EQ(ErrorOf("kpis: []\n"),
+            "test.yaml:1: kafka: required section is missing");
   EXPECT_EQ(ErrorOf("kafka:\n  brokers: embedded\nkpis:\n  - id: a\n"),
             "test.yaml:2: kafka.topics: at least one topic is required");
   EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\n"),
@@ -70,38 +72,50 @@ TEST(ConfigTest, MissingSectionsAndFields) {
 TEST(ConfigTest, WrongTypes) {
   EXPECT_EQ(ErrorOf("kafka:\n  topics: t\nkpis:\n  - id: a\n"),
             "test.yaml:2: kafka.topics: expected a list of strings");
-  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\n  batch_max_messages: lots\nkpis:\n  - id: a\n"),
+  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\n  batch_max_messages: "
+                    "lots\nkpis:\n  - id: a\n"),
             "test.yaml:3: kafka.batch_max_messages: expected an integer in [1, "
             "100000], got \"lots\"");
-  EXPECT_EQ(ErrorOf(std::string(kValid) + "storage:\n  sync: maybe\n"),
-            "test.yaml:11: storage.sync: expected true or false, got \"maybe\"");
-  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\n  properties: [a]\nkpis:\n  - id: a\n"),
-            "test.yaml:3: kafka.properties: expected a mapping of strings");
+  EXPECT_EQ(
+      ErrorOf(std::string(kValid) + "storage:\n  sync: maybe\n"),
+      "test.yaml:11: storage.sync: expected true or false, got \"maybe\"");
+  EXPECT_EQ(
+      ErrorOf("kafka:\n  topics: [t]\n  properties: [a]\nkpis:\n  - id: a\n"),
+      "test.yaml:3: kafka.properties: expected a mapping of strings");
 }
 
 TEST(ConfigTest, UnknownEnumValues) {
-  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\nkpis:\n  - id: a\n    aggregation: avg\n"),
-            "test.yaml:5: kpis[0].aggregation: unknown value \"avg\" (expected "
-            "one of latest, sum, count, mean, min, max)");
-  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\nkpis:\n  - id: a\n    period: year\n"),
-            "test.yaml:5: kpis[0].period: unknown value \"year\" (expected one "
-            "of day, week, month, quarter)");
-  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\n  auto_offset_reset: middle\nkpis:\n  - id: a\n"),
+  EXPECT_EQ(
+      ErrorOf(
+          "kafka:\n  topics: [t]\nkpis:\n  - id: a\n    aggregation: avg\n"),
+      "test.yaml:5: kpis[0].aggregation: unknown value \"avg\" (expected "
+      "one of latest, sum, count, mean, min, max)");
+  EXPECT_EQ(
+      ErrorOf("kafka:\n  topics: [t]\nkpis:\n  - id: a\n    period: year\n"),
+      "test.yaml:5: kpis[0].period: unknown value \"year\" (expected one "
+      "of day, week, month, quarter)");
+  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\n  auto_offset_reset: "
+                    "middle\nkpis:\n  - id: a\n"),
             "test.yaml:3: kafka.auto_offset_reset: unknown value \"middle\" "
             "(expected earliest or latest)");
 }
 
 TEST(ConfigTest, BadValues) {
-  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\nkpis:\n  - id: a\n    time_zone: Mars/Olympus\n"),
-            "test.yaml:5: kpis[0].time_zone: unknown time zone \"Mars/Olympus\" "
-            "(is tzdata installed?)");
-  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\nkpis:\n  - id: a\n    staleness: soon\n"),
-            "test.yaml:5: kpis[0].staleness: invalid duration \"soon\": missing "
-            "number (expected e.g. 500ms, 30s, 15m, 48h, 7d)");
+  EXPECT_EQ(
+      ErrorOf("kafka:\n  topics: [t]\nkpis:\n  - id: a\n    time_zone: "
+              "Mars/Olympus\n"),
+      "test.yaml:5: kpis[0].time_zone: unknown time zone \"Mars/Olympus\" "
+      "(is tzdata installed?)");
+  EXPECT_EQ(
+      ErrorOf("kafka:\n  topics: [t]\nkpis:\n  - id: a\n    staleness: soon\n"),
+      "test.yaml:5: kpis[0].staleness: invalid duration \"soon\": missing "
+      "number (expected e.g. 500ms, 30s, 15m, 48h, 7d)");
   EXPECT_EQ(ErrorOf(std::string(kValid) + "http:\n  listen: localhost\n"),
             "test.yaml:11: http.listen: \"localhost\" is not HOST:PORT");
-  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\nkpis:\n  - id: a\n    week_start: 8\n"),
-            "test.yaml:5: kpis[0].week_start: expected an integer in [1, 7], got \"8\"");
+  EXPECT_EQ(
+      ErrorOf("kafka:\n  topics: [t]\nkpis:\n  - id: a\n    week_start: 8\n"),
+      "test.yaml:5: kpis[0].week_start: expected an integer in [1, 7], got "
+      "\"8\"");
 }
 
 TEST(ConfigTest, IdsAndCrossReferences) {
@@ -110,10 +124,12 @@ TEST(ConfigTest, IdsAndCrossReferences) {
   EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\nkpis:\n  - id: \"a b\"\n"),
             "test.yaml:4: kpis[0].id: \"a b\" is not a valid id (letters, "
             "digits, _ - ., at most 128)");
-  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\n  json_topics: [u]\nkpis:\n  - id: a\n"),
-            "test.yaml:3: kafka.json_topics: \"u\" is not one of kafka.topics");
-  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\n  dlq_topic: t\nkpis:\n  - id: a\n"),
-            "test.yaml:3: kafka.dlq_topic: must differ from every consumed topic");
+  EXPECT_EQ(
+      ErrorOf("kafka:\n  topics: [t]\n  json_topics: [u]\nkpis:\n  - id: a\n"),
+      "test.yaml:3: kafka.json_topics: \"u\" is not one of kafka.topics");
+  EXPECT_EQ(
+      ErrorOf("kafka:\n  topics: [t]\n  dlq_topic: t\nkpis:\n  - id: a\n"),
+      "test.yaml:3: kafka.dlq_topic: must differ from every consumed topic");
 }
 
 TEST(ConfigTest, MissingFileIsNamed) {

@@ -18,7 +18,8 @@ TEST(ArgsTest, ParsesValuesSwitchesAndPositionals) {
 
 TEST(ArgsTest, NamesTheOffendingFlag) {
   Args args({"config"}, {"json"});
-  EXPECT_EQ(args.Parse({"--nope"}).message(), "unknown flag --nope (see --help)");
+  EXPECT_EQ(args.Parse({"--nope"}).message(),
+            "unknown flag --nope (see --help)");
   Args missing({"config"}, {});
   EXPECT_EQ(missing.Parse({"--config"}).message(), "--config needs a value");
   Args with_value({}, {"json"});

@@ -100,10 +100,13 @@ TEST_F(EventLogTest, SameIdDifferentPayloadIsAConflict) {
   EXPECT_EQ((*log->GetByEventId("a"))->event().value(), 1);
 
   int stored = 0;
-  ASSERT_TRUE(log->ForEachRejected(1, [&](const okrd::v1::RejectedRecord& r) {
-                   EXPECT_EQ(r.sequence(), static_cast<uint64_t>(++stored));
-                   return true;
-                 }).ok());
+  ASSERT_TRUE(log->ForEachRejected(1,
+                                   [&](const okrd::v1::RejectedRecord& r) {
+                                     EXPECT_EQ(r.sequence(),
+                                               static_cast<uint64_t>(++stored));
+                                     return true;
+                                   })
+                  .ok());
   EXPECT_EQ(stored, 2);
 }
 
@@ -118,10 +121,12 @@ TEST_F(EventLogTest, RejectsAreStoredWithReasonAndRawBytes) {
   batch.next_offsets[{"kpi-events", 3}] = 10;
   ASSERT_TRUE(log->Append(std::move(batch)).ok());
   std::vector<okrd::v1::RejectedRecord> seen;
-  ASSERT_TRUE(log->ForEachRejected(1, [&](const okrd::v1::RejectedRecord& x) {
-                   seen.push_back(x);
-                   return true;
-                 }).ok());
+  ASSERT_TRUE(log->ForEachRejected(1,
+                                   [&](const okrd::v1::RejectedRecord& x) {
+                                     seen.push_back(x);
+                                     return true;
+                                   })
+                  .ok());
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_EQ(seen[0].raw(), std::string("\xff\x00\x01", 3));
   EXPECT_EQ(log->GetStats().counters.at({"rejected", "malformed"}), 1u);
@@ -148,10 +153,12 @@ TEST_F(EventLogTest, StateSurvivesReopen) {
   ASSERT_TRUE(result.ok());
   EXPECT_EQ(result->duplicates, 1u);
   int count = 0;
-  ASSERT_TRUE(log->ForEach(1, [&](const okrd::v1::StoredEvent&) {
-                   ++count;
-                   return true;
-                 }).ok());
+  ASSERT_TRUE(log->ForEach(1,
+                           [&](const okrd::v1::StoredEvent&) {
+                             ++count;
+                             return true;
+                           })
+                  .ok());
   EXPECT_EQ(count, 1);
 }
 

@@ -47,16 +47,19 @@ TEST(RenderMetricsTest, RendersKpiAndDaemonSeries) {
   const std::string text = RenderMetrics(projection, state);
   for (const char* line : {
            "# TYPE okr_kpi_value gauge",
-           "okr_kpi_value{kpi=\"signups\",subject=\"team \\\"a\\\"\",period=\"current\"} 6.5",
+           "okr_kpi_value{kpi=\"signups\",subject=\"team "
+           "\\\"a\\\"\",period=\"current\"} 6.5",
            "# TYPE okrd_events_total counter",
            "okrd_events_total{outcome=\"accepted\",reason=\"\"} 2",
            "okrd_events_total{outcome=\"rejected\",reason=\"malformed\"} 1",
            "okrd_eventlog_last_sequence 2",
            "okrd_projection_sequence 2",
            "okrd_consumer_lag_messages{topic=\"kpi-events\",partition=\"3\"} 7",
-           "okr_kpi_last_event_timestamp_seconds{kpi=\"signups\",subject=\"team \\\"a\\\"\"} 1795634300",
+           "okr_kpi_last_event_timestamp_seconds{kpi=\"signups\",subject="
+           "\"team \\\"a\\\"\"} 1795634300",
        }) {
-    EXPECT_NE(text.find(line), std::string::npos) << "missing: " << line << "\n" << text;
+    EXPECT_NE(text.find(line), std::string::npos) << "missing: " << line << "\n"
+                                                  << text;
   }
 }
 
@@ -91,7 +94,8 @@ std::string Get(int port, const std::string& path) {
   (void)!::write(fd, request.data(), request.size());
   std::string response;
   char buf[4096];
-  for (ssize_t n; (n = ::read(fd, buf, sizeof(buf))) > 0;) response.append(buf, n);
+  for (ssize_t n; (n = ::read(fd, buf, sizeof(buf))) > 0;)
+    response.append(buf, n);
   ::close(fd);
   return response;
 }
@@ -105,8 +109,9 @@ TEST(HttpServerTest, ServesMetricsHealthAndReadiness) {
 
   const std::string metrics = Get(port, "/metrics");
   EXPECT_NE(metrics.find("HTTP/1.1 200"), std::string::npos) << metrics;
-  EXPECT_NE(metrics.find("Content-Type: text/plain; version=0.0.4; charset=utf-8"),
-            std::string::npos);
+  EXPECT_NE(
+      metrics.find("Content-Type: text/plain; version=0.0.4; charset=utf-8"),
+      std::string::npos);
   EXPECT_NE(metrics.find("okr_kpi_value{kpi=\"signups\""), std::string::npos);
 
   EXPECT_NE(Get(port, "/healthz").find("HTTP/1.1 200"), std::string::npos);
@@ -114,7 +119,8 @@ TEST(HttpServerTest, ServesMetricsHealthAndReadiness) {
   const std::string not_ready = Get(port, "/readyz");
   EXPECT_NE(not_ready.find("HTTP/1.1 503"), std::string::npos);
   EXPECT_NE(not_ready.find("consumer not assigned"), std::string::npos);
-  source.readiness = {.log_open = true, .consumer_assigned = true, .rebuild_done = true};
+  source.readiness = {
+      .log_open = true, .consumer_assigned = true, .rebuild_done = true};
   EXPECT_NE(Get(port, "/readyz").find("HTTP/1.1 200"), std::string::npos);
 }
 
@@ -122,9 +128,11 @@ TEST(HttpServerTest, BusyPortIsAClearError) {
   FixedSource source;
   auto first = HttpServer::Start("127.0.0.1:0", &source);
   ASSERT_TRUE(first.ok());
-  auto second = HttpServer::Start("127.0.0.1:" + std::to_string((*first)->port()), &source);
+  auto second = HttpServer::Start(
+      "127.0.0.1:" + std::to_string((*first)->port()), &source);
   ASSERT_FALSE(second.ok());
-  EXPECT_NE(second.status().message().find("cannot listen"), absl::string_view::npos);
+  EXPECT_NE(second.status().message().find("cannot listen"),
+            absl::string_view::npos);
 }
 
 }  // namespace

@@ -61,7 +61,8 @@ TEST_F(ValidatorTest, AcceptsValidBinaryAndJson) {
       R"("eventTime":"2026-11-25T19:00:00Z","kind":"MEASUREMENT"})";
   okrd::v1::KpiEvent out;
   Rejection rejection;
-  ASSERT_TRUE(DecodeAndValidate(json, Encoding::kJson, config_, kNow, &out, &rejection))
+  ASSERT_TRUE(
+      DecodeAndValidate(json, Encoding::kJson, config_, kNow, &out, &rejection))
       << rejection.detail;
   EXPECT_EQ(out.value(), 3);
   EXPECT_EQ(out.event_time().seconds(), 1795633200);
@@ -70,8 +71,9 @@ TEST_F(ValidatorTest, AcceptsValidBinaryAndJson) {
 TEST_F(ValidatorTest, Malformed) {
   EXPECT_EQ(ReasonForBytes("\xff\xff\xff", Encoding::kProtobuf), "malformed");
   EXPECT_EQ(ReasonForBytes("{not json", Encoding::kJson), "malformed");
-  EXPECT_EQ(ReasonForBytes(R"({"eventId":"e1","colour":"red"})", Encoding::kJson),
-            "malformed");
+  EXPECT_EQ(
+      ReasonForBytes(R"({"eventId":"e1","colour":"red"})", Encoding::kJson),
+      "malformed");
 }
 
 TEST_F(ValidatorTest, MissingFields) {
@@ -99,10 +101,11 @@ TEST_F(ValidatorTest, NonFinite) {
     e.set_value(v);
     EXPECT_EQ(ReasonFor(e), "non_finite");
   }
-  EXPECT_EQ(ReasonForBytes(R"({"eventId":"e1","kpi":"signups","subject":"a",)"
-                           R"("value":"NaN","eventTime":"2026-11-25T19:00:00Z"})",
-                           Encoding::kJson),
-            "non_finite");
+  EXPECT_EQ(
+      ReasonForBytes(R"({"eventId":"e1","kpi":"signups","subject":"a",)"
+                     R"("value":"NaN","eventTime":"2026-11-25T19:00:00Z"})",
+                     Encoding::kJson),
+      "non_finite");
 }
 
 TEST_F(ValidatorTest, UnknownKpiAndUnitMismatch) {
@@ -129,7 +132,8 @@ TEST_F(ValidatorTest, Oversize) {
   e = Valid();
   (*e.mutable_attributes())["key"] = std::string(8, 'v');
   EXPECT_EQ(ReasonFor(e), "oversize");
-  EXPECT_EQ(ReasonForBytes(std::string(1001, 'x'), Encoding::kProtobuf), "oversize");
+  EXPECT_EQ(ReasonForBytes(std::string(1001, 'x'), Encoding::kProtobuf),
+            "oversize");
 }
 
 TEST_F(ValidatorTest, EventTimeBounds) {
@@ -146,7 +150,8 @@ TEST(EncodingTest, HeaderOrTopicSelectsJson) {
   EXPECT_EQ(EncodingFor("", false), Encoding::kProtobuf);
   EXPECT_EQ(EncodingFor("", true), Encoding::kJson);
   EXPECT_EQ(EncodingFor("application/json", false), Encoding::kJson);
-  EXPECT_EQ(EncodingFor("Application/JSON; charset=utf-8", false), Encoding::kJson);
+  EXPECT_EQ(EncodingFor("Application/JSON; charset=utf-8", false),
+            Encoding::kJson);
   EXPECT_EQ(EncodingFor("application/x-protobuf", true), Encoding::kProtobuf);
 }
 

@@ -23,9 +23,9 @@ class KpiProjectionTest : public ::testing::Test {
   // One monthly UTC KPI per aggregation, named after it.
   KpiProjectionTest() {
     auto config = std::make_shared<config::Config>();
-    for (Aggregation a : {Aggregation::kLatest, Aggregation::kSum,
-                          Aggregation::kCount, Aggregation::kMean,
-                          Aggregation::kMin, Aggregation::kMax}) {
+    for (Aggregation a :
+         {Aggregation::kLatest, Aggregation::kSum, Aggregation::kCount,
+          Aggregation::kMean, Aggregation::kMin, Aggregation::kMax}) {
       config::KpiOptions kpi;
       kpi.id = std::string(config::AggregationName(a));
       kpi.aggregation = a;
@@ -89,12 +89,12 @@ TEST_F(KpiProjectionTest, ExportsCurrentAndPreviousPeriodOnly) {
   Apply("sum", "team-a", 3, "2026-11-15T00:00:00Z");
   Apply("sum", "team-b", 5, "2026-11-16T00:00:00Z");
   const auto series = Series();
-  EXPECT_EQ(series, (std::map<std::string, double>{
-                        {"sum/team-a/current", 3},
-                        {"sum/team-a/previous", 2},
-                        {"sum/team-b/current", 5}}));
+  EXPECT_EQ(series, (std::map<std::string, double>{{"sum/team-a/current", 3},
+                                                   {"sum/team-a/previous", 2},
+                                                   {"sum/team-b/current", 5}}));
   // The older period is still aggregated, only not exported.
-  const Aggregate* sept = projection_->Find("sum", "team-a", At("2026-09-01T00:00:00Z"));
+  const Aggregate* sept =
+      projection_->Find("sum", "team-a", At("2026-09-01T00:00:00Z"));
   ASSERT_NE(sept, nullptr);
   EXPECT_EQ(sept->sum, 1);
 }
@@ -103,7 +103,8 @@ TEST_F(KpiProjectionTest, CurrentFollowsTheLoggedClock) {
   Apply("sum", "team-a", 3, "2026-11-15T00:00:00Z", "2026-11-15T00:00:00Z");
   EXPECT_EQ(Series().count("sum/team-a/current"), 1u);
   projection_->AdvanceClock(At("2026-12-01T00:00:00Z"));
-  EXPECT_EQ(Series(), (std::map<std::string, double>{{"sum/team-a/previous", 3}}));
+  EXPECT_EQ(Series(),
+            (std::map<std::string, double>{{"sum/team-a/previous", 3}}));
 }
 
 TEST_F(KpiProjectionTest, UnknownKpiAdvancesSequenceOnly) {

@@ -52,7 +52,8 @@ class Pacer {
   explicit Pacer(double rate) : rate_(rate), start_(absl::Now()) {}
   void Wait(uint64_t sent) {
     if (rate_ <= 0) return;
-    const absl::Time due = start_ + absl::Seconds(static_cast<double>(sent) / rate_);
+    const absl::Time due =
+        start_ + absl::Seconds(static_cast<double>(sent) / rate_);
     const absl::Duration ahead = due - absl::Now();
     if (ahead > absl::ZeroDuration()) absl::SleepFor(ahead);
   }
@@ -70,12 +71,14 @@ int BrokerCommand(const std::vector<std::string>& argv) {
     return Usage(std::string(s.message()));
   }
   long long partitions = 0;
-  if (absl::Status s = args.GetInt("partitions", 1, 256, 4, &partitions); !s.ok()) {
+  if (absl::Status s = args.GetInt("partitions", 1, 256, 4, &partitions);
+      !s.ok()) {
     return Usage(std::string(s.message()));
   }
   std::vector<std::string> topics = args.All("topic");
   if (topics.empty()) topics = {"kpi-events"};
-  auto broker = ingest::EmbeddedBroker::Start(static_cast<int>(partitions), topics);
+  auto broker =
+      ingest::EmbeddedBroker::Start(static_cast<int>(partitions), topics);
   if (!broker.ok()) return Fail(broker.status().message());
   std::printf("bootstrap: %s\n", (*broker)->bootstrap().c_str());
   std::fflush(stdout);
@@ -105,7 +108,8 @@ int ProduceCommand(const std::vector<std::string>& argv) {
   }
   const auto brokers = args.Get("brokers");
   const auto topic = args.Get("topic");
-  if (!brokers || !topic) return Usage("produce: --brokers and --topic are required");
+  if (!brokers || !topic)
+    return Usage("produce: --brokers and --topic are required");
   const std::string format = args.Get("format").value_or("protobuf");
   if (format != "protobuf" && format != "json") {
     return Usage("produce: --format must be protobuf or json");
@@ -130,7 +134,8 @@ int ProduceCommand(const std::vector<std::string>& argv) {
   std::map<std::string, std::string> properties;
   for (const std::string& p : args.All("property")) {
     const size_t eq = p.find('=');
-    if (eq == std::string::npos) return Usage("produce: --property wants KEY=VALUE");
+    if (eq == std::string::npos)
+      return Usage("produce: --property wants KEY=VALUE");
     properties[p.substr(0, eq)] = p.substr(eq + 1);
   }
   auto producer = ingest::Producer::Create(*brokers, properties);
@@ -173,7 +178,8 @@ int ProduceCommand(const std::vector<std::string>& argv) {
     if (auto path = args.Get("config")) {
       auto config = config::LoadConfig(*path);
       if (!config.ok()) return Usage(std::string(config.status().message()));
-      for (const auto& kpi : (*config)->kpis) kpis.emplace_back(kpi.id, kpi.unit);
+      for (const auto& kpi : (*config)->kpis)
+        kpis.emplace_back(kpi.id, kpi.unit);
     }
     for (const std::string& id : args.All("kpi")) kpis.emplace_back(id, "");
     if (kpis.empty()) return Usage("produce: give --config FILE or --kpi ID");
@@ -183,7 +189,8 @@ int ProduceCommand(const std::vector<std::string>& argv) {
       okrd::v1::KpiEvent event;
       event.set_event_id(absl::StrCat("gen-", seed, "-", i));
       event.set_kpi(kpi);
-      event.set_subject(absl::StrCat("team-", (i / kpis.size()) % subjects + 1));
+      event.set_subject(
+          absl::StrCat("team-", (i / kpis.size()) % subjects + 1));
       event.set_value(SampleValue(unit, rng));
       if (!unit.empty()) event.set_unit(unit);
       event.set_kind(okrd::v1::MEASUREMENT);

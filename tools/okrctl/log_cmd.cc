@@ -32,13 +32,13 @@ void PrintEvent(const okrd::v1::StoredEvent& e, bool json) {
     return;
   }
   const okrd::v1::KpiEvent& ev = e.event();
-  std::printf("#%llu %s kpi=%s subject=%s value=%.17g%s%s id=%s from %s/%d@%lld\n",
-              static_cast<unsigned long long>(e.sequence()),
-              FormatUtc(FromProto(ev.event_time())).c_str(), ev.kpi().c_str(),
-              ev.subject().c_str(), ev.value(), ev.unit().empty() ? "" : " ",
-              ev.unit().c_str(), ev.event_id().c_str(),
-              e.position().topic().c_str(), e.position().partition(),
-              static_cast<long long>(e.position().offset()));
+  std::printf(
+      "#%llu %s kpi=%s subject=%s value=%.17g%s%s id=%s from %s/%d@%lld\n",
+      static_cast<unsigned long long>(e.sequence()),
+      FormatUtc(FromProto(ev.event_time())).c_str(), ev.kpi().c_str(),
+      ev.subject().c_str(), ev.value(), ev.unit().empty() ? "" : " ",
+      ev.unit().c_str(), ev.event_id().c_str(), e.position().topic().c_str(),
+      e.position().partition(), static_cast<long long>(e.position().offset()));
 }
 
 void PrintRejected(const okrd::v1::RejectedRecord& r, bool json) {
@@ -59,19 +59,22 @@ void PrintStats(const eventlog::Stats& stats, bool json) {
   if (json) {
     google::protobuf::Struct root;
     auto& fields = *root.mutable_fields();
-    fields["last_sequence"].set_number_value(static_cast<double>(stats.last_sequence));
+    fields["last_sequence"].set_number_value(
+        static_cast<double>(stats.last_sequence));
     fields["last_rejected_sequence"].set_number_value(
         static_cast<double>(stats.last_rejected_sequence));
     auto& counters = *fields["events_total"].mutable_list_value();
     for (const auto& [key, count] : stats.counters) {
-      auto& item = *counters.add_values()->mutable_struct_value()->mutable_fields();
+      auto& item =
+          *counters.add_values()->mutable_struct_value()->mutable_fields();
       item["outcome"].set_string_value(key.first);
       item["reason"].set_string_value(key.second);
       item["count"].set_number_value(static_cast<double>(count));
     }
     auto& offsets = *fields["offsets"].mutable_list_value();
     for (const auto& [key, next] : stats.offsets) {
-      auto& item = *offsets.add_values()->mutable_struct_value()->mutable_fields();
+      auto& item =
+          *offsets.add_values()->mutable_struct_value()->mutable_fields();
       item["topic"].set_string_value(key.first);
       item["partition"].set_number_value(key.second);
       item["next_offset"].set_number_value(static_cast<double>(next));
@@ -132,9 +135,11 @@ int LogCommand(const std::vector<std::string>& argv) {
     return Usage(std::string(s.message()));
   }
   absl::StatusOr<std::unique_ptr<eventlog::EventLog>> log =
-      eventlog::EventLog::Open({.path = *dir, .sync = false, .read_only = true});
+      eventlog::EventLog::Open(
+          {.path = *dir, .sync = false, .read_only = true});
   if (!log.ok()) {
-    std::fprintf(stderr, "okrctl: %s\n", std::string(log.status().message()).c_str());
+    std::fprintf(stderr, "okrctl: %s\n",
+                 std::string(log.status().message()).c_str());
     return 1;
   }
   const eventlog::Stats stats = (*log)->GetStats();
@@ -143,8 +148,9 @@ int LogCommand(const std::vector<std::string>& argv) {
     return 0;
   }
   if (sub == "tail") {
-    const uint64_t from =
-        stats.last_sequence > static_cast<uint64_t>(n) ? stats.last_sequence - n + 1 : 1;
+    const uint64_t from = stats.last_sequence > static_cast<uint64_t>(n)
+                              ? stats.last_sequence - n + 1
+                              : 1;
     absl::Status s = (*log)->ForEach(from, [&](const okrd::v1::StoredEvent& e) {
       PrintEvent(e, json);
       return true;
@@ -171,7 +177,8 @@ int LogCommand(const std::vector<std::string>& argv) {
       uint64_t sequence = 0;
       if (args.positional().size() != 2 ||
           !absl::SimpleAtoi(args.positional()[1], &sequence)) {
-        return Usage("usage: okrctl log get --data-dir DIR (SEQUENCE | --event-id ID)");
+        return Usage(
+            "usage: okrctl log get --data-dir DIR (SEQUENCE | --event-id ID)");
       }
       found = (*log)->Get(sequence);
     }
