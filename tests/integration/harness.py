@@ -1,0 +1,160 @@
+"""Shared pieces of okrd's end-to-end tests: a broker process, okrd processes,
+scraping, waiting on conditions with deadlines. 127.0.0.1 only."""
+
+import datetime
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+SKIP = 77
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def require(*commands):
+    for c in commands:
+        if shutil.which(c) is None:
+            log(f"skipping: {c} is not installed (run tools/setup)")
+            sys.exit(SKIP)
+
+
+def wait_for(what, condition, timeout=60.0, interval=0.1):
+    """Polls `condition` until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def event_time_now():
+    """An RFC 3339 event time inside the current UTC month and not in the
+    future: ten minutes ago, clipped to the month's start."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    t = max(month_start, now - datetime.timedelta(minutes=10))
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Broker:
+    """`okrctl broker` as its own process."""
+
+    def __init__(self, okrctl, partitions, topics):
+        args = [okrctl, "broker", "--partitions", str(partitions)]
+        for t in topics:
+            args += ["--topic", t]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline().strip()
+        m = re.match(r"bootstrap: (\S+)$", line)
+        if not m:
+            raise AssertionError(f"okrctl broker printed {line!r}")
+        self.bootstrap = m.group(1)
+        log(f"broker at {self.bootstrap}")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def write_config(path, bootstrap, data_dir, kpis_yaml, extra_kafka=""):
+    with open(path, "w") as f:
+        f.write(f"""kafka:
+  brokers: "{bootstrap}"
+  topics: [kpi-events]
+  dlq_topic: kpi-events-dlq
+  group_id: okrd-test
+  batch_max_wait: 20ms
+  properties:
+    session.timeout.ms: "6000"
+    heartbeat.interval.ms: "500"
+{extra_kafka}
+storage:
+  path: {data_dir}
+http:
+  listen: 127.0.0.1:0
+kpis:
+{kpis_yaml}
+""")
+
+
+class Okrd:
+    """One okrd process; its HTTP port is read from its log."""
+
+    def __init__(self, okrd, config, log_path):
+        self.log_path = log_path
+        # Earlier runs may have logged to the same file: read only this run's lines.
+        self.log_start = os.path.getsize(log_path) if os.path.exists(log_path) else 0
+        self.log_file = open(log_path, "a")
+        self.proc = subprocess.Popen([okrd, "--config", config], stdout=self.log_file, stderr=self.log_file)
+        self.port = wait_for("okrd http port", self._port, timeout=30)
+
+    def _port(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"okrd exited with {self.proc.returncode}; log:\n{self.tail()}")
+        with open(self.log_path) as f:
+            f.seek(self.log_start)
+            ports = re.findall(r"serving http://\S+ \(port (\d+)\)", f.read())
+        return int(ports[-1]) if ports else None
+
+    def tail(self, n=30):
+        with open(self.log_path) as f:
+            return "".join(f.readlines()[-n:])
+
+    def get(self, path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+
+    def ready(self):
+        try:
+            return self.get("/readyz")[0] == 200
+        except Exception:
+            return False
+
+    def metrics(self):
+        return parse_metrics(self.get("/metrics")[1])
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.log_file.close()
+
+    def terminate(self):
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=30)
+        self.log_file.close()
+        return code
+
+
+def parse_metrics(text):
+    """{'name{labels}': value} for every sample line."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        out[key] = float(value)
+    return out
+
+
+def events_total(metrics):
+    return sum(v for k, v in metrics.items() if k.startswith("okrd_events_total{"))
+
+
+def business(metrics):
+    """The okr_kpi_value series and the event counters: what must survive."""
+    return {k: v for k, v in metrics.items() if k.startswith(("okr_kpi_value{", "okrd_events_total{"))}
+
+
+def tempdir(prefix):
+    return tempfile.mkdtemp(prefix=prefix)
