@@ -1,0 +1,168 @@
+"""Crash safety: while `okrctl produce` sends a known set of events (with
+duplicates, conflicts and bad messages), okrd is killed with SIGKILL at 20 or
+more random moments and restarted. At the end okrd_events_total and every
+okr_kpi_value equal what the distinct valid events give: nothing lost,
+nothing counted twice. A clean restart then changes nothing."""
+
+import argparse
+import collections
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+from harness import log, wait_for  # noqa: E402
+
+KPIS = """  - id: orders
+    unit: count
+    aggregation: sum
+    period: month
+  - id: tickets
+    aggregation: count
+    period: month
+  - id: nps
+    aggregation: max
+    period: month
+"""
+SUBJECTS = [f"team-{i:02d}" for i in range(16)]
+
+
+def make_events(rng, t, valid):
+    """Returns (jsonl lines, expected metrics) for a deterministic mix."""
+    lines = []
+    firsts = []
+    sums = collections.defaultdict(float)
+    counts = collections.Counter()
+    maxes = {}
+    for i in range(valid):
+        kpi = ("orders", "tickets", "nps")[i % 3]
+        subject = rng.choice(SUBJECTS)
+        value = rng.randint(1, 100)
+        e = {"eventId": f"ev-{i}", "kpi": kpi, "subject": subject, "value": value, "eventTime": t}
+        lines.append(json.dumps(e))
+        firsts.append(e)
+        key = (kpi, subject)
+        sums[key] += value
+        counts[key] += 1
+        maxes[key] = max(maxes.get(key, value), value)
+    duplicates = conflicts = 0
+    out = []
+    # Re-sends and conflicts come after their original; same subject keeps
+    # them on the original's partition, so the original is always first.
+    for i, line in enumerate(lines):
+        out.append(line)
+        if i % 20 == 7:
+            out.append(json.dumps(firsts[rng.randrange(i + 1)]))
+            duplicates += 1
+        if i % 97 == 3:
+            e = dict(firsts[rng.randrange(i + 1)])
+            e["value"] = e["value"] + 1000
+            out.append(json.dumps(e))
+            conflicts += 1
+        if i % 101 == 5:
+            out.append(json.dumps({"eventId": f"bad-kpi-{i}", "kpi": "revenue", "subject": "team-00",
+                                   "value": 1, "eventTime": t}))
+        if i % 211 == 9:
+            out.append(f"garbage line {i}")
+    expected = {}
+    for (kpi, subject), s in sums.items():
+        v = {"orders": s, "tickets": counts[(kpi, subject)], "nps": maxes[(kpi, subject)]}[kpi]
+        expected[f'okr_kpi_value{{kpi="{kpi}",subject="{subject}",period="current"}}'] = float(v)
+    bad_kpi = sum(1 for i in range(valid) if i % 101 == 5)
+    garbage = sum(1 for i in range(valid) if i % 211 == 9)
+    expected['okrd_events_total{outcome="accepted",reason=""}'] = float(valid)
+    expected['okrd_events_total{outcome="duplicate",reason=""}'] = float(duplicates)
+    expected['okrd_events_total{outcome="rejected",reason="conflict"}'] = float(conflicts)
+    expected['okrd_events_total{outcome="rejected",reason="unknown_kpi"}'] = float(bad_kpi)
+    expected['okrd_events_total{outcome="rejected",reason="malformed"}'] = float(garbage)
+    return out, expected
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--okrd", required=True)
+    ap.add_argument("--okrctl", required=True)
+    ap.add_argument("--source-dir", required=True)
+    ap.add_argument("--kills", type=int, default=20)
+    ap.add_argument("--valid", type=int, default=30000)
+    ap.add_argument("--seed", type=int, default=int(os.environ.get("OKRD_CRASH_SEED", "0")) or int(time.time()))
+    a = ap.parse_args()
+    log(f"seed {a.seed} (rerun with OKRD_CRASH_SEED={a.seed})")
+    rng = random.Random(a.seed)
+
+    work = harness.tempdir("okrd-crash-")
+    lines, expected = make_events(rng, harness.event_time_now(), a.valid)
+    events_file = os.path.join(work, "events.jsonl")
+    with open(events_file, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    total = len(lines)
+    log(f"{total} messages: {a.valid} distinct valid, the rest duplicates, conflicts and bad ones")
+
+    broker = harness.Broker(a.okrctl, 4, ["kpi-events", "kpi-events-dlq"])
+    config = os.path.join(work, "okrd.yaml")
+    harness.write_config(config, broker.bootstrap, os.path.join(work, "data"), KPIS)
+    okrd_log = os.path.join(work, "okrd.log")
+    # Spread production over the kill phase so okrd is killed mid-stream.
+    rate = max(200, total // (a.kills * 6))
+    producer = subprocess.Popen([a.okrctl, "produce", "--brokers", broker.bootstrap, "--topic", "kpi-events",
+                                 "--file", events_file, "--rate", str(rate)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    okrd = None
+    try:
+        progressed = 0
+        for kill in range(a.kills):
+            okrd = harness.Okrd(a.okrd, config, okrd_log)
+            if rng.random() < 0.25:
+                # Anywhere in start-up: rebuild, group join, first fetch.
+                time.sleep(rng.uniform(0.05, 1.5))
+                where = "during start-up"
+            else:
+                wait_for("okrd ready", okrd.ready, timeout=90)
+                before = harness.events_total(okrd.metrics())
+                time.sleep(rng.uniform(0.1, 2.0))
+                after = harness.events_total(okrd.metrics())
+                if after > before:
+                    progressed += 1
+                where = f"while consuming ({int(before)} -> {int(after)} messages)"
+            okrd.kill9()
+            log(f"kill -9 #{kill + 1} {where}")
+        assert producer.wait(timeout=600) == 0, "okrctl produce failed"
+        log(f"producer done; {progressed} kills landed while okrd was making progress")
+        assert progressed >= a.kills // 2, "too few kills hit okrd while it was consuming"
+
+        okrd = harness.Okrd(a.okrd, config, okrd_log)
+        m = wait_for(f"all {total} messages counted",
+                     lambda: (lambda m: m if harness.events_total(m) >= total else None)(okrd.metrics()),
+                     timeout=180, interval=0.5)
+        got = harness.business(m)
+        if got != expected:
+            diff = {k: (got.get(k), expected.get(k)) for k in set(got) | set(expected) if got.get(k) != expected.get(k)}
+            raise AssertionError(f"{len(diff)} series differ (got, want): {json.dumps(dict(list(diff.items())[:20]))}")
+        assert m["okrd_eventlog_last_sequence"] == a.valid
+        log(f"after {a.kills} kills: all {len(expected)} series exact, nothing lost or counted twice")
+
+        assert okrd.terminate() == 0, okrd.tail()
+        okrd = harness.Okrd(a.okrd, config, okrd_log)
+        wait_for("okrd ready after clean restart", okrd.ready, timeout=90)
+        assert harness.business(okrd.metrics()) == got
+        assert okrd.terminate() == 0
+        log("clean restart: counters and values unchanged")
+        return 0
+    except BaseException:
+        if okrd is not None:
+            log("okrd log tail:\n" + okrd.tail())
+        raise
+    finally:
+        if producer.poll() is None:
+            producer.kill()
+        if okrd is not None and okrd.proc.poll() is None:
+            okrd.kill9()
+        broker.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+// ingest_bench: durable end-to-end ingest throughput, broker -> validation ->
+// RocksDB event log -> KPI projection, with storage.sync on and off, beside
+// kcat's raw consume rate from the same embedded broker in the same run.
+//
+//   ingest_bench [--events N] [--partitions P] [--subjects S] [--batch B]
+//
+// The clock starts when the first durable batch is in the projection, so the
+// consumer group join (about 3 s on the embedded broker) is not counted.
+
+#include <sys/wait.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "config/config.h"
+#include "core/args.h"
+#include "core/log.h"
+#include "core/time_util.h"
+#include "eventlog/event_log.h"
+#include "ingest/embedded_broker.h"
+#include "ingest/kafka_ingest.h"
+#include "ingest/producer.h"
+#include "projection/kpi_projection.h"
+
+namespace okrd {
+namespace {
+
+constexpr char kTopic[] = "bench";
+
+// Folds batches into a projection and notes when the expected count arrived.
+class TimingSink final : public ingest::BatchSink {
+ public:
+  TimingSink(std::shared_ptr<const config::Config> config, uint64_t expected,
+             std::atomic<bool>* stop)
+      : projection_(std::move(config)), expected_(expected), stop_(stop) {}
+
+  void OnAppended(const eventlog::AppendResult& result) override {
+    for (const auto& e : result.appended) projection_.Apply(e);
+    const uint64_t n = result.appended.size() + result.rejected.size() + result.duplicates;
+    if (seen_ == 0) {
+      first_ = absl::Now();
+      first_batch_ = n;
+    }
+    seen_ += n;
+    if (seen_ >= expected_) {
+      last_ = absl::Now();
+      stop_->store(true);
+    }
+  }
+
+  // Events per second after the first batch.
+  double Rate() const {
+    const double secs = absl::ToDoubleSeconds(last_ - first_);
+    return secs > 0 ? static_cast<double>(seen_ - first_batch_) / secs : 0;
+  }
+  uint64_t seen() const { return seen_; }
+  const projection::KpiProjection& projection() const { return projection_; }
+
+ private:
+  projection::KpiProjection projection_;
+  uint64_t expected_;
+  std::atomic<bool>* stop_;
+  uint64_t seen_ = 0;
+  uint64_t first_batch_ = 0;
+  absl::Time first_;
+  absl::Time last_;
+};
+
+// Runs kcat over the whole topic; returns messages per second, or 0.
+double KcatRate(const std::string& brokers, long long events) {
+  const std::string cmd = absl::StrCat(
+      "kcat -C -b ", brokers, " -t ", kTopic, " -o beginning -e -q > /dev/null 2>&1");
+  const absl::Time start = absl::Now();
+  const int rc = std::system(cmd.c_str());
+  const absl::Duration took = absl::Now() - start;
+  if (rc != 0) return 0;
+  return static_cast<double>(events) / absl::ToDoubleSeconds(took);
+}
+
+int Main(int argc, char** argv) {
+  (void)InitLogging("warn");
+  Args args({"events", "partitions", "subjects", "batch"}, {});
+  if (absl::Status s = args.Parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
+    std::fprintf(stderr, "ingest_bench: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  long long events = 0, partitions = 0, subjects = 0, batch = 0;
+  for (auto [name, fallback, out] : {std::tuple{"events", 200000LL, &events},
+                                     std::tuple{"partitions", 8LL, &partitions},
+                                     std::tuple{"subjects", 1000LL, &subjects},
+                                     std::tuple{"batch", 5000LL, &batch}}) {
+    if (absl::Status s = args.GetInt(name, 1, 100000000, fallback, out); !s.ok()) {
+      std::fprintf(stderr, "ingest_bench: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+  }
+  auto broker = ingest::EmbeddedBroker::Start(static_cast<int>(partitions), {kTopic});
+  if (!broker.ok()) return 1;
+  const std::string brokers = (*broker)->bootstrap();
+
+  auto config = std::make_shared<config::Config>();
+  config->kafka.topics = {kTopic};
+  config->kafka.batch_max_messages = static_cast<int>(batch);
+  config::KpiOptions kpi;
+  kpi.id = "signups";
+  kpi.unit = "count";
+  kpi.aggregation = config::Aggregation::kSum;
+  config->kpis.push_back(kpi);
+
+  // Load the topic.
+  {
+    auto producer = ingest::Producer::Create(brokers, {{"linger.ms", "20"}});
+    if (!producer.ok()) return 1;
+    okrd::v1::KpiEvent e;
+    e.set_kpi("signups");
+    e.set_unit("count");
+    e.set_source("bench");
+    ToProto(absl::Now() - absl::Minutes(1), e.mutable_event_time());
+    std::string payload;
+    for (long long i = 0; i < events; ++i) {
+      e.set_event_id(absl::StrCat("bench-", i));
+      e.set_subject(absl::StrCat("subject-", i % subjects));
+      e.set_value(static_cast<double>(i % 100));
+      e.SerializeToString(&payload);
+      if (!(*producer)->Send(kTopic, e.subject(), payload, {}).ok()) return 1;
+    }
+    if (!(*producer)->Flush(absl::Seconds(60)).ok()) return 1;
+    std::printf("input: %lld events of %zu bytes, %lld subjects, %lld partitions, batch %lld\n",
+                events, payload.size(), subjects, partitions, batch);
+  }
+
+  const double kcat = KcatRate(brokers, events);
+  std::printf("kcat raw consume:            %10.0f events/s\n", kcat);
+  for (bool sync : {true, false}) {
+    const std::filesystem::path dir =
+        std::filesystem::temp_directory_path() / absl::StrCat("okrd-bench-", getpid(), sync ? "-sync" : "-nosync");
+    std::filesystem::remove_all(dir);
+    auto log = eventlog::EventLog::Open({.path = dir.string(), .sync = sync});
+    if (!log.ok()) return 1;
+    auto run_config = std::make_shared<config::Config>(*config);
+    run_config->kafka.group_id = absl::StrCat("bench-", sync);
+    std::atomic<bool> stop{false};
+    TimingSink sink(run_config, static_cast<uint64_t>(events), &stop);
+    auto ingest = ingest::KafkaIngest::Create(run_config, brokers, log->get(), &sink, &Clock::Real());
+    if (!ingest.ok()) return 1;
+    std::thread watchdog([&] {
+      const absl::Time deadline = absl::Now() + absl::Minutes(5);
+      while (!stop.load() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(50));
+      stop.store(true);
+    });
+    const absl::Status run = (*ingest)->Run(stop);
+    watchdog.join();
+    if (!run.ok() || sink.seen() < static_cast<uint64_t>(events)) {
+      std::fprintf(stderr, "ingest_bench: only %llu of %lld events arrived\n",
+                   static_cast<unsigned long long>(sink.seen()), events);
+      return 1;
+    }
+    std::printf("okrd ingest, sync %-3s:       %10.0f events/s (%.0f%% of kcat), %zu series\n",
+                sync ? "on" : "off", sink.Rate(), kcat > 0 ? 100 * sink.Rate() / kcat : 0,
+                sink.projection().subject_count());
+    ingest->reset();
+    log->reset();
+    std::filesystem::remove_all(dir);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace okrd
+
+int main(int argc, char** argv) { return okrd::Main(argc, argv); }
