@@ -40,7 +40,8 @@ class TimingSink final : public ingest::BatchSink {
 
   void OnAppended(const eventlog::AppendResult& result) override {
     for (const auto& e : result.appended) projection_.Apply(e);
-    const uint64_t n = result.appended.size() + result.rejected.size() + result.duplicates;
+    const uint64_t n =
+        result.appended.size() + result.rejected.size() + result.duplicates;
     if (seen_ == 0) {
       first_ = absl::Now();
       first_batch_ = n;
@@ -72,8 +73,8 @@ class TimingSink final : public ingest::BatchSink {
 
 // Runs kcat over the whole topic; returns messages per second, or 0.
 double KcatRate(const std::string& brokers, long long events) {
-  const std::string cmd = absl::StrCat(
-      "kcat -C -b ", brokers, " -t ", kTopic, " -o beginning -e -q > /dev/null 2>&1");
+  const std::string cmd = absl::StrCat("kcat -C -b ", brokers, " -t ", kTopic,
+                                       " -o beginning -e -q > /dev/null 2>&1");
   const absl::Time start = absl::Now();
   const int rc = std::system(cmd.c_str());
   const absl::Duration took = absl::Now() - start;
@@ -84,8 +85,11 @@ double KcatRate(const std::string& brokers, long long events) {
 int Main(int argc, char** argv) {
   (void)InitLogging("warn");
   Args args({"events", "partitions", "subjects", "batch"}, {});
-  if (absl::Status s = args.Parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
-    std::fprintf(stderr, "ingest_bench: %s\n", std::string(s.message()).c_str());
+  if (absl::Status s =
+          args.Parse(std::vector<std::string>(argv + 1, argv + argc));
+      !s.ok()) {
+    std::fprintf(stderr, "ingest_bench: %s\n",
+                 std::string(s.message()).c_str());
     return 2;
   }
   long long events = 0, partitions = 0, subjects = 0, batch = 0;
@@ -93,12 +97,15 @@ int Main(int argc, char** argv) {
                                      std::tuple{"partitions", 8LL, &partitions},
                                      std::tuple{"subjects", 1000LL, &subjects},
                                      std::tuple{"batch", 5000LL, &batch}}) {
-    if (absl::Status s = args.GetInt(name, 1, 100000000, fallback, out); !s.ok()) {
-      std::fprintf(stderr, "ingest_bench: %s\n", std::string(s.message()).c_str());
+    if (absl::Status s = args.GetInt(name, 1, 100000000, fallback, out);
+        !s.ok()) {
+      std::fprintf(stderr, "ingest_bench: %s\n",
+                   std::string(s.message()).c_str());
       return 2;
     }
   }
-  auto broker = ingest::EmbeddedBroker::Start(static_cast<int>(partitions), {kTopic});
+  auto broker =
+      ingest::EmbeddedBroker::Start(static_cast<int>(partitions), {kTopic});
   if (!broker.ok()) return 1;
   const std::string brokers = (*broker)->bootstrap();
 
@@ -129,15 +136,18 @@ int Main(int argc, char** argv) {
       if (!(*producer)->Send(kTopic, e.subject(), payload, {}).ok()) return 1;
     }
     if (!(*producer)->Flush(absl::Seconds(60)).ok()) return 1;
-    std::printf("input: %lld events of %zu bytes, %lld subjects, %lld partitions, batch %lld\n",
-                events, payload.size(), subjects, partitions, batch);
+    std::printf(
+        "input: %lld events of %zu bytes, %lld subjects, %lld partitions, "
+        "batch %lld\n",
+        events, payload.size(), subjects, partitions, batch);
   }
 
   const double kcat = KcatRate(brokers, events);
   std::printf("kcat raw consume:            %10.0f events/s\n", kcat);
   for (bool sync : {true, false}) {
     const std::filesystem::path dir =
-        std::filesystem::temp_directory_path() / absl::StrCat("okrd-bench-", getpid(), sync ? "-sync" : "-nosync");
+        std::filesystem::temp_directory_path() /
+        absl::StrCat("okrd-bench-", getpid(), sync ? "-sync" : "-nosync");
     std::filesystem::remove_all(dir);
     auto log = eventlog::EventLog::Open({.path = dir.string(), .sync = sync});
     if (!log.ok()) return 1;
@@ -145,11 +155,13 @@ int Main(int argc, char** argv) {
     run_config->kafka.group_id = absl::StrCat("bench-", sync);
     std::atomic<bool> stop{false};
     TimingSink sink(run_config, static_cast<uint64_t>(events), &stop);
-    auto ingest = ingest::KafkaIngest::Create(run_config, brokers, log->get(), &sink, &Clock::Real());
+    auto ingest = ingest::KafkaIngest::Create(run_config, brokers, log->get(),
+                                              &sink, &Clock::Real());
     if (!ingest.ok()) return 1;
     std::thread watchdog([&] {
       const absl::Time deadline = absl::Now() + absl::Minutes(5);
-      while (!stop.load() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(50));
+      while (!stop.load() && absl::Now() < deadline)
+        absl::SleepFor(absl::Milliseconds(50));
       stop.store(true);
     });
     const absl::Status run = (*ingest)->Run(stop);
@@ -159,9 +171,12 @@ int Main(int argc, char** argv) {
                    static_cast<unsigned long long>(sink.seen()), events);
       return 1;
     }
-    std::printf("okrd ingest, sync %-3s:       %10.0f events/s (%.0f%% of kcat), %zu series\n",
-                sync ? "on" : "off", sink.Rate(), kcat > 0 ? 100 * sink.Rate() / kcat : 0,
-                sink.projection().subject_count());
+    std::printf(
+        "okrd ingest, sync %-3s:       %10.0f events/s (%.0f%% of kcat), %zu "
+        "series\n",
+        sync ? "on" : "off", sink.Rate(),
+        kcat > 0 ? 100 * sink.Rate() / kcat : 0,
+        sink.projection().subject_count());
     ingest->reset();
     log->reset();
     std::filesystem::remove_all(dir);

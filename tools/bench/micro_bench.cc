@@ -43,8 +43,8 @@ void BM_DecodeAndValidate(benchmark::State& state) {
   okrd::v1::KpiEvent out;
   ingest::Rejection rejection;
   for (auto _ : state) {
-    benchmark::DoNotOptimize(ingest::DecodeAndValidate(bytes, ingest::Encoding::kProtobuf,
-                                                       *config, now, &out, &rejection));
+    benchmark::DoNotOptimize(ingest::DecodeAndValidate(
+        bytes, ingest::Encoding::kProtobuf, *config, now, &out, &rejection));
   }
   state.SetItemsProcessed(state.iterations());
 }
@@ -52,10 +52,11 @@ BENCHMARK(BM_DecodeAndValidate);
 
 // One durable batch of range(0) new events; arg 1 selects fsync.
 void BM_AppendBatch(benchmark::State& state) {
-  const std::filesystem::path dir =
-      std::filesystem::temp_directory_path() / absl::StrCat("okrd-micro-", getpid());
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    absl::StrCat("okrd-micro-", getpid());
   std::filesystem::remove_all(dir);
-  auto log = eventlog::EventLog::Open({.path = dir.string(), .sync = state.range(1) != 0});
+  auto log = eventlog::EventLog::Open(
+      {.path = dir.string(), .sync = state.range(1) != 0});
   if (!log.ok()) {
     state.SkipWithError("cannot open log");
     return;
@@ -80,7 +81,11 @@ void BM_AppendBatch(benchmark::State& state) {
   log->reset();
   std::filesystem::remove_all(dir);
 }
-BENCHMARK(BM_AppendBatch)->Args({1000, 1})->Args({1000, 0})->Args({5000, 1})->UseRealTime();
+BENCHMARK(BM_AppendBatch)
+    ->Args({1000, 1})
+    ->Args({1000, 0})
+    ->Args({5000, 1})
+    ->UseRealTime();
 
 void BM_ProjectionApply(benchmark::State& state) {
   projection::KpiProjection projection(BenchConfig());
