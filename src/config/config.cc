@@ -1,16 +1,20 @@
 #include "config/config.h"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <set>
 #include <sstream>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/civil_time.h"
 #include "core/time_util.h"
 #include "yaml-cpp/yaml.h"
 
@@ -44,6 +48,24 @@ absl::string_view PeriodName(PeriodKind p) {
       return "month";
     case PeriodKind::kQuarter:
       return "quarter";
+  }
+  return "unknown";
+}
+
+absl::string_view DirectionName(Direction d) {
+  switch (d) {
+    case Direction::kIncrease:
+      return "increase";
+    case Direction::kDecrease:
+      return "decrease";
+    case Direction::kAtLeast:
+      return "at_least";
+    case Direction::kAtMost:
+      return "at_most";
+    case Direction::kRange:
+      return "range";
+    case Direction::kMilestone:
+      return "milestone";
   }
   return "unknown";
 }
@@ -150,6 +172,21 @@ class Reader {
       return;
     }
     *out = value;
+  }
+
+  // Returns true when the field was present and parsed.
+  bool Double(const YAML::Node& parent, const std::string& path,
+              const std::string& key, double* out) {
+    auto text = String(parent, path, key, false);
+    if (!text) return false;
+    double value = 0;
+    if (!absl::SimpleAtod(*text, &value) || !std::isfinite(value)) {
+      Fail(parent[key], Join(path, key),
+           absl::StrCat("expected a finite number, got \"", *text, "\""));
+      return false;
+    }
+    *out = value;
+    return true;
   }
 
   void Size(const YAML::Node& parent, const std::string& path,
@@ -361,6 +398,185 @@ bool IsValidId(absl::string_view id) {
   return true;
 }
 
+// A date "YYYY-MM-DD" at local midnight in `zone`, plus `days`.
+bool ParseDate(const std::string& text, const absl::TimeZone& zone, int days,
+               absl::Time* out) {
+  absl::CivilDay day;
+  if (!absl::ParseCivilTime(text, &day)) return false;
+  *out = absl::FromCivil(day + days, zone);
+  return true;
+}
+
+void ReadKeyResult(Reader& r, const YAML::Node& node, const std::string& path,
+                   const Config& config, KeyResultOptions* kr) {
+  if (!r.Map(node, path,
+             {"id", "kpi", "subject", "direction", "baseline", "target", "low",
+              "high", "weight"})) {
+    return;
+  }
+  if (auto v = r.String(node, path, "id", true)) kr->id = *v;
+  if (auto v = r.String(node, path, "kpi", true)) {
+    kr->kpi = *v;
+    if (config.FindKpi(*v) == nullptr) {
+      r.Fail(node["kpi"], path + ".kpi",
+             absl::StrCat("unknown KPI \"", *v, "\""));
+    }
+  }
+  if (auto v = r.String(node, path, "subject", true)) kr->subject = *v;
+  r.Choice<Direction>(node, path, "direction",
+                      {{"increase", Direction::kIncrease},
+                       {"decrease", Direction::kDecrease},
+                       {"at_least", Direction::kAtLeast},
+                       {"at_most", Direction::kAtMost},
+                       {"range", Direction::kRange},
+                       {"milestone", Direction::kMilestone}},
+                      &kr->direction);
+  r.Double(node, path, "weight", &kr->weight);
+  if (r.ok() && kr->weight < 0) {
+    r.Fail(node["weight"], path + ".weight", "must not be negative");
+  }
+  if (kr->direction == Direction::kRange) {
+    const bool has_low = r.Double(node, path, "low", &kr->low);
+    const bool has_high = r.Double(node, path, "high", &kr->high);
+    if (r.ok() && (!has_low || !has_high)) {
+      r.Fail(node, path + (has_low ? ".high" : ".low"),
+             "required for direction range");
+    } else if (r.ok() && kr->high <= kr->low) {
+      r.Fail(node["high"], path + ".high", "must be greater than low");
+    }
+    return;
+  }
+  const bool has_target = r.Double(node, path, "target", &kr->target);
+  if (kr->direction == Direction::kMilestone) return;
+  if (r.ok() && !has_target) {
+    r.Fail(node, path + ".target", "required field is missing");
+  }
+  if (kr->direction == Direction::kIncrease ||
+      kr->direction == Direction::kDecrease) {
+    if (r.ok() && !r.Double(node, path, "baseline", &kr->baseline)) {
+      r.Fail(node, path + ".baseline",
+             "required for direction increase/decrease");
+    }
+    if (r.ok() && kr->target == kr->baseline) {
+      r.Fail(node["target"], path + ".target",
+             "equals baseline: progress would be undefined");
+    } else if (r.ok() && kr->direction == Direction::kIncrease &&
+               kr->target < kr->baseline) {
+      r.Fail(node["target"], path + ".target",
+             "is below baseline for direction increase (use decrease)");
+    } else if (r.ok() && kr->direction == Direction::kDecrease &&
+               kr->target > kr->baseline) {
+      r.Fail(node["target"], path + ".target",
+             "is above baseline for direction decrease (use increase)");
+    }
+  } else {
+    r.Double(node, path, "baseline", &kr->baseline);
+  }
+}
+
+void ReadObjectives(Reader& r, const YAML::Node& list, Config* config) {
+  if (!list.IsSequence()) {
+    r.Fail(list, "objectives", "expected a list of objectives");
+    return;
+  }
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; r.ok() && i < list.size(); ++i) {
+    const YAML::Node node = list[i];
+    const std::string path = absl::StrCat("objectives[", i, "]");
+    if (!r.Map(node, path,
+               {"id", "title", "owner", "parent", "weight", "start", "end",
+                "time_zone", "key_results"})) {
+      return;
+    }
+    ObjectiveOptions o;
+    if (auto v = r.String(node, path, "id", true)) o.id = *v;
+    if (r.ok() && !IsValidId(o.id)) {
+      r.Fail(node["id"], path + ".id",
+             absl::StrCat("\"", o.id, "\" is not a valid id"));
+    } else if (r.ok() && !index.emplace(o.id, i).second) {
+      r.Fail(node["id"], path + ".id",
+             absl::StrCat("duplicate objective id \"", o.id, "\""));
+    }
+    if (auto v = r.String(node, path, "title", true)) o.title = *v;
+    if (auto v = r.String(node, path, "owner", false)) o.owner = *v;
+    if (auto v = r.String(node, path, "parent", false)) o.parent = *v;
+    r.Double(node, path, "weight", &o.weight);
+    if (r.ok() && o.weight < 0) {
+      r.Fail(node["weight"], path + ".weight", "must not be negative");
+    }
+    absl::TimeZone zone = absl::UTCTimeZone();
+    if (auto v = r.String(node, path, "time_zone", false)) {
+      o.time_zone = *v;
+      if (!absl::LoadTimeZone(*v, &zone)) {
+        r.Fail(node["time_zone"], path + ".time_zone",
+               absl::StrCat("unknown time zone \"", *v, "\""));
+      }
+    }
+    for (const auto& [key, days, out] :
+         {std::tuple{"start", 0, &o.start}, std::tuple{"end", 1, &o.end}}) {
+      auto v = r.String(node, path, key, true);
+      if (v && !ParseDate(*v, zone, days, out)) {
+        r.Fail(node[key], absl::StrCat(path, ".", key),
+               absl::StrCat("\"", *v, "\" is not a date YYYY-MM-DD"));
+      }
+    }
+    if (r.ok() && o.end <= o.start) {
+      r.Fail(node["end"], path + ".end", "period end is not after its start");
+    }
+    const YAML::Node krs = node["key_results"];
+    if (krs && !krs.IsSequence()) {
+      r.Fail(krs, path + ".key_results", "expected a list of key results");
+    }
+    std::set<std::string> kr_ids;
+    for (size_t k = 0; r.ok() && krs && k < krs.size(); ++k) {
+      const std::string kr_path = absl::StrCat(path, ".key_results[", k, "]");
+      KeyResultOptions kr;
+      ReadKeyResult(r, krs[k], kr_path, *config, &kr);
+      if (r.ok() && !kr_ids.insert(kr.id).second) {
+        r.Fail(krs[k]["id"], kr_path + ".id",
+               absl::StrCat("duplicate key result id \"", kr.id, "\""));
+      }
+      o.key_results.push_back(std::move(kr));
+    }
+    config->objectives.push_back(std::move(o));
+  }
+  // Cross references: parents exist, no cycles, every objective weighs
+  // something.
+  std::map<std::string, double> child_weight;
+  for (size_t i = 0; r.ok() && i < config->objectives.size(); ++i) {
+    const ObjectiveOptions& o = config->objectives[i];
+    if (o.parent.empty()) continue;
+    if (!index.contains(o.parent)) {
+      r.Fail(list[i]["parent"], absl::StrCat("objectives[", i, "].parent"),
+             absl::StrCat("unknown objective \"", o.parent, "\""));
+      break;
+    }
+    child_weight[o.parent] += o.weight;
+    std::set<std::string> seen = {o.id};
+    for (std::string up = o.parent; !up.empty();
+         up = config->objectives[index[up]].parent) {
+      if (!seen.insert(up).second) {
+        r.Fail(list[i]["parent"], absl::StrCat("objectives[", i, "].parent"),
+               absl::StrCat("objective \"", o.id,
+                            "\" is its own ancestor (cycle of parents)"));
+        break;
+      }
+      if (!index.contains(up)) break;
+    }
+  }
+  for (size_t i = 0; r.ok() && i < config->objectives.size(); ++i) {
+    const ObjectiveOptions& o = config->objectives[i];
+    double sum = child_weight[o.id];
+    for (const KeyResultOptions& kr : o.key_results) sum += kr.weight;
+    if (sum <= 0) {
+      r.Fail(list[i], absl::StrCat("objectives[", i, "]"),
+             absl::StrCat("objective \"", o.id,
+                          "\" has a zero weight sum (no weighted key results "
+                          "or child objectives)"));
+    }
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
@@ -377,7 +593,8 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
   auto config = std::make_shared<Config>();
   config->source_path = std::string(source_name);
   try {
-    if (!r.Map(root, "", {"kafka", "storage", "http", "limits", "kpis"})) {
+    if (!r.Map(root, "",
+               {"kafka", "storage", "http", "limits", "kpis", "objectives"})) {
       return r.status();
     }
     if (!root["kafka"]) {
@@ -430,6 +647,10 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
                absl::StrCat("duplicate KPI id \"", kpi.id, "\""));
       }
       config->kpis.push_back(std::move(kpi));
+    }
+    if (const YAML::Node objectives = root["objectives"];
+        objectives && r.ok()) {
+      ReadObjectives(r, objectives, config.get());
     }
   } catch (const YAML::Exception& e) {
     r.FailAtLine(e.mark.line + 1, "(document)", e.msg);

@@ -93,6 +93,53 @@ struct LimitsOptions {
   absl::Duration max_future_skew = absl::Minutes(5);
 };
 
+// How a key result's progress is read from its KPI value (DESIGN.md,
+// Projections): increase/decrease go from baseline to target; at_least and
+// at_most are thresholds; range is [low, high]; milestone is reached or not.
+enum class Direction {
+  kIncrease,
+  kDecrease,
+  kAtLeast,
+  kAtMost,
+  kRange,
+  kMilestone
+};
+
+absl::string_view DirectionName(Direction d);
+
+struct KeyResultOptions {
+  std::string id;
+  std::string kpi;
+  std::string subject;
+  Direction direction = Direction::kIncrease;
+  double baseline = 0;
+  // The goal; for at_least/at_most the threshold; for milestone the value
+  // that counts as reached (default 1).
+  double target = 1;
+  // Bounds of a `range` key result.
+  double low = 0;
+  double high = 0;
+  // Relative weight in the objective's progress. Default 1.
+  double weight = 1;
+};
+
+struct ObjectiveOptions {
+  std::string id;
+  std::string title;
+  // Who owns the objective (a subject id: team or person).
+  std::string owner;
+  // Empty for top-level objectives.
+  std::string parent;
+  // Weight in the parent's progress. Default 1.
+  double weight = 1;
+  // [start, end): from local midnight of `start` to local midnight after the
+  // (inclusive) `end` date, in `time_zone` (default UTC).
+  absl::Time start;
+  absl::Time end;
+  std::string time_zone = "UTC";
+  std::vector<KeyResultOptions> key_results;
+};
+
 struct Config {
   std::string source_path;
   KafkaOptions kafka;
@@ -100,6 +147,8 @@ struct Config {
   HttpOptions http;
   LimitsOptions limits;
   std::vector<KpiOptions> kpis;
+  // In config order; parents may come before or after their children.
+  std::vector<ObjectiveOptions> objectives;
 
   // nullptr when no KPI has that id.
   const KpiOptions* FindKpi(absl::string_view id) const;

@@ -1,10 +1,12 @@
 #include "export/metrics.h"
 
-#include <cassert>
+#include <deque>
+#include <iterator>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/version.h"
+#include "projection/okr.h"
 #include "prometheus/metric_family.h"
 #include "prometheus/text_serializer.h"
 
@@ -14,21 +16,29 @@ namespace {
 using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
+using Labels = std::vector<ClientMetric::Label>;
 
-constexpr size_t kFamilyCount = 8;
+// Collects families; a deque keeps references to earlier families valid.
+class Families {
+ public:
+  MetricFamily& Add(std::string name, std::string help, MetricType type) {
+    MetricFamily& family = families_.emplace_back();
+    family.name = std::move(name);
+    family.help = std::move(help);
+    family.type = type;
+    return family;
+  }
+  std::string Render() {
+    std::vector<MetricFamily> out(std::make_move_iterator(families_.begin()),
+                                  std::make_move_iterator(families_.end()));
+    return prometheus::TextSerializer().Serialize(out);
+  }
 
-MetricFamily& AddFamily(std::vector<MetricFamily>& families, std::string name,
-                        std::string help, MetricType type) {
-  assert(families.size() < families.capacity());
-  MetricFamily& family = families.emplace_back();
-  family.name = std::move(name);
-  family.help = std::move(help);
-  family.type = type;
-  return family;
-}
+ private:
+  std::deque<MetricFamily> families_;
+};
 
-void AddSample(MetricFamily& family, std::vector<ClientMetric::Label> labels,
-               double value) {
+void AddSample(MetricFamily& family, Labels labels, double value) {
   ClientMetric& metric = family.metric.emplace_back();
   metric.label = std::move(labels);
   if (family.type == MetricType::Counter) {
@@ -42,69 +52,141 @@ double Seconds(absl::Time t) {
   return absl::ToDoubleSeconds(t - absl::UnixEpoch());
 }
 
-}  // namespace
-
-std::string RenderMetrics(const projection::KpiProjection& projection,
-                          const DaemonState& state) {
-  std::vector<MetricFamily> families;
-  // AddFamily hands out references into `families`: never reallocate.
-  families.reserve(kFamilyCount);
-  MetricFamily& value = AddFamily(
-      families, "okr_kpi_value",
+void AddKpiFamilies(Families& f, const projection::KpiProjection& projection) {
+  MetricFamily& value = f.Add(
+      "okr_kpi_value",
       "KPI value by its configured aggregation, for the current and previous "
       "calendar period.",
       MetricType::Gauge);
-  MetricFamily& start = AddFamily(
-      families, "okr_kpi_period_start_timestamp_seconds",
+  MetricFamily& start = f.Add(
+      "okr_kpi_period_start_timestamp_seconds",
       "Start of the period an okr_kpi_value series covers.", MetricType::Gauge);
   projection.ForEachSeries([&](const projection::KpiSeries& s) {
-    std::vector<ClientMetric::Label> labels = {{"kpi", s.kpi->id},
-                                               {"subject", *s.subject},
-                                               {"period", s.period_label}};
+    Labels labels = {{"kpi", s.kpi->id},
+                     {"subject", *s.subject},
+                     {"period", s.period_label}};
     AddSample(value, labels, s.value);
     AddSample(start, std::move(labels), Seconds(s.period.start));
   });
   MetricFamily& last =
-      AddFamily(families, "okr_kpi_last_event_timestamp_seconds",
-                "Event time of the newest measurement of a KPI for a subject.",
-                MetricType::Gauge);
+      f.Add("okr_kpi_last_event_timestamp_seconds",
+            "Event time of the newest measurement of a KPI for a subject.",
+            MetricType::Gauge);
   projection.ForEachSubject([&](const config::KpiOptions& kpi,
                                 const std::string& subject, absl::Time t) {
     AddSample(last, {{"kpi", kpi.id}, {"subject", subject}}, Seconds(t));
   });
+}
 
+void AddOkrFamilies(Families& f, const projection::KpiProjection& projection) {
+  const projection::OkrState okrs =
+      projection::EvaluateOkrs(projection.config(), projection);
+  MetricFamily& progress =
+      f.Add("okr_key_result_progress_ratio",
+            "Key result progress from baseline (0) to target (1), clamped.",
+            MetricType::Gauge);
+  MetricFamily& expected =
+      f.Add("okr_key_result_expected_progress_ratio",
+            "Progress expected by now: the elapsed share of the objective's "
+            "period.",
+            MetricType::Gauge);
+  MetricFamily& value =
+      f.Add("okr_key_result_value",
+            "Current KPI value of a key result (newest period in the "
+            "objective's window).",
+            MetricType::Gauge);
+  MetricFamily& target = f.Add("okr_key_result_target",
+                               "Target value of a key result (threshold for "
+                               "at_least/at_most; none for range).",
+                               MetricType::Gauge);
+  MetricFamily& baseline = f.Add(
+      "okr_key_result_baseline",
+      "Baseline value of an increase/decrease key result.", MetricType::Gauge);
+  MetricFamily& status =
+      f.Add("okr_key_result_status",
+            "Key result status: one series per status, 1 on the current one.",
+            MetricType::Gauge);
+  for (const projection::KeyResultState& kr : okrs.key_results) {
+    const config::KeyResultOptions& opts = *kr.key_result;
+    Labels labels = {{"objective", kr.objective->id}, {"key_result", opts.id}};
+    AddSample(progress, labels, kr.progress);
+    AddSample(expected, labels, kr.expected);
+    if (kr.value) AddSample(value, labels, *kr.value);
+    if (opts.direction != config::Direction::kRange) {
+      AddSample(target, labels, opts.target);
+    }
+    if (opts.direction == config::Direction::kIncrease ||
+        opts.direction == config::Direction::kDecrease) {
+      AddSample(baseline, labels, opts.baseline);
+    }
+    for (projection::KrStatus s : projection::kAllKrStatuses) {
+      Labels with_status = labels;
+      with_status.push_back(
+          {"status", std::string(projection::KrStatusName(s))});
+      AddSample(status, std::move(with_status), s == kr.status ? 1 : 0);
+    }
+  }
+  MetricFamily& objective =
+      f.Add("okr_objective_progress_ratio",
+            "Weighted mean progress of an objective's key results and child "
+            "objectives.",
+            MetricType::Gauge);
+  MetricFamily& info = f.Add(
+      "okr_objective_info", "Objective metadata; always 1.", MetricType::Gauge);
+  for (const projection::ObjectiveState& o : okrs.objectives) {
+    AddSample(objective, {{"objective", o.objective->id}}, o.progress);
+    AddSample(info,
+              {{"objective", o.objective->id},
+               {"title", o.objective->title},
+               {"owner", o.objective->owner},
+               {"parent", o.objective->parent}},
+              1);
+  }
+}
+
+void AddDaemonFamilies(Families& f, const projection::KpiProjection& projection,
+                       const DaemonState& state) {
   MetricFamily& events =
-      AddFamily(families, "okrd_events_total",
-                "Kafka messages by outcome (accepted, duplicate, rejected) and "
-                "rejection reason; persisted in the event log.",
-                MetricType::Counter);
+      f.Add("okrd_events_total",
+            "Kafka messages by outcome (accepted, duplicate, rejected) and "
+            "rejection reason; persisted in the event log.",
+            MetricType::Counter);
   for (const auto& [key, count] : state.log.counters) {
     AddSample(events, {{"outcome", key.first}, {"reason", key.second}},
               static_cast<double>(count));
   }
-  AddSample(AddFamily(families, "okrd_eventlog_last_sequence",
-                      "Sequence number of the newest event in the log.",
-                      MetricType::Gauge),
+  AddSample(f.Add("okrd_eventlog_last_sequence",
+                  "Sequence number of the newest event in the log.",
+                  MetricType::Gauge),
             {}, static_cast<double>(state.log.last_sequence));
-  AddSample(AddFamily(families, "okrd_projection_sequence",
-                      "Log sequence every series of this scrape reflects.",
-                      MetricType::Gauge),
+  AddSample(f.Add("okrd_projection_sequence",
+                  "Log sequence every series of this scrape reflects.",
+                  MetricType::Gauge),
             {}, static_cast<double>(projection.sequence()));
-  MetricFamily& lag = AddFamily(
-      families, "okrd_consumer_lag_messages",
-      "Messages between the log's next offset and the partition's high "
-      "watermark.",
-      MetricType::Gauge);
+  MetricFamily& lag =
+      f.Add("okrd_consumer_lag_messages",
+            "Messages between the log's next offset and the partition's high "
+            "watermark.",
+            MetricType::Gauge);
   for (const auto& [key, messages] : state.lag) {
     AddSample(lag,
               {{"topic", key.first}, {"partition", absl::StrCat(key.second)}},
               static_cast<double>(messages));
   }
-  AddSample(
-      AddFamily(families, "okrd_build_info",
-                "Build of the running okrd; always 1.", MetricType::Gauge),
-      {{"version", Version()}}, 1);
-  return prometheus::TextSerializer().Serialize(families);
+  AddSample(f.Add("okrd_build_info", "Build of the running okrd; always 1.",
+                  MetricType::Gauge),
+            {{"version", Version()}}, 1);
+}
+
+}  // namespace
+
+std::string RenderMetrics(const projection::KpiProjection& projection,
+                          const DaemonState& state) {
+  Families families;
+  AddKpiFamilies(families, projection);
+  AddOkrFamilies(families, projection);
+  AddDaemonFamilies(families, projection, state);
+  return families.Render();
 }
 
 }  // namespace okrd::exporter

@@ -94,6 +94,28 @@ void KpiProjection::ForEachSubject(
   }
 }
 
+std::optional<double> KpiProjection::LatestValueWithin(
+    const config::KpiOptions& kpi, const std::string& subject, absl::Time from,
+    absl::Time until) const {
+  auto it = subjects_.find({kpi.id, subject});
+  if (it == subjects_.end()) return std::nullopt;
+  const auto& periods = it->second.periods;
+  // The period containing `from` is the first that overlaps the window.
+  const int64_t first = absl::ToUnixMicros(PeriodContaining(from, kpi).start);
+  auto found = periods.lower_bound(absl::ToUnixMicros(until));
+  if (found == periods.begin()) return std::nullopt;
+  --found;
+  if (found->first < first) return std::nullopt;
+  return found->second.Value(kpi.aggregation);
+}
+
+absl::Time KpiProjection::LastEventTime(const std::string& kpi,
+                                        const std::string& subject) const {
+  auto it = subjects_.find({kpi, subject});
+  return it == subjects_.end() ? absl::InfinitePast()
+                               : it->second.last_event_time;
+}
+
 const Aggregate* KpiProjection::Find(const std::string& kpi,
                                      const std::string& subject,
                                      absl::Time period_start) const {

@@ -17,6 +17,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/container/btree_map.h"
@@ -78,6 +79,19 @@ class KpiProjection {
   void ForEachSubject(
       const std::function<void(const config::KpiOptions&, const std::string&,
                                absl::Time)>& fn) const;
+
+  // The value of the newest period of `kpi`/`subject` that overlaps
+  // [from, until) and starts before `until`; none without data there.
+  std::optional<double> LatestValueWithin(const config::KpiOptions& kpi,
+                                          const std::string& subject,
+                                          absl::Time from,
+                                          absl::Time until) const;
+
+  // Event time of the newest event of `kpi`/`subject`; InfinitePast if none.
+  absl::Time LastEventTime(const std::string& kpi,
+                           const std::string& subject) const;
+
+  const config::Config& config() const { return *config_; }
 
   // The aggregate of `kpi`/`subject` in the period starting at
   // `period_start`; nullptr when there is none.

@@ -132,6 +132,145 @@ TEST(ConfigTest, IdsAndCrossReferences) {
       "test.yaml:3: kafka.dlq_topic: must differ from every consumed topic");
 }
 
+constexpr char kOkrBase[] = R"(kafka:
+  topics: [t]
+kpis:
+  - id: churn
+objectives:
+)";
+
+std::string OkrError(const std::string& objectives) {
+  return ErrorOf(std::string(kOkrBase) + objectives);
+}
+
+constexpr char kGoodObjective[] = R"(  - id: retain
+    title: Cut churn from 5% to 3%
+    owner: team-cs
+    start: 2026-10-01
+    end: 2026-12-31
+    time_zone: Europe/Berlin
+    key_results:
+      - id: churn-down
+        kpi: churn
+        subject: team-cs
+        direction: decrease
+        baseline: 5
+        target: 3
+        weight: 2
+)";
+
+TEST(ObjectivesConfigTest, LoadsObjectivesWithDatesInTheirZone) {
+  auto config =
+      ParseConfig(std::string(kOkrBase) + kGoodObjective, "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const ObjectiveOptions& o = (*config)->objectives.at(0);
+  EXPECT_EQ(o.title, "Cut churn from 5% to 3%");
+  // Inclusive end date: the period ends at local midnight after it.
+  EXPECT_EQ(
+      absl::FormatTime("%Y-%m-%dT%H:%M:%S%Ez", o.start, absl::UTCTimeZone()),
+      "2026-09-30T22:00:00+00:00");
+  EXPECT_EQ(
+      absl::FormatTime("%Y-%m-%dT%H:%M:%S%Ez", o.end, absl::UTCTimeZone()),
+      "2026-12-31T23:00:00+00:00");
+  ASSERT_EQ(o.key_results.size(), 1u);
+  EXPECT_EQ(o.key_results[0].direction, Direction::kDecrease);
+  EXPECT_EQ(o.key_results[0].weight, 2);
+}
+
+TEST(ObjectivesConfigTest, UnknownKpiAndParent) {
+  std::string bad_kpi = kGoodObjective;
+  bad_kpi.replace(bad_kpi.find("kpi: churn"), 10, "kpi: nps");
+  EXPECT_EQ(
+      OkrError(bad_kpi),
+      "test.yaml:14: objectives[0].key_results[0].kpi: unknown KPI \"nps\"");
+  EXPECT_EQ(OkrError(std::string(kGoodObjective) +
+                     "  - id: team\n    title: T\n    parent: nobody\n"
+                     "    start: 2026-10-01\n    end: 2026-12-31\n"
+                     "    key_results: [{id: k, kpi: churn, subject: s, "
+                     "direction: milestone}]\n"),
+            "test.yaml:22: objectives[1].parent: unknown objective \"nobody\"");
+}
+
+TEST(ObjectivesConfigTest, CycleOfParents) {
+  const std::string a =
+      "  - {id: a, title: A, parent: b, start: 2026-10-01, end: 2026-12-31,"
+      " key_results: [{id: k, kpi: churn, subject: s, direction: "
+      "milestone}]}\n";
+  const std::string b =
+      "  - {id: b, title: B, parent: a, start: 2026-10-01, end: 2026-12-31}\n";
+  EXPECT_EQ(OkrError(a + b),
+            "test.yaml:6: objectives[0].parent: objective \"a\" is its own "
+            "ancestor (cycle of parents)");
+}
+
+TEST(ObjectivesConfigTest, ZeroWeightSum) {
+  EXPECT_EQ(OkrError("  - {id: a, title: A, start: 2026-10-01, end: 2026-12-31,"
+                     " key_results: [{id: k, kpi: churn, subject: s,"
+                     " direction: milestone, weight: 0}]}\n"),
+            "test.yaml:6: objectives[0]: objective \"a\" has a zero weight sum "
+            "(no weighted key results or child objectives)");
+  EXPECT_EQ(
+      OkrError("  - {id: a, title: A, start: 2026-10-01, end: 2026-12-31}\n"),
+      "test.yaml:6: objectives[0]: objective \"a\" has a zero weight sum "
+      "(no weighted key results or child objectives)");
+}
+
+TEST(ObjectivesConfigTest, TargetEqualToBaseline) {
+  std::string same = kGoodObjective;
+  same.replace(same.find("target: 3"), 9, "target: 5");
+  EXPECT_EQ(OkrError(same),
+            "test.yaml:18: objectives[0].key_results[0].target: equals "
+            "baseline: progress would be undefined");
+  std::string wrong_way = kGoodObjective;
+  wrong_way.replace(wrong_way.find("target: 3"), 9, "target: 7");
+  EXPECT_EQ(OkrError(wrong_way),
+            "test.yaml:18: objectives[0].key_results[0].target: is above "
+            "baseline for direction decrease (use increase)");
+}
+
+TEST(ObjectivesConfigTest, PeriodEndNotAfterStart) {
+  std::string backwards = kGoodObjective;
+  backwards.replace(backwards.find("end: 2026-12-31"), 15, "end: 2026-09-30");
+  EXPECT_EQ(
+      OkrError(backwards),
+      "test.yaml:10: objectives[0].end: period end is not after its start");
+  std::string not_a_date = kGoodObjective;
+  not_a_date.replace(not_a_date.find("start: 2026-10-01"), 17, "start: Q4");
+  EXPECT_EQ(
+      OkrError(not_a_date),
+      "test.yaml:9: objectives[0].start: \"Q4\" is not a date YYYY-MM-DD");
+}
+
+TEST(ObjectivesConfigTest, DuplicateIds) {
+  EXPECT_EQ(
+      OkrError(std::string(kGoodObjective) + kGoodObjective),
+      "test.yaml:20: objectives[1].id: duplicate objective id \"retain\"");
+  EXPECT_EQ(
+      OkrError("  - {id: a, title: A, start: 2026-10-01, end: 2026-12-31,"
+               " key_results: [{id: k, kpi: churn, subject: s, direction: "
+               "milestone},"
+               " {id: k, kpi: churn, subject: s, direction: milestone}]}\n"),
+      "test.yaml:6: objectives[0].key_results[1].id: duplicate key result id "
+      "\"k\"");
+}
+
+TEST(ObjectivesConfigTest, RangeNeedsOrderedBounds) {
+  EXPECT_EQ(
+      OkrError(
+          "  - {id: a, title: A, start: 2026-10-01, end: 2026-12-31,"
+          " key_results: [{id: k, kpi: churn, subject: s, direction: range,"
+          " low: 5, high: 5}]}\n"),
+      "test.yaml:6: objectives[0].key_results[0].high: must be greater than "
+      "low");
+  EXPECT_EQ(
+      OkrError(
+          "  - {id: a, title: A, start: 2026-10-01, end: 2026-12-31,"
+          " key_results: [{id: k, kpi: churn, subject: s, direction: range,"
+          " low: 5}]}\n"),
+      "test.yaml:6: objectives[0].key_results[0].high: required for direction "
+      "range");
+}
+
 TEST(ConfigTest, MissingFileIsNamed) {
   auto config = LoadConfig("/nonexistent/okrd.yaml");
   ASSERT_FALSE(config.ok());

@@ -63,6 +63,51 @@ TEST(RenderMetricsTest, RendersKpiAndDaemonSeries) {
   }
 }
 
+TEST(RenderMetricsTest, RendersKeyResultsAndObjectives) {
+  auto config = std::make_shared<config::Config>(*OneKpi());
+  config::ObjectiveOptions o;
+  o.id = "growth";
+  o.title = "Grow monthly sign-ups 15%";
+  o.owner = "team \"a\"";
+  o.start = absl::FromUnixSeconds(1795634360) - absl::Hours(24 * 10);
+  o.end = absl::FromUnixSeconds(1795634360) + absl::Hours(24 * 10);
+  config::KeyResultOptions kr;
+  kr.id = "signups-up";
+  kr.kpi = "signups";
+  kr.subject = "team \"a\"";
+  kr.baseline = 0;
+  kr.target = 10;
+  o.key_results.push_back(kr);
+  config->objectives.push_back(o);
+  projection::KpiProjection projection(config);
+  ApplyEvent(projection, 1, 4);
+  const std::string text = RenderMetrics(projection, DaemonState{});
+  for (const char* line : {
+           "okr_key_result_progress_ratio{objective=\"growth\",key_result="
+           "\"signups-up\"} 0.4",
+           "okr_key_result_expected_progress_ratio{objective=\"growth\",key_"
+           "result=\"signups-up\"} 0.5",
+           "okr_key_result_value{objective=\"growth\",key_result=\"signups-"
+           "up\"} 4",
+           "okr_key_result_target{objective=\"growth\",key_result=\"signups-"
+           "up\"} 10",
+           "okr_key_result_baseline{objective=\"growth\",key_result=\"signups-"
+           "up\"} 0",
+           "okr_key_result_status{objective=\"growth\",key_result=\"signups-"
+           "up\",status=\"on_track\"} 1",
+           "okr_key_result_status{objective=\"growth\",key_result=\"signups-"
+           "up\",status=\"at_risk\"} 0",
+           "okr_key_result_status{objective=\"growth\",key_result=\"signups-"
+           "up\",status=\"no_data\"} 0",
+           "okr_objective_progress_ratio{objective=\"growth\"} 0.4",
+           "okr_objective_info{objective=\"growth\",title=\"Grow monthly "
+           "sign-ups 15%\",owner=\"team \\\"a\\\"\",parent=\"\"} 1",
+       }) {
+    EXPECT_NE(text.find(line), std::string::npos) << "missing: " << line << "\n"
+                                                  << text;
+  }
+}
+
 // Serves a fixed projection for the HTTP tests.
 class FixedSource final : public SnapshotSource {
  public:

@@ -96,9 +96,15 @@ def main():
 
     work = harness.tempdir("okrd-crash-")
     lines, expected = make_events(rng, harness.event_time_now(), a.valid)
-    events_file = os.path.join(work, "events.jsonl")
-    with open(events_file, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    # One chunk per kill cycle, produced while that cycle's okrd runs, so
+    # every kill lands with messages in flight.
+    chunk = -(-len(lines) // a.kills)
+    chunk_files = []
+    for i in range(a.kills):
+        path = os.path.join(work, f"events-{i:02d}.jsonl")
+        with open(path, "w") as f:
+            f.write("\n".join(lines[i * chunk:(i + 1) * chunk]) + "\n")
+        chunk_files.append(path)
     total = len(lines)
     log(f"{total} messages: {a.valid} distinct valid, the rest duplicates, conflicts and bad ones")
 
@@ -106,15 +112,26 @@ def main():
     config = os.path.join(work, "okrd.yaml")
     harness.write_config(config, broker.bootstrap, os.path.join(work, "data"), KPIS)
     okrd_log = os.path.join(work, "okrd.log")
-    # Spread production over the kill phase so okrd is killed mid-stream.
-    rate = max(200, total // (a.kills * 6))
-    producer = subprocess.Popen([a.okrctl, "produce", "--brokers", broker.bootstrap, "--topic", "kpi-events",
-                                 "--file", events_file, "--rate", str(rate)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Spread each chunk over about eight seconds: most of a kill cycle,
+    # which the group's session timeout makes about ten seconds long.
+    rate = max(100, chunk // 8)
+    producer = None
+
+    def produce(i):
+        """Starts the producer of chunk i once the previous one is done, so
+        originals always precede their duplicates and conflicts."""
+        nonlocal producer
+        if producer is not None:
+            assert producer.wait(timeout=300) == 0, "okrctl produce failed"
+        producer = subprocess.Popen([a.okrctl, "produce", "--brokers", broker.bootstrap, "--topic", "kpi-events",
+                                     "--file", chunk_files[i], "--rate", str(rate)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
     okrd = None
     try:
         progressed = 0
         for kill in range(a.kills):
+            produce(kill)
             okrd = harness.Okrd(a.okrd, config, okrd_log)
             if rng.random() < 0.25:
                 # Anywhere in start-up: rebuild, group join, first fetch.
@@ -130,7 +147,7 @@ def main():
                 where = f"while consuming ({int(before)} -> {int(after)} messages)"
             okrd.kill9()
             log(f"kill -9 #{kill + 1} {where}")
-        assert producer.wait(timeout=600) == 0, "okrctl produce failed"
+        assert producer.wait(timeout=300) == 0, "okrctl produce failed"
         log(f"producer done; {progressed} kills landed while okrd was making progress")
         assert progressed >= a.kills // 2, "too few kills hit okrd while it was consuming"
 
@@ -157,7 +174,7 @@ def main():
             log("okrd log tail:\n" + okrd.tail())
         raise
     finally:
-        if producer.poll() is None:
+        if producer is not None and producer.poll() is None:
             producer.kill()
         if okrd is not None and okrd.proc.poll() is None:
             okrd.kill9()

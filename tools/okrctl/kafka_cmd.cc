@@ -101,7 +101,7 @@ int BrokerCommand(const std::vector<std::string>& argv) {
 
 int ProduceCommand(const std::vector<std::string>& argv) {
   Args args({"brokers", "topic", "config", "kpi", "count", "rate", "subjects",
-             "seed", "format", "event-time", "file", "property"},
+             "subject", "seed", "format", "event-time", "file", "property"},
             {});
   if (absl::Status s = args.Parse(argv); !s.ok()) {
     return Usage(std::string(s.message()));
@@ -183,14 +183,18 @@ int ProduceCommand(const std::vector<std::string>& argv) {
     }
     for (const std::string& id : args.All("kpi")) kpis.emplace_back(id, "");
     if (kpis.empty()) return Usage("produce: give --config FILE or --kpi ID");
+    // Explicit --subject names, or team-1..team-N.
+    const std::vector<std::string> names = args.All("subject");
     std::mt19937_64 rng(static_cast<uint64_t>(seed));
     for (long long i = 0; i < count && !g_stop.load(); ++i) {
       const auto& [kpi, unit] = kpis[static_cast<size_t>(i) % kpis.size()];
       okrd::v1::KpiEvent event;
       event.set_event_id(absl::StrCat("gen-", seed, "-", i));
       event.set_kpi(kpi);
-      event.set_subject(
-          absl::StrCat("team-", (i / kpis.size()) % subjects + 1));
+      const size_t round = static_cast<size_t>(i) / kpis.size();
+      event.set_subject(names.empty()
+                            ? absl::StrCat("team-", round % subjects + 1)
+                            : names[round % names.size()]);
       event.set_value(SampleValue(unit, rng));
       if (!unit.empty()) event.set_unit(unit);
       event.set_kind(okrd::v1::MEASUREMENT);

@@ -21,7 +21,8 @@ commands:
   broker [--partitions N] [--topic T]... [--addr-file F]
                                     run an embedded Kafka broker on 127.0.0.1
   produce --brokers ADDR --topic T [--config F | --kpi ID...] [--count N]
-          [--rate PER_SEC] [--subjects N] [--seed S] [--format protobuf|json]
+          [--rate PER_SEC] [--subjects N | --subject NAME...] [--seed S]
+          [--format protobuf|json]
           [--event-time RFC3339] [--file EVENTS.jsonl]
                                     send sample, generated or file events
   version
