@@ -594,7 +594,8 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
   config->source_path = std::string(source_name);
   try {
     if (!r.Map(root, "",
-               {"kafka", "storage", "http", "limits", "kpis", "objectives"})) {
+               {"kafka", "storage", "http", "limits", "projection", "kpis",
+                "objectives"})) {
       return r.status();
     }
     if (!root["kafka"]) {
@@ -626,6 +627,16 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
     }
     if (const YAML::Node limits = root["limits"]; limits && r.ok()) {
       ReadLimits(r, limits, &config->limits);
+    }
+    if (const YAML::Node p = root["projection"]; p && r.ok()) {
+      if (r.Map(p, "projection", {"tick_interval"})) {
+        r.Duration(p, "projection", "tick_interval",
+                   &config->projection.tick_interval);
+        if (r.ok() && config->projection.tick_interval < absl::Seconds(1)) {
+          r.Fail(p["tick_interval"], "projection.tick_interval",
+                 "must be at least 1s");
+        }
+      }
     }
     const YAML::Node kpis = root["kpis"];
     if (r.ok() && (!kpis || !kpis.IsSequence() || kpis.size() == 0)) {

@@ -83,6 +83,13 @@ struct HttpOptions {
   std::string listen = "127.0.0.1:9464";
 };
 
+struct ProjectionOptions {
+  // How often okrd logs a clock tick, so that time-dependent state
+  // (expected progress, staleness) moves without events and replays
+  // identically. Default 10s.
+  absl::Duration tick_interval = absl::Seconds(10);
+};
+
 // Bounds on what one event may carry; beyond them it is rejected as oversize.
 struct LimitsOptions {
   size_t max_message_bytes = 64 * 1024;
@@ -146,6 +153,7 @@ struct Config {
   StorageOptions storage;
   HttpOptions http;
   LimitsOptions limits;
+  ProjectionOptions projection;
   std::vector<KpiOptions> kpis;
   // In config order; parents may come before or after their children.
   std::vector<ObjectiveOptions> objectives;

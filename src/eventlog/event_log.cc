@@ -267,6 +267,14 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch batch) {
     in_batch.emplace(stored.event().event_id(), hash);
     ++next.counters[{"accepted", ""}];
   }
+  if (batch.tick) {
+    okrd::v1::StoredEvent& tick = result.appended.emplace_back();
+    tick.set_sequence(++next.last_sequence);
+    tick.set_ingest_time_us(ingest_us);
+    tick.mutable_tick()->set_wall_time_us(ingest_us);
+    tick.SerializeToString(&value);
+    wb.Put(handles_[kEvents], EncodeU64(tick.sequence()), value);
+  }
   for (okrd::v1::RejectedRecord& r : batch.rejects) {
     result.rejected.push_back(std::move(r));
   }

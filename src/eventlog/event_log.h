@@ -66,10 +66,13 @@ struct Batch {
   // Next offset to consume per partition, after this batch.
   std::map<PartitionKey, int64_t> next_offsets;
   absl::Time ingest_time;
+  // Also append a clock tick at `ingest_time`, after the events.
+  bool tick = false;
 };
 
 struct AppendResult {
-  // Accepted and stored, in sequence order, ready for the projection.
+  // Accepted events and the tick, stored in sequence order, ready for the
+  // projection.
   std::vector<okrd::v1::StoredEvent> appended;
   // Everything rejected in this batch, including conflicts, as stored.
   std::vector<okrd::v1::RejectedRecord> rejected;

@@ -144,8 +144,17 @@ void AddOkrFamilies(Families& f, const projection::KpiProjection& projection) {
   }
 }
 
-void AddDaemonFamilies(Families& f, const projection::KpiProjection& projection,
-                       const DaemonState& state) {
+void AddBusinessFamilies(Families& f,
+                         const projection::KpiProjection& projection) {
+  AddKpiFamilies(f, projection);
+  AddOkrFamilies(f, projection);
+  AddSample(f.Add("okrd_projection_sequence",
+                  "Log sequence every series of this scrape reflects.",
+                  MetricType::Gauge),
+            {}, static_cast<double>(projection.sequence()));
+}
+
+void AddDaemonFamilies(Families& f, const DaemonState& state) {
   MetricFamily& events =
       f.Add("okrd_events_total",
             "Kafka messages by outcome (accepted, duplicate, rejected) and "
@@ -159,10 +168,6 @@ void AddDaemonFamilies(Families& f, const projection::KpiProjection& projection,
                   "Sequence number of the newest event in the log.",
                   MetricType::Gauge),
             {}, static_cast<double>(state.log.last_sequence));
-  AddSample(f.Add("okrd_projection_sequence",
-                  "Log sequence every series of this scrape reflects.",
-                  MetricType::Gauge),
-            {}, static_cast<double>(projection.sequence()));
   MetricFamily& lag =
       f.Add("okrd_consumer_lag_messages",
             "Messages between the log's next offset and the partition's high "
@@ -183,9 +188,14 @@ void AddDaemonFamilies(Families& f, const projection::KpiProjection& projection,
 std::string RenderMetrics(const projection::KpiProjection& projection,
                           const DaemonState& state) {
   Families families;
-  AddKpiFamilies(families, projection);
-  AddOkrFamilies(families, projection);
-  AddDaemonFamilies(families, projection, state);
+  AddBusinessFamilies(families, projection);
+  AddDaemonFamilies(families, state);
+  return families.Render();
+}
+
+std::string RenderBusinessMetrics(const projection::KpiProjection& projection) {
+  Families families;
+  AddBusinessFamilies(families, projection);
   return families.Render();
 }
 

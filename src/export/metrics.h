@@ -46,6 +46,12 @@ class SnapshotSource {
 inline constexpr char kContentType[] =
     "text/plain; version=0.0.4; charset=utf-8";
 
+// Business series (okr_*) and okrd_projection_sequence: a pure function of
+// the projection, equal for a live daemon and `okrctl replay` at the same
+// log sequence.
+std::string RenderBusinessMetrics(const projection::KpiProjection& projection);
+
+// Everything /metrics serves: the business series and the daemon's own.
 std::string RenderMetrics(const projection::KpiProjection& projection,
                           const DaemonState& state);
 

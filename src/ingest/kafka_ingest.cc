@@ -90,12 +90,19 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
 
   absl::Status Run(const std::atomic<bool>& stop) {
     absl::Status result;
+    absl::Time next_tick = clock_->Now();
     while (!stop.load() && !fatal_.load()) {
       eventlog::Batch batch;
       in_flight_ = &batch.next_offsets;
       FillBatch(batch, stop);
       in_flight_ = nullptr;
-      if (batch.next_offsets.empty()) continue;
+      // The clock is logged like an event, in the same atomic batch.
+      const absl::Time now = clock_->Now();
+      if (now >= next_tick) {
+        batch.tick = true;
+        next_tick = now + config_->projection.tick_interval;
+      }
+      if (batch.next_offsets.empty() && !batch.tick) continue;
       result = Commit(std::move(batch));
       if (!result.ok()) break;
     }

@@ -44,6 +44,12 @@ KpiProjection::KpiProjection(std::shared_ptr<const config::Config> config)
 
 void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
   sequence_ = std::max(sequence_, record.sequence());
+  if (!record.has_event()) {
+    if (record.has_tick()) {
+      AdvanceClock(absl::FromUnixMicros(record.tick().wall_time_us()));
+    }
+    return;
+  }
   const okrd::v1::KpiEvent& event = record.event();
   const absl::Time event_time = FromProto(event.event_time());
   AdvanceClock(absl::FromUnixMicros(record.ingest_time_us()));

@@ -59,9 +59,10 @@ class KpiProjection {
   KpiProjection(const KpiProjection&) = delete;
   KpiProjection& operator=(const KpiProjection&) = delete;
 
-  // Folds one accepted event. Events of KPIs absent from the config are
-  // skipped (ingest validated them against an older config); they still
-  // advance the sequence.
+  // Folds one log record: an accepted event, or a clock tick that only
+  // advances the clock. Events of KPIs absent from the config are skipped
+  // (ingest validated them against an older config); they still advance the
+  // sequence.
   void Apply(const okrd::v1::StoredEvent& record);
 
   // Advances the logged clock without an event.

@@ -30,7 +30,7 @@ enum class KrStatus {
   kStale
 };
 inline constexpr std::array<KrStatus, 8> kAllKrStatuses = {
-    KrStatus::kTooEarly, KrStatus::kOnTrack, KrStatus::kAtRisk,
+    KrStatus::kTooEarly, KrStatus::kOnTrack,  KrStatus::kAtRisk,
     KrStatus::kOffTrack, KrStatus::kAchieved, KrStatus::kMissed,
     KrStatus::kNoData,   KrStatus::kStale};
 

@@ -118,6 +118,16 @@ TEST(ConfigTest, BadValues) {
       "\"8\"");
 }
 
+TEST(ConfigTest, TickInterval) {
+  auto config = ParseConfig(
+      std::string(kValid) + "projection:\n  tick_interval: 30s\n", "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ((*config)->projection.tick_interval, absl::Seconds(30));
+  EXPECT_EQ(
+      ErrorOf(std::string(kValid) + "projection:\n  tick_interval: 10ms\n"),
+      "test.yaml:11: projection.tick_interval: must be at least 1s");
+}
+
 TEST(ConfigTest, IdsAndCrossReferences) {
   EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\nkpis:\n  - id: a\n  - id: a\n"),
             "test.yaml:5: kpis[1].id: duplicate KPI id \"a\"");

@@ -174,6 +174,27 @@ TEST_F(EventLogTest, SecondWriterIsRefused) {
   ASSERT_TRUE(reader.ok()) << reader.status();
 }
 
+TEST_F(EventLogTest, TicksTakeASequenceAfterTheBatchEvents) {
+  auto log = Open();
+  Batch batch;
+  batch.events = {Event("a", 1, 0)};
+  batch.ingest_time = absl::FromUnixSeconds(1795634400);
+  batch.tick = true;
+  auto result = log->Append(std::move(batch));
+  ASSERT_TRUE(result.ok());
+  ASSERT_EQ(result->appended.size(), 2u);
+  EXPECT_TRUE(result->appended[0].has_event());
+  const okrd::v1::StoredEvent& tick = result->appended[1];
+  EXPECT_EQ(tick.sequence(), 2u);
+  EXPECT_FALSE(tick.has_event());
+  EXPECT_EQ(tick.tick().wall_time_us(), 1795634400000000);
+  // Ticks are not messages: the outcome counters do not see them.
+  EXPECT_EQ(log->GetStats().counters.at({"accepted", ""}), 1u);
+  auto stored = log->Get(2);
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_TRUE((*stored)->has_tick());
+}
+
 TEST(PayloadHashTest, IgnoresAttributeOrderAndSeesValueChanges) {
   okrd::v1::KpiEvent a;
   a.set_event_id("x");

@@ -159,7 +159,7 @@ def main():
         if got != expected:
             diff = {k: (got.get(k), expected.get(k)) for k in set(got) | set(expected) if got.get(k) != expected.get(k)}
             raise AssertionError(f"{len(diff)} series differ (got, want): {json.dumps(dict(list(diff.items())[:20]))}")
-        assert m["okrd_eventlog_last_sequence"] == a.valid
+        assert m["okrd_projection_sequence"] == m["okrd_eventlog_last_sequence"]
         log(f"after {a.kills} kills: all {len(expected)} series exact, nothing lost or counted twice")
 
         assert okrd.terminate() == 0, okrd.tail()

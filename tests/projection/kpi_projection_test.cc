@@ -107,6 +107,19 @@ TEST_F(KpiProjectionTest, CurrentFollowsTheLoggedClock) {
             (std::map<std::string, double>{{"sum/team-a/previous", 3}}));
 }
 
+TEST_F(KpiProjectionTest, LoggedTicksMoveTheClock) {
+  Apply("sum", "team-a", 3, "2026-11-15T00:00:00Z", "2026-11-15T00:00:00Z");
+  okrd::v1::StoredEvent tick;
+  tick.set_sequence(++sequence_);
+  tick.mutable_tick()->set_wall_time_us(
+      absl::ToUnixMicros(At("2026-12-02T00:00:00Z")));
+  projection_->Apply(tick);
+  EXPECT_EQ(projection_->clock(), At("2026-12-02T00:00:00Z"));
+  EXPECT_EQ(projection_->sequence(), 2u);
+  EXPECT_EQ(Series(),
+            (std::map<std::string, double>{{"sum/team-a/previous", 3}}));
+}
+
 TEST_F(KpiProjectionTest, UnknownKpiAdvancesSequenceOnly) {
   Apply("retired", "team-a", 1, "2026-11-15T00:00:00Z");
   EXPECT_TRUE(Series().empty());

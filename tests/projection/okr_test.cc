@@ -66,9 +66,7 @@ TEST(RawProgressTest, EveryDirection) {
 const absl::Time kStart = absl::FromUnixSeconds(1790000000);
 const absl::Time kEnd = kStart + absl::Hours(24 * 100);
 
-absl::Time AtElapsed(double share) {
-  return kStart + (kEnd - kStart) * share;
-}
+absl::Time AtElapsed(double share) { return kStart + (kEnd - kStart) * share; }
 
 KrStatus Status(std::optional<double> value, double raw, absl::Time now,
                 absl::Time last_event) {
@@ -88,15 +86,18 @@ TEST(StatusTest, EachBoundary) {
   EXPECT_EQ(Status(1, 1.2, kEnd, kEnd), KrStatus::kAchieved);
   EXPECT_EQ(Status(1, 0.5, mid, mid - absl::Hours(49)), KrStatus::kStale);
   EXPECT_EQ(Status(1, 0.5, mid, mid - absl::Hours(48)), KrStatus::kOnTrack);
-  EXPECT_EQ(Status(1, 0.0, AtElapsed(0.099), AtElapsed(0.099)), KrStatus::kTooEarly);
-  EXPECT_EQ(Status(1, 0.0, AtElapsed(0.10), AtElapsed(0.10)), KrStatus::kOnTrack);
+  EXPECT_EQ(Status(1, 0.0, AtElapsed(0.099), AtElapsed(0.099)),
+            KrStatus::kTooEarly);
+  EXPECT_EQ(Status(1, 0.0, AtElapsed(0.10), AtElapsed(0.10)),
+            KrStatus::kOnTrack);
   // gap = expected - progress at 50% elapsed.
   EXPECT_EQ(Status(1, 0.35, mid, mid), KrStatus::kOnTrack);   // gap 0.15
   EXPECT_EQ(Status(1, 0.34, mid, mid), KrStatus::kAtRisk);    // gap 0.16
   EXPECT_EQ(Status(1, 0.20, mid, mid), KrStatus::kAtRisk);    // gap 0.30
   EXPECT_EQ(Status(1, 0.19, mid, mid), KrStatus::kOffTrack);  // gap 0.31
   EXPECT_EQ(Status(1, -2, mid, mid), KrStatus::kOffTrack);
-  EXPECT_EQ(Status(1, 0.0, kStart - absl::Hours(1), kStart), KrStatus::kTooEarly);
+  EXPECT_EQ(Status(1, 0.0, kStart - absl::Hours(1), kStart),
+            KrStatus::kTooEarly);
 }
 
 TEST(ElapsedRatioTest, ClampsOutsideThePeriod) {
@@ -164,10 +165,10 @@ class RollupTest : public ::testing::Test {
 };
 
 TEST_F(RollupTest, WeightedMeanOverThreeLevels) {
-  Measure("all", 10);     // c1 0.1
-  Measure("web", 40);     // p1 0.4
-  Measure("mobile", 80);  // p2 0.8
-  Measure("team-a", 150); // t1 1.5 -> clamped 1
+  Measure("all", 10);      // c1 0.1
+  Measure("web", 40);      // p1 0.4
+  Measure("mobile", 80);   // p2 0.8
+  Measure("team-a", 150);  // t1 1.5 -> clamped 1
   const OkrState state = EvaluateOkrs(*config_, *kpis_);
   std::map<std::string, double> progress;
   for (const auto& o : state.objectives) progress[o.objective->id] = o.progress;

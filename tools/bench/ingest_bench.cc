@@ -39,9 +39,11 @@ class TimingSink final : public ingest::BatchSink {
       : projection_(std::move(config)), expected_(expected), stop_(stop) {}
 
   void OnAppended(const eventlog::AppendResult& result) override {
-    for (const auto& e : result.appended) projection_.Apply(e);
-    const uint64_t n =
-        result.appended.size() + result.rejected.size() + result.duplicates;
+    uint64_t n = result.rejected.size() + result.duplicates;
+    for (const auto& e : result.appended) {
+      projection_.Apply(e);
+      if (e.has_event()) ++n;
+    }
     if (seen_ == 0) {
       first_ = absl::Now();
       first_batch_ = n;
