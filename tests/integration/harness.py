@@ -156,5 +156,16 @@ def business(metrics):
     return {k: v for k, v in metrics.items() if k.startswith(("okr_kpi_value{", "okrd_events_total{"))}
 
 
+def business_text(exposition):
+    """The lines of the business families (okr_*) and okrd_projection_sequence,
+    HELP and TYPE included, in their order."""
+    keep = []
+    for line in exposition.splitlines(True):
+        name = line.split(" ")[2] if line.startswith("# ") else re.split(r"[{ ]", line, 1)[0]
+        if name.startswith("okr_") or name == "okrd_projection_sequence":
+            keep.append(line)
+    return "".join(keep)
+
+
 def tempdir(prefix):
     return tempfile.mkdtemp(prefix=prefix)

@@ -18,6 +18,10 @@ commands:
   log tail     --data-dir DIR [-n N] [--json]     newest accepted events
   log get      --data-dir DIR (SEQUENCE | --event-id ID) [--json]
   log rejected --data-dir DIR [-n N] [--json]     newest rejected messages
+  log import   --config F --data-dir DIR --file EVENTS.jsonl
+               [--ingest-time RFC3339] [--batch N]  bulk-load events
+  replay --config F --data-dir DIR [--until RFC3339 | --until-seq N]
+         [--format prometheus|json]   projections as of a point of the log
   broker [--partitions N] [--topic T]... [--addr-file F]
                                     run an embedded Kafka broker on 127.0.0.1
   produce --brokers ADDR --topic T [--config F | --kpi ID...] [--count N]
@@ -53,6 +57,7 @@ int main(int argc, char** argv) {
   if (command == "log") return LogCommand(rest);
   if (command == "broker") return BrokerCommand(rest);
   if (command == "produce") return ProduceCommand(rest);
+  if (command == "replay") return ReplayCommand(rest);
   if (command == "version" || command == "--version") {
     std::printf("okrctl %s\n", okrd::Version());
     return 0;
