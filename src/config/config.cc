@@ -371,6 +371,7 @@ void ReadKpi(Reader& r, const YAML::Node& node, const std::string& path,
   }
   r.Int(node, path, "week_start", 1, 7, &kpi->week_start);
   r.Duration(node, path, "staleness", &kpi->staleness);
+  r.Duration(node, path, "allowed_lateness", &kpi->allowed_lateness);
 }
 
 void ReadLimits(Reader& r, const YAML::Node& node, LimitsOptions* limits) {

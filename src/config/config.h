@@ -44,6 +44,9 @@ struct KpiOptions {
   int week_start = 1;
   // How long without an event before the KPI counts as stale. Default 48h.
   absl::Duration staleness = absl::Hours(48);
+  // How long after a period's end its measurements are still accepted;
+  // later ones are rejected as too_late. Default: no limit.
+  absl::Duration allowed_lateness = absl::InfiniteDuration();
 };
 
 struct KafkaOptions {

@@ -24,10 +24,11 @@ enum Cf {
   kOffsets,
   kRejected,
   kSnapshots,
-  kMeta
+  kMeta,
+  kAmendments
 };
 const char* const kCfNames[] = {"default",  "events",    "dedup", "offsets",
-                                "rejected", "snapshots", "meta"};
+                                "rejected", "snapshots", "meta",  "amendments"};
 constexpr size_t kHashBytes = 32;
 
 const char kLastSequenceKey[] = "last_sequence";
@@ -64,11 +65,17 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   return absl::InternalError(absl::StrCat(what, ": ", s.ToString()));
 }
 
-okrd::v1::RejectedRecord ConflictRecord(Batch::Candidate& candidate) {
+bool Amends(const okrd::v1::KpiEvent& event) {
+  return event.kind() == okrd::v1::CORRECTION ||
+         event.kind() == okrd::v1::RETRACTION;
+}
+
+okrd::v1::RejectedRecord RejectCandidate(Batch::Candidate& candidate,
+                                         std::string reason,
+                                         std::string detail) {
   okrd::v1::RejectedRecord record;
-  record.set_reason("conflict");
-  record.set_detail(absl::StrCat("event_id \"", candidate.event.event_id(),
-                                 "\" was already logged with another payload"));
+  record.set_reason(std::move(reason));
+  record.set_detail(std::move(detail));
   record.set_raw(std::move(candidate.raw));
   record.set_content_type(candidate.content_type);
   *record.mutable_position() = candidate.position;
@@ -125,7 +132,7 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
       rocksdb::NewFixedPrefixTransform(6));
 
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (int cf = kDefault; cf <= kMeta; ++cf) {
+  for (int cf = kDefault; cf <= kAmendments; ++cf) {
     descriptors.emplace_back(kCfNames[cf], cf == kDedup    ? dedup_options
                                            : cf == kEvents ? events_options
                                                            : cf_options);
@@ -229,6 +236,10 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch batch) {
                   keys.data(), found.data(), statuses.data());
   }
   absl::flat_hash_map<std::string, std::string> in_batch;
+  // Events appended by this batch (index into result.appended) and the
+  // amendment states it wrote, both not yet visible in the database.
+  absl::flat_hash_map<std::string, size_t> appended_index;
+  absl::flat_hash_map<std::string, okrd::v1::AmendmentState> amended;
   std::string value;
   for (size_t i = 0; i < batch.events.size(); ++i) {
     Batch::Candidate& c = batch.events[i];
@@ -250,13 +261,36 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch batch) {
         ++result.duplicates;
         ++next.counters[{"duplicate", ""}];
       } else {
-        result.rejected.push_back(ConflictRecord(c));
+        result.rejected.push_back(RejectCandidate(
+            c, "conflict",
+            absl::StrCat("event_id \"", c.event.event_id(),
+                         "\" was already logged with another payload")));
       }
       continue;
     }
+    okrd::v1::Amendment amendment;
+    if (Amends(c.event)) {
+      std::string reason;
+      std::string detail;
+      absl::Status s = ResolveAmendment(c.event, result, appended_index,
+                                        amended, &amendment, &reason, &detail);
+      if (!s.ok()) return s;
+      if (!reason.empty()) {
+        result.rejected.push_back(
+            RejectCandidate(c, std::move(reason), std::move(detail)));
+        continue;
+      }
+      okrd::v1::AmendmentState& state = amended[c.event.corrects_event_id()];
+      state.set_value(c.event.value());
+      state.set_retracted(c.event.kind() == okrd::v1::RETRACTION);
+      wb.Put(handles_[kAmendments], c.event.corrects_event_id(),
+             state.SerializeAsString());
+    }
     const uint64_t sequence = ++next.last_sequence;
+    appended_index[c.event.event_id()] = result.appended.size();
     okrd::v1::StoredEvent& stored = result.appended.emplace_back();
     stored.set_sequence(sequence);
+    if (amendment.target_sequence() != 0) *stored.mutable_amends() = amendment;
     *stored.mutable_event() = std::move(c.event);
     *stored.mutable_position() = std::move(c.position);
     stored.set_ingest_time_us(ingest_us);
@@ -305,6 +339,72 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch batch) {
   absl::MutexLock lock(&mu_);
   stats_ = std::move(next);
   return result;
+}
+
+absl::Status EventLog::ResolveAmendment(
+    const okrd::v1::KpiEvent& event, const AppendResult& batch,
+    const absl::flat_hash_map<std::string, size_t>& appended_index,
+    const absl::flat_hash_map<std::string, okrd::v1::AmendmentState>& amended,
+    okrd::v1::Amendment* amendment, std::string* reason,
+    std::string* detail) const {
+  const std::string& target_id = event.corrects_event_id();
+  std::optional<okrd::v1::StoredEvent> loaded;
+  const okrd::v1::StoredEvent* target = nullptr;
+  if (auto it = appended_index.find(target_id); it != appended_index.end()) {
+    target = &batch.appended[it->second];
+  } else {
+    absl::StatusOr<std::optional<okrd::v1::StoredEvent>> got =
+        GetByEventId(target_id);
+    if (!got.ok()) return got.status();
+    loaded = std::move(*got);
+    if (loaded) target = &*loaded;
+  }
+  if (target == nullptr) {
+    *reason = "unknown_correction_target";
+    *detail = absl::StrCat("corrects_event_id \"", target_id,
+                           "\" is not a logged event");
+    return absl::OkStatus();
+  }
+  const okrd::v1::KpiEvent& original = target->event();
+  if (Amends(original)) {
+    *reason = "invalid_correction_target";
+    *detail = absl::StrCat("\"", target_id,
+                           "\" is itself a correction or retraction; amend "
+                           "the original measurement");
+    return absl::OkStatus();
+  }
+  if (original.kpi() != event.kpi() || original.subject() != event.subject()) {
+    *reason = "invalid_correction_target";
+    *detail = absl::StrCat("\"", target_id, "\" measures ", original.kpi(), "/",
+                           original.subject(), ", not ", event.kpi(), "/",
+                           event.subject());
+    return absl::OkStatus();
+  }
+  okrd::v1::AmendmentState state;
+  state.set_value(original.value());
+  if (auto it = amended.find(target_id); it != amended.end()) {
+    state = it->second;
+  } else {
+    std::string stored;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handles_[kAmendments],
+                                 target_id, &stored);
+    if (s.ok()) {
+      if (!state.ParseFromString(stored)) {
+        return absl::DataLossError("amendment state does not parse");
+      }
+    } else if (!s.IsNotFound()) {
+      return FromRocks(s, "amendment lookup");
+    }
+  }
+  if (state.retracted()) {
+    *reason = "retracted_target";
+    *detail = absl::StrCat("\"", target_id, "\" was already retracted");
+    return absl::OkStatus();
+  }
+  amendment->set_target_sequence(target->sequence());
+  *amendment->mutable_target_event_time() = original.event_time();
+  amendment->set_previous_value(state.value());
+  return absl::OkStatus();
 }
 
 absl::Status EventLog::ForEach(

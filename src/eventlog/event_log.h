@@ -9,6 +9,13 @@
 //   rejected  big-endian u64 sequence -> RejectedRecord (raw bytes + reason)
 //   snapshots projection snapshots (reserved)
 //   meta      last sequences and the outcome counters
+//   amendments event_id of an amended measurement -> its current value
+//
+// Corrections and retractions are checked here, where the log is: their
+// target must be a logged measurement of the same KPI and subject that is not
+// retracted (else reasons unknown_correction_target,
+// invalid_correction_target, retracted_target). The stored record carries the
+// target's sequence, event time and value before the amendment.
 //
 // Append() writes one consumer poll batch as ONE atomic WriteBatch: the new
 // events, their dedup entries, rejected records, the consumers' next offsets
@@ -28,6 +35,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -126,6 +134,14 @@ class EventLog {
  private:
   EventLog() = default;
   absl::Status Load();
+  // Finds what `event` (a correction or retraction) amends. Sets `reason`
+  // and `detail` when it must be rejected; errors only on I/O failures.
+  absl::Status ResolveAmendment(
+      const okrd::v1::KpiEvent& event, const AppendResult& batch,
+      const absl::flat_hash_map<std::string, size_t>& appended_index,
+      const absl::flat_hash_map<std::string, okrd::v1::AmendmentState>& amended,
+      okrd::v1::Amendment* amendment, std::string* reason,
+      std::string* detail) const;
 
   Options options_;
   std::unique_ptr<rocksdb::DB> db_;

@@ -8,6 +8,7 @@
 #include "absl/strings/strip.h"
 #include "core/time_util.h"
 #include "google/protobuf/util/json_util.h"
+#include "projection/period.h"
 
 namespace okrd::ingest {
 namespace {
@@ -143,6 +144,19 @@ bool DecodeAndValidate(absl::string_view payload, Encoding encoding,
         absl::StrCat("event_time ", FormatUtc(event_time), " is more than ",
                      absl::FormatDuration(limits.max_future_skew), " ahead of ",
                      FormatUtc(now)));
+  }
+  if (event->kind() != okrd::v1::CORRECTION &&
+      event->kind() != okrd::v1::RETRACTION &&
+      kpi->allowed_lateness != absl::InfiniteDuration()) {
+    const projection::Period period =
+        projection::PeriodContaining(event_time, *kpi);
+    if (period.end + kpi->allowed_lateness <= now) {
+      return Reject(
+          rejection, "too_late",
+          absl::StrCat("period ", FormatUtc(period.start), " of kpi \"",
+                       kpi->id, "\" closed at ",
+                       FormatUtc(period.end + kpi->allowed_lateness)));
+    }
   }
   return true;
 }

@@ -14,6 +14,11 @@
 //   unit_mismatch      unit set and different from the KPI's unit
 //   future_event_time  event_time beyond now + limits.max_future_skew
 //   invalid_event_time event_time outside years 1..9999
+//   too_late           a measurement for a period that closed more than the
+//                      KPI's allowed_lateness ago
+//
+// Corrections and retractions are further checked by the event log, which
+// knows their targets (see eventlog/event_log.h).
 //
 // Pure function of its inputs; safe to call from any thread.
 

@@ -8,35 +8,64 @@
 namespace okrd::projection {
 
 void Aggregate::Add(double value, absl::Time event_time, uint64_t sequence) {
-  ++count;
-  sum += value;
-  min = std::min(min, value);
-  max = std::max(max, value);
-  // The latest measurement wins; among equal times, the later-logged one.
-  if (event_time > latest_time ||
-      (event_time == latest_time && sequence >= latest_sequence)) {
-    latest = value;
-    latest_time = event_time;
-    latest_sequence = sequence;
+  ++count_;
+  sum_ += value;
+  switch (aggregation_) {
+    case config::Aggregation::kMin:
+    case config::Aggregation::kMax:
+      ++values_[value];
+      break;
+    case config::Aggregation::kLatest:
+      // The latest measurement wins; among equal times, the later-logged one.
+      by_time_[{absl::ToUnixNanos(event_time), sequence}] = value;
+      break;
+    default:
+      break;
   }
 }
 
-double Aggregate::Value(config::Aggregation aggregation) const {
-  switch (aggregation) {
-    case config::Aggregation::kLatest:
-      return latest;
-    case config::Aggregation::kSum:
-      return sum;
-    case config::Aggregation::kCount:
-      return static_cast<double>(count);
-    case config::Aggregation::kMean:
-      return sum / static_cast<double>(count);
+void Aggregate::Remove(double value, absl::Time event_time, uint64_t sequence) {
+  if (count_ == 0) return;
+  --count_;
+  sum_ = count_ == 0 ? 0 : sum_ - value;
+  switch (aggregation_) {
     case config::Aggregation::kMin:
-      return min;
     case config::Aggregation::kMax:
-      return max;
+      if (auto it = values_.find(value);
+          it != values_.end() && --it->second == 0) {
+        values_.erase(it);
+      }
+      break;
+    case config::Aggregation::kLatest:
+      by_time_.erase({absl::ToUnixNanos(event_time), sequence});
+      break;
+    default:
+      break;
+  }
+}
+
+double Aggregate::Value() const {
+  switch (aggregation_) {
+    case config::Aggregation::kLatest:
+      return by_time_.empty() ? 0 : by_time_.rbegin()->second;
+    case config::Aggregation::kSum:
+      return sum_;
+    case config::Aggregation::kCount:
+      return static_cast<double>(count_);
+    case config::Aggregation::kMean:
+      return count_ == 0 ? 0 : sum_ / static_cast<double>(count_);
+    case config::Aggregation::kMin:
+      return values_.empty() ? 0 : values_.begin()->first;
+    case config::Aggregation::kMax:
+      return values_.empty() ? 0 : values_.rbegin()->first;
   }
   return 0;
+}
+
+Aggregate& KpiProjection::SubjectState::PeriodAt(absl::Time event_time) {
+  const Period period = PeriodContaining(event_time, *kpi);
+  return periods.try_emplace(absl::ToUnixMicros(period.start), kpi->aggregation)
+      .first->second;
 }
 
 KpiProjection::KpiProjection(std::shared_ptr<const config::Config> config)
@@ -59,10 +88,21 @@ void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
   auto [it, inserted] = subjects_.try_emplace({event.kpi(), event.subject()});
   SubjectState& state = it->second;
   state.kpi = kpi;
+  if (event.kind() == okrd::v1::CORRECTION ||
+      event.kind() == okrd::v1::RETRACTION) {
+    // The log resolved what is amended; without that there is nothing to do.
+    if (!record.has_amends()) return;
+    const okrd::v1::Amendment& a = record.amends();
+    const absl::Time target_time = FromProto(a.target_event_time());
+    Aggregate& period = state.PeriodAt(target_time);
+    period.Remove(a.previous_value(), target_time, a.target_sequence());
+    if (event.kind() == okrd::v1::CORRECTION) {
+      period.Add(event.value(), target_time, a.target_sequence());
+    }
+    return;
+  }
   state.last_event_time = std::max(state.last_event_time, event_time);
-  const Period period = PeriodContaining(event_time, *kpi);
-  state.periods[absl::ToUnixMicros(period.start)].Add(event.value(), event_time,
-                                                      record.sequence());
+  state.PeriodAt(event_time).Add(event.value(), event_time, record.sequence());
 }
 
 void KpiProjection::AdvanceClock(absl::Time now) {
@@ -85,9 +125,12 @@ void KpiProjection::ForEachSeries(
     for (const auto& [label, period] :
          {std::pair{"current", current}, std::pair{"previous", previous}}) {
       auto found = state.periods.find(absl::ToUnixMicros(period.start));
-      if (found == state.periods.end()) continue;
+      // A period whose every value was retracted has no value.
+      if (found == state.periods.end() || found->second.count() == 0) {
+        continue;
+      }
       fn(KpiSeries{state.kpi, &key.second, label, period,
-                   found->second.Value(state.kpi->aggregation)});
+                   found->second.Value()});
     }
   }
 }
@@ -108,11 +151,14 @@ std::optional<double> KpiProjection::LatestValueWithin(
   const auto& periods = it->second.periods;
   // The period containing `from` is the first that overlaps the window.
   const int64_t first = absl::ToUnixMicros(PeriodContaining(from, kpi).start);
-  auto found = periods.lower_bound(absl::ToUnixMicros(until));
-  if (found == periods.begin()) return std::nullopt;
-  --found;
-  if (found->first < first) return std::nullopt;
-  return found->second.Value(kpi.aggregation);
+  // Newest first; periods emptied by retractions do not count.
+  for (auto found = periods.lower_bound(absl::ToUnixMicros(until));
+       found != periods.begin();) {
+    --found;
+    if (found->first < first) break;
+    if (found->second.count() > 0) return found->second.Value();
+  }
+  return std::nullopt;
 }
 
 absl::Time KpiProjection::LastEventTime(const std::string& kpi,

@@ -28,19 +28,30 @@
 
 namespace okrd::projection {
 
-// The running aggregate of one KPI, subject and period.
-struct Aggregate {
-  uint64_t count = 0;
-  double sum = 0;
-  double min = std::numeric_limits<double>::infinity();
-  double max = -std::numeric_limits<double>::infinity();
-  double latest = 0;
-  absl::Time latest_time = absl::InfinitePast();
-  uint64_t latest_sequence = 0;
+// The running aggregate of one KPI, subject and period. Holds just what its
+// aggregation needs to also take values out again (corrections,
+// retractions): sum and count always, the multiset of values for min/max,
+// values by (event time, sequence) for latest.
+class Aggregate {
+ public:
+  explicit Aggregate(config::Aggregation aggregation)
+      : aggregation_(aggregation) {}
 
   void Add(double value, absl::Time event_time, uint64_t sequence);
-  // The value okr_kpi_value reports; requires count > 0.
-  double Value(config::Aggregation aggregation) const;
+  // Takes out a value added before with the same time and sequence.
+  void Remove(double value, absl::Time event_time, uint64_t sequence);
+
+  uint64_t count() const { return count_; }
+  double sum() const { return sum_; }
+  // The value okr_kpi_value reports; requires count() > 0.
+  double Value() const;
+
+ private:
+  config::Aggregation aggregation_;
+  uint64_t count_ = 0;
+  double sum_ = 0;
+  absl::btree_map<double, uint32_t> values_;                       // min, max
+  absl::btree_map<std::pair<int64_t, uint64_t>, double> by_time_;  // latest
 };
 
 // One exported KPI series: `period_label` is "current" or "previous".
@@ -105,6 +116,8 @@ class KpiProjection {
     absl::Time last_event_time = absl::InfinitePast();
     // Keyed by period start in Unix microseconds.
     absl::btree_map<int64_t, Aggregate> periods;
+
+    Aggregate& PeriodAt(absl::Time event_time);
   };
 
   std::shared_ptr<const config::Config> config_;

@@ -195,6 +195,68 @@ TEST_F(EventLogTest, TicksTakeASequenceAfterTheBatchEvents) {
   EXPECT_TRUE((*stored)->has_tick());
 }
 
+Batch::Candidate Amend(const std::string& id, const std::string& target,
+                       okrd::v1::EventKind kind, double value) {
+  Batch::Candidate c;
+  c.event.set_event_id(id);
+  c.event.set_kpi("signups");
+  c.event.set_subject("team-a");
+  c.event.set_value(value);
+  c.event.set_kind(kind);
+  c.event.set_corrects_event_id(target);
+  c.event.mutable_event_time()->set_seconds(1795700000);
+  return c;
+}
+
+TEST_F(EventLogTest, CorrectionsCarryTheValueTheyReplace) {
+  auto log = Open();
+  Batch first;
+  first.events = {Event("m1", 10, 0),
+                  // Corrects a measurement of the same batch.
+                  Amend("c1", "m1", okrd::v1::CORRECTION, 12)};
+  auto r1 = log->Append(std::move(first));
+  ASSERT_TRUE(r1.ok()) << r1.status();
+  ASSERT_EQ(r1->appended.size(), 2u);
+  const okrd::v1::Amendment& a1 = r1->appended[1].amends();
+  EXPECT_EQ(a1.target_sequence(), 1u);
+  EXPECT_EQ(a1.previous_value(), 10);
+  EXPECT_EQ(a1.target_event_time().seconds(), 1795634360);
+
+  Batch second;
+  second.events = {Amend("c2", "m1", okrd::v1::CORRECTION, 15),
+                   Amend("r1", "m1", okrd::v1::RETRACTION, 0)};
+  auto r2 = log->Append(std::move(second));
+  ASSERT_TRUE(r2.ok());
+  ASSERT_EQ(r2->appended.size(), 2u);
+  EXPECT_EQ(r2->appended[0].amends().previous_value(), 12);
+  EXPECT_EQ(r2->appended[1].amends().previous_value(), 15);
+}
+
+TEST_F(EventLogTest, BadCorrectionTargetsAreRejected) {
+  auto log = Open();
+  Batch setup;
+  setup.events = {Event("m1", 10, 0),
+                  Amend("r1", "m1", okrd::v1::RETRACTION, 0)};
+  ASSERT_TRUE(log->Append(std::move(setup)).ok());
+  Batch::Candidate other_subject = Amend("c4", "m2", okrd::v1::CORRECTION, 1);
+  other_subject.event.set_subject("team-b");
+  Batch batch;
+  batch.events = {Amend("c1", "nope", okrd::v1::CORRECTION, 1),
+                  Amend("c2", "m1", okrd::v1::CORRECTION, 1),
+                  Amend("c3", "r1", okrd::v1::CORRECTION, 1), Event("m2", 5, 1),
+                  other_subject};
+  auto result = log->Append(std::move(batch));
+  ASSERT_TRUE(result.ok());
+  std::vector<std::string> reasons;
+  for (const auto& r : result->rejected) reasons.push_back(r.reason());
+  EXPECT_EQ(reasons,
+            (std::vector<std::string>{
+                "unknown_correction_target", "retracted_target",
+                "invalid_correction_target", "invalid_correction_target"}));
+  ASSERT_EQ(result->appended.size(), 1u);
+  EXPECT_EQ(result->appended[0].event().event_id(), "m2");
+}
+
 TEST(PayloadHashTest, IgnoresAttributeOrderAndSeesValueChanges) {
   okrd::v1::KpiEvent a;
   a.set_event_id("x");

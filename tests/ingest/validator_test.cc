@@ -146,6 +146,24 @@ TEST_F(ValidatorTest, EventTimeBounds) {
   EXPECT_EQ(ReasonFor(e), "invalid_event_time");
 }
 
+TEST_F(ValidatorTest, TooLateForAClosedPeriod) {
+  // kNow is 2026-11-25T19:19:20Z; daily periods in UTC.
+  config_.kpis[0].period = config::PeriodKind::kDay;
+  config_.kpis[0].allowed_lateness = absl::Hours(2);
+  okrd::v1::KpiEvent e = Valid();
+  ToProto(kNow - absl::Hours(1), e.mutable_event_time());
+  EXPECT_EQ(ReasonFor(e), "accepted");  // today
+  ToProto(kNow - absl::Hours(20), e.mutable_event_time());
+  EXPECT_EQ(ReasonFor(e), "too_late");  // yesterday, closed at 02:00
+  config_.kpis[0].allowed_lateness = absl::Hours(20);
+  EXPECT_EQ(ReasonFor(e), "accepted");  // closes at 20:00
+  config_.kpis[0].allowed_lateness = absl::Hours(2);
+  // Corrections name their target's period, which the log checks.
+  e.set_kind(okrd::v1::CORRECTION);
+  e.set_corrects_event_id("e0");
+  EXPECT_EQ(ReasonFor(e), "accepted");
+}
+
 TEST(EncodingTest, HeaderOrTopicSelectsJson) {
   EXPECT_EQ(EncodingFor("", false), Encoding::kProtobuf);
   EXPECT_EQ(EncodingFor("", true), Encoding::kJson);

@@ -39,7 +39,7 @@ def main():
 
     imported = run(a.okrctl, "log", "import", "--config", config, "--data-dir", data, "--file", events,
                    "--ingest-time", INGEST_TIME).stderr
-    assert "134 accepted, 1 duplicate, 3 rejected" in imported, imported
+    assert "136 accepted, 1 duplicate, 4 rejected" in imported, imported
 
     replay = [a.okrctl, "replay", "--config", config, "--data-dir", data]
     with open(os.path.join(golden, "example.prom")) as f:
@@ -57,10 +57,10 @@ def main():
     assert before["okrd_projection_sequence"] == 0, before
 
     # Importing the same file again: every event a duplicate, the conflict and
-    # the two bad lines rejected again, the projection unchanged.
+    # the three bad lines rejected again, the projection unchanged.
     again = run(a.okrctl, "log", "import", "--config", config, "--data-dir", data, "--file", events,
                 "--ingest-time", INGEST_TIME).stderr
-    assert "0 accepted, 135 duplicate, 3 rejected" in again, again
+    assert "0 accepted, 137 duplicate, 4 rejected" in again, again
     with open(os.path.join(golden, "example.prom")) as f:
         same("replay after re-import", run(*replay).stdout, f.read())
     log("re-import is idempotent")

@@ -48,6 +48,27 @@ class KpiProjectionTest : public ::testing::Test {
     projection_->Apply(record);
   }
 
+  // Folds a correction or retraction as the log resolves it.
+  void Amend(const std::string& kpi, okrd::v1::EventKind kind, double value,
+             uint64_t target_sequence, const char* target_time,
+             double previous_value) {
+    okrd::v1::StoredEvent record;
+    record.set_sequence(++sequence_);
+    record.set_ingest_time_us(absl::ToUnixMicros(At("2026-11-25T12:00:00Z")));
+    auto* e = record.mutable_event();
+    e->set_event_id("a" + std::to_string(sequence_));
+    e->set_kpi(kpi);
+    e->set_subject("team-a");
+    e->set_value(value);
+    e->set_kind(kind);
+    ToProto(At("2026-11-25T12:00:00Z"), e->mutable_event_time());
+    auto* a = record.mutable_amends();
+    a->set_target_sequence(target_sequence);
+    ToProto(At(target_time), a->mutable_target_event_time());
+    a->set_previous_value(previous_value);
+    projection_->Apply(record);
+  }
+
   // "kpi/subject/period" -> value of every exported series.
   std::map<std::string, double> Series() {
     std::map<std::string, double> out;
@@ -96,7 +117,7 @@ TEST_F(KpiProjectionTest, ExportsCurrentAndPreviousPeriodOnly) {
   const Aggregate* sept =
       projection_->Find("sum", "team-a", At("2026-09-01T00:00:00Z"));
   ASSERT_NE(sept, nullptr);
-  EXPECT_EQ(sept->sum, 1);
+  EXPECT_EQ(sept->sum(), 1);
 }
 
 TEST_F(KpiProjectionTest, CurrentFollowsTheLoggedClock) {
@@ -118,6 +139,39 @@ TEST_F(KpiProjectionTest, LoggedTicksMoveTheClock) {
   EXPECT_EQ(projection_->sequence(), 2u);
   EXPECT_EQ(Series(),
             (std::map<std::string, double>{{"sum/team-a/previous", 3}}));
+}
+
+TEST_F(KpiProjectionTest, CorrectionsAndRetractionsAcrossPeriods) {
+  // October and November values for every aggregation; then, in November,
+  // amend October's first value and retract November's largest.
+  for (const char* kpi : {"latest", "sum", "count", "mean", "min", "max"}) {
+    Apply(kpi, "team-a", 4, "2026-10-02T00:00:00Z");   // seq a
+    Apply(kpi, "team-a", 6, "2026-10-20T00:00:00Z");   // seq a+1
+    Apply(kpi, "team-a", 10, "2026-11-20T00:00:00Z");  // seq a+2
+    Apply(kpi, "team-a", 1, "2026-11-10T00:00:00Z");   // seq a+3
+    const uint64_t first = sequence_ - 3;
+    Amend(kpi, okrd::v1::CORRECTION, 9, first, "2026-10-02T00:00:00Z", 4);
+    Amend(kpi, okrd::v1::RETRACTION, 0, first + 2, "2026-11-20T00:00:00Z", 10);
+  }
+  const auto series = Series();
+  // October: {9 (corrected from 4) at Oct 2, 6 at Oct 20}.
+  EXPECT_EQ(series.at("latest/team-a/previous"), 6);
+  EXPECT_EQ(series.at("sum/team-a/previous"), 15);
+  EXPECT_EQ(series.at("count/team-a/previous"), 2);
+  EXPECT_EQ(series.at("mean/team-a/previous"), 7.5);
+  EXPECT_EQ(series.at("min/team-a/previous"), 6);
+  EXPECT_EQ(series.at("max/team-a/previous"), 9);
+  // November: {1 at Nov 10}; 10 at Nov 20 retracted.
+  for (const char* kpi : {"latest", "sum", "mean", "min", "max"}) {
+    EXPECT_EQ(series.at(std::string(kpi) + "/team-a/current"), 1) << kpi;
+  }
+  EXPECT_EQ(series.at("count/team-a/current"), 1);
+}
+
+TEST_F(KpiProjectionTest, RetractingEveryValueLeavesNoSeries) {
+  Apply("sum", "team-a", 3, "2026-11-15T00:00:00Z");
+  Amend("sum", okrd::v1::RETRACTION, 0, sequence_, "2026-11-15T00:00:00Z", 3);
+  EXPECT_TRUE(Series().empty());
 }
 
 TEST_F(KpiProjectionTest, UnknownKpiAdvancesSequenceOnly) {
