@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,19 +58,32 @@ class State final : public ingest::BatchSink, public exporter::SnapshotSource {
     ingest_ = ingest;
   }
 
-  // Folds the whole log into the projection, reporting progress.
+  // Loads the newest matching snapshot and folds the log's tail into the
+  // projection, reporting progress.
   absl::Status Rebuild() {
-    const uint64_t total = log_->last_sequence();
     const absl::Time started = absl::Now();
+    absl::MutexLock lock(&mu_);
+    const std::string hash = projection::ConfigHash(projection_->config());
+    absl::StatusOr<std::optional<okrd::v1::ProjectionSnapshot>> snapshot =
+        log_->LatestSnapshot(hash);
+    if (!snapshot.ok()) return snapshot.status();
+    if (snapshot->has_value()) {
+      if (absl::Status s = projection_->Restore(**snapshot); !s.ok()) return s;
+      spdlog::info("loaded projection snapshot at sequence {}",
+                   projection_->sequence());
+    }
+    const uint64_t from = projection_->sequence() + 1;
+    const uint64_t last = log_->last_sequence();
+    const uint64_t total = last >= from ? last - from + 1 : 0;
+    spdlog::info("replaying {} log records from sequence {}", total, from);
     absl::Time next_report = started + absl::Seconds(1);
     uint64_t applied = 0;
-    spdlog::info("rebuilding projection from {} logged events", total);
-    absl::MutexLock lock(&mu_);
-    absl::Status s = log_->ForEach(1, [&](const okrd::v1::StoredEvent& e) {
+    absl::Status s = log_->ForEach(from, [&](const okrd::v1::StoredEvent& e) {
       projection_->Apply(e);
       if ((++applied & 0xffff) == 0 && absl::Now() >= next_report) {
         next_report = absl::Now() + absl::Seconds(1);
-        spdlog::info("rebuild progress: {}/{} events ({:.1f}%)", applied, total,
+        spdlog::info("rebuild progress: {}/{} records ({:.1f}%)", applied,
+                     total,
                      100.0 * static_cast<double>(applied) /
                          static_cast<double>(std::max<uint64_t>(total, 1)));
       }
@@ -77,17 +91,52 @@ class State final : public ingest::BatchSink, public exporter::SnapshotSource {
     });
     if (!s.ok()) return s;
     daemon_.log = log_->GetStats();
+    daemon_.rebuild_seconds = absl::ToDoubleSeconds(absl::Now() - started);
+    last_snapshot_sequence_ =
+        snapshot->has_value() ? (*snapshot)->sequence() : 0;
+    last_snapshot_time_ = absl::Now();
     rebuilt_ = true;
-    spdlog::info("rebuild done: {} events in {}", applied,
+    spdlog::info("rebuild done: {} records in {}", applied,
                  absl::FormatDuration(absl::Now() - started));
     return absl::OkStatus();
   }
 
   void OnAppended(const eventlog::AppendResult& result) override {
-    absl::MutexLock lock(&mu_);
-    for (const okrd::v1::StoredEvent& e : result.appended)
-      projection_->Apply(e);
-    daemon_.log = log_->GetStats();
+    std::optional<okrd::v1::ProjectionSnapshot> snapshot;
+    {
+      absl::MutexLock lock(&mu_);
+      for (const okrd::v1::StoredEvent& e : result.appended) {
+        projection_->Apply(e);
+      }
+      daemon_.log = log_->GetStats();
+      const config::ProjectionOptions& options =
+          projection_->config().projection;
+      const uint64_t sequence = projection_->sequence();
+      if (sequence > last_snapshot_sequence_ &&
+          (sequence - last_snapshot_sequence_ >=
+               static_cast<uint64_t>(options.snapshot_every_records) ||
+           absl::Now() - last_snapshot_time_ >= options.snapshot_interval)) {
+        snapshot = projection_->Snapshot();
+        last_snapshot_sequence_ = sequence;
+        last_snapshot_time_ = absl::Now();
+      }
+    }
+    // Written outside the lock: scrapes go on meanwhile.
+    if (snapshot) StoreSnapshot(*snapshot);
+  }
+
+  // Stores a snapshot of the current state unless one exists for it.
+  void SnapshotNow() {
+    okrd::v1::ProjectionSnapshot snapshot;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!rebuilt_ || projection_->sequence() == last_snapshot_sequence_) {
+        return;
+      }
+      snapshot = projection_->Snapshot();
+      last_snapshot_sequence_ = snapshot.sequence();
+    }
+    StoreSnapshot(snapshot);
   }
 
   void Read(const std::function<void(const projection::KpiProjection&,
@@ -114,6 +163,21 @@ class State final : public ingest::BatchSink, public exporter::SnapshotSource {
   exporter::DaemonState daemon_ ABSL_GUARDED_BY(mu_);
   const ingest::KafkaIngest* ingest_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool rebuilt_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t last_snapshot_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time last_snapshot_time_ ABSL_GUARDED_BY(mu_);
+
+  void StoreSnapshot(const okrd::v1::ProjectionSnapshot& snapshot) {
+    const absl::Time started = absl::Now();
+    if (absl::Status s = log_->PutSnapshot(snapshot); !s.ok()) {
+      // Only costs a longer replay at the next start.
+      spdlog::warn("projection snapshot at sequence {} not stored: {}",
+                   snapshot.sequence(), s.message());
+      return;
+    }
+    spdlog::info("stored projection snapshot at sequence {} ({} bytes, {})",
+                 snapshot.sequence(), snapshot.ByteSizeLong(),
+                 absl::FormatDuration(absl::Now() - started));
+  }
 };
 
 // One clear line on stderr, as okrd's usage and config errors are.
@@ -231,6 +295,7 @@ int RunDaemon(int argc, char** argv) {
   const absl::Status run = (*ingest)->Run(g_stop);
   state.set_ingest(nullptr);
   ingest->reset();
+  state.SnapshotNow();
   if (!run.ok()) {
     spdlog::critical("stopping: {}", run.message());
     return 1;

@@ -630,9 +630,15 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
       ReadLimits(r, limits, &config->limits);
     }
     if (const YAML::Node p = root["projection"]; p && r.ok()) {
-      if (r.Map(p, "projection", {"tick_interval"})) {
+      if (r.Map(p, "projection",
+                {"tick_interval", "snapshot_every_records",
+                 "snapshot_interval"})) {
         r.Duration(p, "projection", "tick_interval",
                    &config->projection.tick_interval);
+        r.Int(p, "projection", "snapshot_every_records", 1, 1 << 30,
+              &config->projection.snapshot_every_records);
+        r.Duration(p, "projection", "snapshot_interval",
+                   &config->projection.snapshot_interval);
         if (r.ok() && config->projection.tick_interval < absl::Seconds(1)) {
           r.Fail(p["tick_interval"], "projection.tick_interval",
                  "must be at least 1s");

@@ -91,6 +91,11 @@ struct ProjectionOptions {
   // (expected progress, staleness) moves without events and replays
   // identically. Default 10s.
   absl::Duration tick_interval = absl::Seconds(10);
+  // A projection snapshot is stored after this many new log records or this
+  // much time, whichever comes first, and at a clean stop, so start-up
+  // replays only the tail. Defaults 100000 and 5m.
+  int snapshot_every_records = 100000;
+  absl::Duration snapshot_interval = absl::Minutes(5);
 };
 
 // Bounds on what one event may carry; beyond them it is rejected as oversize.

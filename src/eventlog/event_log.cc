@@ -466,6 +466,47 @@ absl::StatusOr<std::optional<okrd::v1::StoredEvent>> EventLog::GetByEventId(
   return Get(DecodeU64(value));
 }
 
+absl::Status EventLog::PutSnapshot(
+    const okrd::v1::ProjectionSnapshot& snapshot) {
+  if (options_.read_only) {
+    return absl::FailedPreconditionError("event log is open read-only");
+  }
+  rocksdb::WriteBatch wb;
+  wb.Put(handles_[kSnapshots], EncodeU64(snapshot.sequence()),
+         snapshot.SerializeAsString());
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), handles_[kSnapshots]));
+  int kept = 1;  // the one being written
+  for (it->SeekToLast(); it->Valid(); it->Prev()) {
+    if (DecodeU64(it->key().ToString()) == snapshot.sequence()) continue;
+    if (++kept > kKeptSnapshots) wb.Delete(handles_[kSnapshots], it->key());
+  }
+  if (absl::Status s = FromRocks(it->status(), "listing snapshots"); !s.ok()) {
+    return s;
+  }
+  rocksdb::WriteOptions write_options;
+  write_options.sync = options_.sync;
+  return FromRocks(db_->Write(write_options, &wb), "writing snapshot");
+}
+
+absl::StatusOr<std::optional<okrd::v1::ProjectionSnapshot>>
+EventLog::LatestSnapshot(const std::string& config_hash) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), handles_[kSnapshots]));
+  okrd::v1::ProjectionSnapshot snapshot;
+  for (it->SeekToLast(); it->Valid(); it->Prev()) {
+    if (!snapshot.ParseFromArray(it->value().data(),
+                                 static_cast<int>(it->value().size()))) {
+      continue;  // an unreadable snapshot only costs a longer replay
+    }
+    if (snapshot.config_hash() == config_hash) return snapshot;
+  }
+  if (absl::Status s = FromRocks(it->status(), "reading snapshots"); !s.ok()) {
+    return s;
+  }
+  return std::nullopt;
+}
+
 std::map<PartitionKey, int64_t> EventLog::Offsets() const {
   absl::MutexLock lock(&mu_);
   return stats_.offsets;

@@ -7,7 +7,7 @@
 //   dedup     event_id -> u64 sequence + SHA-256 of the event
 //   offsets   topic NUL partition -> next Kafka offset to consume
 //   rejected  big-endian u64 sequence -> RejectedRecord (raw bytes + reason)
-//   snapshots projection snapshots (reserved)
+//   snapshots big-endian u64 sequence -> ProjectionSnapshot
 //   meta      last sequences and the outcome counters
 //   amendments event_id of an amended measurement -> its current value
 //
@@ -41,6 +41,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "okrd/v1/records.pb.h"
+#include "okrd/v1/snapshot.pb.h"
 
 namespace rocksdb {
 class DB;
@@ -125,6 +126,14 @@ class EventLog {
   absl::Status ForEachRejected(
       uint64_t from,
       const std::function<bool(const okrd::v1::RejectedRecord&)>& fn) const;
+
+  // Stores a projection snapshot (its own write, after the events it
+  // covers are durable) and keeps only the newest kKeptSnapshots.
+  absl::Status PutSnapshot(const okrd::v1::ProjectionSnapshot& snapshot);
+  // The newest snapshot with `config_hash`, if any.
+  absl::StatusOr<std::optional<okrd::v1::ProjectionSnapshot>> LatestSnapshot(
+      const std::string& config_hash) const;
+  static constexpr int kKeptSnapshots = 3;
 
   // The next offset to consume for every partition this log has seen.
   std::map<PartitionKey, int64_t> Offsets() const;

@@ -178,6 +178,11 @@ void AddDaemonFamilies(Families& f, const DaemonState& state) {
               {{"topic", key.first}, {"partition", absl::StrCat(key.second)}},
               static_cast<double>(messages));
   }
+  AddSample(f.Add("okrd_projection_rebuild_seconds",
+                  "Duration of the last projection rebuild: snapshot load "
+                  "and replay of the log's tail.",
+                  MetricType::Gauge),
+            {}, state.rebuild_seconds);
   AddSample(f.Add("okrd_build_info", "Build of the running okrd; always 1.",
                   MetricType::Gauge),
             {{"version", Version()}}, 1);

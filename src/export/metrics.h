@@ -22,6 +22,8 @@ namespace okrd::exporter {
 struct DaemonState {
   eventlog::Stats log;
   std::map<eventlog::PartitionKey, int64_t> lag;
+  // How long the last start-up rebuild (snapshot load + tail replay) took.
+  double rebuild_seconds = 0;
 };
 
 // What /readyz reports.

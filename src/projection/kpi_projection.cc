@@ -1,8 +1,10 @@
 #include "projection/kpi_projection.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "core/time_util.h"
 
 namespace okrd::projection {
@@ -60,6 +62,96 @@ double Aggregate::Value() const {
       return values_.empty() ? 0 : values_.rbegin()->first;
   }
   return 0;
+}
+
+void Aggregate::SaveTo(okrd::v1::PeriodSnapshot* out) const {
+  out->set_count(count_);
+  out->set_sum(sum_);
+  for (const auto& [value, n] : values_) {
+    out->add_values(value);
+    out->add_value_counts(n);
+  }
+  for (const auto& [key, value] : by_time_) {
+    out->add_latest_time_ns(key.first);
+    out->add_latest_sequence(key.second);
+    out->add_latest_value(value);
+  }
+}
+
+void Aggregate::LoadFrom(const okrd::v1::PeriodSnapshot& in) {
+  count_ = in.count();
+  sum_ = in.sum();
+  values_.clear();
+  by_time_.clear();
+  for (int i = 0; i < in.values_size() && i < in.value_counts_size(); ++i) {
+    values_[in.values(i)] = in.value_counts(i);
+  }
+  for (int i = 0; i < in.latest_time_ns_size() &&
+                  i < in.latest_sequence_size() && i < in.latest_value_size();
+       ++i) {
+    by_time_[{in.latest_time_ns(i), in.latest_sequence(i)}] =
+        in.latest_value(i);
+  }
+}
+
+std::string ConfigHash(const config::Config& config) {
+  // A readable canonical form; short enough to store beside each snapshot.
+  std::string canonical = "okrd-projection-v1";
+  for (const config::KpiOptions& kpi : config.kpis) {
+    absl::StrAppend(&canonical, "|", kpi.id, ",",
+                    config::AggregationName(kpi.aggregation), ",",
+                    config::PeriodName(kpi.period), ",", kpi.time_zone, ",",
+                    kpi.week_start);
+  }
+  return canonical;
+}
+
+okrd::v1::ProjectionSnapshot KpiProjection::Snapshot() const {
+  okrd::v1::ProjectionSnapshot out;
+  out.set_sequence(sequence_);
+  out.set_clock_us(clock_ == absl::InfinitePast() ? INT64_MIN
+                                                  : absl::ToUnixMicros(clock_));
+  out.set_config_hash(ConfigHash(*config_));
+  for (const auto& [key, state] : subjects_) {
+    okrd::v1::SubjectSnapshot* s = out.add_subjects();
+    s->set_kpi(key.first);
+    s->set_subject(key.second);
+    s->set_last_event_time_us(state.last_event_time == absl::InfinitePast()
+                                  ? INT64_MIN
+                                  : absl::ToUnixMicros(state.last_event_time));
+    for (const auto& [start, aggregate] : state.periods) {
+      okrd::v1::PeriodSnapshot* p = s->add_periods();
+      p->set_start_us(start);
+      aggregate.SaveTo(p);
+    }
+  }
+  return out;
+}
+
+absl::Status KpiProjection::Restore(
+    const okrd::v1::ProjectionSnapshot& snapshot) {
+  if (snapshot.config_hash() != ConfigHash(*config_)) {
+    return absl::FailedPreconditionError(
+        "snapshot was taken under other KPI definitions");
+  }
+  auto time_of = [](int64_t us) {
+    return us == INT64_MIN ? absl::InfinitePast() : absl::FromUnixMicros(us);
+  };
+  subjects_.clear();
+  sequence_ = snapshot.sequence();
+  clock_ = time_of(snapshot.clock_us());
+  for (const okrd::v1::SubjectSnapshot& s : snapshot.subjects()) {
+    const config::KpiOptions* kpi = config_->FindKpi(s.kpi());
+    if (kpi == nullptr) continue;
+    SubjectState& state = subjects_[{s.kpi(), s.subject()}];
+    state.kpi = kpi;
+    state.last_event_time = time_of(s.last_event_time_us());
+    for (const okrd::v1::PeriodSnapshot& p : s.periods()) {
+      state.periods.try_emplace(p.start_us(), kpi->aggregation)
+          .first->second.LoadFrom(p);
+    }
+  }
+  return absl::OkStatus();
 }
 
 Aggregate& KpiProjection::SubjectState::PeriodAt(absl::Time event_time) {

@@ -21,9 +21,11 @@
 #include <string>
 
 #include "absl/container/btree_map.h"
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "config/config.h"
 #include "okrd/v1/records.pb.h"
+#include "okrd/v1/snapshot.pb.h"
 #include "projection/period.h"
 
 namespace okrd::projection {
@@ -43,6 +45,9 @@ class Aggregate {
 
   uint64_t count() const { return count_; }
   double sum() const { return sum_; }
+
+  void SaveTo(okrd::v1::PeriodSnapshot* out) const;
+  void LoadFrom(const okrd::v1::PeriodSnapshot& in);
   // The value okr_kpi_value reports; requires count() > 0.
   double Value() const;
 
@@ -62,6 +67,11 @@ struct KpiSeries {
   Period period;
   double value;
 };
+
+// Hash of what shapes the KPI projection's state (KPI ids, aggregations,
+// periods, zones, week starts): snapshots taken under another hash are not
+// reused.
+std::string ConfigHash(const config::Config& config);
 
 class KpiProjection {
  public:
@@ -104,6 +114,12 @@ class KpiProjection {
                            const std::string& subject) const;
 
   const config::Config& config() const { return *config_; }
+
+  // The state as a snapshot, stamped with ConfigHash(config()).
+  okrd::v1::ProjectionSnapshot Snapshot() const;
+  // Replaces the state with `snapshot`; fails when it was taken under a
+  // config whose KPI definitions differ.
+  absl::Status Restore(const okrd::v1::ProjectionSnapshot& snapshot);
 
   // The aggregate of `kpi`/`subject` in the period starting at
   // `period_start`; nullptr when there is none.

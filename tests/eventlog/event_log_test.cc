@@ -257,6 +257,37 @@ TEST_F(EventLogTest, BadCorrectionTargetsAreRejected) {
   EXPECT_EQ(result->appended[0].event().event_id(), "m2");
 }
 
+TEST_F(EventLogTest, KeepsTheNewestSnapshotsAndMatchesTheirHash) {
+  auto log = Open();
+  for (uint64_t sequence : {10u, 20u, 30u, 40u}) {
+    okrd::v1::ProjectionSnapshot snapshot;
+    snapshot.set_sequence(sequence);
+    snapshot.set_config_hash(sequence == 40 ? "new" : "old");
+    ASSERT_TRUE(log->PutSnapshot(snapshot).ok());
+  }
+  auto old_hash = log->LatestSnapshot("old");
+  ASSERT_TRUE(old_hash.ok() && old_hash->has_value());
+  EXPECT_EQ((*old_hash)->sequence(), 30u);
+  auto new_hash = log->LatestSnapshot("new");
+  ASSERT_TRUE(new_hash.ok() && new_hash->has_value());
+  EXPECT_EQ((*new_hash)->sequence(), 40u);
+  auto none = log->LatestSnapshot("other");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  // Only three are kept: sequence 10 is gone.
+  log.reset();
+  auto reopened = Open();
+  for (uint64_t sequence : {50u}) {
+    okrd::v1::ProjectionSnapshot snapshot;
+    snapshot.set_sequence(sequence);
+    snapshot.set_config_hash("new");
+    ASSERT_TRUE(reopened->PutSnapshot(snapshot).ok());
+  }
+  auto oldest = reopened->LatestSnapshot("old");
+  ASSERT_TRUE(oldest.ok() && oldest->has_value());
+  EXPECT_EQ((*oldest)->sequence(), 30u);  // 20 dropped as well now
+}
+
 TEST(PayloadHashTest, IgnoresAttributeOrderAndSeesValueChanges) {
   okrd::v1::KpiEvent a;
   a.set_event_id("x");

@@ -161,7 +161,10 @@ def main():
         wait_for("okrd ready after restart", okrd.ready, timeout=60)
         after = harness.business(okrd.metrics())
         assert after == got, f"after restart:\n{after}\nbefore:\n{got}"
-        log("clean restart keeps every counter and value")
+        with open(okrd.log_path) as f:
+            f.seek(okrd.log_start)
+            assert "loaded projection snapshot at sequence" in f.read(), okrd.tail()
+        log("clean restart from the stop's snapshot keeps every counter and value")
         assert okrd.terminate() == 0
         return 0
     except BaseException:

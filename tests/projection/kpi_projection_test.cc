@@ -31,11 +31,20 @@ class KpiProjectionTest : public ::testing::Test {
       kpi.aggregation = a;
       config->kpis.push_back(kpi);
     }
+    config_ = config;
     projection_ = std::make_unique<KpiProjection>(config);
   }
 
   void Apply(const std::string& kpi, const std::string& subject, double value,
              const char* time, const char* ingest = "2026-11-25T12:00:00Z") {
+    projection_->Apply(Record(kpi, subject, value, time, ingest));
+  }
+
+  // The next accepted measurement as the log would store it.
+  okrd::v1::StoredEvent Record(const std::string& kpi,
+                               const std::string& subject, double value,
+                               const char* time,
+                               const char* ingest = "2026-11-25T12:00:00Z") {
     okrd::v1::StoredEvent record;
     record.set_sequence(++sequence_);
     record.set_ingest_time_us(absl::ToUnixMicros(At(ingest)));
@@ -45,7 +54,7 @@ class KpiProjectionTest : public ::testing::Test {
     e->set_subject(subject);
     e->set_value(value);
     ToProto(At(time), e->mutable_event_time());
-    projection_->Apply(record);
+    return record;
   }
 
   // Folds a correction or retraction as the log resolves it.
@@ -78,6 +87,7 @@ class KpiProjectionTest : public ::testing::Test {
     return out;
   }
 
+  std::shared_ptr<const config::Config> config_;
   std::unique_ptr<KpiProjection> projection_;
   uint64_t sequence_ = 0;
 };
@@ -172,6 +182,43 @@ TEST_F(KpiProjectionTest, RetractingEveryValueLeavesNoSeries) {
   Apply("sum", "team-a", 3, "2026-11-15T00:00:00Z");
   Amend("sum", okrd::v1::RETRACTION, 0, sequence_, "2026-11-15T00:00:00Z", 3);
   EXPECT_TRUE(Series().empty());
+}
+
+TEST_F(KpiProjectionTest, SnapshotRestoresAnEquivalentProjection) {
+  for (const char* kpi : {"latest", "sum", "count", "mean", "min", "max"}) {
+    Apply(kpi, "team-a", 4, "2026-10-02T00:00:00Z");
+    Apply(kpi, "team-b", 6, "2026-11-20T00:00:00Z");
+    Apply(kpi, "team-b", 2, "2026-11-21T00:00:00Z");
+  }
+  const okrd::v1::ProjectionSnapshot snapshot = projection_->Snapshot();
+  EXPECT_EQ(snapshot.sequence(), projection_->sequence());
+  KpiProjection restored(config_);
+  ASSERT_TRUE(restored.Restore(snapshot).ok());
+  EXPECT_EQ(restored.sequence(), projection_->sequence());
+  EXPECT_EQ(restored.clock(), projection_->clock());
+  EXPECT_EQ(restored.Snapshot().SerializeAsString(),
+            snapshot.SerializeAsString());
+  // The same next records give the same state on both.
+  for (const char* kpi : {"latest", "min", "max", "mean"}) {
+    const okrd::v1::StoredEvent next =
+        Record(kpi, "team-b", 9, "2026-11-22T00:00:00Z");
+    projection_->Apply(next);
+    restored.Apply(next);
+  }
+  EXPECT_EQ(restored.Snapshot().SerializeAsString(),
+            projection_->Snapshot().SerializeAsString());
+  EXPECT_EQ(Series().at("max/team-b/current"), 9);
+}
+
+TEST_F(KpiProjectionTest, SnapshotOfOtherKpiDefinitionsIsRefused) {
+  Apply("sum", "team-a", 1, "2026-11-02T00:00:00Z");
+  okrd::v1::ProjectionSnapshot snapshot = projection_->Snapshot();
+  auto changed = std::make_shared<config::Config>(projection_->config());
+  changed->kpis[1].period = config::PeriodKind::kWeek;
+  KpiProjection other(changed);
+  EXPECT_EQ(other.Restore(snapshot).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(ConfigHash(*changed), snapshot.config_hash());
 }
 
 TEST_F(KpiProjectionTest, UnknownKpiAdvancesSequenceOnly) {
