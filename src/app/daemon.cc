@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -39,11 +40,17 @@ options:
   --log-level LEVEL    trace, debug, info (default), warn, error
   --help               print this help
   --version            print the version
+
+signals: SIGTERM/SIGINT finish the current batch and stop (exit 0); SIGHUP
+re-reads the config and rebuilds the projection in the background.
 )";
 
 std::atomic<bool> g_stop{false};
 
+std::atomic<bool> g_reload{false};
+
 extern "C" void OnStopSignal(int) { g_stop.store(true); }
+extern "C" void OnReloadSignal(int) { g_reload.store(true); }
 
 // Owns the projection and the daemon state under one mutex: ingest writes,
 // scrapes read, and a scrape always sees one log sequence.
@@ -51,53 +58,62 @@ class State final : public ingest::BatchSink, public exporter::SnapshotSource {
  public:
   State(std::shared_ptr<const config::Config> config, eventlog::EventLog* log)
       : log_(log),
+        config_(config),
         projection_(std::make_unique<projection::KpiProjection>(config)) {}
 
-  void set_ingest(const ingest::KafkaIngest* ingest) {
+  void set_ingest(ingest::KafkaIngest* ingest) {
     absl::MutexLock lock(&mu_);
     ingest_ = ingest;
   }
 
-  // Loads the newest matching snapshot and folds the log's tail into the
-  // projection, reporting progress.
-  absl::Status Rebuild() {
+  // Builds the start-up projection from the newest matching snapshot and
+  // the log's tail, reporting progress.
+  absl::Status Rebuild(const std::atomic<bool>& cancel) {
     const absl::Time started = absl::Now();
-    absl::MutexLock lock(&mu_);
-    const std::string hash = projection::ConfigHash(projection_->config());
-    absl::StatusOr<std::optional<okrd::v1::ProjectionSnapshot>> snapshot =
-        log_->LatestSnapshot(hash);
-    if (!snapshot.ok()) return snapshot.status();
-    if (snapshot->has_value()) {
-      if (absl::Status s = projection_->Restore(**snapshot); !s.ok()) return s;
-      spdlog::info("loaded projection snapshot at sequence {}",
-                   projection_->sequence());
+    std::shared_ptr<const config::Config> config;
+    {
+      absl::MutexLock lock(&mu_);
+      config = config_;
     }
-    const uint64_t from = projection_->sequence() + 1;
-    const uint64_t last = log_->last_sequence();
-    const uint64_t total = last >= from ? last - from + 1 : 0;
-    spdlog::info("replaying {} log records from sequence {}", total, from);
-    absl::Time next_report = started + absl::Seconds(1);
-    uint64_t applied = 0;
-    absl::Status s = log_->ForEach(from, [&](const okrd::v1::StoredEvent& e) {
-      projection_->Apply(e);
-      if ((++applied & 0xffff) == 0 && absl::Now() >= next_report) {
-        next_report = absl::Now() + absl::Seconds(1);
-        spdlog::info("rebuild progress: {}/{} records ({:.1f}%)", applied,
-                     total,
-                     100.0 * static_cast<double>(applied) /
-                         static_cast<double>(std::max<uint64_t>(total, 1)));
-      }
-      return true;
-    });
-    if (!s.ok()) return s;
+    absl::StatusOr<Built> built = Build(config, cancel);
+    if (!built.ok()) return built.status();
+    absl::MutexLock lock(&mu_);
+    projection_ = std::move(built->projection);
     daemon_.log = log_->GetStats();
     daemon_.rebuild_seconds = absl::ToDoubleSeconds(absl::Now() - started);
-    last_snapshot_sequence_ =
-        snapshot->has_value() ? (*snapshot)->sequence() : 0;
+    last_snapshot_sequence_ = built->snapshot_sequence;
     last_snapshot_time_ = absl::Now();
     rebuilt_ = true;
-    spdlog::info("rebuild done: {} records in {}", applied,
-                 absl::FormatDuration(absl::Now() - started));
+    return absl::OkStatus();
+  }
+
+  // Rebuilds the projection for a changed `config` from the whole log while
+  // the current one keeps serving, then switches atomically.
+  absl::Status Reload(std::shared_ptr<const config::Config> config,
+                      const std::atomic<bool>& cancel) {
+    const absl::Time started = absl::Now();
+    absl::StatusOr<Built> built = Build(config, cancel);
+    if (!built.ok()) return built.status();
+    absl::MutexLock lock(&mu_);
+    // Records logged while the rebuild ran; OnAppended skips them later.
+    const uint64_t caught_up_from = built->projection->sequence() + 1;
+    absl::Status s =
+        log_->ForEach(caught_up_from, [&](const okrd::v1::StoredEvent& e) {
+          built->projection->Apply(e);
+          return true;
+        });
+    if (!s.ok()) return s;
+    projection_ = std::move(built->projection);
+    config_ = config;
+    if (ingest_ != nullptr) ingest_->UpdateConfig(config);
+    daemon_.rebuild_seconds = absl::ToDoubleSeconds(absl::Now() - started);
+    // Snapshot the new projection at the next batch.
+    last_snapshot_sequence_ = built->snapshot_sequence;
+    last_snapshot_time_ = absl::InfinitePast();
+    spdlog::info(
+        "reload done: projection at sequence {} under the new config "
+        "after {}",
+        projection_->sequence(), absl::FormatDuration(absl::Now() - started));
     return absl::OkStatus();
   }
 
@@ -106,6 +122,8 @@ class State final : public ingest::BatchSink, public exporter::SnapshotSource {
     {
       absl::MutexLock lock(&mu_);
       for (const okrd::v1::StoredEvent& e : result.appended) {
+        // A reload may already have folded this batch from the log.
+        if (e.sequence() <= projection_->sequence()) continue;
         projection_->Apply(e);
       }
       daemon_.log = log_->GetStats();
@@ -159,9 +177,60 @@ class State final : public ingest::BatchSink, public exporter::SnapshotSource {
  private:
   eventlog::EventLog* log_;
   mutable absl::Mutex mu_;
+  std::shared_ptr<const config::Config> config_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<projection::KpiProjection> projection_ ABSL_GUARDED_BY(mu_);
   exporter::DaemonState daemon_ ABSL_GUARDED_BY(mu_);
-  const ingest::KafkaIngest* ingest_ ABSL_GUARDED_BY(mu_) = nullptr;
+  ingest::KafkaIngest* ingest_ ABSL_GUARDED_BY(mu_) = nullptr;
+  struct Built {
+    std::unique_ptr<projection::KpiProjection> projection;
+    uint64_t snapshot_sequence = 0;
+  };
+
+  // Restores the newest snapshot matching `config` and folds the rest of the
+  // log. Reads only the log, so it runs beside ingest without the lock.
+  absl::StatusOr<Built> Build(std::shared_ptr<const config::Config> config,
+                              const std::atomic<bool>& cancel) const {
+    const absl::Time started = absl::Now();
+    Built built{std::make_unique<projection::KpiProjection>(config), 0};
+    absl::StatusOr<std::optional<okrd::v1::ProjectionSnapshot>> snapshot =
+        log_->LatestSnapshot(projection::ConfigHash(*config));
+    if (!snapshot.ok()) return snapshot.status();
+    if (snapshot->has_value()) {
+      if (absl::Status s = built.projection->Restore(**snapshot); !s.ok()) {
+        return s;
+      }
+      built.snapshot_sequence = (*snapshot)->sequence();
+      spdlog::info("loaded projection snapshot at sequence {}",
+                   built.snapshot_sequence);
+    }
+    const uint64_t from = built.projection->sequence() + 1;
+    const uint64_t last = log_->last_sequence();
+    const uint64_t total = last >= from ? last - from + 1 : 0;
+    spdlog::info("replaying {} log records from sequence {}", total, from);
+    absl::Time next_report = started + absl::Seconds(1);
+    uint64_t applied = 0;
+    absl::Status s = log_->ForEach(from, [&](const okrd::v1::StoredEvent& e) {
+      if (e.sequence() > last) return false;
+      built.projection->Apply(e);
+      if ((++applied & 0xffff) == 0) {
+        if (cancel.load()) return false;
+        if (absl::Now() >= next_report) {
+          next_report = absl::Now() + absl::Seconds(1);
+          spdlog::info("rebuild progress: {}/{} records ({:.1f}%)", applied,
+                       total,
+                       100.0 * static_cast<double>(applied) /
+                           static_cast<double>(std::max<uint64_t>(total, 1)));
+        }
+      }
+      return true;
+    });
+    if (!s.ok()) return s;
+    if (cancel.load()) return absl::CancelledError("rebuild cancelled");
+    spdlog::info("rebuild done: {} records in {}", applied,
+                 absl::FormatDuration(absl::Now() - started));
+    return built;
+  }
+
   bool rebuilt_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t last_snapshot_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time last_snapshot_time_ ABSL_GUARDED_BY(mu_);
@@ -179,6 +248,57 @@ class State final : public ingest::BatchSink, public exporter::SnapshotSource {
                  absl::FormatDuration(absl::Now() - started));
   }
 };
+
+// The config file with the command line's overrides applied.
+absl::StatusOr<std::shared_ptr<const config::Config>> LoadWithOverrides(
+    const std::string& path, const Args& args) {
+  absl::StatusOr<std::shared_ptr<const config::Config>> loaded =
+      config::LoadConfig(path);
+  if (!loaded.ok()) return loaded.status();
+  auto effective = std::make_shared<config::Config>(**loaded);
+  if (auto v = args.Get("brokers")) effective->kafka.brokers = *v;
+  if (auto v = args.Get("data-dir")) effective->storage.path = *v;
+  if (auto v = args.Get("listen")) effective->http.listen = *v;
+  return std::shared_ptr<const config::Config>(std::move(effective));
+}
+
+// Re-reads the config on SIGHUP and rebuilds the projection under it in the
+// background; a bad file is logged and the running config kept.
+void ReloadLoop(const std::string& path, const Args& args, State& state,
+                std::shared_ptr<const config::Config> running) {
+  while (!g_stop.load()) {
+    if (!g_reload.exchange(false)) {
+      absl::SleepFor(absl::Milliseconds(100));
+      continue;
+    }
+    spdlog::info("SIGHUP: reloading {}", path);
+    absl::StatusOr<std::shared_ptr<const config::Config>> next =
+        LoadWithOverrides(path, args);
+    if (!next.ok()) {
+      spdlog::error("reload failed, keeping the running config: {}",
+                    next.status().message());
+      continue;
+    }
+    const config::Config& a = *running;
+    const config::Config& b = **next;
+    if (a.kafka.brokers != b.kafka.brokers ||
+        a.kafka.topics != b.kafka.topics ||
+        a.kafka.group_id != b.kafka.group_id ||
+        a.kafka.dlq_topic != b.kafka.dlq_topic ||
+        a.kafka.properties != b.kafka.properties ||
+        a.storage.path != b.storage.path || a.http.listen != b.http.listen) {
+      spdlog::warn(
+          "reload: kafka, storage and http changes take effect at the next "
+          "restart; KPIs, objectives and limits apply now");
+    }
+    if (absl::Status s = state.Reload(*next, g_stop); !s.ok()) {
+      spdlog::error("reload failed, keeping the running config: {}",
+                    s.message());
+      continue;
+    }
+    running = *next;
+  }
+}
 
 // One clear line on stderr, as okrd's usage and config errors are.
 int UsageError(absl::string_view message) {
@@ -216,27 +336,27 @@ int RunDaemon(int argc, char** argv) {
   }
   const std::optional<std::string> config_path = args.Get("config");
   if (!config_path) return UsageError("--config FILE is required (see --help)");
-  absl::StatusOr<std::shared_ptr<const config::Config>> loaded =
-      config::LoadConfig(*config_path);
-  if (!loaded.ok()) return UsageError(loaded.status().message());
-  auto effective = std::make_shared<config::Config>(**loaded);
-  if (auto v = args.Get("brokers")) effective->kafka.brokers = *v;
-  if (auto v = args.Get("data-dir")) effective->storage.path = *v;
   if (auto v = args.Get("listen")) {
     std::string host;
     int port = 0;
     if (absl::Status s = config::ParseHostPort(*v, &host, &port); !s.ok()) {
       return UsageError(absl::StrCat("--listen: ", s.message()));
     }
-    effective->http.listen = *v;
   }
-  std::shared_ptr<const config::Config> config = std::move(effective);
+  absl::StatusOr<std::shared_ptr<const config::Config>> loaded =
+      LoadWithOverrides(*config_path, args);
+  if (!loaded.ok()) return UsageError(loaded.status().message());
+  std::shared_ptr<const config::Config> config = std::move(*loaded);
 
   struct sigaction action = {};
   action.sa_handler = OnStopSignal;
   sigemptyset(&action.sa_mask);
   sigaction(SIGTERM, &action, nullptr);
   sigaction(SIGINT, &action, nullptr);
+  struct sigaction reload = {};
+  reload.sa_handler = OnReloadSignal;
+  sigemptyset(&reload.sa_mask);
+  sigaction(SIGHUP, &reload, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
   spdlog::info("okrd {} starting with config {} ({} KPIs)", Version(),
@@ -257,7 +377,11 @@ int RunDaemon(int argc, char** argv) {
   }
   spdlog::info("serving http://{}/metrics (port {})", config->http.listen,
                (*http)->port());
-  if (absl::Status s = state.Rebuild(); !s.ok()) {
+  if (absl::Status s = state.Rebuild(g_stop); !s.ok()) {
+    if (absl::IsCancelled(s)) {
+      spdlog::info("stopped during the start-up rebuild");
+      return 0;
+    }
     spdlog::critical("rebuild failed: {}", s.message());
     return 1;
   }
@@ -292,7 +416,11 @@ int RunDaemon(int argc, char** argv) {
     return 1;
   }
   state.set_ingest(ingest->get());
+  std::thread reloader(ReloadLoop, *config_path, std::cref(args),
+                       std::ref(state), config);
   const absl::Status run = (*ingest)->Run(g_stop);
+  g_stop.store(true);  // ends the reload loop after a fatal error too
+  reloader.join();
   state.set_ingest(nullptr);
   ingest->reset();
   state.SnapshotNow();

@@ -92,6 +92,10 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
     absl::Status result;
     absl::Time next_tick = clock_->Now();
     while (!stop.load() && !fatal_.load()) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (pending_config_) config_ = std::move(pending_config_);
+      }
       eventlog::Batch batch;
       in_flight_ = &batch.next_offsets;
       FillBatch(batch, stop);
@@ -121,6 +125,11 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
   }
 
   bool assigned() const { return assigned_.load(); }
+
+  void UpdateConfig(std::shared_ptr<const config::Config> config) {
+    absl::MutexLock lock(&mu_);
+    pending_config_ = std::move(config);
+  }
 
   std::map<eventlog::PartitionKey, int64_t> Lag() const {
     absl::MutexLock lock(&mu_);
@@ -363,6 +372,8 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
 
   mutable absl::Mutex mu_;
   std::map<eventlog::PartitionKey, int64_t> lag_ ABSL_GUARDED_BY(mu_);
+  // A reloaded config, taken over by Run() between batches.
+  std::shared_ptr<const config::Config> pending_config_ ABSL_GUARDED_BY(mu_);
 };
 
 absl::StatusOr<std::unique_ptr<KafkaIngest>> KafkaIngest::Create(
@@ -381,6 +392,10 @@ absl::Status KafkaIngest::Run(const std::atomic<bool>& stop) {
 }
 
 bool KafkaIngest::assigned() const { return impl_->assigned(); }
+
+void KafkaIngest::UpdateConfig(std::shared_ptr<const config::Config> config) {
+  impl_->UpdateConfig(std::move(config));
+}
 
 std::map<eventlog::PartitionKey, int64_t> KafkaIngest::Lag() const {
   return impl_->Lag();

@@ -53,6 +53,10 @@ class KafkaIngest {
   // is consumed again after a restart).
   absl::Status Run(const std::atomic<bool>& stop);
 
+  // Validates messages against `config` from the next batch on. Only KPI
+  // definitions and limits take effect; Kafka settings need a restart.
+  void UpdateConfig(std::shared_ptr<const config::Config> config);
+
   // True once the group has given this member its first assignment.
   bool assigned() const;
   // Messages behind the high watermark, per assigned partition.
