@@ -34,7 +34,7 @@ def main():
     ap.add_argument("--okrctl", required=True)
     ap.add_argument("--source-dir", required=True)
     a = ap.parse_args()
-    harness.require("kcat", "protoc")
+    harness.require("kcat", "protoc", "promtool")
     try:
         import kafka  # noqa: F401
         import google.protobuf  # noqa: F401
@@ -146,6 +146,10 @@ def main():
         # of the log up to the sequence that scrape reflects.
         live = okrd.get("/metrics")[1]
         sequence = int(harness.parse_metrics(live)["okrd_projection_sequence"])
+        lint = subprocess.run(["promtool", "check", "metrics"], input=live, capture_output=True, text=True,
+                              timeout=60)
+        assert lint.returncode == 0, f"promtool check metrics:\n{lint.stdout}{lint.stderr}"
+        log("promtool check metrics: /metrics is clean")
 
         # A clean stop exits 0, and a restart serves the same numbers.
         assert okrd.terminate() == 0, okrd.tail()
