@@ -578,6 +578,88 @@ void ReadObjectives(Reader& r, const YAML::Node& list, Config* config) {
   }
 }
 
+void ReadPipPolicies(Reader& r, const YAML::Node& list, Config* config) {
+  if (!list.IsSequence()) {
+    r.Fail(list, "pip_policies", "expected a list of policies");
+    return;
+  }
+  std::set<std::string> ids;
+  for (size_t i = 0; r.ok() && i < list.size(); ++i) {
+    const YAML::Node node = list[i];
+    const std::string path = absl::StrCat("pip_policies[", i, "]");
+    if (!r.Map(
+            node, path,
+            {"id", "kpi", "subjects", "exclude", "comparator", "trigger",
+             "recovery", "consecutive_periods", "min_samples", "grace_periods",
+             "cooldown_periods", "plan_days", "milestones"})) {
+      return;
+    }
+    PipPolicyOptions p;
+    if (auto v = r.String(node, path, "id", true)) p.id = *v;
+    if (r.ok() && !IsValidId(p.id)) {
+      r.Fail(node["id"], path + ".id",
+             absl::StrCat("\"", p.id, "\" is not a valid id"));
+    } else if (r.ok() && !ids.insert(p.id).second) {
+      r.Fail(node["id"], path + ".id",
+             absl::StrCat("duplicate policy id \"", p.id, "\""));
+    }
+    if (auto v = r.String(node, path, "kpi", true)) {
+      p.kpi = *v;
+      if (config->FindKpi(*v) == nullptr) {
+        r.Fail(node["kpi"], path + ".kpi",
+               absl::StrCat("unknown KPI \"", *v, "\""));
+      }
+    }
+    r.StringList(node, path, "subjects", &p.subjects);
+    r.StringList(node, path, "exclude", &p.exclude);
+    if (r.ok() && !p.subjects.empty() && !p.exclude.empty()) {
+      r.Fail(node["exclude"], path + ".exclude",
+             "only applies when subjects are not listed");
+    }
+    r.Choice<Comparator>(
+        node, path, "comparator",
+        {{"below", Comparator::kBelow}, {"above", Comparator::kAbove}},
+        &p.comparator);
+    const bool has_trigger = r.Double(node, path, "trigger", &p.trigger);
+    const bool has_recovery = r.Double(node, path, "recovery", &p.recovery);
+    if (r.ok() && (!has_trigger || !has_recovery)) {
+      r.Fail(node, path + (has_trigger ? ".recovery" : ".trigger"),
+             "required field is missing");
+    }
+    const bool below = p.comparator == Comparator::kBelow;
+    if (r.ok() && (below ? p.recovery <= p.trigger : p.recovery >= p.trigger)) {
+      r.Fail(node["recovery"], path + ".recovery",
+             below ? "must be above trigger (hysteresis) for comparator below"
+                   : "must be below trigger (hysteresis) for comparator above");
+    }
+    r.Int(node, path, "consecutive_periods", 1, 1000, &p.consecutive_periods);
+    r.Int(node, path, "min_samples", 0, 1 << 30, &p.min_samples);
+    r.Int(node, path, "grace_periods", 0, 1000, &p.grace_periods);
+    r.Int(node, path, "cooldown_periods", 0, 1000, &p.cooldown_periods);
+    r.Int(node, path, "plan_days", 1, 3650, &p.plan_days);
+    if (const YAML::Node ms = node["milestones"]; ms && r.ok()) {
+      if (!ms.IsSequence()) {
+        r.Fail(ms, path + ".milestones", "expected a list of milestones");
+      }
+      for (size_t m = 0; r.ok() && m < ms.size(); ++m) {
+        const std::string mpath = absl::StrCat(path, ".milestones[", m, "]");
+        if (!r.Map(ms[m], mpath, {"day", "threshold"})) break;
+        PipMilestone milestone;
+        r.Int(ms[m], mpath, "day", 1, p.plan_days, &milestone.day);
+        if (r.ok() &&
+            !r.Double(ms[m], mpath, "threshold", &milestone.threshold)) {
+          r.Fail(ms[m], mpath + ".threshold", "required field is missing");
+        }
+        if (r.ok() && !ms[m]["day"]) {
+          r.Fail(ms[m], mpath + ".day", "required field is missing");
+        }
+        p.milestones.push_back(milestone);
+      }
+    }
+    config->pip_policies.push_back(std::move(p));
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
@@ -596,7 +678,7 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
   try {
     if (!r.Map(root, "",
                {"kafka", "storage", "http", "limits", "projection", "kpis",
-                "objectives"})) {
+                "objectives", "pip_policies"})) {
       return r.status();
     }
     if (!root["kafka"]) {
@@ -669,6 +751,9 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
     if (const YAML::Node objectives = root["objectives"];
         objectives && r.ok()) {
       ReadObjectives(r, objectives, config.get());
+    }
+    if (const YAML::Node pips = root["pip_policies"]; pips && r.ok()) {
+      ReadPipPolicies(r, pips, config.get());
     }
   } catch (const YAML::Exception& e) {
     r.FailAtLine(e.mark.line + 1, "(document)", e.msg);

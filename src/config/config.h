@@ -155,6 +155,39 @@ struct ObjectiveOptions {
   std::vector<KeyResultOptions> key_results;
 };
 
+// A performance-improvement-plan trigger (DESIGN.md, PIP triggers): watches
+// a KPI per subject and recommends a review when it stays on the wrong side
+// of a threshold for N consecutive closed periods.
+enum class Comparator { kBelow, kAbove };
+
+struct PipMilestone {
+  int day = 0;           // day of the plan, 1..plan_days
+  double threshold = 0;  // value to reach (comparator-aware) by that day
+};
+
+struct PipPolicyOptions {
+  std::string id;
+  std::string kpi;
+  // Explicit subjects; empty means every subject of the KPI but `exclude`.
+  std::vector<std::string> subjects;
+  std::vector<std::string> exclude;
+  Comparator comparator = Comparator::kBelow;
+  // A period breaches when its value is below (above) `trigger`; a plan is
+  // recovered when a period reaches `recovery`, which lies beyond `trigger`
+  // (hysteresis).
+  double trigger = 0;
+  double recovery = 0;
+  int consecutive_periods = 2;
+  // Periods with fewer events neither extend nor break a streak.
+  int min_samples = 1;
+  // Closed periods of a new subject that are not judged.
+  int grace_periods = 0;
+  // Closed periods after a plan ends before the subject is watched again.
+  int cooldown_periods = 1;
+  int plan_days = 30;
+  std::vector<PipMilestone> milestones;
+};
+
 struct Config {
   std::string source_path;
   KafkaOptions kafka;
@@ -165,6 +198,7 @@ struct Config {
   std::vector<KpiOptions> kpis;
   // In config order; parents may come before or after their children.
   std::vector<ObjectiveOptions> objectives;
+  std::vector<PipPolicyOptions> pip_policies;
 
   // nullptr when no KPI has that id.
   const KpiOptions* FindKpi(absl::string_view id) const;

@@ -2,11 +2,14 @@
 
 #include <deque>
 #include <iterator>
+#include <map>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/version.h"
 #include "projection/okr.h"
+#include "projection/pip.h"
 #include "prometheus/metric_family.h"
 #include "prometheus/text_serializer.h"
 
@@ -144,10 +147,66 @@ void AddOkrFamilies(Families& f, const projection::KpiProjection& projection) {
   }
 }
 
+void AddPipFamilies(Families& f, const projection::KpiProjection& projection) {
+  const std::vector<projection::PipSubjectState> pips =
+      projection::EvaluatePips(projection.config(), projection);
+  MetricFamily& state = f.Add(
+      "okr_pip_state",
+      "PIP trigger state per policy and subject: one series per state, 1 on "
+      "the current one. triggered recommends a review.",
+      MetricType::Gauge);
+  MetricFamily& streak =
+      f.Add("okr_pip_breach_streak_periods",
+            "Consecutive closed periods breaching the policy's trigger.",
+            MetricType::Gauge);
+  MetricFamily& triggered =
+      f.Add("okr_pip_triggered_timestamp_seconds",
+            "When the current or last plan was triggered.", MetricType::Gauge);
+  MetricFamily& deadline =
+      f.Add("okr_pip_deadline_timestamp_seconds",
+            "Deadline of the current or last plan.", MetricType::Gauge);
+  MetricFamily& insufficient =
+      f.Add("okr_pip_insufficient_periods_total",
+            "Closed periods with fewer than min_samples events: not judged.",
+            MetricType::Counter);
+  MetricFamily& missed =
+      f.Add("okr_pip_milestones_missed",
+            "Milestones of the current or last plan not reached by their day.",
+            MetricType::Gauge);
+  std::map<std::pair<std::string, std::string>, double> transitions;
+  for (const projection::PipSubjectState& p : pips) {
+    const Labels labels = {{"policy", p.policy->id}, {"subject", p.subject}};
+    for (projection::PipState s : projection::kAllPipStates) {
+      Labels with_state = labels;
+      with_state.push_back({"state", std::string(projection::PipStateName(s))});
+      AddSample(state, std::move(with_state), s == p.state ? 1 : 0);
+    }
+    AddSample(streak, labels, p.streak);
+    if (p.triggered_at != absl::InfinitePast()) {
+      AddSample(triggered, labels, Seconds(p.triggered_at));
+      AddSample(deadline, labels, Seconds(p.deadline));
+      AddSample(missed, labels, p.milestones_missed);
+    }
+    AddSample(insufficient, labels, p.insufficient_periods);
+    for (const projection::PipTransition& t : p.transitions) {
+      transitions[{p.policy->id,
+                   std::string(projection::PipStateName(t.to))}] += 1;
+    }
+  }
+  MetricFamily& total =
+      f.Add("okr_pip_transitions_total",
+            "PIP state transitions by policy and target state, from the log.",
+            MetricType::Counter);
+  for (const auto& [key, count] : transitions) {
+    AddSample(total, {{"policy", key.first}, {"to", key.second}}, count);
+  }
+}
+
 void AddBusinessFamilies(Families& f,
                          const projection::KpiProjection& projection) {
   AddKpiFamilies(f, projection);
   AddOkrFamilies(f, projection);
+  AddPipFamilies(f, projection);
   AddSample(f.Add("okrd_projection_sequence",
                   "Log sequence every series of this scrape reflects.",
                   MetricType::Gauge),

@@ -253,6 +253,17 @@ std::optional<double> KpiProjection::LatestValueWithin(
   return std::nullopt;
 }
 
+void KpiProjection::ForEachSubjectOf(
+    const std::string& kpi,
+    const std::function<void(const std::string&, absl::Time)>& fn) const {
+  for (auto it = subjects_.lower_bound({kpi, ""});
+       it != subjects_.end() && it->first.first == kpi; ++it) {
+    if (it->second.periods.empty()) continue;
+    fn(it->first.second,
+       absl::FromUnixMicros(it->second.periods.begin()->first));
+  }
+}
+
 absl::Time KpiProjection::LastEventTime(const std::string& kpi,
                                         const std::string& subject) const {
   auto it = subjects_.find({kpi, subject});

@@ -109,6 +109,12 @@ class KpiProjection {
                                           absl::Time from,
                                           absl::Time until) const;
 
+  // Calls `fn(subject, start of its first period)` for every subject with
+  // data for `kpi`, in subject order.
+  void ForEachSubjectOf(
+      const std::string& kpi,
+      const std::function<void(const std::string&, absl::Time)>& fn) const;
+
   // Event time of the newest event of `kpi`/`subject`; InfinitePast if none.
   absl::Time LastEventTime(const std::string& kpi,
                            const std::string& subject) const;

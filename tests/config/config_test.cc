@@ -281,6 +281,62 @@ TEST(ObjectivesConfigTest, RangeNeedsOrderedBounds) {
       "range");
 }
 
+constexpr char kPipBase[] = R"(kafka:
+  topics: [t]
+kpis:
+  - id: revenue
+pip_policies:
+)";
+
+std::string PipError(const std::string& policies) {
+  return ErrorOf(std::string(kPipBase) + policies);
+}
+
+TEST(PipConfigTest, LoadsAPolicy) {
+  auto config = ParseConfig(
+      std::string(kPipBase) +
+          "  - {id: quota, kpi: revenue, comparator: below, trigger: 80,"
+          " recovery: 90, consecutive_periods: 2, plan_days: 60,"
+          " milestones: [{day: 30, threshold: 85}]}\n",
+      "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const PipPolicyOptions& p = (*config)->pip_policies.at(0);
+  EXPECT_EQ(p.comparator, Comparator::kBelow);
+  EXPECT_EQ(p.recovery, 90);
+  ASSERT_EQ(p.milestones.size(), 1u);
+  EXPECT_EQ(p.milestones[0].day, 30);
+}
+
+TEST(PipConfigTest, Errors) {
+  EXPECT_EQ(PipError("  - {id: q, kpi: nps, trigger: 1, recovery: 2}\n"),
+            "test.yaml:6: pip_policies[0].kpi: unknown KPI \"nps\"");
+  EXPECT_EQ(PipError("  - {id: q, kpi: revenue, trigger: 80, recovery: 70}\n"),
+            "test.yaml:6: pip_policies[0].recovery: must be above trigger "
+            "(hysteresis) for comparator below");
+  EXPECT_EQ(PipError("  - {id: q, kpi: revenue, comparator: above, trigger: 80,"
+                     " recovery: 90}\n"),
+            "test.yaml:6: pip_policies[0].recovery: must be below trigger "
+            "(hysteresis) for comparator above");
+  EXPECT_EQ(PipError("  - {id: q, kpi: revenue, trigger: 80}\n"),
+            "test.yaml:6: pip_policies[0].recovery: required field is missing");
+  EXPECT_EQ(PipError("  - {id: q, kpi: revenue, trigger: 1, recovery: 2,"
+                     " consecutive_periods: 0}\n"),
+            "test.yaml:6: pip_policies[0].consecutive_periods: expected an "
+            "integer in [1, 1000], got \"0\"");
+  EXPECT_EQ(
+      PipError("  - {id: q, kpi: revenue, trigger: 1, recovery: 2,"
+               " plan_days: 30, milestones: [{day: 45, threshold: 2}]}\n"),
+      "test.yaml:6: pip_policies[0].milestones[0].day: expected an "
+      "integer in [1, 30], got \"45\"");
+  EXPECT_EQ(PipError("  - {id: q, kpi: revenue, trigger: 1, recovery: 2}\n"
+                     "  - {id: q, kpi: revenue, trigger: 1, recovery: 2}\n"),
+            "test.yaml:7: pip_policies[1].id: duplicate policy id \"q\"");
+  EXPECT_EQ(PipError("  - {id: q, kpi: revenue, trigger: 1, recovery: 2,"
+                     " subjects: [a], exclude: [b]}\n"),
+            "test.yaml:6: pip_policies[0].exclude: only applies when subjects "
+            "are not listed");
+}
+
 TEST(ConfigTest, MissingFileIsNamed) {
   auto config = LoadConfig("/nonexistent/okrd.yaml");
   ASSERT_FALSE(config.ok());

@@ -1,0 +1,182 @@
+#include "projection/pip.h"
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "core/time_util.h"
+#include "projection/period.h"
+
+namespace okrd::projection {
+
+absl::string_view PipStateName(PipState s) {
+  switch (s) {
+    case PipState::kOk:
+      return "ok";
+    case PipState::kWatch:
+      return "watch";
+    case PipState::kTriggered:
+      return "triggered";
+    case PipState::kRecovered:
+      return "recovered";
+    case PipState::kPlanExpired:
+      return "plan_expired";
+  }
+  return "unknown";
+}
+
+namespace {
+
+class Machine {
+ public:
+  Machine(const config::PipPolicyOptions& policy, const std::string& subject)
+      : policy_(policy) {
+    out_.policy = &policy;
+    out_.subject = subject;
+  }
+
+  void Period(const PeriodSample& p, size_t index) {
+    if (out_.state == PipState::kTriggered && p.end > out_.deadline) {
+      Go(PipState::kPlanExpired, out_.deadline);
+      cooldown_left_ = policy_.cooldown_periods;
+    }
+    if (out_.state == PipState::kRecovered ||
+        out_.state == PipState::kPlanExpired) {
+      // Cooldown is time: every closed period counts, with data or not.
+      if (cooldown_left_ > 0) {
+        --cooldown_left_;
+        return;
+      }
+      Go(PipState::kOk, p.start);
+      out_.streak = 0;
+    }
+    if (p.count == 0 || p.count < static_cast<uint64_t>(policy_.min_samples)) {
+      ++out_.insufficient_periods;
+      return;
+    }
+    const bool below = policy_.comparator == config::Comparator::kBelow;
+    const bool breach =
+        below ? p.value < policy_.trigger : p.value > policy_.trigger;
+    switch (out_.state) {
+      case PipState::kOk:
+      case PipState::kWatch:
+        if (index < static_cast<size_t>(policy_.grace_periods)) return;
+        if (!breach) {
+          out_.streak = 0;
+          if (out_.state == PipState::kWatch) Go(PipState::kOk, p.end);
+          return;
+        }
+        ++out_.streak;
+        if (out_.state == PipState::kOk) Go(PipState::kWatch, p.end);
+        if (out_.streak >= policy_.consecutive_periods) {
+          Go(PipState::kTriggered, p.end);
+          out_.triggered_at = p.end;
+          out_.deadline = p.end + absl::Hours(24) * policy_.plan_days;
+          out_.milestones_missed = 0;
+          next_milestone_ = 0;
+        }
+        return;
+      case PipState::kTriggered: {
+        // Milestones due by this period's end are judged on its value.
+        while (next_milestone_ < policy_.milestones.size()) {
+          const config::PipMilestone& m = policy_.milestones[next_milestone_];
+          if (out_.triggered_at + absl::Hours(24) * m.day > p.end) break;
+          const bool met =
+              below ? p.value >= m.threshold : p.value <= m.threshold;
+          if (!met) ++out_.milestones_missed;
+          ++next_milestone_;
+        }
+        const bool recovered =
+            below ? p.value >= policy_.recovery : p.value <= policy_.recovery;
+        if (recovered) {
+          Go(PipState::kRecovered, p.end);
+          cooldown_left_ = policy_.cooldown_periods;
+        }
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  PipSubjectState Finish(absl::Time now) {
+    if (out_.state == PipState::kTriggered && now >= out_.deadline) {
+      Go(PipState::kPlanExpired, out_.deadline);
+    }
+    return std::move(out_);
+  }
+
+ private:
+  void Go(PipState to, absl::Time at) {
+    out_.transitions.push_back(
+        {absl::StrCat(policy_.id, "/", out_.subject, "/", FormatUtc(at), "/",
+                      PipStateName(to)),
+         out_.state, to, at});
+    out_.state = to;
+  }
+
+  const config::PipPolicyOptions& policy_;
+  PipSubjectState out_;
+  int cooldown_left_ = 0;
+  size_t next_milestone_ = 0;
+};
+
+}  // namespace
+
+PipSubjectState RunPipMachine(const config::PipPolicyOptions& policy,
+                              const std::string& subject,
+                              const std::vector<PeriodSample>& periods,
+                              absl::Time now) {
+  Machine machine(policy, subject);
+  for (size_t i = 0; i < periods.size(); ++i) machine.Period(periods[i], i);
+  return machine.Finish(now);
+}
+
+std::vector<PipSubjectState> EvaluatePips(const config::Config& config,
+                                          const KpiProjection& kpis) {
+  std::vector<PipSubjectState> out;
+  const absl::Time now = kpis.clock();
+  for (const config::PipPolicyOptions& policy : config.pip_policies) {
+    const config::KpiOptions* kpi = config.FindKpi(policy.kpi);
+    if (kpi == nullptr) continue;
+    const absl::Duration lateness =
+        kpi->allowed_lateness == absl::InfiniteDuration()
+            ? absl::ZeroDuration()
+            : kpi->allowed_lateness;
+    auto evaluate = [&](const std::string& subject, absl::Time first) {
+      std::vector<PeriodSample> periods;
+      for (Period p = PeriodContaining(first, *kpi); p.end + lateness <= now;
+           p = PeriodContaining(p.end, *kpi)) {
+        PeriodSample& sample = periods.emplace_back();
+        sample.start = p.start;
+        sample.end = p.end;
+        if (const Aggregate* a = kpis.Find(kpi->id, subject, p.start)) {
+          sample.count = a->count();
+          if (a->count() > 0) sample.value = a->Value();
+        }
+      }
+      out.push_back(RunPipMachine(policy, subject, periods, now));
+    };
+    if (!policy.subjects.empty()) {
+      // Listed subjects are watched from their first data on.
+      std::set<std::string> listed(policy.subjects.begin(),
+                                   policy.subjects.end());
+      kpis.ForEachSubjectOf(kpi->id,
+                            [&](const std::string& subject, absl::Time first) {
+                              if (listed.contains(subject))
+                                evaluate(subject, first);
+                            });
+    } else {
+      const std::set<std::string> excluded(policy.exclude.begin(),
+                                           policy.exclude.end());
+      kpis.ForEachSubjectOf(kpi->id,
+                            [&](const std::string& subject, absl::Time first) {
+                              if (!excluded.contains(subject))
+                                evaluate(subject, first);
+                            });
+    }
+  }
+  return out;
+}
+
+}  // namespace okrd::projection

@@ -1,0 +1,88 @@
+#ifndef OKRD_PROJECTION_PIP_H_
+#define OKRD_PROJECTION_PIP_H_
+
+// PIP triggers (DESIGN.md): a state machine per (policy, subject) over the
+// KPI's closed periods:
+//
+//   ok -> watch        a judged period breaches the trigger threshold
+//   watch -> ok        a judged period does not breach
+//   watch -> triggered N consecutive breaching periods (a review is
+//                      recommended; the plan runs plan_days)
+//   triggered -> recovered     a period reaches the recovery threshold
+//   triggered -> plan_expired  the deadline passes without recovery
+//   recovered/plan_expired -> ok  after cooldown_periods closed periods
+//
+// Periods with fewer than min_samples events neither extend nor break a
+// streak and are counted; the first grace_periods periods of a subject are
+// not judged. A period is closed when the logged clock passes its end plus
+// the KPI's allowed_lateness (or its end, without one).
+//
+// The machine is a pure fold of the KPI projection's periods, so every
+// transition, and its deterministic id, comes out the same live, after a
+// restart or kill -9, and on replay; none fires twice.
+//
+// Thread-safety: pure functions.
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "config/config.h"
+#include "projection/kpi_projection.h"
+
+namespace okrd::projection {
+
+enum class PipState { kOk, kWatch, kTriggered, kRecovered, kPlanExpired };
+inline constexpr std::array<PipState, 5> kAllPipStates = {
+    PipState::kOk, PipState::kWatch, PipState::kTriggered, PipState::kRecovered,
+    PipState::kPlanExpired};
+
+absl::string_view PipStateName(PipState s);
+
+struct PipTransition {
+  // policy/subject/time/state: stable across restarts and replays, so that
+  // consumers can deduplicate.
+  std::string id;
+  PipState from;
+  PipState to;
+  absl::Time at;
+};
+
+// One closed period as the machine sees it.
+struct PeriodSample {
+  absl::Time start;
+  absl::Time end;
+  uint64_t count = 0;
+  double value = 0;
+};
+
+struct PipSubjectState {
+  const config::PipPolicyOptions* policy = nullptr;
+  std::string subject;
+  PipState state = PipState::kOk;
+  int streak = 0;  // consecutive breaching periods
+  absl::Time triggered_at = absl::InfinitePast();
+  absl::Time deadline = absl::InfinitePast();
+  int insufficient_periods = 0;
+  int milestones_missed = 0;  // in the current or last plan
+  std::vector<PipTransition> transitions;
+};
+
+// Runs the machine over consecutive closed `periods` (oldest first, starting
+// with the subject's first period), then expires a plan whose deadline
+// passed by `now`.
+PipSubjectState RunPipMachine(const config::PipPolicyOptions& policy,
+                              const std::string& subject,
+                              const std::vector<PeriodSample>& periods,
+                              absl::Time now);
+
+// Every (policy, subject) of the config, at the projection's clock.
+std::vector<PipSubjectState> EvaluatePips(const config::Config& config,
+                                          const KpiProjection& kpis);
+
+}  // namespace okrd::projection
+
+#endif  // OKRD_PROJECTION_PIP_H_

@@ -1,0 +1,204 @@
+#include "projection/pip.h"
+
+#include <string>
+#include <vector>
+
+#include "core/time_util.h"
+#include "gtest/gtest.h"
+
+namespace okrd::projection {
+namespace {
+
+const absl::Time kJan = absl::FromUnixSeconds(1798761600);  // 2027-01-01Z
+
+config::PipPolicyOptions Policy() {
+  config::PipPolicyOptions p;
+  p.id = "quota";
+  p.kpi = "revenue";
+  p.comparator = config::Comparator::kBelow;
+  p.trigger = 80;
+  p.recovery = 90;
+  p.consecutive_periods = 2;
+  p.min_samples = 2;
+  p.grace_periods = 0;
+  p.cooldown_periods = 1;
+  p.plan_days = 60;
+  return p;
+}
+
+// Weekly periods from kJan with (count, value) each.
+std::vector<PeriodSample> Weeks(
+    std::initializer_list<std::pair<uint64_t, double>> samples) {
+  std::vector<PeriodSample> out;
+  absl::Time start = kJan;
+  for (const auto& [count, value] : samples) {
+    out.push_back({start, start + absl::Hours(24 * 7), count, value});
+    start += absl::Hours(24 * 7);
+  }
+  return out;
+}
+
+absl::Time WeekEnd(int n) { return kJan + absl::Hours(24 * 7) * n; }
+
+std::vector<std::string> Path(const PipSubjectState& s) {
+  std::vector<std::string> out;
+  for (const PipTransition& t : s.transitions) {
+    out.push_back(std::string(PipStateName(t.to)));
+  }
+  return out;
+}
+
+TEST(PipMachineTest, TriggersAfterExactlyNBreachingPeriods) {
+  const auto s =
+      RunPipMachine(Policy(), "ann", Weeks({{3, 70}, {3, 75}}), WeekEnd(2));
+  EXPECT_EQ(s.state, PipState::kTriggered);
+  EXPECT_EQ(Path(s), (std::vector<std::string>{"watch", "triggered"}));
+  EXPECT_EQ(s.streak, 2);
+  EXPECT_EQ(s.triggered_at, WeekEnd(2));
+  EXPECT_EQ(s.deadline, WeekEnd(2) + absl::Hours(24 * 60));
+  const auto one = RunPipMachine(Policy(), "ann", Weeks({{3, 70}}), WeekEnd(1));
+  EXPECT_EQ(one.state, PipState::kWatch);
+  const auto broken = RunPipMachine(
+      Policy(), "ann", Weeks({{3, 70}, {3, 85}, {3, 70}}), WeekEnd(3));
+  EXPECT_EQ(Path(broken), (std::vector<std::string>{"watch", "ok", "watch"}));
+}
+
+TEST(PipMachineTest, HysteresisHoldsWhileFlappingAroundTheTrigger) {
+  // Triggered, then values between trigger (80) and recovery (90) flap.
+  const auto s = RunPipMachine(
+      Policy(), "ann",
+      Weeks({{3, 70}, {3, 70}, {3, 82}, {3, 79}, {3, 85}, {3, 91}}),
+      WeekEnd(6));
+  EXPECT_EQ(Path(s),
+            (std::vector<std::string>{"watch", "triggered", "recovered"}));
+  EXPECT_EQ(s.transitions.back().at, WeekEnd(6));
+}
+
+TEST(PipMachineTest, PeriodsWithTooFewSamplesNeitherExtendNorBreak) {
+  const auto s = RunPipMachine(
+      Policy(), "ann", Weeks({{3, 70}, {1, 99}, {0, 0}, {3, 70}}), WeekEnd(4));
+  EXPECT_EQ(s.state, PipState::kTriggered);
+  EXPECT_EQ(s.insufficient_periods, 2);
+}
+
+TEST(PipMachineTest, GraceForANewSubject) {
+  config::PipPolicyOptions p = Policy();
+  p.grace_periods = 2;
+  const auto s =
+      RunPipMachine(p, "new", Weeks({{3, 10}, {3, 10}, {3, 10}}), WeekEnd(3));
+  EXPECT_EQ(s.state, PipState::kWatch);
+  EXPECT_EQ(s.streak, 1);
+}
+
+TEST(PipMachineTest, CooldownThenWatchedAgain) {
+  config::PipPolicyOptions p = Policy();
+  p.cooldown_periods = 2;
+  const auto s = RunPipMachine(
+      p, "ann",
+      Weeks({{3, 70}, {3, 70}, {3, 95}, {3, 10}, {3, 10}, {3, 10}, {3, 10}}),
+      WeekEnd(7));
+  // Recovered at week 3; weeks 4 and 5 are cooldown; week 6 is judged again.
+  EXPECT_EQ(Path(s),
+            (std::vector<std::string>{"watch", "triggered", "recovered", "ok",
+                                      "watch", "triggered"}));
+  EXPECT_EQ(s.transitions[3].at, WeekEnd(5));
+}
+
+TEST(PipMachineTest, DeadlineExpiresThePlan) {
+  config::PipPolicyOptions p = Policy();
+  p.plan_days = 14;
+  // Still short when the clock passes the deadline, without a closed period.
+  const auto by_clock =
+      RunPipMachine(p, "ann", Weeks({{3, 70}, {3, 70}, {3, 75}}), WeekEnd(4));
+  EXPECT_EQ(by_clock.state, PipState::kPlanExpired);
+  EXPECT_EQ(by_clock.transitions.back().at, WeekEnd(4));
+  // Recovery after the deadline does not count.
+  const auto late = RunPipMachine(
+      p, "ann", Weeks({{3, 70}, {3, 70}, {3, 75}, {3, 75}, {3, 95}}),
+      WeekEnd(5));
+  EXPECT_EQ(Path(late),
+            (std::vector<std::string>{"watch", "triggered", "plan_expired"}));
+}
+
+TEST(PipMachineTest, MilestonesMetAndMissed) {
+  config::PipPolicyOptions p = Policy();
+  p.milestones = {{7, 82}, {14, 86}};
+  const auto s = RunPipMachine(
+      p, "ann", Weeks({{3, 70}, {3, 70}, {3, 83}, {3, 84}}), WeekEnd(4));
+  EXPECT_EQ(s.state, PipState::kTriggered);
+  EXPECT_EQ(s.milestones_missed, 1);  // 83 >= 82 by day 7; 84 < 86 by day 14
+}
+
+TEST(PipMachineTest, AboveComparatorAndStableIds) {
+  config::PipPolicyOptions p = Policy();
+  p.id = "lead-time";
+  p.comparator = config::Comparator::kAbove;
+  p.trigger = 24;
+  p.recovery = 12;
+  p.consecutive_periods = 3;
+  const auto s = RunPipMachine(
+      p, "platform", Weeks({{3, 30}, {3, 30}, {3, 30}, {3, 20}, {3, 10}}),
+      WeekEnd(5));
+  EXPECT_EQ(Path(s),
+            (std::vector<std::string>{"watch", "triggered", "recovered"}));
+  EXPECT_EQ(s.transitions[1].id,
+            "lead-time/platform/2027-01-22T00:00:00Z/triggered");
+  const auto again = RunPipMachine(
+      p, "platform", Weeks({{3, 30}, {3, 30}, {3, 30}, {3, 20}, {3, 10}}),
+      WeekEnd(5));
+  EXPECT_EQ(again.transitions[1].id, s.transitions[1].id);
+}
+
+// Over a real projection: subject selection and period closing.
+TEST(EvaluatePipsTest, SelectsSubjectsAndJudgesOnlyClosedPeriods) {
+  auto config = std::make_shared<config::Config>();
+  config::KpiOptions kpi;
+  kpi.id = "revenue";
+  kpi.aggregation = config::Aggregation::kSum;
+  kpi.period = config::PeriodKind::kWeek;
+  kpi.allowed_lateness = absl::Hours(24);
+  config->kpis.push_back(kpi);
+  config::PipPolicyOptions all = Policy();
+  all.min_samples = 1;
+  all.exclude = {"bob"};
+  config::PipPolicyOptions listed = all;
+  listed.id = "listed";
+  listed.exclude.clear();
+  listed.subjects = {"bob"};
+  config->pip_policies = {all, listed};
+  KpiProjection kpis(config);
+  uint64_t sequence = 0;
+  auto measure = [&](const std::string& subject, double value, absl::Time t,
+                     absl::Time ingest) {
+    okrd::v1::StoredEvent r;
+    r.set_sequence(++sequence);
+    r.set_ingest_time_us(absl::ToUnixMicros(ingest));
+    r.mutable_event()->set_kpi("revenue");
+    r.mutable_event()->set_subject(subject);
+    r.mutable_event()->set_value(value);
+    ToProto(t, r.mutable_event()->mutable_event_time());
+    kpis.Apply(r);
+  };
+  // 2027-01-04 is a Monday: weekly periods start there.
+  const absl::Time monday = kJan + absl::Hours(24 * 3);
+  for (int week = 0; week < 3; ++week) {
+    const absl::Time t = monday + absl::Hours(24 * 7) * week + absl::Hours(12);
+    measure("ann", 50, t, t);
+    measure("bob", 50, t, t);
+  }
+  // Clock: a day and a half into week 4: weeks 1-2 closed (end + 24h passed),
+  // week 3 closed only 12 hours ago -> still open.
+  kpis.AdvanceClock(monday + absl::Hours(24 * 21 + 12));
+  auto states = EvaluatePips(*config, kpis);
+  ASSERT_EQ(states.size(), 2u);
+  EXPECT_EQ(states[0].policy->id, "quota");
+  EXPECT_EQ(states[0].subject, "ann");
+  EXPECT_EQ(states[0].state, PipState::kTriggered);
+  EXPECT_EQ(states[1].policy->id, "listed");
+  EXPECT_EQ(states[1].subject, "bob");
+  kpis.AdvanceClock(monday + absl::Hours(24 * 20));  // clocks never go back
+  EXPECT_EQ(EvaluatePips(*config, kpis)[0].transitions.size(), 2u);
+}
+
+}  // namespace
+}  // namespace okrd::projection
