@@ -82,6 +82,26 @@ okrd::v1::RejectedRecord RejectCandidate(Batch::Candidate& candidate,
   return record;
 }
 
+// Calls `fn` for the records of a sequence-keyed column family from `from`
+// on, in order, until it returns false.
+template <typename Record>
+absl::Status Scan(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
+                  uint64_t from, absl::string_view what,
+                  const std::function<bool(const Record&)>& fn) {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db->NewIterator(rocksdb::ReadOptions(), cf));
+  Record record;
+  for (it->Seek(EncodeU64(from)); it->Valid(); it->Next()) {
+    if (!record.ParseFromArray(it->value().data(),
+                               static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(absl::StrCat(
+          what, " ", DecodeU64(it->key().ToString()), " does not parse"));
+    }
+    if (!fn(record)) break;
+  }
+  return FromRocks(it->status(), absl::StrCat("reading ", what, "s"));
+}
+
 }  // namespace
 
 std::string PayloadHash(const okrd::v1::KpiEvent& event) {
@@ -410,35 +430,13 @@ absl::Status EventLog::ResolveAmendment(
 absl::Status EventLog::ForEach(
     uint64_t from,
     const std::function<bool(const okrd::v1::StoredEvent&)>& fn) const {
-  std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(rocksdb::ReadOptions(), handles_[kEvents]));
-  okrd::v1::StoredEvent record;
-  for (it->Seek(EncodeU64(from)); it->Valid(); it->Next()) {
-    if (!record.ParseFromArray(it->value().data(),
-                               static_cast<int>(it->value().size()))) {
-      return absl::DataLossError(absl::StrCat("event log record ",
-                                              DecodeU64(it->key().ToString()),
-                                              " does not parse"));
-    }
-    if (!fn(record)) break;
-  }
-  return FromRocks(it->status(), "reading events");
+  return Scan(db_.get(), handles_[kEvents], from, "event log record", fn);
 }
 
 absl::Status EventLog::ForEachRejected(
     uint64_t from,
     const std::function<bool(const okrd::v1::RejectedRecord&)>& fn) const {
-  std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(rocksdb::ReadOptions(), handles_[kRejected]));
-  okrd::v1::RejectedRecord record;
-  for (it->Seek(EncodeU64(from)); it->Valid(); it->Next()) {
-    if (!record.ParseFromArray(it->value().data(),
-                               static_cast<int>(it->value().size()))) {
-      return absl::DataLossError("rejected record does not parse");
-    }
-    if (!fn(record)) break;
-  }
-  return FromRocks(it->status(), "reading rejected records");
+  return Scan(db_.get(), handles_[kRejected], from, "rejected record", fn);
 }
 
 absl::StatusOr<std::optional<okrd::v1::StoredEvent>> EventLog::Get(

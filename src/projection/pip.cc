@@ -157,24 +157,18 @@ std::vector<PipSubjectState> EvaluatePips(const config::Config& config,
       }
       out.push_back(RunPipMachine(policy, subject, periods, now));
     };
-    if (!policy.subjects.empty()) {
-      // Listed subjects are watched from their first data on.
-      std::set<std::string> listed(policy.subjects.begin(),
-                                   policy.subjects.end());
-      kpis.ForEachSubjectOf(kpi->id,
-                            [&](const std::string& subject, absl::Time first) {
-                              if (listed.contains(subject))
-                                evaluate(subject, first);
-                            });
-    } else {
-      const std::set<std::string> excluded(policy.exclude.begin(),
-                                           policy.exclude.end());
-      kpis.ForEachSubjectOf(kpi->id,
-                            [&](const std::string& subject, absl::Time first) {
-                              if (!excluded.contains(subject))
-                                evaluate(subject, first);
-                            });
-    }
+    // Listed subjects, or every subject of the KPI but the excluded ones;
+    // each is watched from its first period with data.
+    const std::set<std::string> listed(policy.subjects.begin(),
+                                       policy.subjects.end());
+    const std::set<std::string> excluded(policy.exclude.begin(),
+                                         policy.exclude.end());
+    kpis.ForEachSubjectOf(
+        kpi->id, [&](const std::string& subject, absl::Time first) {
+          const bool watched = listed.empty() ? !excluded.contains(subject)
+                                              : listed.contains(subject);
+          if (watched) evaluate(subject, first);
+        });
   }
   return out;
 }

@@ -4,7 +4,6 @@ file, the dashboard's uid and variables, `systemd-analyze verify` of the unit,
 and that every okrd metric the rules and the dashboard use is one okrd
 exports."""
 
-import argparse
 import glob
 import json
 import os
@@ -16,6 +15,9 @@ import tempfile
 
 import yaml
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
+import harness  # noqa: E402
+
 
 def run(args, cwd=None):
     r = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=120)
@@ -25,10 +27,7 @@ def run(args, cwd=None):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--okrd", required=True)
-    ap.add_argument("--okrctl", required=True)
-    ap.add_argument("--source-dir", required=True)
+    ap = harness.arguments()
     a = ap.parse_args()
     src = a.source_dir
     deploy = os.path.join(src, "deploy")

@@ -4,7 +4,6 @@ more random moments and restarted. At the end okrd_events_total and every
 okr_kpi_value equal what the distinct valid events give: nothing lost,
 nothing counted twice. A clean restart then changes nothing."""
 
-import argparse
 import collections
 import json
 import os
@@ -83,10 +82,7 @@ def make_events(rng, t, valid):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--okrd", required=True)
-    ap.add_argument("--okrctl", required=True)
-    ap.add_argument("--source-dir", required=True)
+    ap = harness.arguments()
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--valid", type=int, default=30000)
     ap.add_argument("--seed", type=int, default=int(os.environ.get("OKRD_CRASH_SEED", "0")) or int(time.time()))
@@ -108,7 +104,8 @@ def main():
     total = len(lines)
     log(f"{total} messages: {a.valid} distinct valid, the rest duplicates, conflicts and bad ones")
 
-    broker = harness.Broker(a.okrctl, 4, ["kpi-events", "kpi-events-dlq"])
+    cluster = harness.Cluster(a.okrctl, 4, ["kpi-events", "kpi-events-dlq"])
+    broker = cluster.broker
     config = os.path.join(work, "okrd.yaml")
     harness.write_config(config, broker.bootstrap, os.path.join(work, "data"), KPIS)
     okrd_log = os.path.join(work, "okrd.log")
@@ -127,12 +124,16 @@ def main():
                                      "--file", chunk_files[i], "--rate", str(rate)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    okrd = None
-    try:
+    def stop_producer():
+        if producer is not None and producer.poll() is None:
+            producer.kill()
+
+    cluster.defer(stop_producer)
+    with cluster:
         progressed = 0
         for kill in range(a.kills):
             produce(kill)
-            okrd = harness.Okrd(a.okrd, config, okrd_log)
+            okrd = cluster.start(a.okrd, config, okrd_log)
             if rng.random() < 0.25:
                 # Anywhere in start-up: rebuild, group join, first fetch.
                 time.sleep(rng.uniform(0.05, 1.5))
@@ -151,7 +152,7 @@ def main():
         log(f"producer done; {progressed} kills landed while okrd was making progress")
         assert progressed >= a.kills // 2, "too few kills hit okrd while it was consuming"
 
-        okrd = harness.Okrd(a.okrd, config, okrd_log)
+        okrd = cluster.start(a.okrd, config, okrd_log)
         m = wait_for(f"all {total} messages counted",
                      lambda: (lambda m: m if harness.events_total(m) >= total else None)(okrd.metrics()),
                      timeout=180, interval=0.5)
@@ -163,22 +164,12 @@ def main():
         log(f"after {a.kills} kills: all {len(expected)} series exact, nothing lost or counted twice")
 
         assert okrd.terminate() == 0, okrd.tail()
-        okrd = harness.Okrd(a.okrd, config, okrd_log)
+        okrd = cluster.start(a.okrd, config, okrd_log)
         wait_for("okrd ready after clean restart", okrd.ready, timeout=90)
         assert harness.business(okrd.metrics()) == got
         assert okrd.terminate() == 0
         log("clean restart: counters and values unchanged")
         return 0
-    except BaseException:
-        if okrd is not None:
-            log("okrd log tail:\n" + okrd.tail())
-        raise
-    finally:
-        if producer is not None and producer.poll() is None:
-            producer.kill()
-        if okrd is not None and okrd.proc.poll() is None:
-            okrd.kill9()
-        broker.stop()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ exact values on /metrics; duplicates, conflicts and bad messages are counted,
 kept in the rejected log and sent to the DLQ; a clean restart keeps every
 counter and value."""
 
-import argparse
 import json
 import os
 import subprocess
@@ -29,10 +28,7 @@ KPIS = """  - id: orders
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--okrd", required=True)
-    ap.add_argument("--okrctl", required=True)
-    ap.add_argument("--source-dir", required=True)
+    ap = harness.arguments()
     a = ap.parse_args()
     harness.require("kcat", "protoc", "promtool")
     try:
@@ -50,11 +46,12 @@ def main():
     from okrd.v1 import kpi_event_pb2  # noqa: E402
     from kafka import KafkaProducer  # noqa: E402
 
-    broker = harness.Broker(a.okrctl, 4, ["kpi-events", "kpi-events-dlq"])
+    cluster = harness.Cluster(a.okrctl, 4, ["kpi-events", "kpi-events-dlq"])
+    broker = cluster.broker
     config = os.path.join(work, "okrd.yaml")
     harness.write_config(config, broker.bootstrap, os.path.join(work, "data"), KPIS)
-    okrd = harness.Okrd(a.okrd, config, os.path.join(work, "okrd.log"))
-    try:
+    okrd = cluster.start(a.okrd, config, os.path.join(work, "okrd.log"))
+    with cluster:
         wait_for("okrd ready", okrd.ready, timeout=60)
         t = harness.event_time_now()
 
@@ -153,15 +150,14 @@ def main():
 
         # A clean stop exits 0, and a restart serves the same numbers.
         assert okrd.terminate() == 0, okrd.tail()
-        replayed = subprocess.run([a.okrctl, "replay", "--config", config, "--data-dir", os.path.join(work, "data"),
-                                   "--until-seq", str(sequence)], capture_output=True, text=True, check=True).stdout
+        replayed = harness.replay_business(a.okrctl, config, os.path.join(work, "data"), sequence)
         business = harness.business_text(live)
         assert business == replayed, f"live:\n{business}\nreplay:\n{replayed}"
         log(f"okrctl replay --until-seq {sequence} equals the live scrape byte for byte")
         rejected = subprocess.run([a.okrctl, "log", "rejected", "--data-dir", os.path.join(work, "data"), "--json"],
                                   capture_output=True, text=True, check=True).stdout
         assert len(rejected.splitlines()) == 5 and '"reason":"conflict"' in rejected, rejected
-        okrd = harness.Okrd(a.okrd, config, os.path.join(work, "okrd.log"))
+        okrd = cluster.start(a.okrd, config, os.path.join(work, "okrd.log"))
         wait_for("okrd ready after restart", okrd.ready, timeout=60)
         after = harness.business(okrd.metrics())
         assert after == got, f"after restart:\n{after}\nbefore:\n{got}"
@@ -171,13 +167,6 @@ def main():
         log("clean restart from the stop's snapshot keeps every counter and value")
         assert okrd.terminate() == 0
         return 0
-    except BaseException:
-        log("okrd log tail:\n" + okrd.tail())
-        raise
-    finally:
-        if okrd.proc.poll() is None:
-            okrd.kill9()
-        broker.stop()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ with a fixed ingest time, gives the checked-in projections, in Prometheus and
 JSON form, however often it is replayed; `--until-seq` stops where asked;
 re-importing the same file changes nothing."""
 
-import argparse
 import difflib
 import os
 import subprocess
@@ -27,10 +26,7 @@ def same(name, got, want):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--okrd", required=True)
-    ap.add_argument("--okrctl", required=True)
-    ap.add_argument("--source-dir", required=True)
+    ap = harness.arguments()
     a = ap.parse_args()
     config = os.path.join(a.source_dir, "config/example.yaml")
     golden = os.path.join(a.source_dir, "tests/golden")

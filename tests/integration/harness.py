@@ -1,6 +1,7 @@
 """Shared pieces of okrd's end-to-end tests: a broker process, okrd processes,
 scraping, waiting on conditions with deadlines. 127.0.0.1 only."""
 
+import argparse
 import datetime
 import os
 import re
@@ -65,6 +66,55 @@ class Broker:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=10)
+
+
+def arguments(description=None):
+    """The command line every end-to-end test takes from CTest; callers may
+    add their own arguments before parse_args()."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--okrd", required=True)
+    ap.add_argument("--okrctl", required=True)
+    ap.add_argument("--source-dir", required=True)
+    return ap
+
+
+class Cluster:
+    """`okrctl broker` plus the okrd under test. As a context manager it
+    prints okrd's log on failure and stops everything it started."""
+
+    def __init__(self, okrctl, partitions, topics):
+        self.broker = Broker(okrctl, partitions, topics)
+        self.bootstrap = self.broker.bootstrap
+        self.okrd = None
+        self._deferred = []
+
+    def start(self, okrd_bin, config, log_path):
+        self.okrd = Okrd(okrd_bin, config, log_path)
+        return self.okrd
+
+    def defer(self, fn):
+        """Runs `fn` when the cluster closes, before okrd and the broker stop."""
+        self._deferred.append(fn)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and self.okrd is not None:
+            log("okrd log tail:\n" + self.okrd.tail())
+        for fn in reversed(self._deferred):
+            fn()
+        if self.okrd is not None and self.okrd.proc.poll() is None:
+            self.okrd.kill9()
+        self.broker.stop()
+        return False
+
+
+def replay_business(okrctl, config, data_dir, sequence):
+    """`okrctl replay` up to `sequence`: the business series as text."""
+    return subprocess.run([okrctl, "replay", "--config", config, "--data-dir", data_dir,
+                           "--until-seq", str(sequence)], capture_output=True, text=True,
+                          check=True, timeout=120).stdout
 
 
 def write_config(path, bootstrap, data_dir, kpis_yaml, extra_kafka=""):

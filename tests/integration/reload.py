@@ -4,7 +4,6 @@ atomically. A KPI's changed aggregation applies to events logged before the
 reload, a new KPI is accepted afterwards, and a broken file keeps the running
 config."""
 
-import argparse
 import json
 import os
 import signal
@@ -29,17 +28,15 @@ AFTER = """  - id: orders
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--okrd", required=True)
-    ap.add_argument("--okrctl", required=True)
-    ap.add_argument("--source-dir", required=True)
+    ap = harness.arguments()
     a = ap.parse_args()
     work = harness.tempdir("okrd-reload-")
-    broker = harness.Broker(a.okrctl, 2, ["kpi-events", "kpi-events-dlq"])
+    cluster = harness.Cluster(a.okrctl, 2, ["kpi-events", "kpi-events-dlq"])
+    broker = cluster.broker
     config = os.path.join(work, "okrd.yaml")
     data = os.path.join(work, "data")
     harness.write_config(config, broker.bootstrap, data, BEFORE)
-    okrd = harness.Okrd(a.okrd, config, os.path.join(work, "okrd.log"))
+    okrd = cluster.start(a.okrd, config, os.path.join(work, "okrd.log"))
     t = harness.event_time_now()
 
     def send(*events):
@@ -59,7 +56,7 @@ def main():
             f.seek(okrd.log_start)
             return text in f.read()
 
-    try:
+    with cluster:
         wait_for("okrd ready", okrd.ready, timeout=60)
         send(("orders", 5), ("orders", 7), ("refunds", 2))
         wait_for("orders summed", lambda: value("orders") == 12, timeout=30)
@@ -85,19 +82,10 @@ def main():
         live = harness.business_text(okrd.get("/metrics")[1])
         sequence = int(harness.parse_metrics(live)["okrd_projection_sequence"])
         assert okrd.terminate() == 0
-        replayed = subprocess.run([a.okrctl, "replay", "--config", config, "--data-dir", data,
-                                   "--until-seq", str(sequence)], capture_output=True, text=True,
-                                  check=True).stdout
+        replayed = harness.replay_business(a.okrctl, config, data, sequence)
         assert replayed == live, f"live:\n{live}\nreplay:\n{replayed}"
         log("a full replay under the new config equals the reloaded live state")
         return 0
-    except BaseException:
-        log("okrd log tail:\n" + okrd.tail())
-        raise
-    finally:
-        if okrd.proc.poll() is None:
-            okrd.kill9()
-        broker.stop()
 
 
 if __name__ == "__main__":
