@@ -388,6 +388,29 @@ void ReadLimits(Reader& r, const YAML::Node& node, LimitsOptions* limits) {
   r.Duration(node, path, "max_future_skew", &limits->max_future_skew);
 }
 
+void ReadExport(Reader& r, const YAML::Node& node, ExportOptions* out) {
+  if (!r.Map(node, "export", {"pseudonymize_subjects"})) return;
+  const YAML::Node p = node["pseudonymize_subjects"];
+  if (!p) return;
+  const std::string path = "export.pseudonymize_subjects";
+  if (!r.Map(p, path, {"key_file"})) return;
+  auto file = r.String(p, path, "key_file", true);
+  if (!file) return;
+  std::ifstream in(*file, std::ios::binary);
+  std::ostringstream key;
+  key << in.rdbuf();
+  if (!in) {
+    r.Fail(p["key_file"], path + ".key_file",
+           absl::StrCat("cannot read \"", *file, "\""));
+  } else if (key.str().size() < 16) {
+    r.Fail(p["key_file"], path + ".key_file",
+           absl::StrCat("\"", *file, "\" holds ", key.str().size(),
+                        " bytes; a key needs at least 16"));
+  }
+  out->pseudonym_key_file = *file;
+  out->pseudonym_key = key.str();
+}
+
 // Valid ids are what Prometheus label values and log lines show cleanly.
 bool IsValidId(absl::string_view id) {
   if (id.empty() || id.size() > 128) return false;
@@ -677,8 +700,8 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
   config->source_path = std::string(source_name);
   try {
     if (!r.Map(root, "",
-               {"kafka", "storage", "http", "limits", "projection", "kpis",
-                "objectives", "pip_policies"})) {
+               {"kafka", "storage", "http", "limits", "projection", "export",
+                "kpis", "objectives", "pip_policies"})) {
       return r.status();
     }
     if (!root["kafka"]) {
@@ -726,6 +749,9 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
                  "must be at least 1s");
         }
       }
+    }
+    if (const YAML::Node e = root["export"]; e && r.ok()) {
+      ReadExport(r, e, &config->exporter);
     }
     const YAML::Node kpis = root["kpis"];
     if (r.ok() && (!kpis || !kpis.IsSequence() || kpis.size() == 0)) {

@@ -98,6 +98,15 @@ struct ProjectionOptions {
   absl::Duration snapshot_interval = absl::Minutes(5);
 };
 
+struct ExportOptions {
+  // export.pseudonymize_subjects.key_file: when set, every subject (and
+  // objective owner) is exported as a keyed pseudonym (core/pseudonym.h);
+  // the raw id never appears in metrics.
+  std::string pseudonym_key_file;
+  // The key read from that file at load; empty when pseudonymization is off.
+  std::string pseudonym_key;
+};
+
 // Bounds on what one event may carry; beyond them it is rejected as oversize.
 struct LimitsOptions {
   size_t max_message_bytes = 64 * 1024;
@@ -195,6 +204,7 @@ struct Config {
   HttpOptions http;
   LimitsOptions limits;
   ProjectionOptions projection;
+  ExportOptions exporter;
   std::vector<KpiOptions> kpis;
   // In config order; parents may come before or after their children.
   std::vector<ObjectiveOptions> objectives;

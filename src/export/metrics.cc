@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/pseudonym.h"
 #include "core/version.h"
 #include "projection/okr.h"
 #include "projection/pip.h"
@@ -66,7 +67,7 @@ void AddKpiFamilies(Families& f, const projection::KpiProjection& projection) {
       "Start of the period an okr_kpi_value series covers.", MetricType::Gauge);
   projection.ForEachSeries([&](const projection::KpiSeries& s) {
     Labels labels = {{"kpi", s.kpi->id},
-                     {"subject", *s.subject},
+                     {"subject", SubjectLabel(projection.config(), *s.subject)},
                      {"period", s.period_label}};
     AddSample(value, labels, s.value);
     AddSample(start, std::move(labels), Seconds(s.period.start));
@@ -77,7 +78,10 @@ void AddKpiFamilies(Families& f, const projection::KpiProjection& projection) {
             MetricType::Gauge);
   projection.ForEachSubject([&](const config::KpiOptions& kpi,
                                 const std::string& subject, absl::Time t) {
-    AddSample(last, {{"kpi", kpi.id}, {"subject", subject}}, Seconds(t));
+    AddSample(last,
+              {{"kpi", kpi.id},
+               {"subject", SubjectLabel(projection.config(), subject)}},
+              Seconds(t));
   });
 }
 
@@ -138,12 +142,15 @@ void AddOkrFamilies(Families& f, const projection::KpiProjection& projection) {
       "okr_objective_info", "Objective metadata; always 1.", MetricType::Gauge);
   for (const projection::ObjectiveState& o : okrs.objectives) {
     AddSample(objective, {{"objective", o.objective->id}}, o.progress);
-    AddSample(info,
-              {{"objective", o.objective->id},
-               {"title", o.objective->title},
-               {"owner", o.objective->owner},
-               {"parent", o.objective->parent}},
-              1);
+    AddSample(
+        info,
+        {{"objective", o.objective->id},
+         {"title", o.objective->title},
+         {"owner", o.objective->owner.empty()
+                       ? std::string()
+                       : SubjectLabel(projection.config(), o.objective->owner)},
+         {"parent", o.objective->parent}},
+        1);
   }
 }
 
@@ -175,7 +182,9 @@ void AddPipFamilies(Families& f, const projection::KpiProjection& projection) {
             MetricType::Gauge);
   std::map<std::pair<std::string, std::string>, double> transitions;
   for (const projection::PipSubjectState& p : pips) {
-    const Labels labels = {{"policy", p.policy->id}, {"subject", p.subject}};
+    const Labels labels = {
+        {"policy", p.policy->id},
+        {"subject", SubjectLabel(projection.config(), p.subject)}};
     for (projection::PipState s : projection::kAllPipStates) {
       Labels with_state = labels;
       with_state.push_back({"state", std::string(projection::PipStateName(s))});
@@ -248,6 +257,12 @@ void AddDaemonFamilies(Families& f, const DaemonState& state) {
 }
 
 }  // namespace
+
+std::string SubjectLabel(const config::Config& config,
+                         const std::string& subject) {
+  const std::string& key = config.exporter.pseudonym_key;
+  return key.empty() ? subject : Pseudonym(key, subject);
+}
 
 std::string RenderMetrics(const projection::KpiProjection& projection,
                           const DaemonState& state) {

@@ -48,6 +48,11 @@ class SnapshotSource {
 inline constexpr char kContentType[] =
     "text/plain; version=0.0.4; charset=utf-8";
 
+// How a subject appears in exported series and views: the id itself, or its
+// keyed pseudonym when export.pseudonymize_subjects is configured.
+std::string SubjectLabel(const config::Config& config,
+                         const std::string& subject);
+
 // Business series (okr_*) and okrd_projection_sequence: a pure function of
 // the projection, equal for a live daemon and `okrctl replay` at the same
 // log sequence.

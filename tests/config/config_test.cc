@@ -1,5 +1,6 @@
 #include "config/config.h"
 
+#include <fstream>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -335,6 +336,33 @@ TEST(PipConfigTest, Errors) {
                      " subjects: [a], exclude: [b]}\n"),
             "test.yaml:6: pip_policies[0].exclude: only applies when subjects "
             "are not listed");
+}
+
+TEST(ConfigTest, PseudonymKeyFile) {
+  const std::string dir = ::testing::TempDir();
+  const std::string good = dir + "/okrd-key-good";
+  const std::string short_key = dir + "/okrd-key-short";
+  {
+    std::ofstream(good) << "0123456789abcdef0123";
+    std::ofstream(short_key) << "abc";
+  }
+  auto config = ParseConfig(
+      std::string(kValid) +
+          "export:\n  pseudonymize_subjects: {key_file: " + good + "}\n",
+      "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ((*config)->exporter.pseudonym_key, "0123456789abcdef0123");
+  EXPECT_EQ(ErrorOf(std::string(kValid) +
+                    "export:\n  pseudonymize_subjects: {key_file: " +
+                    short_key + "}\n"),
+            "test.yaml:11: export.pseudonymize_subjects.key_file: \"" +
+                short_key + "\" holds 3 bytes; a key needs at least 16");
+  EXPECT_EQ(
+      ErrorOf(
+          std::string(kValid) +
+          "export:\n  pseudonymize_subjects: {key_file: /nonexistent/key}\n"),
+      "test.yaml:11: export.pseudonymize_subjects.key_file: cannot read "
+      "\"/nonexistent/key\"");
 }
 
 TEST(ConfigTest, MissingFileIsNamed) {

@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "core/pseudonym.h"
 #include "core/time_util.h"
 #include "export/http_server.h"
 #include "gtest/gtest.h"
@@ -106,6 +107,28 @@ TEST(RenderMetricsTest, RendersKeyResultsAndObjectives) {
     EXPECT_NE(text.find(line), std::string::npos) << "missing: " << line << "\n"
                                                   << text;
   }
+}
+
+TEST(RenderMetricsTest, PseudonymizedSubjectsNeverAppearRaw) {
+  auto config = std::make_shared<config::Config>(*OneKpi());
+  config->exporter.pseudonym_key = "0123456789abcdef";
+  config::PipPolicyOptions policy;
+  policy.id = "quota";
+  policy.kpi = "signups";
+  policy.trigger = 1;
+  policy.recovery = 2;
+  config->pip_policies.push_back(policy);
+  projection::KpiProjection projection(config);
+  ApplyEvent(projection, 1, 4);
+  const std::string text = RenderMetrics(projection, DaemonState{});
+  EXPECT_EQ(text.find("team"), std::string::npos) << text;
+  const std::string pseudonym = Pseudonym("0123456789abcdef", "team \"a\"");
+  EXPECT_NE(text.find("okr_kpi_value{kpi=\"signups\",subject=\"" + pseudonym),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("okr_pip_state{policy=\"quota\",subject=\"" + pseudonym),
+            std::string::npos)
+      << text;
 }
 
 // Serves a fixed projection for the HTTP tests.

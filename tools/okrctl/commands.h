@@ -14,6 +14,7 @@ int LogCommand(const std::vector<std::string>& args);
 int BrokerCommand(const std::vector<std::string>& args);
 int ProduceCommand(const std::vector<std::string>& args);
 int ReplayCommand(const std::vector<std::string>& args);
+int PseudonymCommand(const std::vector<std::string>& args);
 
 // Prints "okrctl: MESSAGE" on stderr and returns 2.
 int Usage(const std::string& message);

@@ -11,6 +11,7 @@
 #include "absl/strings/strip.h"
 #include "config/config.h"
 #include "core/args.h"
+#include "core/pseudonym.h"
 #include "core/time_util.h"
 #include "eventlog/event_log.h"
 #include "google/protobuf/struct.pb.h"
@@ -208,6 +209,27 @@ int ImportCommand(const Args& args) {
                static_cast<unsigned long long>(accepted),
                static_cast<unsigned long long>(duplicates),
                static_cast<unsigned long long>(rejected));
+  return 0;
+}
+
+int PseudonymCommand(const std::vector<std::string>& argv) {
+  Args args({"config"}, {});
+  if (absl::Status s = args.Parse(argv); !s.ok()) {
+    return Usage(std::string(s.message()));
+  }
+  const auto path = args.Get("config");
+  if (!path || args.positional().empty()) {
+    return Usage("usage: okrctl pseudonym --config FILE SUBJECT...");
+  }
+  auto config = config::LoadConfig(*path);
+  if (!config.ok()) return Usage(std::string(config.status().message()));
+  const std::string& key = (*config)->exporter.pseudonym_key;
+  if (key.empty()) {
+    return Usage(*path + ": export.pseudonymize_subjects is not configured");
+  }
+  for (const std::string& subject : args.positional()) {
+    std::printf("%s\t%s\n", subject.c_str(), Pseudonym(key, subject).c_str());
+  }
   return 0;
 }
 

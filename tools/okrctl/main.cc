@@ -29,6 +29,8 @@ commands:
           [--format protobuf|json]
           [--event-time RFC3339] [--file EVENTS.jsonl]
                                     send sample, generated or file events
+  pseudonym --config F SUBJECT...   the exported pseudonym of subjects
+                                    (for an authorised operator)
   version
 )";
 
@@ -58,6 +60,7 @@ int main(int argc, char** argv) {
   if (command == "broker") return BrokerCommand(rest);
   if (command == "produce") return ProduceCommand(rest);
   if (command == "replay") return ReplayCommand(rest);
+  if (command == "pseudonym") return PseudonymCommand(rest);
   if (command == "version" || command == "--version") {
     std::printf("okrctl %s\n", okrd::Version());
     return 0;

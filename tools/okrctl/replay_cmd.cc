@@ -75,7 +75,7 @@ std::string RenderJson(const projection::KpiProjection& kpis) {
   kpis.ForEachSeries([&](const projection::KpiSeries& s) {
     okrd::v1::KpiSeriesView* item = view.add_kpis();
     item->set_kpi(s.kpi->id);
-    item->set_subject(*s.subject);
+    item->set_subject(exporter::SubjectLabel(kpis.config(), *s.subject));
     item->set_period(s.period_label);
     item->set_period_start(FormatUtc(s.period.start));
     item->set_value(s.value);
