@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "config/config.h"
@@ -21,7 +22,9 @@
 #include "export/metrics.h"
 #include "ingest/embedded_broker.h"
 #include "ingest/kafka_ingest.h"
+#include "ingest/producer.h"
 #include "projection/kpi_projection.h"
+#include "projection/pip.h"
 #include "spdlog/spdlog.h"
 
 namespace okrd::app {
@@ -166,6 +169,35 @@ class State final : public ingest::BatchSink, public exporter::SnapshotSource {
     fn(*projection_, state);
   }
 
+  // PIP transitions not yet handed to the outbound topic, oldest first.
+  std::vector<okrd::v1::PipTransition> UnpublishedTransitions() {
+    std::vector<okrd::v1::PipTransition> out;
+    absl::MutexLock lock(&mu_);
+    if (!rebuilt_) return out;
+    for (const projection::PipSubjectState& p :
+         projection::EvaluatePips(projection_->config(), *projection_)) {
+      for (const projection::PipTransition& t : p.transitions) {
+        if (published_.contains(t.id)) continue;
+        okrd::v1::PipTransition& m = out.emplace_back();
+        m.set_id(t.id);
+        m.set_policy(p.policy->id);
+        m.set_subject(exporter::SubjectLabel(projection_->config(), p.subject));
+        m.set_from_state(std::string(projection::PipStateName(t.from)));
+        m.set_to_state(std::string(projection::PipStateName(t.to)));
+        ToProto(t.at, m.mutable_at());
+        if (p.deadline != absl::InfinitePast()) {
+          ToProto(p.deadline, m.mutable_plan_deadline());
+        }
+      }
+    }
+    return out;
+  }
+
+  void MarkPublished(const std::string& id) {
+    absl::MutexLock lock(&mu_);
+    published_.insert(id);
+  }
+
   exporter::Readiness GetReadiness() const override {
     absl::MutexLock lock(&mu_);
     return exporter::Readiness{
@@ -232,6 +264,9 @@ class State final : public ingest::BatchSink, public exporter::SnapshotSource {
   }
 
   bool rebuilt_ ABSL_GUARDED_BY(mu_) = false;
+  // Transition ids produced since start; after a restart every transition
+  // is produced again with the same id, for consumers to deduplicate.
+  absl::flat_hash_set<std::string> published_ ABSL_GUARDED_BY(mu_);
   uint64_t last_snapshot_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time last_snapshot_time_ ABSL_GUARDED_BY(mu_);
 
@@ -260,6 +295,35 @@ absl::StatusOr<std::shared_ptr<const config::Config>> LoadWithOverrides(
   if (auto v = args.Get("data-dir")) effective->storage.path = *v;
   if (auto v = args.Get("listen")) effective->http.listen = *v;
   return std::shared_ptr<const config::Config>(std::move(effective));
+}
+
+// Produces new PIP transitions to pip.outbound_topic, keyed by subject, once
+// a second until stop.
+void PublishLoop(const config::Config& config, const std::string& brokers,
+                 State& state) {
+  absl::StatusOr<std::unique_ptr<ingest::Producer>> producer =
+      ingest::Producer::Create(brokers, config.kafka.properties);
+  if (!producer.ok()) {
+    spdlog::error("pip.outbound_topic: {}", producer.status().message());
+    return;
+  }
+  while (!g_stop.load()) {
+    for (const okrd::v1::PipTransition& t : state.UnpublishedTransitions()) {
+      absl::Status s = (*producer)->Send(config.pip.outbound_topic, t.subject(),
+                                         t.SerializeAsString(), {});
+      if (!s.ok()) {
+        spdlog::warn("pip.outbound_topic: {}", s.message());
+        break;
+      }
+      spdlog::info("PIP transition {} -> {}", t.id(),
+                   config.pip.outbound_topic);
+      state.MarkPublished(t.id());
+    }
+    absl::SleepFor(absl::Seconds(1));
+  }
+  if (absl::Status s = (*producer)->Flush(absl::Seconds(5)); !s.ok()) {
+    spdlog::warn("pip.outbound_topic: {}", s.message());
+  }
 }
 
 // Re-reads the config on SIGHUP and rebuilds the projection under it in the
@@ -390,8 +454,9 @@ int RunDaemon(int argc, char** argv) {
   std::string brokers = config->kafka.brokers;
   if (brokers == "embedded") {
     std::vector<std::string> topics = config->kafka.topics;
-    if (!config->kafka.dlq_topic.empty()) {
-      topics.push_back(config->kafka.dlq_topic);
+    for (const std::string* extra :
+         {&config->kafka.dlq_topic, &config->pip.outbound_topic}) {
+      if (!extra->empty()) topics.push_back(*extra);
     }
     absl::StatusOr<std::unique_ptr<ingest::EmbeddedBroker>> started =
         ingest::EmbeddedBroker::Start(config->kafka.embedded_partitions,
@@ -418,9 +483,15 @@ int RunDaemon(int argc, char** argv) {
   state.set_ingest(ingest->get());
   std::thread reloader(ReloadLoop, *config_path, std::cref(args),
                        std::ref(state), config);
+  std::thread publisher;
+  if (!config->pip.outbound_topic.empty()) {
+    publisher =
+        std::thread(PublishLoop, std::cref(*config), brokers, std::ref(state));
+  }
   const absl::Status run = (*ingest)->Run(g_stop);
   g_stop.store(true);  // ends the reload loop after a fatal error too
   reloader.join();
+  if (publisher.joinable()) publisher.join();
   state.set_ingest(nullptr);
   ingest->reset();
   state.SnapshotNow();

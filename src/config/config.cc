@@ -701,7 +701,7 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
   try {
     if (!r.Map(root, "",
                {"kafka", "storage", "http", "limits", "projection", "export",
-                "kpis", "objectives", "pip_policies"})) {
+                "kpis", "objectives", "pip_policies", "pip"})) {
       return r.status();
     }
     if (!root["kafka"]) {
@@ -777,6 +777,13 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
     if (const YAML::Node objectives = root["objectives"];
         objectives && r.ok()) {
       ReadObjectives(r, objectives, config.get());
+    }
+    if (const YAML::Node pip = root["pip"]; pip && r.ok()) {
+      if (r.Map(pip, "pip", {"outbound_topic"})) {
+        if (auto v = r.String(pip, "pip", "outbound_topic", true)) {
+          config->pip.outbound_topic = *v;
+        }
+      }
     }
     if (const YAML::Node pips = root["pip_policies"]; pips && r.ok()) {
       ReadPipPolicies(r, pips, config.get());

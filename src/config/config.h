@@ -197,6 +197,12 @@ struct PipPolicyOptions {
   std::vector<PipMilestone> milestones;
 };
 
+struct PipOptions {
+  // Kafka topic PIP transitions are produced to (PipTransition protobuf,
+  // keyed by subject). Empty (default): none are produced.
+  std::string outbound_topic;
+};
+
 struct Config {
   std::string source_path;
   KafkaOptions kafka;
@@ -209,6 +215,7 @@ struct Config {
   // In config order; parents may come before or after their children.
   std::vector<ObjectiveOptions> objectives;
   std::vector<PipPolicyOptions> pip_policies;
+  PipOptions pip;
 
   // nullptr when no KPI has that id.
   const KpiOptions* FindKpi(absl::string_view id) const;
