@@ -126,6 +126,10 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
   db_options.IncreaseParallelism(2);
   // One writer appends; the hashed dedup memtable needs serial inserts.
   db_options.allow_concurrent_memtable_write = false;
+  // Small column families (meta, offsets) are written by every batch but
+  // seldom fill a memtable; without a cap they would pin every WAL file and
+  // crash recovery would replay the whole history.
+  db_options.max_total_wal_size = 64 << 20;
   db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
 
   rocksdb::ColumnFamilyOptions cf_options;
