@@ -232,10 +232,11 @@ void AddDaemonFamilies(Families& f, const DaemonState& state) {
     AddSample(events, {{"outcome", key.first}, {"reason", key.second}},
               static_cast<double>(count));
   }
-  AddSample(f.Add("okrd_eventlog_last_sequence",
-                  "Sequence number of the newest event in the log.",
-                  MetricType::Gauge),
-            {}, static_cast<double>(state.log.last_sequence));
+  AddSample(
+      f.Add("okrd_eventlog_last_sequence",
+            "Sequence number of the newest log record (event or clock tick).",
+            MetricType::Gauge),
+      {}, static_cast<double>(state.log.last_sequence));
   MetricFamily& lag =
       f.Add("okrd_consumer_lag_messages",
             "Messages between the log's next offset and the partition's high "

@@ -2,9 +2,14 @@
 duplicates, conflicts and bad messages), okrd is killed with SIGKILL at 20 or
 more random moments and restarted. At the end okrd_events_total and every
 okr_kpi_value equal what the distinct valid events give: nothing lost,
-nothing counted twice. A clean restart then changes nothing."""
+nothing counted twice. Events among them drive several subjects through a
+PIP trigger and recovery: each transition is counted once in
+okr_pip_transitions_total and, deduplicated by id, appears once on the
+outbound topic. A replay of the log equals the live business series, and a
+clean restart changes nothing."""
 
 import collections
+import datetime
 import json
 import os
 import random
@@ -26,8 +31,51 @@ KPIS = """  - id: orders
   - id: nps
     aggregation: max
     period: month
+  - id: lead_time
+    aggregation: mean
+    period: week
+pip_policies:
+  - id: slow
+    kpi: lead_time
+    comparator: above
+    trigger: 24
+    recovery: 18
+    consecutive_periods: 2
+    cooldown_periods: 0
+    plan_days: 365
+pip:
+  outbound_topic: pip-transitions
 """
 SUBJECTS = [f"team-{i:02d}" for i in range(16)]
+# Weekly lead times, oldest first: slow, slow (triggered), fast (recovered),
+# slow again (watch).
+PIP_SUBJECTS = [f"svc-{i}" for i in range(6)]
+PIP_WEEKS = [30, 31, 10, 28]
+PIP_PATH = ["watch", "triggered", "recovered", "ok", "watch"]
+
+
+def checked(metrics):
+    """The series whose exact values this test predicts."""
+    return {k: v for k, v in metrics.items()
+            if k.startswith(("okr_kpi_value{", "okrd_events_total{", "okr_pip_transitions_total{"))}
+
+
+def pip_events():
+    """One event per subject and closed ISO week, with what they export."""
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    monday = today - datetime.timedelta(days=today.weekday())
+    lines = []
+    for k, value in zip([4, 3, 2, 1], PIP_WEEKS):
+        day = monday - datetime.timedelta(days=7 * k - 2)
+        for subject in PIP_SUBJECTS:
+            lines.append(json.dumps({"eventId": f"lt-{subject}-{day}", "kpi": "lead_time", "subject": subject,
+                                     "value": value, "eventTime": f"{day}T12:00:00Z"}))
+    expected = {f'okr_kpi_value{{kpi="lead_time",subject="{s}",period="previous"}}': float(PIP_WEEKS[-1])
+                for s in PIP_SUBJECTS}
+    for to in set(PIP_PATH):
+        expected[f'okr_pip_transitions_total{{policy="slow",to="{to}"}}'] = float(
+            PIP_PATH.count(to) * len(PIP_SUBJECTS))
+    return lines, expected
 
 
 def make_events(rng, t, valid):
@@ -92,6 +140,21 @@ def main():
 
     work = harness.tempdir("okrd-crash-")
     lines, expected = make_events(rng, harness.event_time_now(), a.valid)
+    pip_lines, pip_expected = pip_events()
+    # Spread through the stream, each subject's weeks in time order (keyed by
+    # subject they stay in order): with no allowed_lateness configured, a week
+    # arriving after a later one would rewrite that subject's PIP history.
+    positions = sorted(rng.randrange(len(lines) + 1) for _ in pip_lines)
+    for offset, (position, line) in enumerate(zip(positions, pip_lines)):
+        lines.insert(position + offset, line)
+    expected.update(pip_expected)
+    expected['okrd_events_total{outcome="accepted",reason=""}'] += len(pip_lines)
+    subprocess.run(["protoc", f"-I{a.source_dir}/proto", f"--python_out={work}",
+                    f"{a.source_dir}/proto/okrd/v1/kpi_event.proto",
+                    f"{a.source_dir}/proto/okrd/v1/records.proto"], check=True)
+    sys.path.insert(0, work)
+    from okrd.v1 import records_pb2  # noqa: E402
+    from kafka import KafkaConsumer  # noqa: E402
     # One chunk per kill cycle, produced while that cycle's okrd runs, so
     # every kill lands with messages in flight.
     chunk = -(-len(lines) // a.kills)
@@ -104,7 +167,7 @@ def main():
     total = len(lines)
     log(f"{total} messages: {a.valid} distinct valid, the rest duplicates, conflicts and bad ones")
 
-    cluster = harness.Cluster(a.okrctl, 4, ["kpi-events", "kpi-events-dlq"])
+    cluster = harness.Cluster(a.okrctl, 4, ["kpi-events", "kpi-events-dlq", "pip-transitions"])
     broker = cluster.broker
     config = os.path.join(work, "okrd.yaml")
     harness.write_config(config, broker.bootstrap, os.path.join(work, "data"), KPIS)
@@ -156,17 +219,42 @@ def main():
         m = wait_for(f"all {total} messages counted",
                      lambda: (lambda m: m if harness.events_total(m) >= total else None)(okrd.metrics()),
                      timeout=180, interval=0.5)
-        got = harness.business(m)
+        got = checked(m)
         if got != expected:
             diff = {k: (got.get(k), expected.get(k)) for k in set(got) | set(expected) if got.get(k) != expected.get(k)}
             raise AssertionError(f"{len(diff)} series differ (got, want): {json.dumps(dict(list(diff.items())[:20]))}")
         assert m["okrd_projection_sequence"] == m["okrd_eventlog_last_sequence"]
         log(f"after {a.kills} kills: all {len(expected)} series exact, nothing lost or counted twice")
 
+        def outbound():
+            consumer = KafkaConsumer("pip-transitions", bootstrap_servers=cluster.bootstrap,
+                                     auto_offset_reset="earliest", consumer_timeout_ms=3000,
+                                     api_version=(2, 5, 0))
+            unique = {}
+            for message in consumer:
+                t = records_pb2.PipTransition.FromString(message.value)
+                assert message.key.decode() == t.subject, (message.key, t.subject)
+                unique[t.id] = t
+            consumer.close()
+            return unique if len(unique) >= len(PIP_PATH) * len(PIP_SUBJECTS) else None
+
+        unique = wait_for("every PIP transition on the outbound topic", outbound, timeout=60, interval=1)
+        assert len(unique) == len(PIP_PATH) * len(PIP_SUBJECTS), sorted(unique)
+        for subject in PIP_SUBJECTS:
+            states = sorted(t.to_state for t in unique.values() if t.subject == subject)
+            assert states == sorted(PIP_PATH), (subject, states)
+        log(f"{len(unique)} distinct PIP transitions on the outbound topic, each subject's path complete")
+
+        live = okrd.get("/metrics")[1]
+        sequence = int(harness.parse_metrics(live)["okrd_projection_sequence"])
+        replayed = harness.replay_business(a.okrctl, config, os.path.join(work, "data"), sequence)
+        assert harness.business_text(live) == replayed, "replay differs from the live business series"
+        log(f"okrctl replay --until-seq {sequence} equals the live business series, PIP states included")
+
         assert okrd.terminate() == 0, okrd.tail()
         okrd = cluster.start(a.okrd, config, okrd_log)
         wait_for("okrd ready after clean restart", okrd.ready, timeout=90)
-        assert harness.business(okrd.metrics()) == got
+        assert checked(okrd.metrics()) == got
         assert okrd.terminate() == 0
         log("clean restart: counters and values unchanged")
         return 0

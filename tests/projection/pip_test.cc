@@ -200,5 +200,49 @@ TEST(EvaluatePipsTest, SelectsSubjectsAndJudgesOnlyClosedPeriods) {
   EXPECT_EQ(EvaluatePips(*config, kpis)[0].transitions.size(), 2u);
 }
 
+// A late event inside the KPI's allowed lateness still counts for its period,
+// because the period is judged only once that lateness has passed. (Events
+// later than that are rejected at ingest as too_late; see validator_test.)
+TEST(EvaluatePipsTest, LateEventInsideAllowedLatenessDecidesItsPeriod) {
+  auto config = std::make_shared<config::Config>();
+  config::KpiOptions kpi;
+  kpi.id = "revenue";
+  kpi.aggregation = config::Aggregation::kMean;
+  kpi.period = config::PeriodKind::kWeek;
+  kpi.allowed_lateness = absl::Hours(24);
+  config->kpis.push_back(kpi);
+  config::PipPolicyOptions policy = Policy();
+  policy.min_samples = 1;
+  config->pip_policies = {policy};
+  const absl::Time monday = kJan + absl::Hours(24 * 3);  // 2027-01-04
+  const absl::Time week2_end = monday + absl::Hours(24 * 14);
+  auto run = [&](bool late_event) {
+    KpiProjection kpis(config);
+    uint64_t sequence = 0;
+    auto measure = [&](double value, absl::Time t, absl::Time ingest) {
+      okrd::v1::StoredEvent r;
+      r.set_sequence(++sequence);
+      r.set_ingest_time_us(absl::ToUnixMicros(ingest));
+      r.mutable_event()->set_kpi("revenue");
+      r.mutable_event()->set_subject("ann");
+      r.mutable_event()->set_value(value);
+      ToProto(t, r.mutable_event()->mutable_event_time());
+      kpis.Apply(r);
+    };
+    measure(50, monday + absl::Hours(12), monday + absl::Hours(12));
+    measure(50, monday + absl::Hours(24 * 8), monday + absl::Hours(24 * 8));
+    // Twelve hours after week 2 ended: not closed yet, only week 1 judged.
+    kpis.AdvanceClock(week2_end + absl::Hours(12));
+    EXPECT_EQ(EvaluatePips(*config, kpis)[0].state, PipState::kWatch);
+    if (late_event) {
+      measure(250, week2_end - absl::Hours(1), week2_end + absl::Hours(20));
+    }
+    kpis.AdvanceClock(week2_end + absl::Hours(25));
+    return EvaluatePips(*config, kpis)[0].state;
+  };
+  EXPECT_EQ(run(false), PipState::kTriggered);
+  EXPECT_EQ(run(true), PipState::kOk);  // week 2's mean is 150: no breach
+}
+
 }  // namespace
 }  // namespace okrd::projection

@@ -35,6 +35,12 @@ void PrintEvent(const okrd::v1::StoredEvent& e, bool json) {
     std::printf("%s\n", ToJson(e).c_str());
     return;
   }
+  if (!e.has_event()) {
+    std::printf(
+        "#%llu %s clock tick\n", static_cast<unsigned long long>(e.sequence()),
+        FormatUtc(absl::FromUnixMicros(e.tick().wall_time_us())).c_str());
+    return;
+  }
   const okrd::v1::KpiEvent& ev = e.event();
   std::printf(
       "#%llu %s kpi=%s subject=%s value=%.17g%s%s id=%s from %s/%d@%lld\n",
