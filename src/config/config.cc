@@ -52,24 +52,6 @@ absl::string_view PeriodName(PeriodKind p) {
   return "unknown";
 }
 
-absl::string_view DirectionName(Direction d) {
-  switch (d) {
-    case Direction::kIncrease:
-      return "increase";
-    case Direction::kDecrease:
-      return "decrease";
-    case Direction::kAtLeast:
-      return "at_least";
-    case Direction::kAtMost:
-      return "at_most";
-    case Direction::kRange:
-      return "range";
-    case Direction::kMilestone:
-      return "milestone";
-  }
-  return "unknown";
-}
-
 const KpiOptions* Config::FindKpi(absl::string_view id) const {
   for (const KpiOptions& kpi : kpis) {
     if (kpi.id == id) return &kpi;

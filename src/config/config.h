@@ -129,8 +129,6 @@ enum class Direction {
   kMilestone
 };
 
-absl::string_view DirectionName(Direction d);
-
 struct KeyResultOptions {
   std::string id;
   std::string kpi;
