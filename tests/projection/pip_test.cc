@@ -149,6 +149,19 @@ TEST(PipMachineTest, AboveComparatorAndStableIds) {
   EXPECT_EQ(again.transitions[1].id, s.transitions[1].id);
 }
 
+// Folds one "revenue" measurement into `kpis`, as the log would store it.
+void Measure(KpiProjection& kpis, uint64_t sequence, const std::string& subject,
+             double value, absl::Time event_time, absl::Time ingest_time) {
+  okrd::v1::StoredEvent r;
+  r.set_sequence(sequence);
+  r.set_ingest_time_us(absl::ToUnixMicros(ingest_time));
+  r.mutable_event()->set_kpi("revenue");
+  r.mutable_event()->set_subject(subject);
+  r.mutable_event()->set_value(value);
+  ToProto(event_time, r.mutable_event()->mutable_event_time());
+  kpis.Apply(r);
+}
+
 // Over a real projection: subject selection and period closing.
 TEST(EvaluatePipsTest, SelectsSubjectsAndJudgesOnlyClosedPeriods) {
   auto config = std::make_shared<config::Config>();
@@ -170,14 +183,7 @@ TEST(EvaluatePipsTest, SelectsSubjectsAndJudgesOnlyClosedPeriods) {
   uint64_t sequence = 0;
   auto measure = [&](const std::string& subject, double value, absl::Time t,
                      absl::Time ingest) {
-    okrd::v1::StoredEvent r;
-    r.set_sequence(++sequence);
-    r.set_ingest_time_us(absl::ToUnixMicros(ingest));
-    r.mutable_event()->set_kpi("revenue");
-    r.mutable_event()->set_subject(subject);
-    r.mutable_event()->set_value(value);
-    ToProto(t, r.mutable_event()->mutable_event_time());
-    kpis.Apply(r);
+    Measure(kpis, ++sequence, subject, value, t, ingest);
   };
   // 2027-01-04 is a Monday: weekly periods start there.
   const absl::Time monday = kJan + absl::Hours(24 * 3);
@@ -220,14 +226,7 @@ TEST(EvaluatePipsTest, LateEventInsideAllowedLatenessDecidesItsPeriod) {
     KpiProjection kpis(config);
     uint64_t sequence = 0;
     auto measure = [&](double value, absl::Time t, absl::Time ingest) {
-      okrd::v1::StoredEvent r;
-      r.set_sequence(++sequence);
-      r.set_ingest_time_us(absl::ToUnixMicros(ingest));
-      r.mutable_event()->set_kpi("revenue");
-      r.mutable_event()->set_subject("ann");
-      r.mutable_event()->set_value(value);
-      ToProto(t, r.mutable_event()->mutable_event_time());
-      kpis.Apply(r);
+      Measure(kpis, ++sequence, "ann", value, t, ingest);
     };
     measure(50, monday + absl::Hours(12), monday + absl::Hours(12));
     measure(50, monday + absl::Hours(24 * 8), monday + absl::Hours(24 * 8));
