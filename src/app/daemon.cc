@@ -107,6 +107,7 @@ class State final : public ingest::BatchSink, public exporter::SnapshotSource {
         });
     if (!s.ok()) return s;
     projection_ = std::move(built->projection);
+    ++generation_;
     config_ = config;
     if (ingest_ != nullptr) ingest_->UpdateConfig(config);
     daemon_.rebuild_seconds = absl::ToDoubleSeconds(absl::Now() - started);
@@ -170,10 +171,15 @@ class State final : public ingest::BatchSink, public exporter::SnapshotSource {
   }
 
   // PIP transitions not yet handed to the outbound topic, oldest first.
+  // Transitions change only with the projection, so a projection already
+  // evaluated at its current sequence is not folded again.
   std::vector<okrd::v1::PipTransition> UnpublishedTransitions() {
     std::vector<okrd::v1::PipTransition> out;
     absl::MutexLock lock(&mu_);
-    if (!rebuilt_) return out;
+    const std::pair<uint64_t, uint64_t> at = {generation_,
+                                              projection_->sequence()};
+    if (!rebuilt_ || at == evaluated_) return out;
+    evaluated_ = at;
     for (const projection::PipSubjectState& p :
          projection::EvaluatePips(projection_->config(), *projection_)) {
       for (const projection::PipTransition& t : p.transitions) {
@@ -196,6 +202,12 @@ class State final : public ingest::BatchSink, public exporter::SnapshotSource {
   void MarkPublished(const std::string& id) {
     absl::MutexLock lock(&mu_);
     published_.insert(id);
+  }
+
+  // After a failed send: evaluate again next time, so nothing is skipped.
+  void RetryPublishing() {
+    absl::MutexLock lock(&mu_);
+    evaluated_ = {};
   }
 
   exporter::Readiness GetReadiness() const override {
@@ -267,6 +279,10 @@ class State final : public ingest::BatchSink, public exporter::SnapshotSource {
   // Transition ids produced since start; after a restart every transition
   // is produced again with the same id, for consumers to deduplicate.
   absl::flat_hash_set<std::string> published_ ABSL_GUARDED_BY(mu_);
+  // Counts projection switches (reloads); with the sequence it names the
+  // state UnpublishedTransitions() last evaluated. Generations start at 1.
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 1;
+  std::pair<uint64_t, uint64_t> evaluated_ ABSL_GUARDED_BY(mu_);
   uint64_t last_snapshot_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time last_snapshot_time_ ABSL_GUARDED_BY(mu_);
 
@@ -313,6 +329,7 @@ void PublishLoop(const config::Config& config, const std::string& brokers,
                                          t.SerializeAsString(), {});
       if (!s.ok()) {
         spdlog::warn("pip.outbound_topic: {}", s.message());
+        state.RetryPublishing();
         break;
       }
       spdlog::info("PIP transition {} -> {}", t.id(),
