@@ -149,6 +149,18 @@ TEST(PipMachineTest, AboveComparatorAndStableIds) {
   EXPECT_EQ(again.transitions[1].id, s.transitions[1].id);
 }
 
+// A config with one weekly "revenue" KPI, closed 24 hours after each week.
+std::shared_ptr<config::Config> WeeklyRevenue(config::Aggregation aggregation) {
+  auto config = std::make_shared<config::Config>();
+  config::KpiOptions kpi;
+  kpi.id = "revenue";
+  kpi.aggregation = aggregation;
+  kpi.period = config::PeriodKind::kWeek;
+  kpi.allowed_lateness = absl::Hours(24);
+  config->kpis.push_back(kpi);
+  return config;
+}
+
 // Folds one "revenue" measurement into `kpis`, as the log would store it.
 void Measure(KpiProjection& kpis, uint64_t sequence, const std::string& subject,
              double value, absl::Time event_time, absl::Time ingest_time) {
@@ -164,13 +176,7 @@ void Measure(KpiProjection& kpis, uint64_t sequence, const std::string& subject,
 
 // Over a real projection: subject selection and period closing.
 TEST(EvaluatePipsTest, SelectsSubjectsAndJudgesOnlyClosedPeriods) {
-  auto config = std::make_shared<config::Config>();
-  config::KpiOptions kpi;
-  kpi.id = "revenue";
-  kpi.aggregation = config::Aggregation::kSum;
-  kpi.period = config::PeriodKind::kWeek;
-  kpi.allowed_lateness = absl::Hours(24);
-  config->kpis.push_back(kpi);
+  auto config = WeeklyRevenue(config::Aggregation::kSum);
   config::PipPolicyOptions all = Policy();
   all.min_samples = 1;
   all.exclude = {"bob"};
@@ -210,13 +216,7 @@ TEST(EvaluatePipsTest, SelectsSubjectsAndJudgesOnlyClosedPeriods) {
 // because the period is judged only once that lateness has passed. (Events
 // later than that are rejected at ingest as too_late; see validator_test.)
 TEST(EvaluatePipsTest, LateEventInsideAllowedLatenessDecidesItsPeriod) {
-  auto config = std::make_shared<config::Config>();
-  config::KpiOptions kpi;
-  kpi.id = "revenue";
-  kpi.aggregation = config::Aggregation::kMean;
-  kpi.period = config::PeriodKind::kWeek;
-  kpi.allowed_lateness = absl::Hours(24);
-  config->kpis.push_back(kpi);
+  auto config = WeeklyRevenue(config::Aggregation::kMean);
   config::PipPolicyOptions policy = Policy();
   policy.min_samples = 1;
   config->pip_policies = {policy};
