@@ -172,7 +172,7 @@ class State final : public ingest::BatchSink, public exporter::SnapshotSource {
 
   // PIP transitions not yet handed to the outbound topic, oldest first.
   // Transitions change only with the projection, so a projection already
-  // evaluated at its current sequence is not folded again.
+  // looked at at its current sequence is not looked at again.
   std::vector<okrd::v1::PipTransition> UnpublishedTransitions() {
     std::vector<okrd::v1::PipTransition> out;
     absl::MutexLock lock(&mu_);
@@ -180,21 +180,10 @@ class State final : public ingest::BatchSink, public exporter::SnapshotSource {
                                               projection_->sequence()};
     if (!rebuilt_ || at == evaluated_) return out;
     evaluated_ = at;
-    for (const projection::PipSubjectState& p :
-         projection::EvaluatePips(projection_->config(), *projection_)) {
-      for (const projection::PipTransition& t : p.transitions) {
-        if (published_.contains(t.id)) continue;
-        okrd::v1::PipTransition& m = out.emplace_back();
-        m.set_id(t.id);
-        m.set_policy(p.policy->id);
-        m.set_subject(exporter::SubjectLabel(projection_->config(), p.subject));
-        m.set_from_state(std::string(projection::PipStateName(t.from)));
-        m.set_to_state(std::string(projection::PipStateName(t.to)));
-        ToProto(t.at, m.mutable_at());
-        if (p.deadline != absl::InfinitePast()) {
-          ToProto(p.deadline, m.mutable_plan_deadline());
-        }
-      }
+    for (const okrd::v1::PipTransition& t : projection_->pip_transitions()) {
+      if (published_.contains(t.id())) continue;
+      okrd::v1::PipTransition& m = out.emplace_back(t);
+      m.set_subject(exporter::SubjectLabel(projection_->config(), t.subject()));
     }
     return out;
   }

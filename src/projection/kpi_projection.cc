@@ -5,7 +5,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "core/time_util.h"
+#include "projection/pip.h"
 
 namespace okrd::projection {
 
@@ -98,10 +100,22 @@ std::string ConfigHash(const config::Config& config) {
   // A readable canonical form; short enough to store beside each snapshot.
   std::string canonical = "okrd-projection-v1";
   for (const config::KpiOptions& kpi : config.kpis) {
-    absl::StrAppend(&canonical, "|", kpi.id, ",",
-                    config::AggregationName(kpi.aggregation), ",",
-                    config::PeriodName(kpi.period), ",", kpi.time_zone, ",",
-                    kpi.week_start);
+    absl::StrAppend(
+        &canonical, "|", kpi.id, ",", config::AggregationName(kpi.aggregation),
+        ",", config::PeriodName(kpi.period), ",", kpi.time_zone, ",",
+        kpi.week_start, ",", absl::FormatDuration(kpi.allowed_lateness));
+  }
+  for (const config::PipPolicyOptions& p : config.pip_policies) {
+    absl::StrAppend(
+        &canonical, "|pip:", p.id, ",", p.kpi, ",",
+        absl::StrJoin(p.subjects, " "), ",", absl::StrJoin(p.exclude, " "), ",",
+        p.comparator == config::Comparator::kBelow ? "below" : "above", ",",
+        p.trigger, ",", p.recovery, ",", p.consecutive_periods, ",",
+        p.min_samples, ",", p.grace_periods, ",", p.cooldown_periods, ",",
+        p.plan_days);
+    for (const config::PipMilestone& m : p.milestones) {
+      absl::StrAppend(&canonical, ",", m.day, "@", m.threshold);
+    }
   }
   return canonical;
 }
@@ -125,6 +139,9 @@ okrd::v1::ProjectionSnapshot KpiProjection::Snapshot() const {
       aggregate.SaveTo(p);
     }
   }
+  for (const okrd::v1::PipTransition& t : pip_fired_) {
+    *out.add_pip_transitions() = t;
+  }
   return out;
 }
 
@@ -132,12 +149,18 @@ absl::Status KpiProjection::Restore(
     const okrd::v1::ProjectionSnapshot& snapshot) {
   if (snapshot.config_hash() != ConfigHash(*config_)) {
     return absl::FailedPreconditionError(
-        "snapshot was taken under other KPI definitions");
+        "snapshot was taken under other KPI or PIP policy definitions");
   }
   auto time_of = [](int64_t us) {
     return us == INT64_MIN ? absl::InfinitePast() : absl::FromUnixMicros(us);
   };
   subjects_.clear();
+  pip_fired_.assign(snapshot.pip_transitions().begin(),
+                    snapshot.pip_transitions().end());
+  pip_fired_ids_.clear();
+  for (const okrd::v1::PipTransition& t : pip_fired_) {
+    pip_fired_ids_.insert(t.id());
+  }
   sequence_ = snapshot.sequence();
   clock_ = time_of(snapshot.clock_us());
   for (const okrd::v1::SubjectSnapshot& s : snapshot.subjects()) {
@@ -168,6 +191,7 @@ void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
   if (!record.has_event()) {
     if (record.has_tick()) {
       AdvanceClock(absl::FromUnixMicros(record.tick().wall_time_us()));
+      RecordPipTransitions();
     }
     return;
   }
@@ -199,6 +223,26 @@ void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
 
 void KpiProjection::AdvanceClock(absl::Time now) {
   clock_ = std::max(clock_, now);
+}
+
+void KpiProjection::RecordPipTransitions() {
+  if (config_->pip_policies.empty()) return;
+  for (const PipSubjectState& p : EvaluatePips(*config_, *this)) {
+    for (const PipTransition& t : p.transitions) {
+      if (!pip_fired_ids_.insert(t.id).second) continue;
+      okrd::v1::PipTransition& m = pip_fired_.emplace_back();
+      m.set_id(t.id);
+      m.set_policy(p.policy->id);
+      m.set_subject(p.subject);
+      m.set_from_state(std::string(PipStateName(t.from)));
+      m.set_to_state(std::string(PipStateName(t.to)));
+      ToProto(t.at, m.mutable_at());
+      if (t.to == PipState::kTriggered) {
+        ToProto(t.at + absl::Hours(24) * p.policy->plan_days,
+                m.mutable_plan_deadline());
+      }
+    }
+  }
 }
 
 void KpiProjection::ForEachSeries(

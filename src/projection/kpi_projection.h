@@ -19,8 +19,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "config/config.h"
@@ -68,9 +70,9 @@ struct KpiSeries {
   double value;
 };
 
-// Hash of what shapes the KPI projection's state (KPI ids, aggregations,
-// periods, zones, week starts): snapshots taken under another hash are not
-// reused.
+// Hash of what shapes the projection's state (KPI ids, aggregations,
+// periods, zones, week starts, lateness; PIP policies): snapshots taken under
+// another hash are not reused.
 std::string ConfigHash(const config::Config& config);
 
 class KpiProjection {
@@ -80,10 +82,10 @@ class KpiProjection {
   KpiProjection(const KpiProjection&) = delete;
   KpiProjection& operator=(const KpiProjection&) = delete;
 
-  // Folds one log record: an accepted event, or a clock tick that only
-  // advances the clock. Events of KPIs absent from the config are skipped
-  // (ingest validated them against an older config); they still advance the
-  // sequence.
+  // Folds one log record: an accepted event, or a clock tick that advances
+  // the clock and records the PIP transitions fired by then. Events of KPIs
+  // absent from the config are skipped (ingest validated them against an older
+  // config); they still advance the sequence.
   void Apply(const okrd::v1::StoredEvent& record);
 
   // Advances the logged clock without an event.
@@ -121,6 +123,16 @@ class KpiProjection {
 
   const config::Config& config() const { return *config_; }
 
+  // PIP transitions fired so far, oldest first (subjects as logged, not
+  // pseudonymized). Each logged clock tick runs the PIP machines over the
+  // closed periods and records the transitions not recorded before. A
+  // recorded transition is a fact: an event arriving later for a period
+  // already judged never takes it back, so okr_pip_transitions_total only
+  // grows and the outbound topic never sees a transition withdrawn.
+  const std::vector<okrd::v1::PipTransition>& pip_transitions() const {
+    return pip_fired_;
+  }
+
   // The state as a snapshot, stamped with ConfigHash(config()).
   okrd::v1::ProjectionSnapshot Snapshot() const;
   // Replaces the state with `snapshot`; fails when it was taken under a
@@ -142,7 +154,11 @@ class KpiProjection {
     Aggregate& PeriodAt(absl::Time event_time);
   };
 
+  void RecordPipTransitions();
+
   std::shared_ptr<const config::Config> config_;
+  std::vector<okrd::v1::PipTransition> pip_fired_;
+  absl::flat_hash_set<std::string> pip_fired_ids_;
   // Keyed by (KPI id, subject).
   absl::btree_map<std::pair<std::string, std::string>, SubjectState> subjects_;
   uint64_t sequence_ = 0;

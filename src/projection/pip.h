@@ -19,7 +19,9 @@
 //
 // The machine is a pure fold of the KPI projection's periods, so every
 // transition, and its deterministic id, comes out the same live, after a
-// restart or kill -9, and on replay; none fires twice.
+// restart or kill -9, and on replay. KpiProjection runs it at each logged
+// clock tick and records what it fired (KpiProjection::pip_transitions()):
+// none fires twice, and a late event never takes one back.
 //
 // Thread-safety: pure functions.
 

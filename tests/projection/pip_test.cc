@@ -174,6 +174,66 @@ void Measure(KpiProjection& kpis, uint64_t sequence, const std::string& subject,
   kpis.Apply(r);
 }
 
+// Folds a logged clock tick into `kpis`.
+void Tick(KpiProjection& kpis, uint64_t sequence, absl::Time at) {
+  okrd::v1::StoredEvent r;
+  r.set_sequence(sequence);
+  r.mutable_tick()->set_wall_time_us(absl::ToUnixMicros(at));
+  kpis.Apply(r);
+}
+
+std::vector<std::string> FiredIds(const KpiProjection& kpis) {
+  std::vector<std::string> out;
+  for (const okrd::v1::PipTransition& t : kpis.pip_transitions()) {
+    out.push_back(t.id());
+  }
+  return out;
+}
+
+// Without allowed_lateness a period is judged at the first tick after its
+// end. What a tick fired stays fired: a week arriving later that rewrites
+// the history adds its own transitions but takes none back, and a snapshot
+// keeps them.
+TEST(EvaluatePipsTest, TransitionsFiredAtATickAreNeverTakenBack) {
+  auto config = WeeklyRevenue(config::Aggregation::kSum);
+  config->kpis[0].allowed_lateness = absl::InfiniteDuration();
+  config::PipPolicyOptions policy = Policy();
+  policy.min_samples = 1;
+  config->pip_policies = {policy};
+  const absl::Time monday = kJan + absl::Hours(24 * 3);  // 2027-01-04
+  const absl::Duration week = absl::Hours(24 * 7);
+  KpiProjection kpis(config);
+  uint64_t sequence = 0;
+  Measure(kpis, ++sequence, "ann", 50, monday + absl::Hours(12),
+          monday + absl::Hours(12));
+  Measure(kpis, ++sequence, "ann", 50, monday + week + absl::Hours(12),
+          monday + week + absl::Hours(12));
+  EXPECT_TRUE(kpis.pip_transitions().empty());  // no tick yet: not judged
+  Tick(kpis, ++sequence, monday + 2 * week + absl::Hours(1));
+  const std::vector<std::string> fired = {
+      "quota/ann/2027-01-11T00:00:00Z/watch",
+      "quota/ann/2027-01-18T00:00:00Z/triggered"};
+  EXPECT_EQ(FiredIds(kpis), fired);
+  EXPECT_EQ(kpis.pip_transitions()[1].plan_deadline().seconds(),
+            absl::ToUnixSeconds(monday + 2 * week + absl::Hours(24 * 60)));
+
+  // Week 1 turns out fine after all: the machine now says watch, and the
+  // facts keep the trigger that was fired and add the new path's steps.
+  Measure(kpis, ++sequence, "ann", 500, monday + absl::Hours(13),
+          monday + 2 * week + absl::Hours(2));
+  Tick(kpis, ++sequence, monday + 2 * week + absl::Hours(3));
+  EXPECT_EQ(EvaluatePips(*config, kpis)[0].state, PipState::kWatch);
+  std::vector<std::string> grown = fired;
+  grown.push_back("quota/ann/2027-01-18T00:00:00Z/watch");
+  EXPECT_EQ(FiredIds(kpis), grown);
+
+  KpiProjection restored(config);
+  ASSERT_TRUE(restored.Restore(kpis.Snapshot()).ok());
+  EXPECT_EQ(FiredIds(restored), grown);
+  Tick(restored, ++sequence, monday + 2 * week + absl::Hours(4));
+  EXPECT_EQ(FiredIds(restored), grown);  // nothing fires twice
+}
+
 // Over a real projection: subject selection and period closing.
 TEST(EvaluatePipsTest, SelectsSubjectsAndJudgesOnlyClosedPeriods) {
   auto config = WeeklyRevenue(config::Aggregation::kSum);
