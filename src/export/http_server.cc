@@ -1,26 +1,35 @@
 #include "export/http_server.h"
 
-#include <string_view>
+#include <cstring>
 #include <vector>
 
 #include "CivetServer.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "core/log.h"
 #include "spdlog/spdlog.h"
+#include "zlib.h"
 
 namespace okrd::exporter {
 namespace {
 
 void Reply(mg_connection* conn, int code, absl::string_view content_type,
-           absl::string_view body) {
+           absl::string_view body, absl::string_view extra_headers = "") {
   mg_printf(conn,
             "HTTP/1.1 %d %s\r\nContent-Type: %.*s\r\nContent-Length: %zu\r\n"
-            "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+            "Cache-Control: no-store\r\n%.*sConnection: close\r\n\r\n",
             code, mg_get_response_code_text(conn, code),
             static_cast<int>(content_type.size()), content_type.data(),
-            body.size());
-  mg_write(conn, body.data(), body.size());
+            body.size(), static_cast<int>(extra_headers.size()),
+            extra_headers.data());
+  if (std::strcmp(mg_get_request_info(conn)->request_method, "HEAD") != 0) {
+    mg_write(conn, body.data(), body.size());
+  }
 }
 
 class MetricsHandler final : public CivetHandler {
@@ -30,7 +39,13 @@ class MetricsHandler final : public CivetHandler {
     std::string body;
     source_->Read([&](const projection::KpiProjection& p,
                       const DaemonState& s) { body = RenderMetrics(p, s); });
-    Reply(conn, 200, kContentType, body);
+    const char* accept = mg_get_header(conn, "Accept-Encoding");
+    if (accept != nullptr && AcceptsGzip(accept)) {
+      Reply(conn, 200, kContentType, Gzip(body),
+            "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n");
+    } else {
+      Reply(conn, 200, kContentType, body, "Vary: Accept-Encoding\r\n");
+    }
     return true;
   }
 
@@ -69,6 +84,41 @@ class ReadyHandler final : public CivetHandler {
 };
 
 }  // namespace
+
+bool AcceptsGzip(absl::string_view accept_encoding) {
+  for (absl::string_view item : absl::StrSplit(accept_encoding, ',')) {
+    std::vector<absl::string_view> parts = absl::StrSplit(item, ';');
+    const absl::string_view coding = absl::StripAsciiWhitespace(parts[0]);
+    if (!absl::EqualsIgnoreCase(coding, "gzip") && coding != "*") continue;
+    double q = 1;
+    for (size_t i = 1; i < parts.size(); ++i) {
+      absl::string_view param = absl::StripAsciiWhitespace(parts[i]);
+      if (absl::ConsumePrefix(&param, "q=") && !absl::SimpleAtod(param, &q)) {
+        q = 0;
+      }
+    }
+    if (q > 0) return true;
+  }
+  return false;
+}
+
+std::string Gzip(absl::string_view data) {
+  z_stream z{};
+  // windowBits 15 + 16: a gzip header and trailer around the deflate stream.
+  if (deflateInit2(&z, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8,
+                   Z_DEFAULT_STRATEGY) != Z_OK) {
+    return std::string();
+  }
+  std::string out(deflateBound(&z, data.size()), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  z.avail_in = static_cast<uInt>(data.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  deflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  return out;
+}
 
 struct HttpServer::State {
   std::unique_ptr<CivetServer> server;

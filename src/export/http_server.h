@@ -2,7 +2,8 @@
 #define OKRD_EXPORT_HTTP_SERVER_H_
 
 // okrd's HTTP endpoint (civetweb underneath):
-//   /metrics  Prometheus text 0.0.4 of one consistent snapshot
+//   /metrics  Prometheus text 0.0.4 of one consistent snapshot, gzip-encoded
+//             when the scraper accepts it
 //   /healthz  200 while the process serves requests
 //   /readyz   200 once the log is open, the consumer assigned and the
 //             projection rebuilt; 503 with the missing parts otherwise
@@ -17,6 +18,13 @@
 #include "export/metrics.h"
 
 namespace okrd::exporter {
+
+// Whether an Accept-Encoding header value admits gzip ("gzip" or "*" with a
+// non-zero q).
+bool AcceptsGzip(absl::string_view accept_encoding);
+
+// `data` as a gzip stream (fastest level: scrapes are latency-bound).
+std::string Gzip(absl::string_view data);
 
 class HttpServer {
  public:

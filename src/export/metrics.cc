@@ -1,7 +1,5 @@
 #include "export/metrics.h"
 
-#include <deque>
-#include <iterator>
 #include <map>
 #include <utility>
 #include <vector>
@@ -9,47 +7,23 @@
 #include "absl/strings/str_cat.h"
 #include "core/pseudonym.h"
 #include "core/version.h"
+#include "export/text_format.h"
 #include "projection/okr.h"
 #include "projection/pip.h"
-#include "prometheus/metric_family.h"
-#include "prometheus/text_serializer.h"
 
 namespace okrd::exporter {
 namespace {
 
-using prometheus::ClientMetric;
-using prometheus::MetricFamily;
-using prometheus::MetricType;
-using Labels = std::vector<ClientMetric::Label>;
+using Families = TextFamilies;
 
-// Collects families; a deque keeps references to earlier families valid.
-class Families {
- public:
-  MetricFamily& Add(std::string name, std::string help, MetricType type) {
-    MetricFamily& family = families_.emplace_back();
-    family.name = std::move(name);
-    family.help = std::move(help);
-    family.type = type;
-    return family;
-  }
-  std::string Render() {
-    std::vector<MetricFamily> out(std::make_move_iterator(families_.begin()),
-                                  std::make_move_iterator(families_.end()));
-    return prometheus::TextSerializer().Serialize(out);
-  }
-
- private:
-  std::deque<MetricFamily> families_;
-};
-
-void AddSample(MetricFamily& family, Labels labels, double value) {
-  ClientMetric& metric = family.metric.emplace_back();
-  metric.label = std::move(labels);
-  if (family.type == MetricType::Counter) {
-    metric.counter.value = value;
-  } else {
-    metric.gauge.value = value;
-  }
+// The subject's label value: the id itself, or its pseudonym kept in
+// `scratch`.
+absl::string_view SubjectView(const config::Config& config,
+                              const std::string& subject,
+                              std::string* scratch) {
+  if (config.exporter.pseudonym_key.empty()) return subject;
+  *scratch = Pseudonym(config.exporter.pseudonym_key, subject);
+  return *scratch;
 }
 
 double Seconds(absl::Time t) {
@@ -57,93 +31,94 @@ double Seconds(absl::Time t) {
 }
 
 void AddKpiFamilies(Families& f, const projection::KpiProjection& projection) {
-  MetricFamily& value = f.Add(
+  TextFamily& value = f.Add(
       "okr_kpi_value",
       "KPI value by its configured aggregation, for the current and previous "
       "calendar period.",
-      MetricType::Gauge);
-  MetricFamily& start = f.Add(
-      "okr_kpi_period_start_timestamp_seconds",
-      "Start of the period an okr_kpi_value series covers.", MetricType::Gauge);
+      MetricKind::kGauge);
+  TextFamily& start =
+      f.Add("okr_kpi_period_start_timestamp_seconds",
+            "Start of the period an okr_kpi_value series covers.",
+            MetricKind::kGauge);
+  std::string scratch;
   projection.ForEachSeries([&](const projection::KpiSeries& s) {
-    Labels labels = {{"kpi", s.kpi->id},
-                     {"subject", SubjectLabel(projection.config(), *s.subject)},
-                     {"period", s.period_label}};
-    AddSample(value, labels, s.value);
-    AddSample(start, std::move(labels), Seconds(s.period.start));
+    const Label labels[] = {
+        {"kpi", s.kpi->id},
+        {"subject", SubjectView(projection.config(), *s.subject, &scratch)},
+        {"period", s.period_label}};
+    value.Add(labels, s.value);
+    start.Add(labels, Seconds(s.period.start));
   });
-  MetricFamily& last =
+  TextFamily& last =
       f.Add("okr_kpi_last_event_timestamp_seconds",
             "Event time of the newest measurement of a KPI for a subject.",
-            MetricType::Gauge);
+            MetricKind::kGauge);
   projection.ForEachSubject([&](const config::KpiOptions& kpi,
                                 const std::string& subject, absl::Time t) {
-    AddSample(last,
-              {{"kpi", kpi.id},
-               {"subject", SubjectLabel(projection.config(), subject)}},
-              Seconds(t));
+    last.Add({{"kpi", kpi.id},
+              {"subject", SubjectView(projection.config(), subject, &scratch)}},
+             Seconds(t));
   });
 }
 
 void AddOkrFamilies(Families& f, const projection::KpiProjection& projection) {
   const projection::OkrState okrs =
       projection::EvaluateOkrs(projection.config(), projection);
-  MetricFamily& progress =
+  TextFamily& progress =
       f.Add("okr_key_result_progress_ratio",
             "Key result progress from baseline (0) to target (1), clamped.",
-            MetricType::Gauge);
-  MetricFamily& expected =
+            MetricKind::kGauge);
+  TextFamily& expected =
       f.Add("okr_key_result_expected_progress_ratio",
             "Progress expected by now: the elapsed share of the objective's "
             "period.",
-            MetricType::Gauge);
-  MetricFamily& value =
+            MetricKind::kGauge);
+  TextFamily& value =
       f.Add("okr_key_result_value",
             "Current KPI value of a key result (newest period in the "
             "objective's window).",
-            MetricType::Gauge);
-  MetricFamily& target = f.Add("okr_key_result_target",
-                               "Target value of a key result (threshold for "
-                               "at_least/at_most; none for range).",
-                               MetricType::Gauge);
-  MetricFamily& baseline = f.Add(
+            MetricKind::kGauge);
+  TextFamily& target = f.Add("okr_key_result_target",
+                             "Target value of a key result (threshold for "
+                             "at_least/at_most; none for range).",
+                             MetricKind::kGauge);
+  TextFamily& baseline = f.Add(
       "okr_key_result_baseline",
-      "Baseline value of an increase/decrease key result.", MetricType::Gauge);
-  MetricFamily& status =
+      "Baseline value of an increase/decrease key result.", MetricKind::kGauge);
+  TextFamily& status =
       f.Add("okr_key_result_status",
             "Key result status: one series per status, 1 on the current one.",
-            MetricType::Gauge);
+            MetricKind::kGauge);
   for (const projection::KeyResultState& kr : okrs.key_results) {
     const config::KeyResultOptions& opts = *kr.key_result;
-    Labels labels = {{"objective", kr.objective->id}, {"key_result", opts.id}};
-    AddSample(progress, labels, kr.progress);
-    AddSample(expected, labels, kr.expected);
-    if (kr.value) AddSample(value, labels, *kr.value);
+    const Label labels[] = {{"objective", kr.objective->id},
+                            {"key_result", opts.id}};
+    progress.Add(labels, kr.progress);
+    expected.Add(labels, kr.expected);
+    if (kr.value) value.Add(labels, *kr.value);
     if (opts.direction != config::Direction::kRange) {
-      AddSample(target, labels, opts.target);
+      target.Add(labels, opts.target);
     }
     if (opts.direction == config::Direction::kIncrease ||
         opts.direction == config::Direction::kDecrease) {
-      AddSample(baseline, labels, opts.baseline);
+      baseline.Add(labels, opts.baseline);
     }
     for (projection::KrStatus s : projection::kAllKrStatuses) {
-      Labels with_status = labels;
-      with_status.push_back(
-          {"status", std::string(projection::KrStatusName(s))});
-      AddSample(status, std::move(with_status), s == kr.status ? 1 : 0);
+      status.Add(
+          {labels[0], labels[1], {"status", projection::KrStatusName(s)}},
+          s == kr.status ? 1 : 0);
     }
   }
-  MetricFamily& objective =
+  TextFamily& objective =
       f.Add("okr_objective_progress_ratio",
             "Weighted mean progress of an objective's key results and child "
             "objectives.",
-            MetricType::Gauge);
-  MetricFamily& info = f.Add(
-      "okr_objective_info", "Objective metadata; always 1.", MetricType::Gauge);
+            MetricKind::kGauge);
+  TextFamily& info = f.Add("okr_objective_info",
+                           "Objective metadata; always 1.", MetricKind::kGauge);
   for (const projection::ObjectiveState& o : okrs.objectives) {
-    AddSample(objective, {{"objective", o.objective->id}}, o.progress);
-    AddSample(
-        info,
+    objective.Add({{"objective", o.objective->id}}, o.progress);
+    info.Add(
         {{"objective", o.objective->id},
          {"title", o.objective->title},
          {"owner", o.objective->owner.empty()
@@ -157,57 +132,58 @@ void AddOkrFamilies(Families& f, const projection::KpiProjection& projection) {
 void AddPipFamilies(Families& f, const projection::KpiProjection& projection) {
   const std::vector<projection::PipSubjectState> pips =
       projection::EvaluatePips(projection.config(), projection);
-  MetricFamily& state = f.Add(
+  TextFamily& state = f.Add(
       "okr_pip_state",
       "PIP trigger state per policy and subject: one series per state, 1 on "
       "the current one. triggered recommends a review.",
-      MetricType::Gauge);
-  MetricFamily& streak =
+      MetricKind::kGauge);
+  TextFamily& streak =
       f.Add("okr_pip_breach_streak_periods",
             "Consecutive closed periods breaching the policy's trigger.",
-            MetricType::Gauge);
-  MetricFamily& triggered =
+            MetricKind::kGauge);
+  TextFamily& triggered =
       f.Add("okr_pip_triggered_timestamp_seconds",
-            "When the current or last plan was triggered.", MetricType::Gauge);
-  MetricFamily& deadline =
+            "When the current or last plan was triggered.", MetricKind::kGauge);
+  TextFamily& deadline =
       f.Add("okr_pip_deadline_timestamp_seconds",
-            "Deadline of the current or last plan.", MetricType::Gauge);
-  MetricFamily& insufficient =
+            "Deadline of the current or last plan.", MetricKind::kGauge);
+  TextFamily& insufficient =
       f.Add("okr_pip_insufficient_periods_total",
             "Closed periods with fewer than min_samples events: not judged.",
-            MetricType::Counter);
-  MetricFamily& missed =
+            MetricKind::kCounter);
+  TextFamily& missed =
       f.Add("okr_pip_milestones_missed",
             "Milestones of the current or last plan not reached by their day.",
-            MetricType::Gauge);
-  std::map<std::pair<std::string, std::string>, double> transitions;
+            MetricKind::kGauge);
   for (const projection::PipSubjectState& p : pips) {
-    const Labels labels = {
+    std::string scratch;
+    const Label labels[] = {
         {"policy", p.policy->id},
-        {"subject", SubjectLabel(projection.config(), p.subject)}};
+        {"subject", SubjectView(projection.config(), p.subject, &scratch)}};
     for (projection::PipState s : projection::kAllPipStates) {
-      Labels with_state = labels;
-      with_state.push_back({"state", std::string(projection::PipStateName(s))});
-      AddSample(state, std::move(with_state), s == p.state ? 1 : 0);
+      state.Add({labels[0], labels[1], {"state", projection::PipStateName(s)}},
+                s == p.state ? 1 : 0);
     }
-    AddSample(streak, labels, p.streak);
+    streak.Add(labels, p.streak);
     if (p.triggered_at != absl::InfinitePast()) {
-      AddSample(triggered, labels, Seconds(p.triggered_at));
-      AddSample(deadline, labels, Seconds(p.deadline));
-      AddSample(missed, labels, p.milestones_missed);
+      triggered.Add(labels, Seconds(p.triggered_at));
+      deadline.Add(labels, Seconds(p.deadline));
+      missed.Add(labels, p.milestones_missed);
     }
-    AddSample(insufficient, labels, p.insufficient_periods);
-    for (const projection::PipTransition& t : p.transitions) {
-      transitions[{p.policy->id,
-                   std::string(projection::PipStateName(t.to))}] += 1;
-    }
+    insufficient.Add(labels, p.insufficient_periods);
   }
-  MetricFamily& total =
+  // Fired transitions are facts recorded at logged clock ticks, so the
+  // counter never goes down, whatever arrives late.
+  std::map<std::pair<std::string, std::string>, double> transitions;
+  for (const okrd::v1::PipTransition& t : projection.pip_transitions()) {
+    transitions[{t.policy(), t.to_state()}] += 1;
+  }
+  TextFamily& total =
       f.Add("okr_pip_transitions_total",
-            "PIP state transitions by policy and target state, from the log.",
-            MetricType::Counter);
+            "PIP state transitions fired, by policy and target state.",
+            MetricKind::kCounter);
   for (const auto& [key, count] : transitions) {
-    AddSample(total, {{"policy", key.first}, {"to", key.second}}, count);
+    total.Add({{"policy", key.first}, {"to", key.second}}, count);
   }
 }
 
@@ -216,45 +192,43 @@ void AddBusinessFamilies(Families& f,
   AddKpiFamilies(f, projection);
   AddOkrFamilies(f, projection);
   AddPipFamilies(f, projection);
-  AddSample(f.Add("okrd_projection_sequence",
-                  "Log sequence every series of this scrape reflects.",
-                  MetricType::Gauge),
-            {}, static_cast<double>(projection.sequence()));
+  f.Add("okrd_projection_sequence",
+        "Log sequence every series of this scrape reflects.",
+        MetricKind::kGauge)
+      .Add({}, static_cast<double>(projection.sequence()));
 }
 
 void AddDaemonFamilies(Families& f, const DaemonState& state) {
-  MetricFamily& events =
+  TextFamily& events =
       f.Add("okrd_events_total",
             "Kafka messages by outcome (accepted, duplicate, rejected) and "
             "rejection reason; persisted in the event log.",
-            MetricType::Counter);
+            MetricKind::kCounter);
   for (const auto& [key, count] : state.log.counters) {
-    AddSample(events, {{"outcome", key.first}, {"reason", key.second}},
-              static_cast<double>(count));
+    events.Add({{"outcome", key.first}, {"reason", key.second}},
+               static_cast<double>(count));
   }
-  AddSample(
-      f.Add("okrd_eventlog_last_sequence",
-            "Sequence number of the newest log record (event or clock tick).",
-            MetricType::Gauge),
-      {}, static_cast<double>(state.log.last_sequence));
-  MetricFamily& lag =
+  f.Add("okrd_eventlog_last_sequence",
+        "Sequence number of the newest log record (event or clock tick).",
+        MetricKind::kGauge)
+      .Add({}, static_cast<double>(state.log.last_sequence));
+  TextFamily& lag =
       f.Add("okrd_consumer_lag_messages",
             "Messages between the log's next offset and the partition's high "
             "watermark.",
-            MetricType::Gauge);
+            MetricKind::kGauge);
   for (const auto& [key, messages] : state.lag) {
-    AddSample(lag,
-              {{"topic", key.first}, {"partition", absl::StrCat(key.second)}},
-              static_cast<double>(messages));
+    lag.Add({{"topic", key.first}, {"partition", absl::StrCat(key.second)}},
+            static_cast<double>(messages));
   }
-  AddSample(f.Add("okrd_projection_rebuild_seconds",
-                  "Duration of the last projection rebuild: snapshot load "
-                  "and replay of the log's tail.",
-                  MetricType::Gauge),
-            {}, state.rebuild_seconds);
-  AddSample(f.Add("okrd_build_info", "Build of the running okrd; always 1.",
-                  MetricType::Gauge),
-            {{"version", Version()}}, 1);
+  f.Add("okrd_projection_rebuild_seconds",
+        "Duration of the last projection rebuild: snapshot load "
+        "and replay of the log's tail.",
+        MetricKind::kGauge)
+      .Add({}, state.rebuild_seconds);
+  f.Add("okrd_build_info", "Build of the running okrd; always 1.",
+        MetricKind::kGauge)
+      .Add({{"version", Version()}}, 1);
 }
 
 }  // namespace

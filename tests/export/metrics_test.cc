@@ -4,12 +4,15 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <zlib.h>
 
+#include <limits>
 #include <string>
 
 #include "core/pseudonym.h"
 #include "core/time_util.h"
 #include "export/http_server.h"
+#include "export/text_format.h"
 #include "gtest/gtest.h"
 
 namespace okrd::exporter {
@@ -148,7 +151,8 @@ class FixedSource final : public SnapshotSource {
 };
 
 // A minimal HTTP/1.0 GET on 127.0.0.1; returns the whole response.
-std::string Get(int port, const std::string& path) {
+std::string Get(int port, const std::string& path,
+                const std::string& headers = "") {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -158,7 +162,8 @@ std::string Get(int port, const std::string& path) {
     ::close(fd);
     return "";
   }
-  const std::string request = "GET " + path + " HTTP/1.0\r\nHost: x\r\n\r\n";
+  const std::string request =
+      "GET " + path + " HTTP/1.0\r\nHost: x\r\n" + headers + "\r\n";
   (void)!::write(fd, request.data(), request.size());
   std::string response;
   char buf[4096];
@@ -190,6 +195,81 @@ TEST(HttpServerTest, ServesMetricsHealthAndReadiness) {
   source.readiness = {
       .log_open = true, .consumer_assigned = true, .rebuild_done = true};
   EXPECT_NE(Get(port, "/readyz").find("HTTP/1.1 200"), std::string::npos);
+}
+
+std::string Gunzip(absl::string_view data) {
+  z_stream z{};
+  EXPECT_EQ(inflateInit2(&z, 15 + 16), Z_OK);
+  std::string out;
+  char buf[4096];
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  z.avail_in = static_cast<uInt>(data.size());
+  int rc = Z_OK;
+  while (rc == Z_OK) {
+    z.next_out = reinterpret_cast<Bytef*>(buf);
+    z.avail_out = sizeof(buf);
+    rc = inflate(&z, Z_NO_FLUSH);
+    out.append(buf, sizeof(buf) - z.avail_out);
+  }
+  EXPECT_EQ(rc, Z_STREAM_END);
+  inflateEnd(&z);
+  return out;
+}
+
+TEST(HttpServerTest, GzipWhenTheScraperAcceptsIt) {
+  FixedSource source;
+  auto server = HttpServer::Start("127.0.0.1:0", &source);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string plain = Get((*server)->port(), "/metrics");
+  const size_t plain_body = plain.find("\r\n\r\n");
+  ASSERT_NE(plain_body, std::string::npos);
+  EXPECT_EQ(plain.find("Content-Encoding"), std::string::npos);
+
+  const std::string zipped =
+      Get((*server)->port(), "/metrics", "Accept-Encoding: gzip\r\n");
+  EXPECT_NE(zipped.find("Content-Encoding: gzip"), std::string::npos);
+  EXPECT_NE(zipped.find("Vary: Accept-Encoding"), std::string::npos);
+  const size_t body = zipped.find("\r\n\r\n");
+  ASSERT_NE(body, std::string::npos);
+  EXPECT_EQ(Gunzip(absl::string_view(zipped).substr(body + 4)),
+            plain.substr(plain_body + 4));
+}
+
+TEST(HttpServerTest, AcceptEncodingIsParsedWithQValues) {
+  EXPECT_TRUE(AcceptsGzip("gzip"));
+  EXPECT_TRUE(AcceptsGzip("deflate, GZIP;q=0.5"));
+  EXPECT_TRUE(AcceptsGzip("*"));
+  EXPECT_FALSE(AcceptsGzip("gzip;q=0"));
+  EXPECT_FALSE(AcceptsGzip("identity"));
+  EXPECT_FALSE(AcceptsGzip("gzipped"));
+  EXPECT_FALSE(AcceptsGzip(""));
+}
+
+TEST(TextFormatTest, EscapesLabelsAndHelpAndFormatsValues) {
+  TextFamilies families;
+  TextFamily& f =
+      families.Add("okr_x", "Help with \\ and\nnewline.", MetricKind::kGauge);
+  f.Add({{"a", "quote \" back \\ nl \n end"}}, 0.1);
+  f.Add({}, 31.1);
+  families.Add("okr_y_total", "Counter.", MetricKind::kCounter)
+      .Add({{"a", "1"}, {"b", ""}}, 1e21);
+  TextFamily& specials = families.Add("okr_z", "Specials.", MetricKind::kGauge);
+  specials.Add({}, std::numeric_limits<double>::quiet_NaN());
+  specials.Add({}, std::numeric_limits<double>::infinity());
+  specials.Add({}, -std::numeric_limits<double>::infinity());
+  specials.Add({}, -0.0);
+  specials.Add({}, 1793487600);
+  EXPECT_EQ(families.Render(),
+            "# HELP okr_x Help with \\\\ and\\nnewline.\n"
+            "# TYPE okr_x gauge\n"
+            "okr_x{a=\"quote \\\" back \\\\ nl \\n end\"} 0.1\n"
+            "okr_x 31.1\n"
+            "# HELP okr_y_total Counter.\n"
+            "# TYPE okr_y_total counter\n"
+            "okr_y_total{a=\"1\",b=\"\"} 1e+21\n"
+            "# HELP okr_z Specials.\n"
+            "# TYPE okr_z gauge\n"
+            "okr_z NaN\nokr_z +Inf\nokr_z -Inf\nokr_z -0\nokr_z 1793487600\n");
 }
 
 TEST(HttpServerTest, BusyPortIsAClearError) {
