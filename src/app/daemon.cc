@@ -380,6 +380,7 @@ int UsageError(absl::string_view message) {
 }  // namespace
 
 int RunDaemon(int argc, char** argv) {
+  exporter::KeepLargeBuffers();
   Args args({"config", "brokers", "data-dir", "listen", "log-level"},
             {"help", "version"});
   if (absl::Status s =

@@ -1,5 +1,8 @@
 #include "export/metrics.h"
 
+#include <malloc.h>
+
+#include <atomic>
 #include <map>
 #include <utility>
 #include <vector>
@@ -27,37 +30,51 @@ absl::string_view SubjectView(const config::Config& config,
 }
 
 double Seconds(absl::Time t) {
+  // Period starts are whole seconds: skip the Duration division for them.
+  const int64_t whole = absl::ToUnixSeconds(t);
+  if (absl::FromUnixSeconds(whole) == t) return static_cast<double>(whole);
   return absl::ToDoubleSeconds(t - absl::UnixEpoch());
 }
 
-void AddKpiFamilies(Families& f, const projection::KpiProjection& projection) {
-  TextFamily& value = f.Add(
-      "okr_kpi_value",
-      "KPI value by its configured aggregation, for the current and previous "
-      "calendar period.",
-      MetricKind::kGauge);
-  TextFamily& start =
-      f.Add("okr_kpi_period_start_timestamp_seconds",
-            "Start of the period an okr_kpi_value series covers.",
-            MetricKind::kGauge);
+// The KPI families are the large ones: one pass over the projection writes
+// okr_kpi_value straight into `out` and the period starts into a side buffer
+// appended after it; a second pass writes the last event times.
+std::atomic<size_t> last_period_start_size{0};
+
+void WriteKpiFamilies(const projection::KpiProjection& projection,
+                      std::string* out) {
+  const config::Config& config = projection.config();
   std::string scratch;
-  projection.ForEachSeries([&](const projection::KpiSeries& s) {
-    const Label labels[] = {
-        {"kpi", s.kpi->id},
-        {"subject", SubjectView(projection.config(), *s.subject, &scratch)},
-        {"period", s.period_label}};
-    value.Add(labels, s.value);
-    start.Add(labels, Seconds(s.period.start));
-  });
-  TextFamily& last =
-      f.Add("okr_kpi_last_event_timestamp_seconds",
-            "Event time of the newest measurement of a KPI for a subject.",
-            MetricKind::kGauge);
+  std::string side;
+  side.reserve(last_period_start_size.load(std::memory_order_relaxed));
+  {
+    TextFamily value("okr_kpi_value",
+                     "KPI value by its configured aggregation, for the "
+                     "current and previous calendar period.",
+                     MetricKind::kGauge, out);
+    TextFamily start("okr_kpi_period_start_timestamp_seconds",
+                     "Start of the period an okr_kpi_value series covers.",
+                     MetricKind::kGauge, &side);
+    projection.ForEachSeries([&](const projection::KpiSeries& s) {
+      const Label labels[] = {
+          {"kpi", s.kpi->id},
+          {"subject", SubjectView(config, *s.subject, &scratch)},
+          {"period", s.period_label}};
+      value.Add(labels, s.value);
+      start.Add(labels, Seconds(s.period.start));
+    });
+  }
+  last_period_start_size.store(side.size(), std::memory_order_relaxed);
+  out->append(side);
+  TextFamily last(
+      "okr_kpi_last_event_timestamp_seconds",
+      "Event time of the newest measurement of a KPI for a subject.",
+      MetricKind::kGauge, out);
   projection.ForEachSubject([&](const config::KpiOptions& kpi,
                                 const std::string& subject, absl::Time t) {
-    last.Add({{"kpi", kpi.id},
-              {"subject", SubjectView(projection.config(), subject, &scratch)}},
-             Seconds(t));
+    last.Add(
+        {{"kpi", kpi.id}, {"subject", SubjectView(config, subject, &scratch)}},
+        Seconds(t));
   });
 }
 
@@ -189,7 +206,6 @@ void AddPipFamilies(Families& f, const projection::KpiProjection& projection) {
 
 void AddBusinessFamilies(Families& f,
                          const projection::KpiProjection& projection) {
-  AddKpiFamilies(f, projection);
   AddOkrFamilies(f, projection);
   AddPipFamilies(f, projection);
   f.Add("okrd_projection_sequence",
@@ -231,6 +247,24 @@ void AddDaemonFamilies(Families& f, const DaemonState& state) {
       .Add({{"version", Version()}}, 1);
 }
 
+// Expositions grow and shrink slowly: reserving about the last size saves
+// regrowing a multi-megabyte string on every scrape.
+std::atomic<size_t> last_render_size{0};
+
+std::string Render(const projection::KpiProjection& projection,
+                   const DaemonState* state) {
+  std::string out;
+  const size_t hint = last_render_size.load(std::memory_order_relaxed);
+  out.reserve(hint + hint / 8);
+  WriteKpiFamilies(projection, &out);
+  Families rest;
+  AddBusinessFamilies(rest, projection);
+  if (state != nullptr) AddDaemonFamilies(rest, *state);
+  rest.AppendTo(&out);
+  last_render_size.store(out.size(), std::memory_order_relaxed);
+  return out;
+}
+
 }  // namespace
 
 std::string SubjectLabel(const config::Config& config,
@@ -239,18 +273,21 @@ std::string SubjectLabel(const config::Config& config,
   return key.empty() ? subject : Pseudonym(key, subject);
 }
 
+void KeepLargeBuffers() {
+  // glibc serves allocations above M_MMAP_THRESHOLD with their own mmap and
+  // unmaps them on free; below it they come from the heap, which is trimmed
+  // only past M_TRIM_THRESHOLD.
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}
+
 std::string RenderMetrics(const projection::KpiProjection& projection,
                           const DaemonState& state) {
-  Families families;
-  AddBusinessFamilies(families, projection);
-  AddDaemonFamilies(families, state);
-  return families.Render();
+  return Render(projection, &state);
 }
 
 std::string RenderBusinessMetrics(const projection::KpiProjection& projection) {
-  Families families;
-  AddBusinessFamilies(families, projection);
-  return families.Render();
+  return Render(projection, nullptr);
 }
 
 }  // namespace okrd::exporter

@@ -49,30 +49,31 @@ void AppendHelp(absl::string_view help, std::string* out) {
 }  // namespace
 
 TextFamily::TextFamily(absl::string_view name, absl::string_view help,
-                       MetricKind kind)
-    : name_(name) {
-  text_.append("# HELP ").append(name_).push_back(' ');
-  AppendHelp(help, &text_);
-  text_.append("\n# TYPE ").append(name_);
-  text_.append(kind == MetricKind::kCounter ? " counter\n" : " gauge\n");
+                       MetricKind kind, std::string* sink)
+    : name_(name), text_(sink) {
+  text_->append("# HELP ").append(name_).push_back(' ');
+  AppendHelp(help, text_);
+  text_->append("\n# TYPE ").append(name_);
+  text_->append(kind == MetricKind::kCounter ? " counter\n" : " gauge\n");
 }
 
 void TextFamily::Add(absl::Span<const Label> labels, double value) {
-  text_.append(name_);
+  std::string& text = *text_;
+  text.append(name_);
   if (!labels.empty()) {
     char separator = '{';
     for (const auto& [name, label_value] : labels) {
-      text_.push_back(separator);
-      text_.append(name.data(), name.size()).append("=\"");
-      AppendLabelValue(label_value, &text_);
-      text_.push_back('"');
+      text.push_back(separator);
+      text.append(name.data(), name.size()).append("=\"");
+      AppendLabelValue(label_value, &text);
+      text.push_back('"');
       separator = ',';
     }
-    text_.push_back('}');
+    text.push_back('}');
   }
-  text_.push_back(' ');
-  AppendValue(value, &text_);
-  text_.push_back('\n');
+  text.push_back(' ');
+  AppendValue(value, &text);
+  text.push_back('\n');
 }
 
 TextFamily& TextFamilies::Add(absl::string_view name, absl::string_view help,
@@ -80,12 +81,16 @@ TextFamily& TextFamilies::Add(absl::string_view name, absl::string_view help,
   return families_.emplace_back(name, help, kind);
 }
 
-std::string TextFamilies::Render() const {
-  size_t size = 0;
+void TextFamilies::AppendTo(std::string* out) const {
+  size_t size = out->size();
   for (const TextFamily& f : families_) size += f.text().size();
+  out->reserve(size);
+  for (const TextFamily& f : families_) out->append(f.text());
+}
+
+std::string TextFamilies::Render() const {
   std::string out;
-  out.reserve(size);
-  for (const TextFamily& f : families_) out.append(f.text());
+  AppendTo(&out);
   return out;
 }
 

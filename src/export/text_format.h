@@ -28,23 +28,37 @@ enum class MetricKind { kGauge, kCounter };
 // One metric family: HELP and TYPE lines, then its samples.
 class TextFamily {
  public:
-  TextFamily(absl::string_view name, absl::string_view help, MetricKind kind);
+  // Writes straight into `*sink`; nothing else may write there until the
+  // last sample of this family is added.
+  TextFamily(absl::string_view name, absl::string_view help, MetricKind kind,
+             std::string* sink);
+  // Keeps its own text, for families whose samples interleave with
+  // another's.
+  TextFamily(absl::string_view name, absl::string_view help, MetricKind kind)
+      : TextFamily(name, help, kind, &own_) {}
+
+  TextFamily(const TextFamily&) = delete;
+  TextFamily& operator=(const TextFamily&) = delete;
 
   void Add(absl::Span<const Label> labels, double value);
 
-  const std::string& text() const { return text_; }
+  // The family's text, when it keeps its own.
+  const std::string& text() const { return own_; }
 
  private:
+  std::string own_;
   std::string name_;
-  std::string text_;
+  std::string* text_;
 };
 
-// The families of one exposition, rendered in the order they were added.
+// Families that keep their own text, written out in the order they were
+// added.
 class TextFamilies {
  public:
   // References stay valid while more families are added.
   TextFamily& Add(absl::string_view name, absl::string_view help,
                   MetricKind kind);
+  void AppendTo(std::string* out) const;
   std::string Render() const;
 
  private:

@@ -1,0 +1,265 @@
+// scrape_bench: /metrics latency and resident memory per series, okrd's
+// exporter side by side with the plain prometheus-cpp path.
+//
+//   scrape_bench [--series 10000,100000,1000000] [--scrapes N]
+//
+// For each series count, in a fresh child process each:
+//   okrd         a KPI projection whose subjects give that many series
+//                (okr_kpi_value, okr_kpi_period_start_timestamp_seconds and
+//                okr_kpi_last_event_timestamp_seconds per subject), served by
+//                okrd's HttpServer
+//   prometheus-cpp  the same series as one Family<Gauge> each with one Gauge
+//                per series, served by prometheus-cpp's Exposer
+// then scrapes it over 127.0.0.1 N times (plain text, then gzip for okrd)
+// and prints p50/p99 latency, body size and resident bytes per series (RSS
+// growth from building the series, divided by their count).
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "core/args.h"
+#include "core/log.h"
+#include "core/time_util.h"
+#include "export/http_server.h"
+#include "export/metrics.h"
+#include "projection/kpi_projection.h"
+#include "prometheus/exposer.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/registry.h"
+
+namespace okrd {
+namespace {
+
+constexpr int kSeriesPerSubject = 3;
+
+long ResidentBytes() {
+  std::ifstream statm("/proc/self/statm");
+  long pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * sysconf(_SC_PAGESIZE);
+}
+
+// GETs `path` on 127.0.0.1:port; returns the body size, or -1.
+long Scrape(int port, bool gzip) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  const std::string request = absl::StrCat(
+      "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+      gzip ? "Accept-Encoding: gzip\r\n" : "", "Connection: close\r\n\r\n");
+  if (::write(fd, request.data(), request.size()) < 0) {
+    ::close(fd);
+    return -1;
+  }
+  // Reads to the last byte, keeping only the head: a scraper parses as the
+  // body streams in, so the client's own copying is not what is measured.
+  std::string head;
+  size_t total = 0;
+  std::vector<char> buf(1 << 18);
+  for (ssize_t n; (n = ::read(fd, buf.data(), buf.size())) > 0;) {
+    if (head.size() < 4096) head.append(buf.data(), static_cast<size_t>(n));
+    total += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  const size_t body = head.find("\r\n\r\n");
+  if (head.rfind("HTTP/1.1 200", 0) != 0 || body == std::string::npos) {
+    return -1;
+  }
+  return static_cast<long>(total - body - 4);
+}
+
+struct Result {
+  double p50_ms = 0;
+  double p99_ms = 0;
+  long body_bytes = 0;
+};
+
+Result Measure(int port, int scrapes, bool gzip) {
+  std::vector<double> ms;
+  Result r;
+  for (int i = 0; i < scrapes; ++i) {
+    const absl::Time start = absl::Now();
+    r.body_bytes = Scrape(port, gzip);
+    ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
+    if (r.body_bytes < 0) return r;
+  }
+  std::sort(ms.begin(), ms.end());
+  r.p50_ms = ms[ms.size() / 2];
+  r.p99_ms = ms[std::min(ms.size() - 1, ms.size() * 99 / 100)];
+  return r;
+}
+
+std::string SubjectName(long i) { return absl::StrCat("team-", i); }
+
+void Print(const char* path, long series, long rss, const char* encoding,
+           const Result& r) {
+  std::printf(
+      "%-15s %9ld %-6s p50 %8.2f ms  p99 %8.2f ms  body %10ld B  "
+      "%6.1f B/series\n",
+      path, series, encoding, r.p50_ms, r.p99_ms, r.body_bytes,
+      static_cast<double>(rss) / static_cast<double>(series));
+  std::fflush(stdout);
+}
+
+class Source final : public exporter::SnapshotSource {
+ public:
+  explicit Source(const projection::KpiProjection* p) : projection_(p) {}
+  void Read(const std::function<void(const projection::KpiProjection&,
+                                     const exporter::DaemonState&)>& fn)
+      const override {
+    fn(*projection_, state_);
+  }
+  exporter::Readiness GetReadiness() const override { return {}; }
+
+ private:
+  const projection::KpiProjection* projection_;
+  exporter::DaemonState state_;
+};
+
+int RunOkrd(long series, int scrapes) {
+  exporter::KeepLargeBuffers();
+  auto config = std::make_shared<config::Config>();
+  config::KpiOptions kpi;
+  kpi.id = "signups";
+  kpi.aggregation = config::Aggregation::kSum;
+  config->kpis.push_back(kpi);
+  const long before = ResidentBytes();
+  projection::KpiProjection projection(config);
+  const absl::Time now = absl::Now();
+  okrd::v1::StoredEvent record;
+  record.mutable_event()->set_kpi("signups");
+  record.set_ingest_time_us(absl::ToUnixMicros(now));
+  ToProto(now, record.mutable_event()->mutable_event_time());
+  for (long i = 0; i < series / kSeriesPerSubject; ++i) {
+    record.set_sequence(static_cast<uint64_t>(i + 1));
+    record.mutable_event()->set_subject(SubjectName(i));
+    record.mutable_event()->set_value(static_cast<double>(i % 1000));
+    projection.Apply(record);
+  }
+  const long rss = ResidentBytes() - before;
+  {
+    // Rendering alone, without HTTP: what a scrape holds the lock for.
+    std::vector<double> ms;
+    for (int i = 0; i < scrapes; ++i) {
+      const absl::Time start = absl::Now();
+      const std::string text =
+          exporter::RenderMetrics(projection, exporter::DaemonState());
+      ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
+    }
+    std::sort(ms.begin(), ms.end());
+    std::printf("okrd %ld series: render alone p50 %.2f ms\n", series,
+                ms[ms.size() / 2]);
+  }
+  Source source(&projection);
+  auto server = exporter::HttpServer::Start("127.0.0.1:0", &source);
+  if (!server.ok()) return 1;
+  Print("okrd", series, rss, "plain",
+        Measure((*server)->port(), scrapes, false));
+  Print("okrd", series, rss, "gzip", Measure((*server)->port(), scrapes, true));
+  return 0;
+}
+
+int RunPrometheusCpp(long series, int scrapes) {
+  const long before = ResidentBytes();
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto& value = prometheus::BuildGauge()
+                    .Name("okr_kpi_value")
+                    .Help("KPI value.")
+                    .Register(*registry);
+  auto& start = prometheus::BuildGauge()
+                    .Name("okr_kpi_period_start_timestamp_seconds")
+                    .Help("Start of the period.")
+                    .Register(*registry);
+  auto& last = prometheus::BuildGauge()
+                   .Name("okr_kpi_last_event_timestamp_seconds")
+                   .Help("Newest event time.")
+                   .Register(*registry);
+  const double now = absl::ToUnixSeconds(absl::Now());
+  for (long i = 0; i < series / kSeriesPerSubject; ++i) {
+    const std::string subject = SubjectName(i);
+    value.Add({{"kpi", "signups"}, {"subject", subject}, {"period", "current"}})
+        .Set(static_cast<double>(i % 1000));
+    start.Add({{"kpi", "signups"}, {"subject", subject}, {"period", "current"}})
+        .Set(now);
+    last.Add({{"kpi", "signups"}, {"subject", subject}}).Set(now);
+  }
+  const long rss = ResidentBytes() - before;
+  prometheus::Exposer exposer("127.0.0.1:0");
+  exposer.RegisterCollectable(registry);
+  const std::vector<int> ports = exposer.GetListeningPorts();
+  if (ports.empty()) return 1;
+  Print("prometheus-cpp", series, rss, "plain",
+        Measure(ports.front(), scrapes, false));
+  return 0;
+}
+
+// Runs `fn` in a child so each case starts from a fresh heap.
+int InChild(int (*fn)(long, int), long series, int scrapes) {
+  const pid_t pid = fork();
+  if (pid == 0) _exit(fn(series, scrapes));
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+int Main(int argc, char** argv) {
+  (void)InitLogging("warn");
+  Args args({"series", "scrapes"}, {});
+  if (absl::Status s =
+          args.Parse(std::vector<std::string>(argv + 1, argv + argc));
+      !s.ok()) {
+    std::fprintf(stderr, "scrape_bench: %s\n",
+                 std::string(s.message()).c_str());
+    return 2;
+  }
+  long long scrapes = 0;
+  if (absl::Status s = args.GetInt("scrapes", 1, 100000, 20, &scrapes);
+      !s.ok()) {
+    std::fprintf(stderr, "scrape_bench: %s\n",
+                 std::string(s.message()).c_str());
+    return 2;
+  }
+  std::vector<long> counts;
+  for (absl::string_view item : absl::StrSplit(
+           args.Get("series").value_or("10000,100000,1000000"), ',')) {
+    long n = 0;
+    if (!absl::SimpleAtoi(item, &n) || n < kSeriesPerSubject) {
+      std::fprintf(stderr, "scrape_bench: --series: bad count '%.*s'\n",
+                   static_cast<int>(item.size()), item.data());
+      return 2;
+    }
+    counts.push_back(n);
+  }
+  int failed = 0;
+  for (long n : counts) {
+    failed |= InChild(RunOkrd, n, static_cast<int>(scrapes));
+    failed |= InChild(RunPrometheusCpp, n, static_cast<int>(scrapes));
+  }
+  return failed;
+}
+
+}  // namespace
+}  // namespace okrd
+
+int main(int argc, char** argv) { return okrd::Main(argc, argv); }
