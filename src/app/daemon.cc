@@ -24,7 +24,6 @@
 #include "ingest/kafka_ingest.h"
 #include "ingest/producer.h"
 #include "projection/kpi_projection.h"
-#include "projection/pip.h"
 #include "spdlog/spdlog.h"
 
 namespace okrd::app {
@@ -57,7 +56,9 @@ extern "C" void OnReloadSignal(int) { g_reload.store(true); }
 
 // Owns the projection and the daemon state under one mutex: ingest writes,
 // scrapes read, and a scrape always sees one log sequence.
-class State final : public ingest::BatchSink, public exporter::SnapshotSource {
+class State final : public ingest::BatchSink,
+                    public ingest::SeriesGate,
+                    public exporter::SnapshotSource {
  public:
   State(std::shared_ptr<const config::Config> config, eventlog::EventLog* log)
       : log_(log),
@@ -121,10 +122,40 @@ class State final : public ingest::BatchSink, public exporter::SnapshotSource {
     return absl::OkStatus();
   }
 
+  // export.max_series: an event that would open a new KPI series is admitted
+  // only while kSeriesPerKpiSubject more series fit. Pairs admitted in the
+  // batch in hand count until OnAppended folds them. The refusal is logged
+  // once per KPI; each refused event is counted and kept as series_limit.
+  bool Admit(const okrd::v1::KpiEvent& event, std::string* detail) override {
+    absl::MutexLock lock(&mu_);
+    const size_t max = config_->exporter.max_series;
+    if (max == 0 || projection_->Tracks(event.kpi(), event.subject())) {
+      return true;
+    }
+    std::pair<std::string, std::string> key{event.kpi(), event.subject()};
+    if (admitted_.contains(key)) return true;
+    const size_t pairs = projection_->subject_count() + admitted_.size();
+    if ((pairs + 1) * config::kSeriesPerKpiSubject <= max) {
+      admitted_.insert(std::move(key));
+      return true;
+    }
+    *detail =
+        absl::StrCat("export.max_series (", max,
+                     ") reached: no new series for KPI \"", event.kpi(), "\"");
+    if (series_limited_kpis_.insert(event.kpi()).second) {
+      spdlog::warn(
+          "{}; further events opening series of it are rejected as "
+          "series_limit",
+          *detail);
+    }
+    return false;
+  }
+
   void OnAppended(const eventlog::AppendResult& result) override {
     std::optional<okrd::v1::ProjectionSnapshot> snapshot;
     {
       absl::MutexLock lock(&mu_);
+      admitted_.clear();
       for (const okrd::v1::StoredEvent& e : result.appended) {
         // A reload may already have folded this batch from the log.
         if (e.sequence() <= projection_->sequence()) continue;
@@ -214,6 +245,11 @@ class State final : public ingest::BatchSink, public exporter::SnapshotSource {
   std::unique_ptr<projection::KpiProjection> projection_ ABSL_GUARDED_BY(mu_);
   exporter::DaemonState daemon_ ABSL_GUARDED_BY(mu_);
   ingest::KafkaIngest* ingest_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // Series admitted by Admit() and not yet folded; KPIs already logged as
+  // having hit export.max_series.
+  absl::flat_hash_set<std::pair<std::string, std::string>> admitted_
+      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> series_limited_kpis_ ABSL_GUARDED_BY(mu_);
   struct Built {
     std::unique_ptr<projection::KpiProjection> projection;
     uint64_t snapshot_sequence = 0;
@@ -478,7 +514,7 @@ int RunDaemon(int argc, char** argv) {
   }
   absl::StatusOr<std::unique_ptr<ingest::KafkaIngest>> ingest =
       ingest::KafkaIngest::Create(config, brokers, log->get(), &state,
-                                  &Clock::Real());
+                                  &Clock::Real(), &state);
   if (!ingest.ok()) {
     if (absl::IsInvalidArgument(ingest.status())) {
       return UsageError(

@@ -371,7 +371,13 @@ void ReadLimits(Reader& r, const YAML::Node& node, LimitsOptions* limits) {
 }
 
 void ReadExport(Reader& r, const YAML::Node& node, ExportOptions* out) {
-  if (!r.Map(node, "export", {"pseudonymize_subjects"})) return;
+  if (!r.Map(node, "export", {"pseudonymize_subjects", "max_series"})) return;
+  if (node["max_series"]) {
+    int max_series = 0;
+    r.Int(node, "export", "max_series", static_cast<int>(kSeriesPerKpiSubject),
+          1 << 30, &max_series);
+    out->max_series = static_cast<size_t>(max_series);
+  }
   const YAML::Node p = node["pseudonymize_subjects"];
   if (!p) return;
   const std::string path = "export.pseudonymize_subjects";

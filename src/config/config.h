@@ -105,7 +105,16 @@ struct ExportOptions {
   std::string pseudonym_key_file;
   // The key read from that file at load; empty when pseudonymization is off.
   std::string pseudonym_key;
+  // export.max_series: cap on the KPI series okrd exports. Each KPI and
+  // subject exports at most kSeriesPerKpiSubject series, so a new one is
+  // admitted only while that many more fit; events that would open one
+  // beyond the cap are rejected as series_limit. 0 (default): no cap.
+  size_t max_series = 0;
 };
+
+// okr_kpi_value and okr_kpi_period_start_timestamp_seconds for the current
+// and previous period, and okr_kpi_last_event_timestamp_seconds.
+inline constexpr size_t kSeriesPerKpiSubject = 5;
 
 // Bounds on what one event may carry; beyond them it is rejected as oversize.
 struct LimitsOptions {

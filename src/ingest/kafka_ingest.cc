@@ -28,8 +28,12 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
                                 public RdKafka::EventCb {
  public:
   Impl(std::shared_ptr<const config::Config> config, eventlog::EventLog* log,
-       BatchSink* sink, const Clock* clock)
-      : config_(std::move(config)), log_(log), sink_(sink), clock_(clock) {
+       BatchSink* sink, const Clock* clock, SeriesGate* gate)
+      : config_(std::move(config)),
+        log_(log),
+        sink_(sink),
+        clock_(clock),
+        gate_(gate) {
     json_topics_.insert(config_->kafka.json_topics.begin(),
                         config_->kafka.json_topics.end());
   }
@@ -275,8 +279,14 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
 
     eventlog::Batch::Candidate candidate;
     Rejection rejection;
-    if (DecodeAndValidate(payload, encoding, *config_, clock_->Now(),
-                          &candidate.event, &rejection)) {
+    bool valid = DecodeAndValidate(payload, encoding, *config_, clock_->Now(),
+                                   &candidate.event, &rejection);
+    if (valid && gate_ != nullptr &&
+        !gate_->Admit(candidate.event, &rejection.detail)) {
+      rejection.reason = "series_limit";
+      valid = false;
+    }
+    if (valid) {
       candidate.position = std::move(position);
       candidate.raw.assign(payload.data(), payload.size());
       candidate.content_type = std::move(content_type);
@@ -305,9 +315,12 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
     }
     sink_->OnAppended(*result);
     for (const okrd::v1::RejectedRecord& r : result->rejected) {
-      spdlog::warn("rejected {}/{}@{} reason={}: {}", r.position().topic(),
-                   r.position().partition(), r.position().offset(), r.reason(),
-                   r.detail());
+      // The series gate logs its limit once per KPI, not per event.
+      spdlog::log(r.reason() == "series_limit" ? spdlog::level::debug
+                                               : spdlog::level::warn,
+                  "rejected {}/{}@{} reason={}: {}", r.position().topic(),
+                  r.position().partition(), r.position().offset(), r.reason(),
+                  r.detail());
       if (dlq_) {
         absl::Status s = dlq_->Send(
             config_->kafka.dlq_topic, "", r.raw(),
@@ -356,6 +369,7 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
   eventlog::EventLog* log_;
   BatchSink* sink_;
   const Clock* clock_;
+  SeriesGate* gate_;
   std::set<std::string> json_topics_;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
   std::unique_ptr<Producer> dlq_;
@@ -378,8 +392,9 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
 
 absl::StatusOr<std::unique_ptr<KafkaIngest>> KafkaIngest::Create(
     std::shared_ptr<const config::Config> config, const std::string& brokers,
-    eventlog::EventLog* log, BatchSink* sink, const Clock* clock) {
-  auto impl = std::make_unique<Impl>(std::move(config), log, sink, clock);
+    eventlog::EventLog* log, BatchSink* sink, const Clock* clock,
+    SeriesGate* gate) {
+  auto impl = std::make_unique<Impl>(std::move(config), log, sink, clock, gate);
   if (absl::Status s = impl->Init(brokers); !s.ok()) return s;
   return std::unique_ptr<KafkaIngest>(new KafkaIngest(std::move(impl)));
 }

@@ -35,13 +35,24 @@ class BatchSink {
   virtual void OnAppended(const eventlog::AppendResult& result) = 0;
 };
 
+// Decides, on the Run() thread, whether a valid event may open a new KPI
+// series (export.max_series). Events it refuses are rejected as
+// series_limit with `detail`.
+class SeriesGate {
+ public:
+  virtual ~SeriesGate() = default;
+  virtual bool Admit(const okrd::v1::KpiEvent& event, std::string* detail) = 0;
+};
+
 class KafkaIngest {
  public:
   // `brokers` is the bootstrap list to use (the config's, or the embedded
-  // broker's). `log`, `sink` and `clock` must outlive the ingest.
+  // broker's). `log`, `sink`, `clock` and `gate` (optional) must outlive the
+  // ingest.
   static absl::StatusOr<std::unique_ptr<KafkaIngest>> Create(
       std::shared_ptr<const config::Config> config, const std::string& brokers,
-      eventlog::EventLog* log, BatchSink* sink, const Clock* clock);
+      eventlog::EventLog* log, BatchSink* sink, const Clock* clock,
+      SeriesGate* gate = nullptr);
 
   ~KafkaIngest();
   KafkaIngest(const KafkaIngest&) = delete;

@@ -93,7 +93,11 @@ class KpiProjection {
 
   uint64_t sequence() const { return sequence_; }
   absl::Time clock() const { return clock_; }
+  // Number of (KPI, subject) pairs with state, and whether one has.
   size_t subject_count() const { return subjects_.size(); }
+  bool Tracks(const std::string& kpi, const std::string& subject) const {
+    return subjects_.contains({kpi, subject});
+  }
 
   // Calls `fn` for the current and previous period of every (KPI, subject)
   // that has a value there, ordered by KPI id, subject, then period label.

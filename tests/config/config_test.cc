@@ -365,6 +365,23 @@ TEST(ConfigTest, PseudonymKeyFile) {
       "\"/nonexistent/key\"");
 }
 
+TEST(ConfigTest, MaxSeries) {
+  auto config = ParseConfig(
+      std::string(kValid) + "export:\n  max_series: 100000\n", "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ((*config)->exporter.max_series, 100000u);
+  auto unlimited = ParseConfig(kValid, "test.yaml");
+  ASSERT_TRUE(unlimited.ok());
+  EXPECT_EQ((*unlimited)->exporter.max_series, 0u);
+  // Fewer than one KPI and subject's series could never admit anything.
+  EXPECT_EQ(ErrorOf(std::string(kValid) + "export:\n  max_series: 3\n"),
+            "test.yaml:11: export.max_series: expected an integer in [5, "
+            "1073741824], got \"3\"");
+  EXPECT_EQ(ErrorOf(std::string(kValid) + "export:\n  max_series: lots\n"),
+            "test.yaml:11: export.max_series: expected an integer in [5, "
+            "1073741824], got \"lots\"");
+}
+
 TEST(ConfigTest, MissingFileIsNamed) {
   auto config = LoadConfig("/nonexistent/okrd.yaml");
   ASSERT_FALSE(config.ok());
