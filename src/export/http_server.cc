@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "core/log.h"
+#include "export/status_page.h"
 #include "spdlog/spdlog.h"
 #include "zlib.h"
 
@@ -46,6 +47,25 @@ class MetricsHandler final : public CivetHandler {
     } else {
       Reply(conn, 200, kContentType, body, "Vary: Accept-Encoding\r\n");
     }
+    return true;
+  }
+
+ private:
+  const SnapshotSource* source_;
+};
+
+class StatusPageHandler final : public CivetHandler {
+ public:
+  explicit StatusPageHandler(const SnapshotSource* source) : source_(source) {}
+  bool handleGet(CivetServer*, mg_connection* conn) override {
+    if (std::strcmp(mg_get_request_info(conn)->local_uri, "/") != 0) {
+      Reply(conn, 404, "text/plain; charset=utf-8", "not found\n");
+      return true;
+    }
+    std::string body;
+    source_->Read([&](const projection::KpiProjection& p,
+                      const DaemonState& s) { body = RenderStatusPage(p, s); });
+    Reply(conn, 200, kHtmlContentType, body);
     return true;
   }
 
@@ -125,6 +145,7 @@ struct HttpServer::State {
   std::unique_ptr<MetricsHandler> metrics;
   std::unique_ptr<HealthHandler> health;
   std::unique_ptr<ReadyHandler> ready;
+  std::unique_ptr<StatusPageHandler> status;
 };
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
@@ -149,6 +170,8 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   state->server->addHandler("/metrics", state->metrics.get());
   state->server->addHandler("/healthz", state->health.get());
   state->server->addHandler("/readyz", state->ready.get());
+  state->status = std::make_unique<StatusPageHandler>(source);
+  state->server->addHandler("/", state->status.get());
   auto server = std::unique_ptr<HttpServer>(new HttpServer());
   const std::vector<int> ports = state->server->getListeningPorts();
   server->port_ = ports.empty() ? 0 : ports.front();

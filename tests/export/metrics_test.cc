@@ -12,6 +12,7 @@
 #include "core/pseudonym.h"
 #include "core/time_util.h"
 #include "export/http_server.h"
+#include "export/status_page.h"
 #include "export/text_format.h"
 #include "gtest/gtest.h"
 
@@ -134,6 +135,61 @@ TEST(RenderMetricsTest, PseudonymizedSubjectsNeverAppearRaw) {
       << text;
 }
 
+TEST(StatusPageTest, ShowsObjectivesEscapedWithProgressAndHealth) {
+  auto config = std::make_shared<config::Config>(*OneKpi());
+  config::ObjectiveOptions o;
+  o.id = "growth";
+  o.title = "Grow <sign-ups> & \"more\"";
+  o.owner = "team \"a\"";
+  o.start = absl::FromUnixSeconds(1795634360) - absl::Hours(24 * 10);
+  o.end = absl::FromUnixSeconds(1795634360) + absl::Hours(24 * 10);
+  config::KeyResultOptions kr;
+  kr.id = "signups-up";
+  kr.kpi = "signups";
+  kr.subject = "team \"a\"";
+  kr.target = 10;
+  o.key_results.push_back(kr);
+  config->objectives.push_back(o);
+  config::ObjectiveOptions child = o;
+  child.id = "growth-child";
+  child.parent = "growth";
+  child.title = "Child";
+  child.key_results.clear();
+  config->objectives.push_back(child);
+  projection::KpiProjection projection(config);
+  ApplyEvent(projection, 1, 4);
+  DaemonState state;
+  state.log.last_sequence = 9;
+  state.log.counters[{"rejected", "malformed"}] = 2;
+  state.log.counters[{"rejected", "<script>"}] = 1;
+  state.lag[{"kpi-events", 0}] = 5;
+  const std::string page = RenderStatusPage(projection, state);
+  for (const char* part : {
+           "<li class=\"objective\" data-objective=\"growth\">",
+           "Grow &lt;sign-ups&gt; &amp; &quot;more&quot;",
+           // Half its key result (0.4), half its child without any (0).
+           "<div class=\"fill s-at_risk\" style=\"width:20.0%\">",
+           "data-progress=\"0.2\">20%</span>",
+           "expected 50%",
+           "owner team &quot;a&quot;",
+           "<tr data-key-result=\"signups-up\">",
+           "<td class=\"num value\">4</td>",
+           "class=\"status s-on_track\">on_track</span>",
+           "<ul class=\"tree\">\n<li class=\"objective\" "
+           "data-objective=\"growth-child\">",
+           "<p>None open.</p>",
+           "id=\"last-sequence\">9</td>",
+           "id=\"lag\">5</td>",
+           "id=\"rejected\">3</td>",
+           "&lt;script&gt;",
+       }) {
+    EXPECT_NE(page.find(part), std::string::npos) << "missing: " << part << "\n"
+                                                  << page;
+  }
+  EXPECT_EQ(page.find("<script>"), std::string::npos);
+  EXPECT_EQ(page.find("http"), std::string::npos);  // no external assets
+}
+
 // Serves a fixed projection for the HTTP tests.
 class FixedSource final : public SnapshotSource {
  public:
@@ -188,6 +244,12 @@ TEST(HttpServerTest, ServesMetricsHealthAndReadiness) {
   EXPECT_NE(metrics.find("okr_kpi_value{kpi=\"signups\""), std::string::npos);
 
   EXPECT_NE(Get(port, "/healthz").find("HTTP/1.1 200"), std::string::npos);
+  const std::string page = Get(port, "/");
+  EXPECT_NE(page.find("HTTP/1.1 200"), std::string::npos) << page;
+  EXPECT_NE(page.find("Content-Type: text/html; charset=utf-8"),
+            std::string::npos);
+  EXPECT_NE(page.find("<section id=\"health\">"), std::string::npos);
+  EXPECT_NE(Get(port, "/no-such-page").find("HTTP/1.1 404"), std::string::npos);
 
   const std::string not_ready = Get(port, "/readyz");
   EXPECT_NE(not_ready.find("HTTP/1.1 503"), std::string::npos);

@@ -75,6 +75,7 @@ def arguments(description=None):
     ap.add_argument("--okrd", required=True)
     ap.add_argument("--okrctl", required=True)
     ap.add_argument("--source-dir", required=True)
+    ap.add_argument("--artifacts", default=None, help="where tests leave files for inspection")
     return ap
 
 
