@@ -39,6 +39,8 @@ options:
   --brokers ADDR       override kafka.brokers ("embedded" or host:port,...)
   --data-dir DIR       override storage.path
   --listen HOST:PORT   override http.listen
+  --web.config.file F  TLS and basic auth for the HTTP endpoints, in the
+                       Prometheus exporter-toolkit format
   --log-level LEVEL    trace, debug, info (default), warn, error
   --help               print this help
   --version            print the version
@@ -417,7 +419,8 @@ int UsageError(absl::string_view message) {
 
 int RunDaemon(int argc, char** argv) {
   exporter::KeepLargeBuffers();
-  Args args({"config", "brokers", "data-dir", "listen", "log-level"},
+  Args args({"config", "brokers", "data-dir", "listen", "log-level",
+             "web.config.file"},
             {"help", "version"});
   if (absl::Status s =
           args.Parse(std::vector<std::string>(argv + 1, argv + argc));
@@ -454,6 +457,12 @@ int RunDaemon(int argc, char** argv) {
       LoadWithOverrides(*config_path, args);
   if (!loaded.ok()) return UsageError(loaded.status().message());
   std::shared_ptr<const config::Config> config = std::move(*loaded);
+  std::optional<config::WebConfig> web;
+  if (auto path = args.Get("web.config.file")) {
+    absl::StatusOr<config::WebConfig> w = config::LoadWebConfig(*path);
+    if (!w.ok()) return UsageError(w.status().message());
+    web = std::move(*w);
+  }
 
   struct sigaction action = {};
   action.sa_handler = OnStopSignal;
@@ -477,13 +486,19 @@ int RunDaemon(int argc, char** argv) {
   }
   State state(config, log->get());
   absl::StatusOr<std::unique_ptr<exporter::HttpServer>> http =
-      exporter::HttpServer::Start(config->http.listen, &state);
+      exporter::HttpServer::Start(config->http.listen, &state,
+                                  web ? &*web : nullptr);
   if (!http.ok()) {
+    if (absl::IsInvalidArgument(http.status())) {
+      return UsageError(http.status().message());
+    }
     spdlog::critical("{}", http.status().message());
     return 1;
   }
-  spdlog::info("serving http://{}/metrics (port {})", config->http.listen,
-               (*http)->port());
+  const bool tls = web && web->tls();
+  spdlog::info("serving {}://{}/metrics (port {}{})", tls ? "https" : "http",
+               config->http.listen, (*http)->port(),
+               web && !web->users.empty() ? ", basic auth" : "");
   if (absl::Status s = state.Rebuild(g_stop); !s.ok()) {
     if (absl::IsCancelled(s)) {
       spdlog::info("stopped during the start-up rebuild");

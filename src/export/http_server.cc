@@ -1,18 +1,26 @@
 #include "export/http_server.h"
 
+#include <openssl/sha.h>
+
 #include <cstring>
+#include <map>
+#include <utility>
 #include <vector>
 
 #include "CivetServer.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "core/log.h"
 #include "export/status_page.h"
+#include "export/tls_frontend.h"
 #include "spdlog/spdlog.h"
 #include "zlib.h"
 
@@ -103,6 +111,60 @@ class ReadyHandler final : public CivetHandler {
   const SnapshotSource* source_;
 };
 
+// HTTP basic auth against the web config's bcrypt hashes. bcrypt is slow by
+// design (tens of milliseconds), so credentials that passed are remembered
+// by a SHA-256 of user and password, as exporter-toolkit does.
+class BasicAuth final : public CivetAuthHandler {
+ public:
+  explicit BasicAuth(std::map<std::string, std::string> users)
+      : users_(std::move(users)) {}
+
+  bool authorize(CivetServer*, mg_connection* conn) override {
+    const char* header = mg_get_header(conn, "Authorization");
+    std::string decoded;
+    absl::string_view value = header == nullptr ? "" : header;
+    if (absl::ConsumePrefix(&value, "Basic ") &&
+        absl::Base64Unescape(absl::StripAsciiWhitespace(value), &decoded)) {
+      const size_t colon = decoded.find(':');
+      if (colon != std::string::npos &&
+          Check(decoded.substr(0, colon), decoded.substr(colon + 1))) {
+        return true;
+      }
+    }
+    mg_printf(conn,
+              "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic "
+              "realm=\"okrd\", charset=\"UTF-8\"\r\nContent-Type: text/plain; "
+              "charset=utf-8\r\nContent-Length: 13\r\nConnection: "
+              "close\r\n\r\nUnauthorized\n");
+    return false;
+  }
+
+ private:
+  bool Check(const std::string& user, const std::string& password) {
+    auto found = users_.find(user);
+    if (found == users_.end()) return false;
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    const std::string both = absl::StrCat(user, ":", password);
+    SHA256(reinterpret_cast<const unsigned char*>(both.data()), both.size(),
+           digest);
+    const std::string key(reinterpret_cast<const char*>(digest),
+                          sizeof(digest));
+    {
+      absl::MutexLock lock(&mu_);
+      if (passed_.contains(key)) return true;
+    }
+    if (!config::CheckPassword(found->second, password)) return false;
+    absl::MutexLock lock(&mu_);
+    if (passed_.size() >= 1024) passed_.clear();
+    passed_.insert(key);
+    return true;
+  }
+
+  const std::map<std::string, std::string> users_;
+  absl::Mutex mu_;
+  absl::flat_hash_set<std::string> passed_ ABSL_GUARDED_BY(mu_);
+};
+
 }  // namespace
 
 bool AcceptsGzip(absl::string_view accept_encoding) {
@@ -142,6 +204,8 @@ std::string Gzip(absl::string_view data) {
 
 struct HttpServer::State {
   std::unique_ptr<CivetServer> server;
+  std::unique_ptr<TlsFrontend> tls;
+  std::unique_ptr<BasicAuth> auth;
   std::unique_ptr<MetricsHandler> metrics;
   std::unique_ptr<HealthHandler> health;
   std::unique_ptr<ReadyHandler> ready;
@@ -149,20 +213,32 @@ struct HttpServer::State {
 };
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
-    const std::string& listen, const SnapshotSource* source) {
+    const std::string& listen, const SnapshotSource* source,
+    const config::WebConfig* web) {
   auto state = std::make_unique<State>();
+  // With TLS, civetweb serves plain HTTP on a loopback port only the TLS
+  // frontend (tls_frontend.h) connects to.
+  const bool tls = web != nullptr && web->tls();
+  const std::string http_listen = tls ? "127.0.0.1:0" : listen;
   const std::vector<std::string> options = {
-      "listening_ports",    listen,  "num_threads",       "4",
-      "request_timeout_ms", "10000", "enable_keep_alive", "no"};
+      "listening_ports",    http_listen, "num_threads",       "4",
+      "request_timeout_ms", "10000",     "enable_keep_alive", "no"};
   try {
     state->server = std::make_unique<CivetServer>(options);
   } catch (const CivetException& e) {
-    return absl::UnavailableError(
-        absl::StrCat("http.listen ", listen, ": cannot listen: ", e.what()));
+    return absl::UnavailableError(absl::StrCat("http.listen ", http_listen,
+                                               ": cannot listen: ", e.what()));
   }
   if (state->server->getContext() == nullptr) {
     return absl::UnavailableError(
         absl::StrCat("http.listen ", listen, ": cannot listen"));
+  }
+  // Authorization first, so no request is served before it is in place.
+  if (web != nullptr && !web->users.empty()) {
+    state->auth = std::make_unique<BasicAuth>(web->users);
+    for (const char* uri : {"/", "/metrics", "/healthz", "/readyz"}) {
+      state->server->addAuthHandler(uri, state->auth.get());
+    }
   }
   state->metrics = std::make_unique<MetricsHandler>(source);
   state->health = std::make_unique<HealthHandler>();
@@ -175,12 +251,24 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   auto server = std::unique_ptr<HttpServer>(new HttpServer());
   const std::vector<int> ports = state->server->getListeningPorts();
   server->port_ = ports.empty() ? 0 : ports.front();
+  if (tls) {
+    absl::StatusOr<std::unique_ptr<TlsFrontend>> frontend =
+        TlsFrontend::Start(listen, *web, server->port_);
+    if (!frontend.ok()) {
+      state->server->close();
+      return frontend.status();
+    }
+    state->tls = std::move(*frontend);
+    server->port_ = state->tls->port();
+  }
   server->state_ = std::move(state);
   return server;
 }
 
 HttpServer::~HttpServer() {
-  if (state_ && state_->server) state_->server->close();
+  if (state_ == nullptr) return;
+  state_->tls.reset();  // its connections talk to the server below
+  if (state_->server) state_->server->close();
 }
 
 }  // namespace okrd::exporter

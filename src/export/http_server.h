@@ -16,6 +16,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "config/web_config.h"
 #include "export/metrics.h"
 
 namespace okrd::exporter {
@@ -29,9 +30,12 @@ std::string Gzip(absl::string_view data);
 
 class HttpServer {
  public:
-  // Binds `listen` ("host:port"; port 0 picks a free one).
+  // Binds `listen` ("host:port"; port 0 picks a free one). With `web`
+  // (--web.config.file), serves TLS and/or requires basic auth as it says;
+  // a certificate or key OpenSSL refuses is an InvalidArgument error.
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(
-      const std::string& listen, const SnapshotSource* source);
+      const std::string& listen, const SnapshotSource* source,
+      const config::WebConfig* web = nullptr);
 
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;

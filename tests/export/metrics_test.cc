@@ -334,6 +334,57 @@ TEST(TextFormatTest, EscapesLabelsAndHelpAndFormatsValues) {
             "okr_z NaN\nokr_z +Inf\nokr_z -Inf\nokr_z -0\nokr_z 1793487600\n");
 }
 
+TEST(HttpServerTest, BasicAuthFromTheWebConfig) {
+  FixedSource source;
+  config::WebConfig web;
+  // bcrypt (cost 5) of "s3cret".
+  web.users["alice"] =
+      "$2b$05$LZzM133rkoheZNi8uWrDQOCSdBDAjAbETu45YXlXCEQ9oeOYajQXm";
+  auto server = HttpServer::Start("127.0.0.1:0", &source, &web);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  for (const char* path : {"/metrics", "/", "/healthz", "/readyz"}) {
+    const std::string denied = Get(port, path);
+    EXPECT_NE(denied.find("HTTP/1.1 401"), std::string::npos) << denied;
+    EXPECT_NE(denied.find("WWW-Authenticate: Basic realm=\"okrd\""),
+              std::string::npos);
+    EXPECT_EQ(denied.find("okr_kpi_value"), std::string::npos);
+  }
+  // alice:wrong, bob:s3cret, alice:s3cret
+  EXPECT_NE(Get(port, "/metrics", "Authorization: Basic YWxpY2U6d3Jvbmc=\r\n")
+                .find("HTTP/1.1 401"),
+            std::string::npos);
+  EXPECT_NE(Get(port, "/metrics", "Authorization: Basic Ym9iOnMzY3JldA==\r\n")
+                .find("HTTP/1.1 401"),
+            std::string::npos);
+  for (int i = 0; i < 2; ++i) {  // the second check comes from the cache
+    const std::string ok =
+        Get(port, "/metrics", "Authorization: Basic YWxpY2U6czNjcmV0\r\n");
+    EXPECT_NE(ok.find("HTTP/1.1 200"), std::string::npos) << ok;
+    EXPECT_NE(ok.find("okr_kpi_value"), std::string::npos);
+  }
+}
+
+TEST(HttpServerTest, BadCertificateIsAClearError) {
+  FixedSource source;
+  config::WebConfig web;
+  web.source_path = "web.yml";
+  const std::string tls = std::string(OKRD_SOURCE_DIR) + "/tests/testdata/tls";
+  web.cert_file = tls + "/server.crt";
+  web.key_file = tls + "/other.key";  // not server.crt's key
+  web.min_version = 0;
+  auto server = HttpServer::Start("127.0.0.1:0", &source, &web);
+  ASSERT_FALSE(server.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(server.status())) << server.status();
+  EXPECT_NE(server.status().message().find(
+                "web.yml: tls_server_config.key_file " + tls + "/other.key: "),
+            absl::string_view::npos)
+      << server.status();
+  EXPECT_NE(server.status().message().find("key values mismatch"),
+            absl::string_view::npos)
+      << server.status();
+}
+
 TEST(HttpServerTest, BusyPortIsAClearError) {
   FixedSource source;
   auto first = HttpServer::Start("127.0.0.1:0", &source);

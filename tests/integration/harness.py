@@ -142,12 +142,13 @@ kpis:
 class Okrd:
     """One okrd process; its HTTP port is read from its log."""
 
-    def __init__(self, okrd, config, log_path):
+    def __init__(self, okrd, config, log_path, extra_args=()):
         self.log_path = log_path
         # Earlier runs may have logged to the same file: read only this run's lines.
         self.log_start = os.path.getsize(log_path) if os.path.exists(log_path) else 0
         self.log_file = open(log_path, "a")
-        self.proc = subprocess.Popen([okrd, "--config", config], stdout=self.log_file, stderr=self.log_file)
+        self.proc = subprocess.Popen([okrd, "--config", config, *extra_args], stdout=self.log_file,
+                                     stderr=self.log_file)
         self.port = wait_for("okrd http port", self._port, timeout=30)
 
     def _port(self):
@@ -155,7 +156,7 @@ class Okrd:
             raise AssertionError(f"okrd exited with {self.proc.returncode}; log:\n{self.tail()}")
         with open(self.log_path) as f:
             f.seek(self.log_start)
-            ports = re.findall(r"serving http://\S+ \(port (\d+)\)", f.read())
+            ports = re.findall(r"serving https?://\S+ \(port (\d+)", f.read())
         return int(ports[-1]) if ports else None
 
     def tail(self, n=30):
