@@ -1,8 +1,9 @@
 """SIGHUP: okrd re-reads its config and rebuilds the projection from the
 whole log in the background while the old state keeps serving, then switches
 atomically. A KPI's changed aggregation applies to events logged before the
-reload, a new KPI is accepted afterwards, and a broken file keeps the running
-config."""
+reload, a new KPI is accepted afterwards, key results and PIP-watched
+subjects that leave the config stop being exported without a restart, and a
+broken file keeps the running config."""
 
 import json
 import os
@@ -17,6 +18,16 @@ from harness import log, wait_for  # noqa: E402
 BEFORE = """  - id: orders
     aggregation: sum
     period: month
+objectives:
+  - id: sales
+    title: Sell more
+    start: 2026-01-01
+    end: 2027-12-31
+    key_results:
+      - {id: orders-shop, kpi: orders, subject: shop, direction: at_least, target: 100}
+      - {id: orders-outlet, kpi: orders, subject: outlet, direction: at_least, target: 100}
+pip_policies:
+  - {id: low-orders, kpi: orders, subjects: [shop, outlet], comparator: below, trigger: 1, recovery: 2}
 """
 AFTER = """  - id: orders
     aggregation: max
@@ -24,6 +35,15 @@ AFTER = """  - id: orders
   - id: refunds
     aggregation: sum
     period: month
+objectives:
+  - id: sales
+    title: Sell more
+    start: 2026-01-01
+    end: 2027-12-31
+    key_results:
+      - {id: orders-shop, kpi: orders, subject: shop, direction: at_least, target: 100}
+pip_policies:
+  - {id: low-orders, kpi: orders, subjects: [shop], comparator: below, trigger: 1, recovery: 2}
 """
 
 
@@ -42,8 +62,9 @@ def main():
     def send(*events):
         path = os.path.join(work, "events.jsonl")
         with open(path, "w") as f:
-            for i, (kpi, value) in enumerate(events):
-                f.write(json.dumps({"eventId": f"{kpi}-{value}-{i}", "kpi": kpi, "subject": "shop",
+            for i, (kpi, value, *subject) in enumerate(events):
+                f.write(json.dumps({"eventId": f"{kpi}-{value}-{i}", "kpi": kpi,
+                                    "subject": subject[0] if subject else "shop",
                                     "value": value, "eventTime": t}) + "\n")
         subprocess.run([a.okrctl, "produce", "--brokers", broker.bootstrap, "--topic", "kpi-events",
                         "--file", path], check=True, capture_output=True, timeout=60)
@@ -58,8 +79,11 @@ def main():
 
     with cluster:
         wait_for("okrd ready", okrd.ready, timeout=60)
-        send(("orders", 5), ("orders", 7), ("refunds", 2))
+        send(("orders", 5), ("orders", 7), ("refunds", 2), ("orders", 3, "outlet"))
         wait_for("orders summed", lambda: value("orders") == 12, timeout=30)
+        wait_for("outlet watched", lambda: any('subject="outlet"' in k for k in okrd.metrics()
+                                                 if k.startswith("okr_pip_state{")), timeout=30)
+        assert 'okr_key_result_progress_ratio{objective="sales",key_result="orders-outlet"}' in okrd.metrics()
         assert okrd.metrics()['okrd_events_total{outcome="rejected",reason="unknown_kpi"}'] == 1
 
         # A broken file is refused and the running config stays.
@@ -73,6 +97,11 @@ def main():
         okrd.proc.send_signal(signal.SIGHUP)
         wait_for("reload done", lambda: logged("reload done"), timeout=60)
         assert value("orders") == 7, okrd.metrics()  # max of the logged 5 and 7
+        series = okrd.metrics()
+        assert 'okr_key_result_progress_ratio{objective="sales",key_result="orders-shop"}' in series
+        gone = [k for k in series if "orders-outlet" in k or (k.startswith("okr_pip_") and 'subject="outlet"' in k)]
+        assert not gone, gone
+        assert 'okr_kpi_value{kpi="orders",subject="outlet",period="current"}' in series  # data stays
         send(("refunds", 3), ("orders", 4))
         wait_for("refunds accepted", lambda: value("refunds") == 3, timeout=30)
         assert value("orders") == 7
