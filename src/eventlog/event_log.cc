@@ -5,6 +5,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "google/protobuf/arena.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "rocksdb/db.h"
@@ -90,14 +91,24 @@ absl::Status Scan(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
                   const std::function<bool(const Record&)>& fn) {
   std::unique_ptr<rocksdb::Iterator> it(
       db->NewIterator(rocksdb::ReadOptions(), cf));
-  Record record;
+  // Records are parsed onto an arena, reset every kArenaRecords: a parse then
+  // allocates by bumping a pointer instead of a malloc per nested message.
+  constexpr int kArenaRecords = 1024;
+  google::protobuf::Arena arena;
+  Record* record = nullptr;
+  int parsed = 0;
   for (it->Seek(EncodeU64(from)); it->Valid(); it->Next()) {
-    if (!record.ParseFromArray(it->value().data(),
-                               static_cast<int>(it->value().size()))) {
+    if (parsed++ % kArenaRecords == 0) {
+      record = nullptr;
+      arena.Reset();
+      record = google::protobuf::Arena::CreateMessage<Record>(&arena);
+    }
+    if (!record->ParseFromArray(it->value().data(),
+                                static_cast<int>(it->value().size()))) {
       return absl::DataLossError(absl::StrCat(
           what, " ", DecodeU64(it->key().ToString()), " does not parse"));
     }
-    if (!fn(record)) break;
+    if (!fn(*record)) break;
   }
   return FromRocks(it->status(), absl::StrCat("reading ", what, "s"));
 }

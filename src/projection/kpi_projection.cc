@@ -126,7 +126,8 @@ okrd::v1::ProjectionSnapshot KpiProjection::Snapshot() const {
   out.set_clock_us(clock_ == absl::InfinitePast() ? INT64_MIN
                                                   : absl::ToUnixMicros(clock_));
   out.set_config_hash(ConfigHash(*config_));
-  for (const auto& [key, state] : subjects_) {
+  for (const auto& [view, node] : ordered_) {
+    const auto& [key, state] = *node;
     okrd::v1::SubjectSnapshot* s = out.add_subjects();
     s->set_kpi(key.first);
     s->set_subject(key.second);
@@ -155,6 +156,7 @@ absl::Status KpiProjection::Restore(
     return us == INT64_MIN ? absl::InfinitePast() : absl::FromUnixMicros(us);
   };
   subjects_.clear();
+  ordered_.clear();
   pip_fired_.assign(snapshot.pip_transitions().begin(),
                     snapshot.pip_transitions().end());
   pip_fired_ids_.clear();
@@ -166,7 +168,7 @@ absl::Status KpiProjection::Restore(
   for (const okrd::v1::SubjectSnapshot& s : snapshot.subjects()) {
     const config::KpiOptions* kpi = config_->FindKpi(s.kpi());
     if (kpi == nullptr) continue;
-    SubjectState& state = subjects_[{s.kpi(), s.subject()}];
+    SubjectState& state = StateOf(s.kpi(), s.subject());
     state.kpi = kpi;
     state.last_event_time = time_of(s.last_event_time_us());
     for (const okrd::v1::PeriodSnapshot& p : s.periods()) {
@@ -177,14 +179,29 @@ absl::Status KpiProjection::Restore(
   return absl::OkStatus();
 }
 
-Aggregate& KpiProjection::SubjectState::PeriodAt(absl::Time event_time) {
-  const Period period = PeriodContaining(event_time, *kpi);
-  return periods.try_emplace(absl::ToUnixMicros(period.start), kpi->aggregation)
+Aggregate& KpiProjection::PeriodAt(SubjectState& state, absl::Time t) {
+  const config::KpiOptions& kpi = *state.kpi;
+  Period& cached = period_cache_[&kpi - config_->kpis.data()];
+  if (!cached.Contains(t)) cached = PeriodContaining(t, kpi);
+  return state.periods
+      .try_emplace(absl::ToUnixMicros(cached.start), kpi.aggregation)
       .first->second;
 }
 
+KpiProjection::SubjectState& KpiProjection::StateOf(absl::string_view kpi,
+                                                    absl::string_view subject) {
+  auto it = subjects_.find(KeyView(kpi, subject));
+  if (it == subjects_.end()) {
+    it = subjects_.try_emplace(Key(kpi, subject)).first;
+    ordered_.emplace(ViewOf(it->first), &*it);
+  }
+  return it->second;
+}
+
 KpiProjection::KpiProjection(std::shared_ptr<const config::Config> config)
-    : config_(std::move(config)) {}
+    : config_(std::move(config)),
+      period_cache_(config_->kpis.size(),
+                    Period{absl::InfiniteFuture(), absl::InfiniteFuture()}) {}
 
 void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
   sequence_ = std::max(sequence_, record.sequence());
@@ -201,8 +218,7 @@ void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
   AdvanceClock(event_time);
   const config::KpiOptions* kpi = config_->FindKpi(event.kpi());
   if (kpi == nullptr) return;
-  auto [it, inserted] = subjects_.try_emplace({event.kpi(), event.subject()});
-  SubjectState& state = it->second;
+  SubjectState& state = StateOf(event.kpi(), event.subject());
   state.kpi = kpi;
   if (event.kind() == okrd::v1::CORRECTION ||
       event.kind() == okrd::v1::RETRACTION) {
@@ -210,7 +226,7 @@ void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
     if (!record.has_amends()) return;
     const okrd::v1::Amendment& a = record.amends();
     const absl::Time target_time = FromProto(a.target_event_time());
-    Aggregate& period = state.PeriodAt(target_time);
+    Aggregate& period = PeriodAt(state, target_time);
     period.Remove(a.previous_value(), target_time, a.target_sequence());
     if (event.kind() == okrd::v1::CORRECTION) {
       period.Add(event.value(), target_time, a.target_sequence());
@@ -218,7 +234,7 @@ void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
     return;
   }
   state.last_event_time = std::max(state.last_event_time, event_time);
-  state.PeriodAt(event_time).Add(event.value(), event_time, record.sequence());
+  PeriodAt(state, event_time).Add(event.value(), event_time, record.sequence());
 }
 
 void KpiProjection::AdvanceClock(absl::Time now) {
@@ -252,7 +268,8 @@ void KpiProjection::ForEachSeries(
   const config::KpiOptions* cached_kpi = nullptr;
   Period current;
   Period previous;
-  for (const auto& [key, state] : subjects_) {
+  for (const auto& [view, node] : ordered_) {
+    const auto& [key, state] = *node;
     if (state.kpi != cached_kpi) {
       cached_kpi = state.kpi;
       current = PeriodContaining(clock_, *state.kpi);
@@ -274,15 +291,15 @@ void KpiProjection::ForEachSeries(
 void KpiProjection::ForEachSubject(
     const std::function<void(const config::KpiOptions&, const std::string&,
                              absl::Time)>& fn) const {
-  for (const auto& [key, state] : subjects_) {
-    fn(*state.kpi, key.second, state.last_event_time);
+  for (const auto& [view, node] : ordered_) {
+    fn(*node->second.kpi, node->first.second, node->second.last_event_time);
   }
 }
 
 std::optional<double> KpiProjection::LatestValueWithin(
     const config::KpiOptions& kpi, const std::string& subject, absl::Time from,
     absl::Time until) const {
-  auto it = subjects_.find({kpi.id, subject});
+  auto it = subjects_.find(KeyView(kpi.id, subject));
   if (it == subjects_.end()) return std::nullopt;
   const auto& periods = it->second.periods;
   // The period containing `from` is the first that overlaps the window.
@@ -300,17 +317,17 @@ std::optional<double> KpiProjection::LatestValueWithin(
 void KpiProjection::ForEachSubjectOf(
     const std::string& kpi,
     const std::function<void(const std::string&, absl::Time)>& fn) const {
-  for (auto it = subjects_.lower_bound({kpi, ""});
-       it != subjects_.end() && it->first.first == kpi; ++it) {
-    if (it->second.periods.empty()) continue;
-    fn(it->first.second,
-       absl::FromUnixMicros(it->second.periods.begin()->first));
+  for (auto it = ordered_.lower_bound(KeyView(kpi, ""));
+       it != ordered_.end() && it->first.first == kpi; ++it) {
+    const auto& [key, state] = *it->second;
+    if (state.periods.empty()) continue;
+    fn(key.second, absl::FromUnixMicros(state.periods.begin()->first));
   }
 }
 
 absl::Time KpiProjection::LastEventTime(const std::string& kpi,
                                         const std::string& subject) const {
-  auto it = subjects_.find({kpi, subject});
+  auto it = subjects_.find(KeyView(kpi, subject));
   return it == subjects_.end() ? absl::InfinitePast()
                                : it->second.last_event_time;
 }
@@ -318,7 +335,7 @@ absl::Time KpiProjection::LastEventTime(const std::string& kpi,
 const Aggregate* KpiProjection::Find(const std::string& kpi,
                                      const std::string& subject,
                                      absl::Time period_start) const {
-  auto it = subjects_.find({kpi, subject});
+  auto it = subjects_.find(KeyView(kpi, subject));
   if (it == subjects_.end()) return nullptr;
   auto found = it->second.periods.find(absl::ToUnixMicros(period_start));
   return found == it->second.periods.end() ? nullptr : &found->second;

@@ -19,11 +19,15 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/node_hash_map.h"
+#include "absl/hash/hash.h"
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "config/config.h"
 #include "okrd/v1/records.pb.h"
@@ -95,8 +99,8 @@ class KpiProjection {
   absl::Time clock() const { return clock_; }
   // Number of (KPI, subject) pairs with state, and whether one has.
   size_t subject_count() const { return subjects_.size(); }
-  bool Tracks(const std::string& kpi, const std::string& subject) const {
-    return subjects_.contains({kpi, subject});
+  bool Tracks(absl::string_view kpi, absl::string_view subject) const {
+    return subjects_.contains(KeyView(kpi, subject));
   }
 
   // Calls `fn` for the current and previous period of every (KPI, subject)
@@ -154,17 +158,49 @@ class KpiProjection {
     absl::Time last_event_time = absl::InfinitePast();
     // Keyed by period start in Unix microseconds.
     absl::btree_map<int64_t, Aggregate> periods;
-
-    Aggregate& PeriodAt(absl::Time event_time);
   };
+
+  // (KPI id, subject) keys are looked up by string views: folding an event
+  // copies its ids only when it opens a new pair.
+  using Key = std::pair<std::string, std::string>;
+  using KeyView = std::pair<absl::string_view, absl::string_view>;
+  static KeyView ViewOf(const Key& k) { return KeyView(k.first, k.second); }
+  static const KeyView& ViewOf(const KeyView& k) { return k; }
+  struct KeyHash {
+    using is_transparent = void;
+    template <typename K>
+    size_t operator()(const K& k) const {
+      return absl::Hash<KeyView>{}(ViewOf(k));
+    }
+  };
+  struct KeyEq {
+    using is_transparent = void;
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return ViewOf(a) == ViewOf(b);
+    }
+  };
+
+  // Finds or adds the state of `kpi`/`subject`.
+  SubjectState& StateOf(absl::string_view kpi, absl::string_view subject);
+
+  // The aggregate of the period of `state`'s KPI containing `t`.
+  Aggregate& PeriodAt(SubjectState& state, absl::Time t);
 
   void RecordPipTransitions();
 
   std::shared_ptr<const config::Config> config_;
   std::vector<okrd::v1::PipTransition> pip_fired_;
   absl::flat_hash_set<std::string> pip_fired_ids_;
-  // Keyed by (KPI id, subject).
-  absl::btree_map<std::pair<std::string, std::string>, SubjectState> subjects_;
+  // The state of every (KPI id, subject), found by hash. Nodes never move,
+  // so `ordered_` holds views of their keys and pointers to their states.
+  absl::node_hash_map<Key, SubjectState, KeyHash, KeyEq> subjects_;
+  // The same pairs in (KPI id, subject) order, for rendering and snapshots.
+  using Node = std::pair<const Key, SubjectState>;
+  absl::btree_map<KeyView, Node*> ordered_;
+  // Per KPI (config order), the period last looked up: most events of a
+  // KPI fall in the same period, and the calendar arithmetic is not free.
+  std::vector<Period> period_cache_;
   uint64_t sequence_ = 0;
   absl::Time clock_ = absl::InfinitePast();
 };
