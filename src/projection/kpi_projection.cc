@@ -21,7 +21,9 @@ void Aggregate::Add(double value, absl::Time event_time, uint64_t sequence) {
       break;
     case config::Aggregation::kLatest:
       // The latest measurement wins; among equal times, the later-logged one.
-      by_time_[{absl::ToUnixNanos(event_time), sequence}] = value;
+      // Measurements mostly arrive in time order: hint the end.
+      by_time_.insert_or_assign(
+          by_time_.end(), {absl::ToUnixNanos(event_time), sequence}, value);
       break;
     default:
       break;
@@ -183,9 +185,11 @@ Aggregate& KpiProjection::PeriodAt(SubjectState& state, absl::Time t) {
   const config::KpiOptions& kpi = *state.kpi;
   Period& cached = period_cache_[&kpi - config_->kpis.data()];
   if (!cached.Contains(t)) cached = PeriodContaining(t, kpi);
+  // Most events land in the newest period: hint the end.
   return state.periods
-      .try_emplace(absl::ToUnixMicros(cached.start), kpi.aggregation)
-      .first->second;
+      .try_emplace(state.periods.end(), absl::ToUnixMicros(cached.start),
+                   kpi.aggregation)
+      ->second;
 }
 
 KpiProjection::SubjectState& KpiProjection::StateOf(absl::string_view kpi,
