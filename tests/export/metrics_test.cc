@@ -68,11 +68,12 @@ TEST(RenderMetricsTest, RendersKpiAndDaemonSeries) {
   }
 }
 
-TEST(RenderMetricsTest, RendersKeyResultsAndObjectives) {
-  auto config = std::make_shared<config::Config>(*OneKpi());
+// Objective "growth" titled `title`, over the ten days either side of the
+// test events, with one key result: sign-ups of team "a" from 0 to 10.
+config::ObjectiveOptions GrowthObjective(const std::string& title) {
   config::ObjectiveOptions o;
   o.id = "growth";
-  o.title = "Grow monthly sign-ups 15%";
+  o.title = title;
   o.owner = "team \"a\"";
   o.start = absl::FromUnixSeconds(1795634360) - absl::Hours(24 * 10);
   o.end = absl::FromUnixSeconds(1795634360) + absl::Hours(24 * 10);
@@ -83,7 +84,12 @@ TEST(RenderMetricsTest, RendersKeyResultsAndObjectives) {
   kr.baseline = 0;
   kr.target = 10;
   o.key_results.push_back(kr);
-  config->objectives.push_back(o);
+  return o;
+}
+
+TEST(RenderMetricsTest, RendersKeyResultsAndObjectives) {
+  auto config = std::make_shared<config::Config>(*OneKpi());
+  config->objectives.push_back(GrowthObjective("Grow monthly sign-ups 15%"));
   projection::KpiProjection projection(config);
   ApplyEvent(projection, 1, 4);
   const std::string text = RenderMetrics(projection, DaemonState{});
@@ -137,18 +143,8 @@ TEST(RenderMetricsTest, PseudonymizedSubjectsNeverAppearRaw) {
 
 TEST(StatusPageTest, ShowsObjectivesEscapedWithProgressAndHealth) {
   auto config = std::make_shared<config::Config>(*OneKpi());
-  config::ObjectiveOptions o;
-  o.id = "growth";
-  o.title = "Grow <sign-ups> & \"more\"";
-  o.owner = "team \"a\"";
-  o.start = absl::FromUnixSeconds(1795634360) - absl::Hours(24 * 10);
-  o.end = absl::FromUnixSeconds(1795634360) + absl::Hours(24 * 10);
-  config::KeyResultOptions kr;
-  kr.id = "signups-up";
-  kr.kpi = "signups";
-  kr.subject = "team \"a\"";
-  kr.target = 10;
-  o.key_results.push_back(kr);
+  const config::ObjectiveOptions o =
+      GrowthObjective("Grow <sign-ups> & \"more\"");
   config->objectives.push_back(o);
   config::ObjectiveOptions child = o;
   child.id = "growth-child";
