@@ -2,9 +2,16 @@
 
 #include <openssl/sha.h>
 
+#include <deque>
+#include <memory>
+#include <thread>
+#include <utility>
+#include <vector>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "google/protobuf/arena.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -85,36 +92,94 @@ okrd::v1::RejectedRecord RejectCandidate(Batch::Candidate& candidate,
 
 // Calls `fn` for the records of a sequence-keyed column family from `from`
 // on, in order, until it returns false.
+//
+// Reading the log and folding it take about the same time, so they run as
+// a pipeline: a reader thread copies batches of raw records out of RocksDB,
+// and the calling thread parses each batch onto one arena (a parse then
+// allocates by bumping a pointer) and hands the records to `fn`. At most
+// kQueuedBatches wait between the two.
 template <typename Record>
 absl::Status Scan(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
                   uint64_t from, absl::string_view what,
                   const std::function<bool(const Record&)>& fn) {
-  // A scan reads the log once, front to back: read ahead, and keep its
-  // blocks out of the cache that serves the daemon's point lookups.
-  rocksdb::ReadOptions read;
-  read.readahead_size = 4 << 20;
-  read.fill_cache = false;
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read, cf));
-  // Records are parsed onto an arena, reset every kArenaRecords: a parse then
-  // allocates by bumping a pointer instead of a malloc per nested message.
-  constexpr int kArenaRecords = 1024;
-  google::protobuf::Arena arena;
-  Record* record = nullptr;
-  int parsed = 0;
-  for (it->Seek(EncodeU64(from)); it->Valid(); it->Next()) {
-    if (parsed++ % kArenaRecords == 0) {
-      record = nullptr;
-      arena.Reset();
-      record = google::protobuf::Arena::CreateMessage<Record>(&arena);
+  constexpr size_t kBatchRecords = 1024;
+  constexpr size_t kQueuedBatches = 8;
+  struct Batch {
+    std::string bytes;           // the records' values, back to back
+    std::vector<size_t> ends;    // where each one ends in `bytes`
+    std::vector<uint64_t> keys;  // and its sequence
+  };
+  absl::Mutex mu;
+  absl::CondVar changed;    // signalled on every change to what mu guards
+  std::deque<Batch> queue;  // guarded by mu
+  bool done = false;        // guarded by mu: the reader has finished
+  bool stop = false;        // guarded by mu: the caller wants no more
+  absl::Status status;      // the reader's, once done
+
+  std::thread reader([&] {
+    // A scan reads the log once, front to back: read ahead, and keep its
+    // blocks out of the cache that serves the daemon's point lookups.
+    rocksdb::ReadOptions read;
+    read.readahead_size = 4 << 20;
+    read.fill_cache = false;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read, cf));
+    Batch batch;
+    auto hand_over = [&]() {
+      absl::MutexLock lock(&mu);
+      while (queue.size() >= kQueuedBatches && !stop) changed.Wait(&mu);
+      if (stop) return false;
+      queue.push_back(std::move(batch));
+      batch = Batch();
+      changed.SignalAll();
+      return true;
+    };
+    for (it->Seek(EncodeU64(from)); it->Valid(); it->Next()) {
+      batch.bytes.append(it->value().data(), it->value().size());
+      batch.ends.push_back(batch.bytes.size());
+      batch.keys.push_back(
+          DecodeU64(absl::string_view(it->key().data(), it->key().size())));
+      if (batch.ends.size() == kBatchRecords && !hand_over()) break;
     }
-    if (!record->ParseFromArray(it->value().data(),
-                                static_cast<int>(it->value().size()))) {
-      return absl::DataLossError(absl::StrCat(
-          what, " ", DecodeU64(it->key().ToString()), " does not parse"));
+    if (!batch.ends.empty()) hand_over();
+    absl::MutexLock lock(&mu);
+    status = FromRocks(it->status(), absl::StrCat("reading ", what, "s"));
+    done = true;
+    changed.SignalAll();
+  });
+
+  absl::Status result;
+  for (bool more = true; more;) {
+    Batch batch;
+    {
+      absl::MutexLock lock(&mu);
+      while (queue.empty() && !done) changed.Wait(&mu);
+      if (queue.empty()) break;  // done, and nothing left
+      batch = std::move(queue.front());
+      queue.pop_front();
+      changed.SignalAll();
     }
-    if (!fn(*record)) break;
+    google::protobuf::Arena arena;
+    size_t begin = 0;
+    for (size_t i = 0; more && i < batch.ends.size(); ++i) {
+      Record* record = google::protobuf::Arena::CreateMessage<Record>(&arena);
+      if (!record->ParseFromArray(batch.bytes.data() + begin,
+                                  static_cast<int>(batch.ends[i] - begin))) {
+        result = absl::DataLossError(
+            absl::StrCat(what, " ", batch.keys[i], " does not parse"));
+        more = false;
+      } else {
+        more = fn(*record);
+      }
+      begin = batch.ends[i];
+    }
   }
-  return FromRocks(it->status(), absl::StrCat("reading ", what, "s"));
+  {
+    absl::MutexLock lock(&mu);
+    stop = true;
+    changed.SignalAll();
+  }
+  reader.join();  // after which `status` is the reader's last word
+  return result.ok() ? status : result;
 }
 
 }  // namespace

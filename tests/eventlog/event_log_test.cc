@@ -162,6 +162,37 @@ TEST_F(EventLogTest, StateSurvivesReopen) {
   EXPECT_EQ(count, 1);
 }
 
+// Scans run as a reader thread and a parsing caller: across many batches
+// the records come in order, and a caller that stops early stops the reader.
+TEST_F(EventLogTest, ScansInOrderAcrossBatchesAndStopsEarly) {
+  auto log = Open();
+  constexpr int kEvents = 5000;
+  Batch batch;
+  for (int i = 0; i < kEvents; ++i) {
+    batch.events.push_back(Event("e" + std::to_string(i), i, i));
+  }
+  ASSERT_TRUE(log->Append(std::move(batch)).ok());
+  uint64_t expected = 1;
+  ASSERT_TRUE(log->ForEach(1,
+                           [&](const okrd::v1::StoredEvent& e) {
+                             EXPECT_EQ(e.sequence(), expected);
+                             EXPECT_EQ(e.event().value(),
+                                       static_cast<double>(expected - 1));
+                             ++expected;
+                             return true;
+                           })
+                  .ok());
+  EXPECT_EQ(expected, kEvents + 1u);
+  int seen = 0;
+  ASSERT_TRUE(log->ForEach(2500,
+                           [&](const okrd::v1::StoredEvent& e) {
+                             ++seen;
+                             return e.sequence() < 2600;
+                           })
+                  .ok());
+  EXPECT_EQ(seen, 101);
+}
+
 TEST_F(EventLogTest, SecondWriterIsRefused) {
   auto log = Open();
   auto second = EventLog::Open({.path = dir_.string()});
