@@ -100,27 +100,35 @@ class State final : public ingest::BatchSink,
     const absl::Time started = absl::Now();
     absl::StatusOr<Built> built = Build(config, cancel);
     if (!built.ok()) return built.status();
-    absl::MutexLock lock(&mu_);
-    // Records logged while the rebuild ran; OnAppended skips them later.
-    const uint64_t caught_up_from = built->projection->sequence() + 1;
-    absl::Status s =
-        log_->ForEach(caught_up_from, [&](const okrd::v1::StoredEvent& e) {
-          built->projection->Apply(e);
-          return true;
-        });
-    if (!s.ok()) return s;
-    projection_ = std::move(built->projection);
-    ++generation_;
-    config_ = config;
-    if (ingest_ != nullptr) ingest_->UpdateConfig(config);
-    daemon_.rebuild_seconds = absl::ToDoubleSeconds(absl::Now() - started);
-    // Snapshot the new projection at the next batch.
-    last_snapshot_sequence_ = built->snapshot_sequence;
-    last_snapshot_time_ = absl::InfinitePast();
+    ingest::KafkaIngest* ingest = nullptr;
+    uint64_t sequence = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      // Records logged while the rebuild ran; OnAppended skips them later.
+      const uint64_t caught_up_from = built->projection->sequence() + 1;
+      absl::Status s =
+          log_->ForEach(caught_up_from, [&](const okrd::v1::StoredEvent& e) {
+            built->projection->Apply(e);
+            return true;
+          });
+      if (!s.ok()) return s;
+      projection_ = std::move(built->projection);
+      ++generation_;
+      config_ = config;
+      daemon_.rebuild_seconds = absl::ToDoubleSeconds(absl::Now() - started);
+      // Snapshot the new projection at the next batch.
+      last_snapshot_sequence_ = built->snapshot_sequence;
+      last_snapshot_time_ = absl::InfinitePast();
+      ingest = ingest_;
+      sequence = projection_->sequence();
+    }
+    // Outside the lock: the consume loop finishes its batch, which folds
+    // under that lock, before it takes the new config.
+    if (ingest != nullptr) ingest->UpdateConfig(config);
     spdlog::info(
         "reload done: projection at sequence {} under the new config "
         "after {}",
-        projection_->sequence(), absl::FormatDuration(absl::Now() - started));
+        sequence, absl::FormatDuration(absl::Now() - started));
     return absl::OkStatus();
   }
 

@@ -226,8 +226,8 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
   // lookups of random ids O(1); ids up to 128 bytes hash whole.
   dedup_options.prefix_extractor.reset(rocksdb::NewCappedPrefixTransform(128));
   dedup_options.memtable_factory.reset(
-      rocksdb::NewHashLinkListRepFactory(1 << 20));
-  dedup_options.write_buffer_size = 64 << 20;
+      rocksdb::NewHashLinkListRepFactory(1 << 18));
+  dedup_options.write_buffer_size = 16 << 20;
 
   // Event keys only ever grow: an insert hint per 6-byte key prefix turns
   // each memtable insert into an append instead of a skiplist search.

@@ -95,6 +95,10 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
   absl::Status Run(const std::atomic<bool>& stop) {
     absl::Status result;
     absl::Time next_tick = clock_->Now();
+    {
+      absl::MutexLock lock(&mu_);
+      running_ = true;
+    }
     while (!stop.load() && !fatal_.load()) {
       {
         absl::MutexLock lock(&mu_);
@@ -118,6 +122,10 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
       result = absl::UnavailableError(
           absl::StrCat("fatal Kafka error: ", fatal_reason_));
     }
+    {
+      absl::MutexLock lock(&mu_);
+      running_ = false;
+    }
     consumer_->close();
     closed_ = true;
     if (dlq_) {
@@ -133,6 +141,15 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
   void UpdateConfig(std::shared_ptr<const config::Config> config) {
     absl::MutexLock lock(&mu_);
     pending_config_ = std::move(config);
+    // The consume loop takes it before its next batch, within a batch wait;
+    // until then a message could still be validated under the old config.
+    mu_.AwaitWithTimeout(absl::Condition(
+                             +[](Impl* self) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                               return self->pending_config_ == nullptr ||
+                                      !self->running_;
+                             },
+                             this),
+                         absl::Seconds(5));
   }
 
   std::map<eventlog::PartitionKey, int64_t> Lag() const {
@@ -232,32 +249,36 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
   // Collects messages until the batch is full, the wait is over, or `stop`.
   void FillBatch(eventlog::Batch& batch, const std::atomic<bool>& stop) {
     const config::KafkaOptions& kafka = config_->kafka;
-    const absl::Time deadline = absl::Now() + kafka.batch_max_wait;
+    absl::Time now = clock_->Now();
+    const absl::Time deadline = now + kafka.batch_max_wait;
     int taken = 0;
     while (taken < kafka.batch_max_messages && !stop.load()) {
-      const int64_t remaining_ms = std::max<int64_t>(
-          0, absl::ToInt64Milliseconds(deadline - absl::Now()));
+      const int64_t remaining_ms =
+          std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - now));
       std::unique_ptr<RdKafka::Message> msg(consumer_->consume(
           taken == 0 ? 100 : static_cast<int>(remaining_ms)));
+      // One clock read per message: validation and the batch deadline share
+      // it.
+      now = clock_->Now();
       switch (msg->err()) {
         case RdKafka::ERR_NO_ERROR:
-          Take(*msg, batch);
+          Take(*msg, now, batch);
           ++taken;
           break;
         case RdKafka::ERR__TIMED_OUT:
         case RdKafka::ERR__PARTITION_EOF:
-          if (taken > 0 || absl::Now() >= deadline) return;
+          if (taken > 0 || now >= deadline) return;
           break;
         default:
           spdlog::warn("kafka consume: {}", msg->errstr());
           return;
       }
-      if (taken > 0 && absl::Now() >= deadline) return;
+      if (taken > 0 && now >= deadline) return;
     }
   }
 
   // Decodes one message into the batch as a candidate event or a rejection.
-  void Take(RdKafka::Message& msg, eventlog::Batch& batch) {
+  void Take(RdKafka::Message& msg, absl::Time now, eventlog::Batch& batch) {
     const eventlog::PartitionKey key{msg.topic_name(), msg.partition()};
     batch.next_offsets[key] = msg.offset() + 1;
     std::string content_type;
@@ -279,7 +300,7 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
 
     eventlog::Batch::Candidate candidate;
     Rejection rejection;
-    bool valid = DecodeAndValidate(payload, encoding, *config_, clock_->Now(),
+    bool valid = DecodeAndValidate(payload, encoding, *config_, now,
                                    &candidate.event, &rejection);
     if (valid && gate_ != nullptr &&
         !gate_->Admit(candidate.event, &rejection.detail)) {
@@ -388,6 +409,7 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
   std::map<eventlog::PartitionKey, int64_t> lag_ ABSL_GUARDED_BY(mu_);
   // A reloaded config, taken over by Run() between batches.
   std::shared_ptr<const config::Config> pending_config_ ABSL_GUARDED_BY(mu_);
+  bool running_ ABSL_GUARDED_BY(mu_) = false;  // inside Run()'s loop
 };
 
 absl::StatusOr<std::unique_ptr<KafkaIngest>> KafkaIngest::Create(

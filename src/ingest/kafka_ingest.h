@@ -64,8 +64,10 @@ class KafkaIngest {
   // is consumed again after a restart).
   absl::Status Run(const std::atomic<bool>& stop);
 
-  // Validates messages against `config` from the next batch on. Only KPI
-  // definitions and limits take effect; Kafka settings need a restart.
+  // Validates messages against `config` from the next batch on, and returns
+  // once the consume loop has taken it (at most a batch wait), so that what
+  // arrives afterwards is validated under it. Only KPI definitions and
+  // limits take effect; Kafka settings need a restart.
   void UpdateConfig(std::shared_ptr<const config::Config> config);
 
   // True once the group has given this member its first assignment.
