@@ -3,6 +3,7 @@ scraping, waiting on conditions with deadlines. 127.0.0.1 only."""
 
 import argparse
 import datetime
+import json
 import os
 import re
 import shutil
@@ -109,6 +110,16 @@ class Cluster:
             self.okrd.kill9()
         self.broker.stop()
         return False
+
+
+def produce(okrctl, bootstrap, path, events=None, topic="kpi-events"):
+    """`okrctl produce` of the JSON-lines file `path`; with `events` (dicts),
+    writes them there first."""
+    if events is not None:
+        with open(path, "w") as f:
+            f.write("".join(json.dumps(e) + "\n" for e in events))
+    subprocess.run([okrctl, "produce", "--brokers", bootstrap, "--topic", topic, "--file", path],
+                   check=True, capture_output=True, timeout=120)
 
 
 def replay_business(okrctl, config, data_dir, sequence):

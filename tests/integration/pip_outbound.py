@@ -75,8 +75,7 @@ def main():
 
     with cluster:
         wait_for("okrd ready", okrd.ready, timeout=60)
-        subprocess.run([a.okrctl, "produce", "--brokers", cluster.bootstrap, "--topic", "kpi-events",
-                        "--file", path], check=True, capture_output=True, timeout=60)
+        harness.produce(a.okrctl, cluster.bootstrap, path)
         total = f'okr_pip_transitions_total{{policy="slow-deploys",to="triggered"}}'
         wait_for("trigger counted", lambda: okrd.metrics().get(total) == 2, timeout=60)
         first = wait_for("10 transitions sent", lambda: (lambda m: m if len(m) >= 10 else None)(outbound()),

@@ -153,10 +153,7 @@ def main():
             day = monday - datetime.timedelta(days=7 * k - 2)
             known.append({"eventId": f"lead-time-{day}", "kpi": "deploy_lead_time", "subject": "platform",
                           "value": 30 + k, "unit": "hours", "eventTime": f"{day}T12:00:00Z"})
-        known_file = os.path.join(work, "known.jsonl")
-        with open(known_file, "w") as f:
-            f.write("".join(json.dumps(e) + "\n" for e in known))
-        produce("--file", known_file)
+        harness.produce(a.okrctl, cluster.bootstrap, os.path.join(work, "known.jsonl"), known)
         accepted = 'okrd_events_total{outcome="accepted",reason=""}'
         expected_accepted = generated + len(known)
         wait_for("okrd ingested everything", lambda: okrd.metrics().get(accepted) == expected_accepted,

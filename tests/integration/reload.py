@@ -5,10 +5,8 @@ reload, a new KPI is accepted afterwards, key results and PIP-watched
 subjects that leave the config stop being exported without a restart, and a
 broken file keeps the running config."""
 
-import json
 import os
 import signal
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -60,14 +58,9 @@ def main():
     t = harness.event_time_now()
 
     def send(*events):
-        path = os.path.join(work, "events.jsonl")
-        with open(path, "w") as f:
-            for i, (kpi, value, *subject) in enumerate(events):
-                f.write(json.dumps({"eventId": f"{kpi}-{value}-{i}", "kpi": kpi,
-                                    "subject": subject[0] if subject else "shop",
-                                    "value": value, "eventTime": t}) + "\n")
-        subprocess.run([a.okrctl, "produce", "--brokers", broker.bootstrap, "--topic", "kpi-events",
-                        "--file", path], check=True, capture_output=True, timeout=60)
+        harness.produce(a.okrctl, broker.bootstrap, os.path.join(work, "events.jsonl"), [
+            {"eventId": f"{kpi}-{value}-{i}", "kpi": kpi, "subject": subject[0] if subject else "shop",
+             "value": value, "eventTime": t} for i, (kpi, value, *subject) in enumerate(events)])
 
     def value(kpi):
         return okrd.metrics().get(f'okr_kpi_value{{kpi="{kpi}",subject="shop",period="current"}}')

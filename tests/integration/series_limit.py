@@ -39,14 +39,10 @@ def main():
 
     def send(*events):
         nonlocal sent
-        path = os.path.join(work, "events.jsonl")
-        with open(path, "w") as f:
-            for kpi, subject, value in events:
-                sent += 1
-                f.write(json.dumps({"eventId": f"e-{sent}", "kpi": kpi, "subject": subject,
-                                    "value": value, "eventTime": t}) + "\n")
-        subprocess.run([a.okrctl, "produce", "--brokers", broker.bootstrap, "--topic", "kpi-events",
-                        "--file", path], check=True, capture_output=True, timeout=60)
+        harness.produce(a.okrctl, broker.bootstrap, os.path.join(work, "events.jsonl"), [
+            {"eventId": f"e-{sent + i + 1}", "kpi": kpi, "subject": subject, "value": value, "eventTime": t}
+            for i, (kpi, subject, value) in enumerate(events)])
+        sent += len(events)
 
     def counted(outcome, reason=""):
         return okrd.metrics().get(f'okrd_events_total{{outcome="{outcome}",reason="{reason}"}}', 0)
