@@ -165,6 +165,7 @@ absl::Status KpiProjection::Restore(
   for (const okrd::v1::PipTransition& t : pip_fired_) {
     pip_fired_ids_.insert(t.id());
   }
+  pip_dirty_ = true;  // judge again at the next tick; ids keep it idempotent
   sequence_ = snapshot.sequence();
   clock_ = time_of(snapshot.clock_us());
   for (const okrd::v1::SubjectSnapshot& s : snapshot.subjects()) {
@@ -204,8 +205,15 @@ KpiProjection::SubjectState& KpiProjection::StateOf(absl::string_view kpi,
 
 KpiProjection::KpiProjection(std::shared_ptr<const config::Config> config)
     : config_(std::move(config)),
+      pip_watched_(config_->kpis.size(), false),
       period_cache_(config_->kpis.size(),
-                    Period{absl::InfiniteFuture(), absl::InfiniteFuture()}) {}
+                    Period{absl::InfiniteFuture(), absl::InfiniteFuture()}) {
+  for (const config::PipPolicyOptions& policy : config_->pip_policies) {
+    if (const config::KpiOptions* kpi = config_->FindKpi(policy.kpi)) {
+      pip_watched_[kpi - config_->kpis.data()] = true;
+    }
+  }
+}
 
 void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
   sequence_ = std::max(sequence_, record.sequence());
@@ -224,6 +232,7 @@ void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
   if (kpi == nullptr) return;
   SubjectState& state = StateOf(event.kpi(), event.subject());
   state.kpi = kpi;
+  if (pip_watched_[kpi - config_->kpis.data()]) pip_dirty_ = true;
   if (event.kind() == okrd::v1::CORRECTION ||
       event.kind() == okrd::v1::RETRACTION) {
     // The log resolved what is amended; without that there is nothing to do.
@@ -247,7 +256,11 @@ void KpiProjection::AdvanceClock(absl::Time now) {
 
 void KpiProjection::RecordPipTransitions() {
   if (config_->pip_policies.empty()) return;
-  for (const PipSubjectState& p : EvaluatePips(*config_, *this)) {
+  if (!pip_dirty_ && clock_ < pip_wakeup_) return;
+  const std::vector<PipSubjectState> states = EvaluatePips(*config_, *this);
+  pip_dirty_ = false;
+  pip_wakeup_ = NextPipChange(*config_, states, clock_);
+  for (const PipSubjectState& p : states) {
     for (const PipTransition& t : p.transitions) {
       if (!pip_fired_ids_.insert(t.id).second) continue;
       okrd::v1::PipTransition& m = pip_fired_.emplace_back();

@@ -192,6 +192,12 @@ class KpiProjection {
   std::shared_ptr<const config::Config> config_;
   std::vector<okrd::v1::PipTransition> pip_fired_;
   absl::flat_hash_set<std::string> pip_fired_ids_;
+  // Ticks come every few seconds; the machines' answer changes only with a
+  // measurement of a watched KPI (`pip_dirty_`) or when the clock reaches
+  // `pip_wakeup_` (a period close or a plan deadline). Other ticks skip it.
+  std::vector<bool> pip_watched_;  // per KPI, config order
+  bool pip_dirty_ = true;
+  absl::Time pip_wakeup_ = absl::InfinitePast();
   // The state of every (KPI id, subject), found by hash. Nodes never move,
   // so `ordered_` holds views of their keys and pointers to their states.
   absl::node_hash_map<Key, SubjectState, KeyHash, KeyEq> subjects_;

@@ -132,6 +132,36 @@ PipSubjectState RunPipMachine(const config::PipPolicyOptions& policy,
   return machine.Finish(now);
 }
 
+namespace {
+
+// How long after its end a period of `kpi` is closed for the PIP machines.
+absl::Duration ClosingDelay(const config::KpiOptions& kpi) {
+  return kpi.allowed_lateness == absl::InfiniteDuration()
+             ? absl::ZeroDuration()
+             : kpi.allowed_lateness;
+}
+
+}  // namespace
+
+absl::Time NextPipChange(const config::Config& config,
+                         const std::vector<PipSubjectState>& states,
+                         absl::Time now) {
+  if (now == absl::InfinitePast()) return now;
+  absl::Time next = absl::InfiniteFuture();
+  for (const config::PipPolicyOptions& policy : config.pip_policies) {
+    const config::KpiOptions* kpi = config.FindKpi(policy.kpi);
+    if (kpi == nullptr) continue;
+    const absl::Duration delay = ClosingDelay(*kpi);
+    next = std::min(next, PeriodContaining(now - delay, *kpi).end + delay);
+  }
+  for (const PipSubjectState& s : states) {
+    if (s.state == PipState::kTriggered && s.deadline > now) {
+      next = std::min(next, s.deadline);
+    }
+  }
+  return next;
+}
+
 std::vector<PipSubjectState> EvaluatePips(const config::Config& config,
                                           const KpiProjection& kpis) {
   std::vector<PipSubjectState> out;
@@ -139,10 +169,7 @@ std::vector<PipSubjectState> EvaluatePips(const config::Config& config,
   for (const config::PipPolicyOptions& policy : config.pip_policies) {
     const config::KpiOptions* kpi = config.FindKpi(policy.kpi);
     if (kpi == nullptr) continue;
-    const absl::Duration lateness =
-        kpi->allowed_lateness == absl::InfiniteDuration()
-            ? absl::ZeroDuration()
-            : kpi->allowed_lateness;
+    const absl::Duration lateness = ClosingDelay(*kpi);
     auto evaluate = [&](const std::string& subject, absl::Time first) {
       std::vector<PeriodSample> periods;
       for (Period p = PeriodContaining(first, *kpi); p.end + lateness <= now;

@@ -234,6 +234,37 @@ TEST(EvaluatePipsTest, TransitionsFiredAtATickAreNeverTakenBack) {
   EXPECT_EQ(FiredIds(restored), grown);  // nothing fires twice
 }
 
+// Ticks without new measurements skip the machines, except when a period
+// closes or a plan's deadline passes: those still fire on time.
+TEST(EvaluatePipsTest, QuietTicksStillFireOnPeriodCloseAndDeadline) {
+  auto config = WeeklyRevenue(config::Aggregation::kSum);
+  config->kpis[0].allowed_lateness = absl::InfiniteDuration();
+  config::PipPolicyOptions policy = Policy();
+  policy.min_samples = 1;
+  config->pip_policies = {policy};
+  const absl::Time monday = kJan + absl::Hours(24 * 3);  // 2027-01-04
+  const absl::Duration week = absl::Hours(24 * 7);
+  KpiProjection kpis(config);
+  uint64_t sequence = 0;
+  Measure(kpis, ++sequence, "ann", 50, monday + absl::Hours(12),
+          monday + absl::Hours(12));
+  Measure(kpis, ++sequence, "ann", 50, monday + week + absl::Hours(12),
+          monday + week + absl::Hours(12));
+  Tick(kpis, ++sequence, monday + 2 * week - absl::Hours(1));
+  EXPECT_EQ(FiredIds(kpis),
+            std::vector<std::string>{"quota/ann/2027-01-11T00:00:00Z/watch"});
+  Tick(kpis, ++sequence, monday + 2 * week - absl::Minutes(1));  // quiet
+  EXPECT_EQ(kpis.pip_transitions().size(), 1u);
+  // Week 2 closes: no new measurement, yet the trigger fires.
+  Tick(kpis, ++sequence, monday + 2 * week + absl::Minutes(1));
+  ASSERT_EQ(kpis.pip_transitions().size(), 2u);
+  EXPECT_EQ(kpis.pip_transitions()[1].to_state(), "triggered");
+  // Sixty days later, the plan's deadline passes without recovery.
+  Tick(kpis, ++sequence, monday + 2 * week + absl::Hours(24 * 60));
+  ASSERT_EQ(kpis.pip_transitions().size(), 3u);
+  EXPECT_EQ(kpis.pip_transitions()[2].to_state(), "plan_expired");
+}
+
 // Over a real projection: subject selection and period closing.
 TEST(EvaluatePipsTest, SelectsSubjectsAndJudgesOnlyClosedPeriods) {
   auto config = WeeklyRevenue(config::Aggregation::kSum);
