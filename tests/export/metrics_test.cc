@@ -19,6 +19,15 @@
 namespace okrd::exporter {
 namespace {
 
+// Expects every one of `parts` somewhere in `text`.
+void ExpectContainsAll(const std::string& text,
+                       std::initializer_list<const char*> parts) {
+  for (const char* part : parts) {
+    EXPECT_NE(text.find(part), std::string::npos) << "missing: " << part << "\n"
+                                                  << text;
+  }
+}
+
 std::shared_ptr<const config::Config> OneKpi() {
   auto config = std::make_shared<config::Config>();
   config::KpiOptions kpi;
@@ -50,22 +59,21 @@ TEST(RenderMetricsTest, RendersKpiAndDaemonSeries) {
   state.log.counters[{"rejected", "malformed"}] = 1;
   state.lag[{"kpi-events", 3}] = 7;
   const std::string text = RenderMetrics(projection, state);
-  for (const char* line : {
-           "# TYPE okr_kpi_value gauge",
-           "okr_kpi_value{kpi=\"signups\",subject=\"team "
-           "\\\"a\\\"\",period=\"current\"} 6.5",
-           "# TYPE okrd_events_total counter",
-           "okrd_events_total{outcome=\"accepted\",reason=\"\"} 2",
-           "okrd_events_total{outcome=\"rejected\",reason=\"malformed\"} 1",
-           "okrd_eventlog_last_sequence 2",
-           "okrd_projection_sequence 2",
-           "okrd_consumer_lag_messages{topic=\"kpi-events\",partition=\"3\"} 7",
-           "okr_kpi_last_event_timestamp_seconds{kpi=\"signups\",subject="
-           "\"team \\\"a\\\"\"} 1795634300",
-       }) {
-    EXPECT_NE(text.find(line), std::string::npos) << "missing: " << line << "\n"
-                                                  << text;
-  }
+  ExpectContainsAll(
+      text,
+      {
+          "# TYPE okr_kpi_value gauge",
+          "okr_kpi_value{kpi=\"signups\",subject=\"team "
+          "\\\"a\\\"\",period=\"current\"} 6.5",
+          "# TYPE okrd_events_total counter",
+          "okrd_events_total{outcome=\"accepted\",reason=\"\"} 2",
+          "okrd_events_total{outcome=\"rejected\",reason=\"malformed\"} 1",
+          "okrd_eventlog_last_sequence 2",
+          "okrd_projection_sequence 2",
+          "okrd_consumer_lag_messages{topic=\"kpi-events\",partition=\"3\"} 7",
+          "okr_kpi_last_event_timestamp_seconds{kpi=\"signups\",subject="
+          "\"team \\\"a\\\"\"} 1795634300",
+      });
 }
 
 // Objective "growth" titled `title`, over the ten days either side of the
@@ -93,30 +101,29 @@ TEST(RenderMetricsTest, RendersKeyResultsAndObjectives) {
   projection::KpiProjection projection(config);
   ApplyEvent(projection, 1, 4);
   const std::string text = RenderMetrics(projection, DaemonState{});
-  for (const char* line : {
-           "okr_key_result_progress_ratio{objective=\"growth\",key_result="
-           "\"signups-up\"} 0.4",
-           "okr_key_result_expected_progress_ratio{objective=\"growth\",key_"
-           "result=\"signups-up\"} 0.5",
-           "okr_key_result_value{objective=\"growth\",key_result=\"signups-"
-           "up\"} 4",
-           "okr_key_result_target{objective=\"growth\",key_result=\"signups-"
-           "up\"} 10",
-           "okr_key_result_baseline{objective=\"growth\",key_result=\"signups-"
-           "up\"} 0",
-           "okr_key_result_status{objective=\"growth\",key_result=\"signups-"
-           "up\",status=\"on_track\"} 1",
-           "okr_key_result_status{objective=\"growth\",key_result=\"signups-"
-           "up\",status=\"at_risk\"} 0",
-           "okr_key_result_status{objective=\"growth\",key_result=\"signups-"
-           "up\",status=\"no_data\"} 0",
-           "okr_objective_progress_ratio{objective=\"growth\"} 0.4",
-           "okr_objective_info{objective=\"growth\",title=\"Grow monthly "
-           "sign-ups 15%\",owner=\"team \\\"a\\\"\",parent=\"\"} 1",
-       }) {
-    EXPECT_NE(text.find(line), std::string::npos) << "missing: " << line << "\n"
-                                                  << text;
-  }
+  ExpectContainsAll(
+      text,
+      {
+          "okr_key_result_progress_ratio{objective=\"growth\",key_result="
+          "\"signups-up\"} 0.4",
+          "okr_key_result_expected_progress_ratio{objective=\"growth\",key_"
+          "result=\"signups-up\"} 0.5",
+          "okr_key_result_value{objective=\"growth\",key_result=\"signups-"
+          "up\"} 4",
+          "okr_key_result_target{objective=\"growth\",key_result=\"signups-"
+          "up\"} 10",
+          "okr_key_result_baseline{objective=\"growth\",key_result=\"signups-"
+          "up\"} 0",
+          "okr_key_result_status{objective=\"growth\",key_result=\"signups-"
+          "up\",status=\"on_track\"} 1",
+          "okr_key_result_status{objective=\"growth\",key_result=\"signups-"
+          "up\",status=\"at_risk\"} 0",
+          "okr_key_result_status{objective=\"growth\",key_result=\"signups-"
+          "up\",status=\"no_data\"} 0",
+          "okr_objective_progress_ratio{objective=\"growth\"} 0.4",
+          "okr_objective_info{objective=\"growth\",title=\"Grow monthly "
+          "sign-ups 15%\",owner=\"team \\\"a\\\"\",parent=\"\"} 1",
+      });
 }
 
 TEST(RenderMetricsTest, PseudonymizedSubjectsNeverAppearRaw) {
@@ -160,28 +167,26 @@ TEST(StatusPageTest, ShowsObjectivesEscapedWithProgressAndHealth) {
   state.log.counters[{"rejected", "<script>"}] = 1;
   state.lag[{"kpi-events", 0}] = 5;
   const std::string page = RenderStatusPage(projection, state);
-  for (const char* part : {
-           "<li class=\"objective\" data-objective=\"growth\">",
-           "Grow &lt;sign-ups&gt; &amp; &quot;more&quot;",
-           // Half its key result (0.4), half its child without any (0).
-           "<div class=\"fill s-at_risk\" style=\"width:20.0%\">",
-           "data-progress=\"0.2\">20%</span>",
-           "expected 50%",
-           "owner team &quot;a&quot;",
-           "<tr data-key-result=\"signups-up\">",
-           "<td class=\"num value\">4</td>",
-           "class=\"status s-on_track\">on_track</span>",
-           "<ul class=\"tree\">\n<li class=\"objective\" "
-           "data-objective=\"growth-child\">",
-           "<p>None open.</p>",
-           "id=\"last-sequence\">9</td>",
-           "id=\"lag\">5</td>",
-           "id=\"rejected\">3</td>",
-           "&lt;script&gt;",
-       }) {
-    EXPECT_NE(page.find(part), std::string::npos) << "missing: " << part << "\n"
-                                                  << page;
-  }
+  ExpectContainsAll(
+      page, {
+                "<li class=\"objective\" data-objective=\"growth\">",
+                "Grow &lt;sign-ups&gt; &amp; &quot;more&quot;",
+                // Half its key result (0.4), half its child without any (0).
+                "<div class=\"fill s-at_risk\" style=\"width:20.0%\">",
+                "data-progress=\"0.2\">20%</span>",
+                "expected 50%",
+                "owner team &quot;a&quot;",
+                "<tr data-key-result=\"signups-up\">",
+                "<td class=\"num value\">4</td>",
+                "class=\"status s-on_track\">on_track</span>",
+                "<ul class=\"tree\">\n<li class=\"objective\" "
+                "data-objective=\"growth-child\">",
+                "<p>None open.</p>",
+                "id=\"last-sequence\">9</td>",
+                "id=\"lag\">5</td>",
+                "id=\"rejected\">3</td>",
+                "&lt;script&gt;",
+            });
   EXPECT_EQ(page.find("<script>"), std::string::npos);
   EXPECT_EQ(page.find("http"), std::string::npos);  // no external assets
 }

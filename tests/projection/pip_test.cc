@@ -190,24 +190,41 @@ std::vector<std::string> FiredIds(const KpiProjection& kpis) {
   return out;
 }
 
-// Without allowed_lateness a period is judged at the first tick after its
-// end. What a tick fired stays fired: a week arriving later that rewrites
-// the history adds its own transitions but takes none back, and a snapshot
-// keeps them.
-TEST(EvaluatePipsTest, TransitionsFiredAtATickAreNeverTakenBack) {
+// 2027-01-04 is a Monday: weekly periods start there.
+const absl::Time kMonday = kJan + absl::Hours(24 * 3);
+const absl::Duration kWeek = absl::Hours(24 * 7);
+
+// Weekly revenue without allowed_lateness, watched by the quota policy with
+// one sample per period enough.
+std::shared_ptr<config::Config> QuotaWithoutLateness() {
   auto config = WeeklyRevenue(config::Aggregation::kSum);
   config->kpis[0].allowed_lateness = absl::InfiniteDuration();
   config::PipPolicyOptions policy = Policy();
   policy.min_samples = 1;
   config->pip_policies = {policy};
-  const absl::Time monday = kJan + absl::Hours(24 * 3);  // 2027-01-04
-  const absl::Duration week = absl::Hours(24 * 7);
+  return config;
+}
+
+// Ann's revenue of 50, below the quota, in the weeks from kMonday and the
+// one after, each logged as it happens.
+void TwoBreachingWeeks(KpiProjection& kpis, uint64_t* sequence) {
+  for (int i = 0; i < 2; ++i) {
+    const absl::Time t = kMonday + kWeek * i + absl::Hours(12);
+    Measure(kpis, ++*sequence, "ann", 50, t, t);
+  }
+}
+
+// Without allowed_lateness a period is judged at the first tick after its
+// end. What a tick fired stays fired: a week arriving later that rewrites
+// the history adds its own transitions but takes none back, and a snapshot
+// keeps them.
+TEST(EvaluatePipsTest, TransitionsFiredAtATickAreNeverTakenBack) {
+  auto config = QuotaWithoutLateness();
   KpiProjection kpis(config);
   uint64_t sequence = 0;
-  Measure(kpis, ++sequence, "ann", 50, monday + absl::Hours(12),
-          monday + absl::Hours(12));
-  Measure(kpis, ++sequence, "ann", 50, monday + week + absl::Hours(12),
-          monday + week + absl::Hours(12));
+  TwoBreachingWeeks(kpis, &sequence);
+  const absl::Time monday = kMonday;
+  const absl::Duration week = kWeek;
   EXPECT_TRUE(kpis.pip_transitions().empty());  // no tick yet: not judged
   Tick(kpis, ++sequence, monday + 2 * week + absl::Hours(1));
   const std::vector<std::string> fired = {
@@ -237,19 +254,12 @@ TEST(EvaluatePipsTest, TransitionsFiredAtATickAreNeverTakenBack) {
 // Ticks without new measurements skip the machines, except when a period
 // closes or a plan's deadline passes: those still fire on time.
 TEST(EvaluatePipsTest, QuietTicksStillFireOnPeriodCloseAndDeadline) {
-  auto config = WeeklyRevenue(config::Aggregation::kSum);
-  config->kpis[0].allowed_lateness = absl::InfiniteDuration();
-  config::PipPolicyOptions policy = Policy();
-  policy.min_samples = 1;
-  config->pip_policies = {policy};
-  const absl::Time monday = kJan + absl::Hours(24 * 3);  // 2027-01-04
-  const absl::Duration week = absl::Hours(24 * 7);
+  auto config = QuotaWithoutLateness();
   KpiProjection kpis(config);
   uint64_t sequence = 0;
-  Measure(kpis, ++sequence, "ann", 50, monday + absl::Hours(12),
-          monday + absl::Hours(12));
-  Measure(kpis, ++sequence, "ann", 50, monday + week + absl::Hours(12),
-          monday + week + absl::Hours(12));
+  TwoBreachingWeeks(kpis, &sequence);
+  const absl::Time monday = kMonday;
+  const absl::Duration week = kWeek;
   Tick(kpis, ++sequence, monday + 2 * week - absl::Hours(1));
   EXPECT_EQ(FiredIds(kpis),
             std::vector<std::string>{"quota/ann/2027-01-11T00:00:00Z/watch"});
