@@ -36,9 +36,7 @@ void Reply(mg_connection* conn, int code, absl::string_view content_type,
             static_cast<int>(content_type.size()), content_type.data(),
             body.size(), static_cast<int>(extra_headers.size()),
             extra_headers.data());
-  if (std::strcmp(mg_get_request_info(conn)->request_method, "HEAD") != 0) {
-    mg_write(conn, body.data(), body.size());
-  }
+  mg_write(conn, body.data(), body.size());
 }
 
 class MetricsHandler final : public CivetHandler {

@@ -269,8 +269,8 @@ std::string Render(const projection::KpiProjection& projection,
 
 std::string SubjectLabel(const config::Config& config,
                          const std::string& subject) {
-  const std::string& key = config.exporter.pseudonym_key;
-  return key.empty() ? subject : Pseudonym(key, subject);
+  std::string scratch;
+  return std::string(SubjectView(config, subject, &scratch));
 }
 
 void KeepLargeBuffers() {

@@ -302,7 +302,9 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
     Rejection rejection;
     bool valid = DecodeAndValidate(payload, encoding, *config_, now,
                                    &candidate.event, &rejection);
-    if (valid && gate_ != nullptr &&
+    // Without export.max_series there is nothing to ask, and asking takes
+    // the daemon's lock once per message.
+    if (valid && gate_ != nullptr && config_->exporter.max_series > 0 &&
         !gate_->Admit(candidate.event, &rejection.detail)) {
       rejection.reason = "series_limit";
       valid = false;

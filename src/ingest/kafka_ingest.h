@@ -36,8 +36,8 @@ class BatchSink {
 };
 
 // Decides, on the Run() thread, whether a valid event may open a new KPI
-// series (export.max_series). Events it refuses are rejected as
-// series_limit with `detail`.
+// series (export.max_series); asked only while the ingest's config sets a
+// cap. Events it refuses are rejected as series_limit with `detail`.
 class SeriesGate {
  public:
   virtual ~SeriesGate() = default;
