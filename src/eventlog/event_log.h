@@ -69,6 +69,9 @@ struct Batch {
     // Kept so a conflicting duplicate can be stored with its original bytes.
     std::string raw;
     std::string content_type;
+    // PayloadHash(event), when the caller computed it ahead (off the append
+    // thread); Append() computes it when empty.
+    std::string hash;
   };
   std::vector<Candidate> events;
   std::vector<okrd::v1::RejectedRecord> rejects;
@@ -147,7 +150,7 @@ class EventLog {
   // and `detail` when it must be rejected; errors only on I/O failures.
   absl::Status ResolveAmendment(
       const okrd::v1::KpiEvent& event, const AppendResult& batch,
-      const absl::flat_hash_map<std::string, size_t>& appended_index,
+      const absl::flat_hash_map<absl::string_view, size_t>& appended_index,
       const absl::flat_hash_map<std::string, okrd::v1::AmendmentState>& amended,
       okrd::v1::Amendment* amendment, std::string* reason,
       std::string* detail) const;

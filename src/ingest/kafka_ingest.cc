@@ -1,7 +1,11 @@
 #include "ingest/kafka_ingest.h"
 
+#include <pthread.h>
+
 #include <algorithm>
+#include <optional>
 #include <set>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -15,6 +19,12 @@
 
 namespace okrd::ingest {
 namespace {
+
+// A filled batch and the config it was validated under.
+struct Filled {
+  std::shared_ptr<const config::Config> config;
+  eventlog::Batch batch;
+};
 
 // Frees the TopicPartition objects librdkafka hands out by pointer.
 struct PartitionList {
@@ -52,6 +62,11 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
         {"partition.assignment.strategy", "cooperative-sticky"},
         {"auto.offset.reset", kafka.auto_offset_reset},
         {"fetch.wait.max.ms", "50"},
+        // librdkafka counts this against the one consumer queue all
+        // partitions feed, so its default (100000) starves a fast consumer
+        // between fetches; the queue stays bounded by
+        // queued.max.messages.kbytes (64 MiB by default).
+        {"queued.min.messages", "1000000"},
     };
     for (const auto& [key, value] : kafka.properties) settings[key] = value;
     std::string err;
@@ -92,31 +107,54 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
     if (consumer_ && !closed_) consumer_->close();
   }
 
+  // Two threads share the work: this one consumes, decodes and validates
+  // the next batch while the appender makes the previous one durable and
+  // folds it. At most one filled batch waits between them.
   absl::Status Run(const std::atomic<bool>& stop) {
-    absl::Status result;
     absl::Time next_tick = clock_->Now();
     {
       absl::MutexLock lock(&mu_);
       running_ = true;
     }
-    while (!stop.load() && !fatal_.load()) {
+    std::thread appender([this] {
+      pthread_setname_np(pthread_self(), "okrd-append");
+      AppendLoop();
+    });
+    while (!stop.load() && !fatal_.load() && !append_failed_.load()) {
       {
         absl::MutexLock lock(&mu_);
         if (pending_config_) config_ = std::move(pending_config_);
       }
-      eventlog::Batch batch;
-      in_flight_ = &batch.next_offsets;
-      FillBatch(batch, stop);
+      Filled filled;
+      filled.config = config_;
+      in_flight_ = &filled.batch.next_offsets;
+      FillBatch(filled.batch, stop);
       in_flight_ = nullptr;
+      for (const auto& [key, offset] : filled.batch.next_offsets) {
+        consumed_[key] = offset;
+      }
       // The clock is logged like an event, in the same atomic batch.
       const absl::Time now = clock_->Now();
       if (now >= next_tick) {
-        batch.tick = true;
+        filled.batch.tick = true;
         next_tick = now + config_->projection.tick_interval;
       }
-      if (batch.next_offsets.empty() && !batch.tick) continue;
-      result = Commit(std::move(batch));
-      if (!result.ok()) break;
+      if (!filled.batch.next_offsets.empty() || filled.batch.tick) {
+        if (!HandOver(std::move(filled))) break;
+      }
+      CommitToKafka();
+    }
+    {
+      absl::MutexLock lock(&pipe_mu_);
+      closed_pipe_ = true;
+      pipe_changed_.SignalAll();
+    }
+    appender.join();
+    CommitToKafka();
+    absl::Status result;
+    {
+      absl::MutexLock lock(&pipe_mu_);
+      result = append_status_;
     }
     if (fatal_.load() && result.ok()) {
       result = absl::UnavailableError(
@@ -171,8 +209,12 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
                              ? RdKafka::Topic::OFFSET_END
                              : RdKafka::Topic::OFFSET_BEGINNING;
         if (auto it = stored.find(key); it != stored.end()) offset = it->second;
-        // Messages of this partition already in the unwritten batch must
-        // not be fetched twice.
+        // Messages of this partition consumed but maybe not yet durable (in
+        // the pipeline, or in the batch being filled) must not be fetched
+        // twice: they will be appended.
+        if (auto it = consumed_.find(key); it != consumed_.end()) {
+          offset = std::max(offset, it->second);
+        }
         if (in_flight_ != nullptr) {
           if (auto it = in_flight_->find(key); it != in_flight_->end()) {
             offset = std::max(offset, it->second);
@@ -252,7 +294,8 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
     absl::Time now = clock_->Now();
     const absl::Time deadline = now + kafka.batch_max_wait;
     int taken = 0;
-    while (taken < kafka.batch_max_messages && !stop.load()) {
+    while (taken < kafka.batch_max_messages && !stop.load() &&
+           !append_failed_.load()) {
       const int64_t remaining_ms =
           std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - now));
       std::unique_ptr<RdKafka::Message> msg(consumer_->consume(
@@ -300,16 +343,10 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
 
     eventlog::Batch::Candidate candidate;
     Rejection rejection;
-    bool valid = DecodeAndValidate(payload, encoding, *config_, now,
-                                   &candidate.event, &rejection);
-    // Without export.max_series there is nothing to ask, and asking takes
-    // the daemon's lock once per message.
-    if (valid && gate_ != nullptr && config_->exporter.max_series > 0 &&
-        !gate_->Admit(candidate.event, &rejection.detail)) {
-      rejection.reason = "series_limit";
-      valid = false;
-    }
-    if (valid) {
+    if (DecodeAndValidate(payload, encoding, *config_, now, &candidate.event,
+                          &rejection)) {
+      // Hashed here, beside the decoding, rather than on the append thread.
+      candidate.hash = eventlog::PayloadHash(candidate.event);
       candidate.position = std::move(position);
       candidate.raw.assign(payload.data(), payload.size());
       candidate.content_type = std::move(content_type);
@@ -325,10 +362,69 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
     *record.mutable_position() = std::move(position);
   }
 
-  absl::Status Commit(eventlog::Batch batch) {
+  // Waits for room between the threads and hands `filled` to the appender.
+  // False when the appender has failed.
+  bool HandOver(Filled filled) {
+    absl::MutexLock lock(&pipe_mu_);
+    while (next_.has_value() && append_status_.ok())
+      pipe_changed_.Wait(&pipe_mu_);
+    if (!append_status_.ok()) return false;
+    next_ = std::move(filled);
+    pipe_changed_.SignalAll();
+    return true;
+  }
+
+  // The appender thread: appends and folds batches in the order they were
+  // filled, until the pipe is closed and empty or an append fails.
+  void AppendLoop() {
+    for (;;) {
+      Filled filled;
+      {
+        absl::MutexLock lock(&pipe_mu_);
+        while (!next_.has_value() && !closed_pipe_)
+          pipe_changed_.Wait(&pipe_mu_);
+        if (!next_.has_value()) return;
+        filled = std::move(*next_);
+        next_.reset();
+        pipe_changed_.SignalAll();
+      }
+      absl::Status s = Commit(std::move(filled));
+      if (!s.ok()) {
+        absl::MutexLock lock(&pipe_mu_);
+        append_status_ = std::move(s);
+        append_failed_.store(true);
+        pipe_changed_.SignalAll();
+        return;
+      }
+    }
+  }
+
+  // Asks the series gate about each valid event (on this thread, so that
+  // the gate sees every earlier batch folded), appends, folds, and reports
+  // the rejections.
+  absl::Status Commit(Filled filled) {
+    eventlog::Batch& batch = filled.batch;
+    // Without export.max_series there is nothing to ask, and asking takes
+    // the daemon's lock once per event.
+    if (gate_ != nullptr && filled.config->exporter.max_series > 0) {
+      std::vector<eventlog::Batch::Candidate> admitted;
+      admitted.reserve(batch.events.size());
+      for (eventlog::Batch::Candidate& c : batch.events) {
+        std::string detail;
+        if (gate_->Admit(c.event, &detail)) {
+          admitted.push_back(std::move(c));
+          continue;
+        }
+        okrd::v1::RejectedRecord& record = batch.rejects.emplace_back();
+        record.set_reason("series_limit");
+        record.set_detail(std::move(detail));
+        record.set_raw(std::move(c.raw));
+        record.set_content_type(std::move(c.content_type));
+        *record.mutable_position() = std::move(c.position);
+      }
+      batch.events = std::move(admitted);
+    }
     batch.ingest_time = clock_->Now();
-    const std::map<eventlog::PartitionKey, int64_t> offsets =
-        batch.next_offsets;
     absl::StatusOr<eventlog::AppendResult> result =
         log_->Append(std::move(batch));
     if (!result.ok()) {
@@ -346,7 +442,7 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
                   r.detail());
       if (dlq_) {
         absl::Status s = dlq_->Send(
-            config_->kafka.dlq_topic, "", r.raw(),
+            filled.config->kafka.dlq_topic, "", r.raw(),
             {{"okrd-reason", r.reason()},
              {"okrd-detail", r.detail()},
              {"okrd-source",
@@ -356,22 +452,29 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
         if (!s.ok()) spdlog::warn("dead-letter topic: {}", s.message());
       }
     }
-    CommitToKafka(offsets);
     return absl::OkStatus();
   }
 
-  // Kafka's committed offsets are for lag dashboards only; the log's
-  // offsets are the ones okrd resumes from.
-  void CommitToKafka(const std::map<eventlog::PartitionKey, int64_t>& offsets) {
-    PartitionList commit;
-    std::map<eventlog::PartitionKey, int64_t> lag;
-    for (const auto& [key, offset] : offsets) {
-      if (!owned_.contains(key)) continue;
-      commit.list.push_back(
-          RdKafka::TopicPartition::create(key.first, key.second, offset));
-    }
-    if (!commit.list.empty()) consumer_->commitAsync(commit.list);
+  // Commits the log's durable offsets to Kafka when they moved, and updates
+  // the lag. Kafka's committed offsets are for lag dashboards only; the
+  // log's offsets are the ones okrd resumes from.
+  void CommitToKafka() {
     const std::map<eventlog::PartitionKey, int64_t> stored = log_->Offsets();
+    if (stored != committed_) {
+      PartitionList commit;
+      for (const auto& [key, offset] : stored) {
+        if (!owned_.contains(key)) continue;
+        if (auto it = committed_.find(key);
+            it != committed_.end() && it->second == offset) {
+          continue;
+        }
+        commit.list.push_back(
+            RdKafka::TopicPartition::create(key.first, key.second, offset));
+      }
+      if (!commit.list.empty()) consumer_->commitAsync(commit.list);
+      committed_ = stored;
+    }
+    std::map<eventlog::PartitionKey, int64_t> lag;
     for (const eventlog::PartitionKey& key : owned_) {
       int64_t low = 0;
       int64_t high = 0;
@@ -402,6 +505,18 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
   // consume()).
   std::set<eventlog::PartitionKey> owned_;
   const std::map<eventlog::PartitionKey, int64_t>* in_flight_ = nullptr;
+  // Next offsets of everything consumed in this run, and what was last
+  // committed to Kafka.
+  std::map<eventlog::PartitionKey, int64_t> consumed_;
+  std::map<eventlog::PartitionKey, int64_t> committed_;
+
+  // Between the consume thread and the appender.
+  absl::Mutex pipe_mu_;
+  absl::CondVar pipe_changed_;  // signalled on every change of what it guards
+  std::optional<Filled> next_ ABSL_GUARDED_BY(pipe_mu_);
+  bool closed_pipe_ ABSL_GUARDED_BY(pipe_mu_) = false;
+  absl::Status append_status_ ABSL_GUARDED_BY(pipe_mu_);
+  std::atomic<bool> append_failed_{false};
 
   std::atomic<bool> assigned_{false};
   std::atomic<bool> fatal_{false};

@@ -12,6 +12,10 @@
 // Rejected messages are logged, counted and stored by the EventLog and, when
 // kafka.dlq_topic is set, produced there with the reason in headers.
 //
+// Run() works on two threads: the calling one consumes, decodes and
+// validates the next batch while an appender thread it owns appends the
+// previous one and hands it to the BatchSink.
+//
 // Thread-safety: Run() on one thread; assigned() and Lag() from any thread.
 
 #include <atomic>
@@ -28,16 +32,19 @@
 
 namespace okrd::ingest {
 
-// Receives every durably appended batch, in log order, on the Run() thread.
+// Receives every durably appended batch, in log order, on Run()'s appender
+// thread.
 class BatchSink {
  public:
   virtual ~BatchSink() = default;
   virtual void OnAppended(const eventlog::AppendResult& result) = 0;
 };
 
-// Decides, on the Run() thread, whether a valid event may open a new KPI
-// series (export.max_series); asked only while the ingest's config sets a
-// cap. Events it refuses are rejected as series_limit with `detail`.
+// Decides, on Run()'s appender thread just before a batch is appended,
+// whether a valid event may open a new KPI series (export.max_series); asked
+// only while the batch's config sets a cap. Calls alternate with the
+// BatchSink's, so the gate sees every earlier batch folded. Events it refuses
+// are rejected as series_limit with `detail`.
 class SeriesGate {
  public:
   virtual ~SeriesGate() = default;

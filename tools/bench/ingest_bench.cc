@@ -3,6 +3,7 @@
 // kcat's raw consume rate from the same embedded broker in the same run.
 //
 //   ingest_bench [--events N] [--partitions P] [--subjects S] [--batch B]
+//                [--kafka-property KEY=VALUE]...
 //
 // The clock starts when the first durable batch is in the projection, so the
 // consumer group join (about 3 s on the embedded broker) is not counted.
@@ -86,7 +87,8 @@ double KcatRate(const std::string& brokers, long long events) {
 
 int Main(int argc, char** argv) {
   (void)InitLogging("warn");
-  Args args({"events", "partitions", "subjects", "batch"}, {});
+  Args args({"events", "partitions", "subjects", "batch", "kafka-property"},
+            {});
   if (absl::Status s =
           args.Parse(std::vector<std::string>(argv + 1, argv + argc));
       !s.ok()) {
@@ -114,6 +116,14 @@ int Main(int argc, char** argv) {
   auto config = std::make_shared<config::Config>();
   config->kafka.topics = {kTopic};
   config->kafka.batch_max_messages = static_cast<int>(batch);
+  for (const std::string& property : args.All("kafka-property")) {
+    const size_t eq = property.find('=');
+    if (eq == std::string::npos) {
+      std::fprintf(stderr, "ingest_bench: --kafka-property wants KEY=VALUE\n");
+      return 2;
+    }
+    config->kafka.properties[property.substr(0, eq)] = property.substr(eq + 1);
+  }
   config::KpiOptions kpi;
   kpi.id = "signups";
   kpi.unit = "count";
