@@ -333,7 +333,7 @@ absl::Status EventLog::Load() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<AppendResult> EventLog::Append(Batch batch) {
+absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch) {
   if (options_.read_only) {
     return absl::FailedPreconditionError("event log is open read-only");
   }
@@ -343,7 +343,9 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch batch) {
     next = stats_;
   }
   AppendResult result;
-  rocksdb::WriteBatch wb;
+  // Room for the events and their dedup entries, so the batch is not
+  // copied as it grows.
+  rocksdb::WriteBatch wb(batch.events.size() * 256);
   const int64_t ingest_us = absl::ToUnixMicros(batch.ingest_time);
 
   // Look every id up at once, in key order (RocksDB would sort them

@@ -113,8 +113,10 @@ class EventLog {
 
   // Deduplicates and durably appends one batch. Same event_id and payload as
   // a logged event: counted as duplicate, dropped. Same id, other payload:
-  // rejected with reason "conflict". On error nothing was written.
-  absl::StatusOr<AppendResult> Append(Batch batch);
+  // rejected with reason "conflict". On error nothing was written. The
+  // batch's events and rejects move into the result; what is left of the
+  // batch stays the caller's to free.
+  absl::StatusOr<AppendResult> Append(Batch&& batch);
 
   // Calls `fn` for each stored event with sequence >= `from`, in order, until
   // it returns false.

@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "ingest/producer.h"
 #include "ingest/validator.h"
+#include "librdkafka/rdkafka.h"
 #include "librdkafka/rdkafkacpp.h"
 #include "spdlog/spdlog.h"
 
@@ -24,6 +25,12 @@ namespace {
 struct Filled {
   std::shared_ptr<const config::Config> config;
   eventlog::Batch batch;
+};
+
+// A batch done with, and what its append returned.
+struct Spent {
+  Filled filled;
+  eventlog::AppendResult result;
 };
 
 // Frees the TopicPartition objects librdkafka hands out by pointer.
@@ -294,6 +301,7 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
     absl::Time now = clock_->Now();
     const absl::Time deadline = now + kafka.batch_max_wait;
     int taken = 0;
+    batch.events.reserve(static_cast<size_t>(kafka.batch_max_messages));
     while (taken < kafka.batch_max_messages && !stop.load() &&
            !append_failed_.load()) {
       const int64_t remaining_ms =
@@ -324,13 +332,17 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
   void Take(RdKafka::Message& msg, absl::Time now, eventlog::Batch& batch) {
     const eventlog::PartitionKey key{msg.topic_name(), msg.partition()};
     batch.next_offsets[key] = msg.offset() + 1;
+    // Read in place: the C++ Message::headers() copies every header.
     std::string content_type;
-    if (const RdKafka::Headers* headers = msg.headers(); headers != nullptr) {
-      const RdKafka::Headers::Header header = headers->get_last("content-type");
-      if (header.err() == RdKafka::ERR_NO_ERROR && header.value() != nullptr) {
-        content_type.assign(static_cast<const char*>(header.value()),
-                            header.value_size());
-      }
+    rd_kafka_headers_t* headers = nullptr;
+    const void* value = nullptr;
+    size_t value_size = 0;
+    if (rd_kafka_message_headers(msg.c_ptr(), &headers) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(headers, "content-type", &value,
+                                 &value_size) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        value != nullptr) {
+      content_type.assign(static_cast<const char*>(value), value_size);
     }
     const absl::string_view payload(static_cast<const char*>(msg.payload()),
                                     msg.payload() == nullptr ? 0 : msg.len());
@@ -365,9 +377,11 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
   // Waits for room between the threads and hands `filled` to the appender.
   // False when the appender has failed.
   bool HandOver(Filled filled) {
+    std::vector<Spent> spent;  // freed here, after the lock
     absl::MutexLock lock(&pipe_mu_);
     while (next_.has_value() && append_status_.ok())
       pipe_changed_.Wait(&pipe_mu_);
+    spent.swap(spent_);
     if (!append_status_.ok()) return false;
     next_ = std::move(filled);
     pipe_changed_.SignalAll();
@@ -388,21 +402,23 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
         next_.reset();
         pipe_changed_.SignalAll();
       }
-      absl::Status s = Commit(std::move(filled));
-      if (!s.ok()) {
-        absl::MutexLock lock(&pipe_mu_);
-        append_status_ = std::move(s);
+      absl::StatusOr<eventlog::AppendResult> result = Commit(filled);
+      absl::MutexLock lock(&pipe_mu_);
+      if (!result.ok()) {
+        append_status_ = result.status();
         append_failed_.store(true);
         pipe_changed_.SignalAll();
         return;
       }
+      // Freed by the thread that allocated most of it (see HandOver).
+      spent_.push_back(Spent{std::move(filled), *std::move(result)});
     }
   }
 
   // Asks the series gate about each valid event (on this thread, so that
   // the gate sees every earlier batch folded), appends, folds, and reports
   // the rejections.
-  absl::Status Commit(Filled filled) {
+  absl::StatusOr<eventlog::AppendResult> Commit(Filled& filled) {
     eventlog::Batch& batch = filled.batch;
     // Without export.max_series there is nothing to ask, and asking takes
     // the daemon's lock once per event.
@@ -452,7 +468,7 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
         if (!s.ok()) spdlog::warn("dead-letter topic: {}", s.message());
       }
     }
-    return absl::OkStatus();
+    return result;
   }
 
   // Commits the log's durable offsets to Kafka when they moved, and updates
@@ -514,6 +530,9 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
   absl::Mutex pipe_mu_;
   absl::CondVar pipe_changed_;  // signalled on every change of what it guards
   std::optional<Filled> next_ ABSL_GUARDED_BY(pipe_mu_);
+  // Appended batches, for the consume thread to free: glibc frees fastest
+  // on the thread that allocated, and the appender has no time to spare.
+  std::vector<Spent> spent_ ABSL_GUARDED_BY(pipe_mu_);
   bool closed_pipe_ ABSL_GUARDED_BY(pipe_mu_) = false;
   absl::Status append_status_ ABSL_GUARDED_BY(pipe_mu_);
   std::atomic<bool> append_failed_{false};

@@ -22,6 +22,7 @@
 #include "core/log.h"
 #include "core/time_util.h"
 #include "eventlog/event_log.h"
+#include "export/metrics.h"
 #include "ingest/embedded_broker.h"
 #include "ingest/kafka_ingest.h"
 #include "ingest/producer.h"
@@ -87,6 +88,7 @@ double KcatRate(const std::string& brokers, long long events) {
 
 int Main(int argc, char** argv) {
   (void)InitLogging("warn");
+  exporter::KeepLargeBuffers();  // as okrd does
   Args args({"events", "partitions", "subjects", "batch", "kafka-property"},
             {});
   if (absl::Status s =
