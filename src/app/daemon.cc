@@ -133,8 +133,8 @@ class State final : public ingest::BatchSink,
   }
 
   // export.max_series: an event that would open a new KPI series is admitted
-  // only while kSeriesPerKpiSubject more series fit. Pairs admitted in the
-  // batch in hand count until OnAppended folds them. The refusal is logged
+  // only while kSeriesPerKpiSubject more series fit. Admitted pairs count
+  // until OnAppended has folded them. The refusal is logged
   // once per KPI; each refused event is counted and kept as series_limit.
   bool Admit(const okrd::v1::KpiEvent& event, std::string* detail) override {
     absl::MutexLock lock(&mu_);
@@ -165,7 +165,15 @@ class State final : public ingest::BatchSink,
     std::optional<okrd::v1::ProjectionSnapshot> snapshot;
     {
       absl::MutexLock lock(&mu_);
-      admitted_.clear();
+      // Admitted series now folded are counted by the projection. Others
+      // may belong to batches appended but not yet folded: they stay.
+      for (auto it = admitted_.begin(); it != admitted_.end();) {
+        if (projection_->Tracks(it->first, it->second)) {
+          admitted_.erase(it++);
+        } else {
+          ++it;
+        }
+      }
       for (const okrd::v1::StoredEvent& e : result.appended) {
         // A reload may already have folded this batch from the log.
         if (e.sequence() <= projection_->sequence()) continue;
@@ -255,8 +263,9 @@ class State final : public ingest::BatchSink,
   std::unique_ptr<projection::KpiProjection> projection_ ABSL_GUARDED_BY(mu_);
   exporter::DaemonState daemon_ ABSL_GUARDED_BY(mu_);
   ingest::KafkaIngest* ingest_ ABSL_GUARDED_BY(mu_) = nullptr;
-  // Series admitted by Admit() and not yet folded; KPIs already logged as
-  // having hit export.max_series.
+  // Series admitted by Admit() and not yet folded (the ingest may append a
+  // batch or two ahead of the fold); KPIs already logged as having hit
+  // export.max_series.
   absl::flat_hash_set<std::pair<std::string, std::string>> admitted_
       ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> series_limited_kpis_ ABSL_GUARDED_BY(mu_);

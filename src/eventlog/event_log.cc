@@ -333,7 +333,7 @@ absl::Status EventLog::Load() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch) {
+absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
   if (options_.read_only) {
     return absl::FailedPreconditionError("event log is open read-only");
   }
@@ -488,7 +488,7 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch) {
     wb.Put(handles_[kMeta], CounterKeyString(key), EncodeU64(count));
   }
   rocksdb::WriteOptions write_options;
-  write_options.sync = options_.sync;
+  write_options.sync = options_.sync && durable == Durable::kOnReturn;
   if (absl::Status s = FromRocks(db_->Write(write_options, &wb), "append");
       !s.ok()) {
     return s;
@@ -496,6 +496,11 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch) {
   absl::MutexLock lock(&mu_);
   stats_ = std::move(next);
   return result;
+}
+
+absl::Status EventLog::SyncWal() {
+  if (!options_.sync || options_.read_only) return absl::OkStatus();
+  return FromRocks(db_->SyncWAL(), "syncing the write-ahead log");
 }
 
 absl::Status EventLog::ResolveAmendment(

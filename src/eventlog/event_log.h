@@ -111,12 +111,21 @@ class EventLog {
   EventLog(const EventLog&) = delete;
   EventLog& operator=(const EventLog&) = delete;
 
-  // Deduplicates and durably appends one batch. Same event_id and payload as
-  // a logged event: counted as duplicate, dropped. Same id, other payload:
+  // When an appended batch is durable: on return (fsynced if the log was
+  // opened with sync), or at the next SyncWal(), so that the fsync of one
+  // batch can overlap the work on the next.
+  enum class Durable { kOnReturn, kAtSyncWal };
+
+  // Deduplicates and appends one batch. Same event_id and payload as a
+  // logged event: counted as duplicate, dropped. Same id, other payload:
   // rejected with reason "conflict". On error nothing was written. The
   // batch's events and rejects move into the result; what is left of the
-  // batch stays the caller's to free.
-  absl::StatusOr<AppendResult> Append(Batch&& batch);
+  // batch stays the caller's to free. Batches become durable in order: a
+  // crash keeps a prefix of them, each whole.
+  absl::StatusOr<AppendResult> Append(Batch&& batch,
+                                      Durable durable = Durable::kOnReturn);
+  // Fsyncs every batch appended so far, when the log was opened with sync.
+  absl::Status SyncWal();
 
   // Calls `fn` for each stored event with sequence >= `from`, in order, until
   // it returns false.

@@ -27,10 +27,54 @@ struct Filled {
   eventlog::Batch batch;
 };
 
-// A batch done with, and what its append returned.
-struct Spent {
+// A batch appended, and what its append returned.
+struct Appended {
   Filled filled;
   eventlog::AppendResult result;
+};
+
+// Passes work from one thread of the ingest pipeline to the next, holding
+// at most one item so that a slow stage holds back the ones before it.
+template <typename T>
+class Handoff {
+ public:
+  // Waits for room and hands `item` over; false once the taker has quit.
+  bool Put(T item) {
+    absl::MutexLock lock(&mu_);
+    while (item_.has_value() && !quit_) changed_.Wait(&mu_);
+    if (quit_) return false;
+    item_ = std::move(item);
+    changed_.SignalAll();
+    return true;
+  }
+  // Waits for an item; nullopt once the giver has closed and all is taken.
+  std::optional<T> Take() {
+    absl::MutexLock lock(&mu_);
+    while (!item_.has_value() && !closed_) changed_.Wait(&mu_);
+    std::optional<T> item = std::move(item_);
+    item_.reset();
+    changed_.SignalAll();
+    return item;
+  }
+  // The giver has no more.
+  void Close() {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+    changed_.SignalAll();
+  }
+  // The taker takes no more.
+  void Quit() {
+    absl::MutexLock lock(&mu_);
+    quit_ = true;
+    changed_.SignalAll();
+  }
+
+ private:
+  absl::Mutex mu_;
+  absl::CondVar changed_;  // signalled on every change of what mu_ guards
+  std::optional<T> item_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool quit_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // Frees the TopicPartition objects librdkafka hands out by pointer.
@@ -114,9 +158,11 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
     if (consumer_ && !closed_) consumer_->close();
   }
 
-  // Two threads share the work: this one consumes, decodes and validates
-  // the next batch while the appender makes the previous one durable and
-  // folds it. At most one filled batch waits between them.
+  // Three threads share the work, each on its own batch: this one
+  // consumes, decodes and validates; the appender deduplicates and writes
+  // to the log; the publisher waits for the write to be durable, then folds
+  // the batch and reports its rejections. At most one batch waits between
+  // two of them.
   absl::Status Run(const std::atomic<bool>& stop) {
     absl::Time next_tick = clock_->Now();
     {
@@ -127,7 +173,11 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
       pthread_setname_np(pthread_self(), "okrd-append");
       AppendLoop();
     });
-    while (!stop.load() && !fatal_.load() && !append_failed_.load()) {
+    std::thread publisher([this] {
+      pthread_setname_np(pthread_self(), "okrd-publish");
+      PublishLoop();
+    });
+    while (!stop.load() && !fatal_.load() && !failed_.load()) {
       {
         absl::MutexLock lock(&mu_);
         if (pending_config_) config_ = std::move(pending_config_);
@@ -147,21 +197,20 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
         next_tick = now + config_->projection.tick_interval;
       }
       if (!filled.batch.next_offsets.empty() || filled.batch.tick) {
-        if (!HandOver(std::move(filled))) break;
+        if (!to_append_.Put(std::move(filled))) break;
       }
+      FreeSpent();
       CommitToKafka();
     }
-    {
-      absl::MutexLock lock(&pipe_mu_);
-      closed_pipe_ = true;
-      pipe_changed_.SignalAll();
-    }
+    to_append_.Close();
     appender.join();
+    publisher.join();
+    FreeSpent();
     CommitToKafka();
     absl::Status result;
     {
-      absl::MutexLock lock(&pipe_mu_);
-      result = append_status_;
+      absl::MutexLock lock(&failure_mu_);
+      result = failure_;
     }
     if (fatal_.load() && result.ok()) {
       result = absl::UnavailableError(
@@ -303,7 +352,7 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
     int taken = 0;
     batch.events.reserve(static_cast<size_t>(kafka.batch_max_messages));
     while (taken < kafka.batch_max_messages && !stop.load() &&
-           !append_failed_.load()) {
+           !failed_.load()) {
       const int64_t remaining_ms =
           std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - now));
       std::unique_ptr<RdKafka::Message> msg(consumer_->consume(
@@ -374,101 +423,109 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
     *record.mutable_position() = std::move(position);
   }
 
-  // Waits for room between the threads and hands `filled` to the appender.
-  // False when the appender has failed.
-  bool HandOver(Filled filled) {
-    std::vector<Spent> spent;  // freed here, after the lock
-    absl::MutexLock lock(&pipe_mu_);
-    while (next_.has_value() && append_status_.ok())
-      pipe_changed_.Wait(&pipe_mu_);
-    spent.swap(spent_);
-    if (!append_status_.ok()) return false;
-    next_ = std::move(filled);
-    pipe_changed_.SignalAll();
-    return true;
+  // Frees, on this thread, the batches the publisher is done with: glibc
+  // frees fastest on the thread that allocated, and the other two have no
+  // time to spare.
+  void FreeSpent() {
+    std::vector<Appended> spent;
+    {
+      absl::MutexLock lock(&spent_mu_);
+      spent.swap(spent_);
+    }
   }
 
-  // The appender thread: appends and folds batches in the order they were
-  // filled, until the pipe is closed and empty or an append fails.
+  // Stops the pipeline with `status`; the first failure wins.
+  void Fail(absl::Status status) {
+    spdlog::critical("event log write failed, stopping: {}", status.message());
+    absl::MutexLock lock(&failure_mu_);
+    if (failure_.ok()) failure_ = std::move(status);
+    failed_.store(true);
+  }
+
+  // The appender thread: asks the series gate about each valid event,
+  // then deduplicates and appends, batch after batch in consume order.
   void AppendLoop() {
-    for (;;) {
-      Filled filled;
-      {
-        absl::MutexLock lock(&pipe_mu_);
-        while (!next_.has_value() && !closed_pipe_)
-          pipe_changed_.Wait(&pipe_mu_);
-        if (!next_.has_value()) return;
-        filled = std::move(*next_);
-        next_.reset();
-        pipe_changed_.SignalAll();
+    while (std::optional<Filled> filled = to_append_.Take()) {
+      eventlog::Batch& batch = filled->batch;
+      // Without export.max_series there is nothing to ask, and asking takes
+      // the daemon's lock once per event.
+      if (gate_ != nullptr && filled->config->exporter.max_series > 0) {
+        ApplySeriesGate(batch);
       }
-      absl::StatusOr<eventlog::AppendResult> result = Commit(filled);
-      absl::MutexLock lock(&pipe_mu_);
+      batch.ingest_time = clock_->Now();
+      absl::StatusOr<eventlog::AppendResult> result = log_->Append(
+          std::move(batch), eventlog::EventLog::Durable::kAtSyncWal);
       if (!result.ok()) {
-        append_status_ = result.status();
-        append_failed_.store(true);
-        pipe_changed_.SignalAll();
+        Fail(result.status());
+        to_append_.Quit();
+        break;
+      }
+      if (!to_publish_.Put(Appended{*std::move(filled), *std::move(result)})) {
+        to_append_.Quit();
+        break;
+      }
+    }
+    to_publish_.Close();
+  }
+
+  // Moves the events the series gate refuses to the batch's rejects.
+  void ApplySeriesGate(eventlog::Batch& batch) {
+    std::vector<eventlog::Batch::Candidate> admitted;
+    admitted.reserve(batch.events.size());
+    for (eventlog::Batch::Candidate& c : batch.events) {
+      std::string detail;
+      if (gate_->Admit(c.event, &detail)) {
+        admitted.push_back(std::move(c));
+        continue;
+      }
+      okrd::v1::RejectedRecord& record = batch.rejects.emplace_back();
+      record.set_reason("series_limit");
+      record.set_detail(std::move(detail));
+      record.set_raw(std::move(c.raw));
+      record.set_content_type(std::move(c.content_type));
+      *record.mutable_position() = std::move(c.position);
+    }
+    batch.events = std::move(admitted);
+  }
+
+  // The publisher thread: once a batch is durable, folds it and reports
+  // its rejections, in log order.
+  void PublishLoop() {
+    while (std::optional<Appended> appended = to_publish_.Take()) {
+      // One fsync covers this batch and any appended since.
+      if (absl::Status s = log_->SyncWal(); !s.ok()) {
+        Fail(s);
+        to_publish_.Quit();
         return;
       }
-      // Freed by the thread that allocated most of it (see HandOver).
-      spent_.push_back(Spent{std::move(filled), *std::move(result)});
+      sink_->OnAppended(appended->result);
+      ReportRejects(appended->result, *appended->filled.config);
+      absl::MutexLock lock(&spent_mu_);
+      spent_.push_back(*std::move(appended));
     }
   }
 
-  // Asks the series gate about each valid event (on this thread, so that
-  // the gate sees every earlier batch folded), appends, folds, and reports
-  // the rejections.
-  absl::StatusOr<eventlog::AppendResult> Commit(Filled& filled) {
-    eventlog::Batch& batch = filled.batch;
-    // Without export.max_series there is nothing to ask, and asking takes
-    // the daemon's lock once per event.
-    if (gate_ != nullptr && filled.config->exporter.max_series > 0) {
-      std::vector<eventlog::Batch::Candidate> admitted;
-      admitted.reserve(batch.events.size());
-      for (eventlog::Batch::Candidate& c : batch.events) {
-        std::string detail;
-        if (gate_->Admit(c.event, &detail)) {
-          admitted.push_back(std::move(c));
-          continue;
-        }
-        okrd::v1::RejectedRecord& record = batch.rejects.emplace_back();
-        record.set_reason("series_limit");
-        record.set_detail(std::move(detail));
-        record.set_raw(std::move(c.raw));
-        record.set_content_type(std::move(c.content_type));
-        *record.mutable_position() = std::move(c.position);
-      }
-      batch.events = std::move(admitted);
-    }
-    batch.ingest_time = clock_->Now();
-    absl::StatusOr<eventlog::AppendResult> result =
-        log_->Append(std::move(batch));
-    if (!result.ok()) {
-      spdlog::critical("event log append failed, stopping: {}",
-                       result.status().message());
-      return result.status();
-    }
-    sink_->OnAppended(*result);
-    for (const okrd::v1::RejectedRecord& r : result->rejected) {
+  // Logs each rejection and produces it to the dead-letter topic.
+  void ReportRejects(const eventlog::AppendResult& result,
+                     const config::Config& config) {
+    for (const okrd::v1::RejectedRecord& r : result.rejected) {
       // The series gate logs its limit once per KPI, not per event.
       spdlog::log(r.reason() == "series_limit" ? spdlog::level::debug
                                                : spdlog::level::warn,
                   "rejected {}/{}@{} reason={}: {}", r.position().topic(),
                   r.position().partition(), r.position().offset(), r.reason(),
                   r.detail());
-      if (dlq_) {
-        absl::Status s = dlq_->Send(
-            filled.config->kafka.dlq_topic, "", r.raw(),
-            {{"okrd-reason", r.reason()},
-             {"okrd-detail", r.detail()},
-             {"okrd-source",
-              absl::StrCat(r.position().topic(), "/", r.position().partition(),
-                           "@", r.position().offset())},
-             {"content-type", r.content_type()}});
-        if (!s.ok()) spdlog::warn("dead-letter topic: {}", s.message());
-      }
+      if (!dlq_) continue;
+      absl::Status s =
+          dlq_->Send(config.kafka.dlq_topic, "", r.raw(),
+                     {{"okrd-reason", r.reason()},
+                      {"okrd-detail", r.detail()},
+                      {"okrd-source", absl::StrCat(r.position().topic(), "/",
+                                                   r.position().partition(),
+                                                   "@", r.position().offset())},
+                      {"content-type", r.content_type()}});
+      if (!s.ok()) spdlog::warn("dead-letter topic: {}", s.message());
     }
-    return result;
   }
 
   // Commits the log's durable offsets to Kafka when they moved, and updates
@@ -526,16 +583,16 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
   std::map<eventlog::PartitionKey, int64_t> consumed_;
   std::map<eventlog::PartitionKey, int64_t> committed_;
 
-  // Between the consume thread and the appender.
-  absl::Mutex pipe_mu_;
-  absl::CondVar pipe_changed_;  // signalled on every change of what it guards
-  std::optional<Filled> next_ ABSL_GUARDED_BY(pipe_mu_);
-  // Appended batches, for the consume thread to free: glibc frees fastest
-  // on the thread that allocated, and the appender has no time to spare.
-  std::vector<Spent> spent_ ABSL_GUARDED_BY(pipe_mu_);
-  bool closed_pipe_ ABSL_GUARDED_BY(pipe_mu_) = false;
-  absl::Status append_status_ ABSL_GUARDED_BY(pipe_mu_);
-  std::atomic<bool> append_failed_{false};
+  // consume thread -> appender -> publisher.
+  Handoff<Filled> to_append_;
+  Handoff<Appended> to_publish_;
+  // Published batches, for the consume thread to free.
+  absl::Mutex spent_mu_;
+  std::vector<Appended> spent_ ABSL_GUARDED_BY(spent_mu_);
+  // Why the pipeline stopped, if it failed; failed_ is read without a lock.
+  absl::Mutex failure_mu_;
+  absl::Status failure_ ABSL_GUARDED_BY(failure_mu_);
+  std::atomic<bool> failed_{false};
 
   std::atomic<bool> assigned_{false};
   std::atomic<bool> fatal_{false};

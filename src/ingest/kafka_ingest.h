@@ -12,9 +12,10 @@
 // Rejected messages are logged, counted and stored by the EventLog and, when
 // kafka.dlq_topic is set, produced there with the reason in headers.
 //
-// Run() works on two threads: the calling one consumes, decodes and
-// validates the next batch while an appender thread it owns appends the
-// previous one and hands it to the BatchSink.
+// Run() works on three threads, each on its own batch: the calling one
+// consumes, decodes and validates; an appender deduplicates and writes to
+// the log; a publisher waits for that write to be durable (one fsync covers
+// every batch written before it) and hands the batch to the BatchSink.
 //
 // Thread-safety: Run() on one thread; assigned() and Lag() from any thread.
 
@@ -32,7 +33,7 @@
 
 namespace okrd::ingest {
 
-// Receives every durably appended batch, in log order, on Run()'s appender
+// Receives every durably appended batch, in log order, on Run()'s publisher
 // thread.
 class BatchSink {
  public:
@@ -42,9 +43,9 @@ class BatchSink {
 
 // Decides, on Run()'s appender thread just before a batch is appended,
 // whether a valid event may open a new KPI series (export.max_series); asked
-// only while the batch's config sets a cap. Calls alternate with the
-// BatchSink's, so the gate sees every earlier batch folded. Events it refuses
-// are rejected as series_limit with `detail`.
+// only while the batch's config sets a cap. The BatchSink may not have
+// folded the batch or two appended before. Events it refuses are rejected
+// as series_limit with `detail`.
 class SeriesGate {
  public:
   virtual ~SeriesGate() = default;
