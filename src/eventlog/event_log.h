@@ -24,7 +24,9 @@
 // event.
 //
 // Thread-safety: Append() must be called from one thread at a time. Read
-// methods may run concurrently with Append() and with each other.
+// methods and SyncWal() may run concurrently with Append() and with each
+// other. Reads, Offsets() and GetStats() see a batch once it is appended,
+// which with Durable::kAtSyncWal is before its fsync.
 
 #include <cstdint>
 #include <functional>

@@ -528,9 +528,10 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
     }
   }
 
-  // Commits the log's durable offsets to Kafka when they moved, and updates
-  // the lag. Kafka's committed offsets are for lag dashboards only; the
-  // log's offsets are the ones okrd resumes from.
+  // Commits the log's offsets to Kafka when they moved (they may run a
+  // batch ahead of its fsync), and updates the lag. Kafka's committed
+  // offsets are for lag dashboards only; the log's offsets are the ones
+  // okrd resumes from.
   void CommitToKafka() {
     const std::map<eventlog::PartitionKey, int64_t> stored = log_->Offsets();
     if (stored != committed_) {
