@@ -113,6 +113,7 @@ class State final : public ingest::BatchSink,
           });
       if (!s.ok()) return s;
       projection_ = std::move(built->projection);
+      ForgetTrackedAdmissions();
       ++generation_;
       config_ = config;
       daemon_.rebuild_seconds = absl::ToDoubleSeconds(absl::Now() - started);
@@ -165,20 +166,12 @@ class State final : public ingest::BatchSink,
     std::optional<okrd::v1::ProjectionSnapshot> snapshot;
     {
       absl::MutexLock lock(&mu_);
-      // Admitted series now folded are counted by the projection. Others
-      // may belong to batches appended but not yet folded: they stay.
-      for (auto it = admitted_.begin(); it != admitted_.end();) {
-        if (projection_->Tracks(it->first, it->second)) {
-          admitted_.erase(it++);
-        } else {
-          ++it;
-        }
-      }
       for (const okrd::v1::StoredEvent& e : result.appended) {
         // A reload may already have folded this batch from the log.
         if (e.sequence() <= projection_->sequence()) continue;
         projection_->Apply(e);
       }
+      ForgetTrackedAdmissions();
       daemon_.log = log_->GetStats();
       const config::ProjectionOptions& options =
           projection_->config().projection;
@@ -194,6 +187,19 @@ class State final : public ingest::BatchSink,
     }
     // Written outside the lock: scrapes go on meanwhile.
     if (snapshot) StoreSnapshot(*snapshot);
+  }
+
+  // Drops the admitted series the projection now counts itself; the others
+  // may belong to batches appended but not yet folded, and stay. Admit()
+  // relies on admitted_ holding no tracked series.
+  void ForgetTrackedAdmissions() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (auto it = admitted_.begin(); it != admitted_.end();) {
+      if (projection_->Tracks(it->first, it->second)) {
+        admitted_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
   }
 
   // Stores a snapshot of the current state unless one exists for it.

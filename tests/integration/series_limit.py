@@ -49,7 +49,10 @@ def main():
 
     with cluster:
         wait_for("okrd ready", okrd.ready, timeout=60)
-        send(("orders", "shop-a", 5), ("orders", "shop-b", 7))
+        # One at a time, so the second is admitted after the first is folded.
+        send(("orders", "shop-a", 5))
+        wait_for("one series accepted", lambda: counted("accepted") == 1, timeout=30)
+        send(("orders", "shop-b", 7))
         wait_for("two series accepted", lambda: counted("accepted") == 2, timeout=30)
         # Four events would open four more pairs; two more for known pairs.
         send(("orders", "shop-c", 1), ("visits", "shop-a", 1), ("orders", "shop-d", 1),
