@@ -3,19 +3,21 @@
 // kcat's raw consume rate from the same embedded broker in the same run.
 //
 //   ingest_bench [--events N] [--partitions P] [--subjects S] [--batch B]
-//                [--kafka-property KEY=VALUE]...
+//                [--runs R] [--kafka-property KEY=VALUE]...
 //
 // The clock starts when the first durable batch is in the projection, so the
 // consumer group join (about 3 s on the embedded broker) is not counted.
 
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "config/config.h"
 #include "core/args.h"
@@ -86,11 +88,62 @@ double KcatRate(const std::string& brokers, long long events) {
   return static_cast<double>(events) / absl::ToDoubleSeconds(took);
 }
 
+double Median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values.empty() ? 0 : values[values.size() / 2];
+}
+
+// " (min-max)" over more than one run, else "".
+std::string Range(const std::vector<double>& values) {
+  if (values.size() < 2) return "";
+  const auto [min, max] = std::minmax_element(values.begin(), values.end());
+  return absl::StrFormat(" (%.0f-%.0f)", *min, *max);
+}
+
+// One durable ingest of the whole topic into a fresh log, in its own
+// consumer group; events per second after the first batch, or -1.
+double IngestRate(const std::shared_ptr<config::Config>& config,
+                  const std::string& brokers, long long events, bool sync,
+                  const std::string& run, size_t* series) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() /
+      absl::StrCat("okrd-bench-", getpid(), "-", run);
+  std::filesystem::remove_all(dir);
+  auto log = eventlog::EventLog::Open({.path = dir.string(), .sync = sync});
+  if (!log.ok()) return -1;
+  auto run_config = std::make_shared<config::Config>(*config);
+  run_config->kafka.group_id = absl::StrCat("bench-", run);
+  std::atomic<bool> stop{false};
+  TimingSink sink(run_config, static_cast<uint64_t>(events), &stop);
+  auto ingest = ingest::KafkaIngest::Create(run_config, brokers, log->get(),
+                                            &sink, &Clock::Real());
+  if (!ingest.ok()) return -1;
+  std::thread watchdog([&] {
+    const absl::Time deadline = absl::Now() + absl::Minutes(5);
+    while (!stop.load() && absl::Now() < deadline)
+      absl::SleepFor(absl::Milliseconds(50));
+    stop.store(true);
+  });
+  const absl::Status status = (*ingest)->Run(stop);
+  watchdog.join();
+  if (!status.ok() || sink.seen() < static_cast<uint64_t>(events)) {
+    std::fprintf(stderr, "ingest_bench: only %llu of %lld events arrived\n",
+                 static_cast<unsigned long long>(sink.seen()), events);
+    return -1;
+  }
+  *series = sink.projection().subject_count();
+  ingest->reset();
+  log->reset();
+  std::filesystem::remove_all(dir);
+  return sink.Rate();
+}
+
 int Main(int argc, char** argv) {
   (void)InitLogging("warn");
   exporter::KeepLargeBuffers();  // as okrd does
-  Args args({"events", "partitions", "subjects", "batch", "kafka-property"},
-            {});
+  Args args(
+      {"events", "partitions", "subjects", "batch", "runs", "kafka-property"},
+      {});
   if (absl::Status s =
           args.Parse(std::vector<std::string>(argv + 1, argv + argc));
       !s.ok()) {
@@ -98,11 +151,12 @@ int Main(int argc, char** argv) {
                  std::string(s.message()).c_str());
     return 2;
   }
-  long long events = 0, partitions = 0, subjects = 0, batch = 0;
-  for (auto [name, fallback, out] : {std::tuple{"events", 200000LL, &events},
-                                     std::tuple{"partitions", 8LL, &partitions},
-                                     std::tuple{"subjects", 1000LL, &subjects},
-                                     std::tuple{"batch", 5000LL, &batch}}) {
+  long long events = 0, partitions = 0, subjects = 0, batch = 0, runs = 0;
+  for (auto [name, fallback, out] :
+       {std::tuple{"events", 200000LL, &events},
+        std::tuple{"partitions", 8LL, &partitions},
+        std::tuple{"subjects", 1000LL, &subjects},
+        std::tuple{"batch", 5000LL, &batch}, std::tuple{"runs", 1LL, &runs}}) {
     if (absl::Status s = args.GetInt(name, 1, 100000000, fallback, out);
         !s.ok()) {
       std::fprintf(stderr, "ingest_bench: %s\n",
@@ -156,44 +210,30 @@ int Main(int argc, char** argv) {
         events, payload.size(), subjects, partitions, batch);
   }
 
-  const double kcat = KcatRate(brokers, events);
-  std::printf("kcat raw consume:            %10.0f events/s\n", kcat);
+  // Rates swing between runs on a shared machine: each figure is the
+  // median of --runs runs, with the range beside it.
+  std::vector<double> kcat_rates;
+  for (long long r = 0; r < runs; ++r) {
+    kcat_rates.push_back(KcatRate(brokers, events));
+  }
+  const double kcat = Median(kcat_rates);
+  std::printf("kcat raw consume:            %10.0f events/s%s\n", kcat,
+              Range(kcat_rates).c_str());
   for (bool sync : {true, false}) {
-    const std::filesystem::path dir =
-        std::filesystem::temp_directory_path() /
-        absl::StrCat("okrd-bench-", getpid(), sync ? "-sync" : "-nosync");
-    std::filesystem::remove_all(dir);
-    auto log = eventlog::EventLog::Open({.path = dir.string(), .sync = sync});
-    if (!log.ok()) return 1;
-    auto run_config = std::make_shared<config::Config>(*config);
-    run_config->kafka.group_id = absl::StrCat("bench-", sync);
-    std::atomic<bool> stop{false};
-    TimingSink sink(run_config, static_cast<uint64_t>(events), &stop);
-    auto ingest = ingest::KafkaIngest::Create(run_config, brokers, log->get(),
-                                              &sink, &Clock::Real());
-    if (!ingest.ok()) return 1;
-    std::thread watchdog([&] {
-      const absl::Time deadline = absl::Now() + absl::Minutes(5);
-      while (!stop.load() && absl::Now() < deadline)
-        absl::SleepFor(absl::Milliseconds(50));
-      stop.store(true);
-    });
-    const absl::Status run = (*ingest)->Run(stop);
-    watchdog.join();
-    if (!run.ok() || sink.seen() < static_cast<uint64_t>(events)) {
-      std::fprintf(stderr, "ingest_bench: only %llu of %lld events arrived\n",
-                   static_cast<unsigned long long>(sink.seen()), events);
-      return 1;
+    std::vector<double> rates;
+    size_t series = 0;
+    for (long long r = 0; r < runs; ++r) {
+      const double rate = IngestRate(config, brokers, events, sync,
+                                     absl::StrCat(sync, "-", r), &series);
+      if (rate < 0) return 1;
+      rates.push_back(rate);
     }
+    const double rate = Median(rates);
     std::printf(
         "okrd ingest, sync %-3s:       %10.0f events/s (%.0f%% of kcat), %zu "
-        "series\n",
-        sync ? "on" : "off", sink.Rate(),
-        kcat > 0 ? 100 * sink.Rate() / kcat : 0,
-        sink.projection().subject_count());
-    ingest->reset();
-    log->reset();
-    std::filesystem::remove_all(dir);
+        "series%s\n",
+        sync ? "on" : "off", rate, kcat > 0 ? 100 * rate / kcat : 0, series,
+        Range(rates).c_str());
   }
   return 0;
 }
