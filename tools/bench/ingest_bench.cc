@@ -7,6 +7,8 @@
 //
 // The clock starts when the first durable batch is in the projection, so the
 // consumer group join (about 3 s on the embedded broker) is not counted.
+// The embedded broker keeps about 5 MB per partition and drops older
+// messages, so inputs past ~400k events need more partitions.
 
 #include <sys/wait.h>
 
