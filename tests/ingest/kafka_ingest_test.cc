@@ -115,7 +115,8 @@ TEST(KafkaIngestTest, PipelinedBatchesAccountForEveryMessageOnce) {
       std::filesystem::path(::testing::TempDir()) /
       absl::StrCat("kafka_ingest_", getpid());
   std::filesystem::remove_all(dir);
-  auto log = eventlog::EventLog::Open({.path = dir.string(), .sync = false});
+  // With sync, so each batch's fsync runs beside the next one's append.
+  auto log = eventlog::EventLog::Open({.path = dir.string(), .sync = true});
   ASSERT_TRUE(log.ok()) << log.status();
 
   auto config = std::make_shared<config::Config>();
