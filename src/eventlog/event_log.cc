@@ -80,18 +80,6 @@ bool Amends(const okrd::v1::KpiEvent& event) {
          event.kind() == okrd::v1::RETRACTION;
 }
 
-okrd::v1::RejectedRecord RejectCandidate(Batch::Candidate& candidate,
-                                         std::string reason,
-                                         std::string detail) {
-  okrd::v1::RejectedRecord record;
-  record.set_reason(std::move(reason));
-  record.set_detail(std::move(detail));
-  record.set_raw(std::move(candidate.raw));
-  record.set_content_type(candidate.content_type);
-  *record.mutable_position() = candidate.position;
-  return record;
-}
-
 // Calls `fn` for the records of a sequence-keyed column family from `from`
 // on, in order, until it returns false.
 //
@@ -185,6 +173,18 @@ absl::Status Scan(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
 }
 
 }  // namespace
+
+okrd::v1::RejectedRecord RejectCandidate(Batch::Candidate&& candidate,
+                                         std::string reason,
+                                         std::string detail) {
+  okrd::v1::RejectedRecord record;
+  record.set_reason(std::move(reason));
+  record.set_detail(std::move(detail));
+  record.set_raw(std::move(candidate.raw));
+  record.set_content_type(std::move(candidate.content_type));
+  *record.mutable_position() = std::move(candidate.position);
+  return record;
+}
 
 std::string PayloadHash(const okrd::v1::KpiEvent& event) {
   // Fetched once: OpenSSL 3 looks a digest up by name on every one-shot
@@ -404,7 +404,7 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
         ++result.duplicates;
       } else {
         result.rejected.push_back(RejectCandidate(
-            c, "conflict",
+            std::move(c), "conflict",
             absl::StrCat("event_id \"", c.event.event_id(),
                          "\" was already logged with another payload")));
       }
@@ -418,8 +418,8 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
                                         amended, &amendment, &reason, &detail);
       if (!s.ok()) return s;
       if (!reason.empty()) {
-        result.rejected.push_back(
-            RejectCandidate(c, std::move(reason), std::move(detail)));
+        result.rejected.push_back(RejectCandidate(
+            std::move(c), std::move(reason), std::move(detail)));
         continue;
       }
       okrd::v1::AmendmentState& state = amended[c.event.corrects_event_id()];

@@ -176,6 +176,12 @@ class EventLog {
   Stats stats_ ABSL_GUARDED_BY(mu_);
 };
 
+// The rejected record of a candidate refused with `reason`: its raw bytes,
+// content type and position move into the record.
+okrd::v1::RejectedRecord RejectCandidate(Batch::Candidate&& candidate,
+                                         std::string reason,
+                                         std::string detail);
+
 // SHA-256 of the event's deterministic serialization: equal for the same
 // event whether it arrived as binary protobuf or JSON.
 std::string PayloadHash(const okrd::v1::KpiEvent& event);

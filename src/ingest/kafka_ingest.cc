@@ -478,12 +478,8 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
         admitted.push_back(std::move(c));
         continue;
       }
-      okrd::v1::RejectedRecord& record = batch.rejects.emplace_back();
-      record.set_reason("series_limit");
-      record.set_detail(std::move(detail));
-      record.set_raw(std::move(c.raw));
-      record.set_content_type(std::move(c.content_type));
-      *record.mutable_position() = std::move(c.position);
+      batch.rejects.push_back(eventlog::RejectCandidate(
+          std::move(c), "series_limit", std::move(detail)));
     }
     batch.events = std::move(admitted);
   }
