@@ -198,7 +198,12 @@ std::string PayloadHash(const okrd::v1::KpiEvent& event) {
   thread_local Scratch scratch;
   const size_t size = event.ByteSizeLong();
   scratch.bytes.resize(size);
-  {
+  if (event.attributes().empty()) {
+    // Only a map field can serialize in more than one order; without one the
+    // plain serialization is the deterministic one, and much cheaper.
+    event.SerializeWithCachedSizesToArray(
+        reinterpret_cast<uint8_t*>(scratch.bytes.data()));
+  } else {
     google::protobuf::io::ArrayOutputStream stream(scratch.bytes.data(),
                                                    static_cast<int>(size));
     google::protobuf::io::CodedOutputStream coded(&stream);

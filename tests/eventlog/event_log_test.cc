@@ -1,8 +1,12 @@
 #include "eventlog/event_log.h"
 
+#include <openssl/sha.h>
+
 #include <filesystem>
 #include <string>
 
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "gtest/gtest.h"
 
 namespace okrd::eventlog {
@@ -331,6 +335,40 @@ TEST(PayloadHashTest, IgnoresAttributeOrderAndSeesValueChanges) {
   EXPECT_EQ(PayloadHash(a), PayloadHash(b));
   b.set_value(1);
   EXPECT_NE(PayloadHash(a), PayloadHash(b));
+}
+
+// Logged dedup entries hold SHA-256 of the deterministic serialization; the
+// hash must stay that, with and without the map field that makes it differ
+// from the plain serialization.
+TEST(PayloadHashTest, IsSha256OfTheDeterministicSerialization) {
+  okrd::v1::KpiEvent event;
+  event.set_event_id("evt-1");
+  event.set_kpi("signups");
+  event.set_subject("team-a");
+  event.set_value(42.5);
+  event.set_unit("count");
+  event.mutable_event_time()->set_seconds(1767225600);
+  for (bool with_attributes : {false, true}) {
+    if (with_attributes) {
+      (*event.mutable_attributes())["region"] = "eu";
+      (*event.mutable_attributes())["channel"] = "web";
+    }
+    std::string bytes;
+    {
+      google::protobuf::io::StringOutputStream stream(&bytes);
+      google::protobuf::io::CodedOutputStream coded(&stream);
+      coded.SetSerializationDeterministic(true);
+      ASSERT_TRUE(event.SerializeToCodedStream(&coded));
+    }
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    ASSERT_NE(SHA256(reinterpret_cast<const unsigned char*>(bytes.data()),
+                     bytes.size(), digest),
+              nullptr);
+    EXPECT_EQ(
+        PayloadHash(event),
+        std::string(reinterpret_cast<const char*>(digest), sizeof(digest)))
+        << "with attributes: " << with_attributes;
+  }
 }
 
 }  // namespace

@@ -50,6 +50,16 @@ void BM_DecodeAndValidate(benchmark::State& state) {
 }
 BENCHMARK(BM_DecodeAndValidate);
 
+// The dedup hash of one decoded event, as the consume thread computes it.
+void BM_PayloadHash(benchmark::State& state) {
+  const okrd::v1::KpiEvent event = Event(1);
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(eventlog::PayloadHash(event));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_PayloadHash);
+
 // One durable batch of range(0) new events; arg 1 selects fsync.
 void BM_AppendBatch(benchmark::State& state) {
   const std::filesystem::path dir = std::filesystem::temp_directory_path() /
