@@ -7,19 +7,27 @@
 //
 // The clock starts when the first durable batch is in the projection, so the
 // consumer group join (about 3 s on the embedded broker) is not counted.
+// Over the same window it reads each thread's CPU time, and prints it per
+// event: rates swing between runs on a shared machine, costs less so.
 // The embedded broker keeps about 5 MB per partition and drops older
 // messages, so inputs past ~400k events need more partitions.
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "config/config.h"
 #include "core/args.h"
@@ -37,6 +45,35 @@ namespace {
 
 constexpr char kTopic[] = "bench";
 
+// CPU seconds used so far by this process's threads, summed by thread name
+// (utime + stime from /proc/self/task/*/stat).
+using ThreadCpu = std::map<std::string, double>;
+ThreadCpu ReadThreadCpu() {
+  ThreadCpu cpu;
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  std::error_code ec;
+  for (const auto& task :
+       std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    std::ifstream in(task.path() / "stat");
+    const std::string stat{std::istreambuf_iterator<char>(in), {}};
+    // "pid (name) state ...": the name may hold spaces, so split after it.
+    const size_t open = stat.find('(');
+    const size_t close = stat.rfind(')');
+    if (open == std::string::npos || close == std::string::npos ||
+        close + 2 > stat.size()) {
+      continue;
+    }
+    const std::vector<absl::string_view> fields =
+        absl::StrSplit(absl::string_view(stat).substr(close + 2), ' ');
+    double utime = 0, stime = 0;  // fields 14 and 15 of proc(5)
+    if (fields.size() > 12 && absl::SimpleAtod(fields[11], &utime) &&
+        absl::SimpleAtod(fields[12], &stime)) {
+      cpu[stat.substr(open + 1, close - open - 1)] += (utime + stime) / ticks;
+    }
+  }
+  return cpu;
+}
+
 // Folds batches into a projection and notes when the expected count arrived.
 class TimingSink final : public ingest::BatchSink {
  public:
@@ -53,13 +90,28 @@ class TimingSink final : public ingest::BatchSink {
     if (seen_ == 0) {
       first_ = absl::Now();
       first_batch_ = n;
+      cpu_first_ = ReadThreadCpu();
     }
     seen_ += n;
-    if (seen_ >= expected_) {
+    if (seen_ >= expected_ && last_ == absl::InfinitePast()) {
+      // Read before stopping: the pipeline's threads end with the run.
+      cpu_last_ = ReadThreadCpu();
       last_ = absl::Now();
       stop_->store(true);
     }
   }
+
+  // CPU seconds per thread name between the first and the last batch.
+  ThreadCpu Cpu() const {
+    ThreadCpu used;
+    for (const auto& [name, seconds] : cpu_last_) {
+      auto first = cpu_first_.find(name);
+      used[name] = seconds - (first == cpu_first_.end() ? 0 : first->second);
+    }
+    return used;
+  }
+  uint64_t timed_events() const { return seen_ - first_batch_; }
+  double timed_seconds() const { return absl::ToDoubleSeconds(last_ - first_); }
 
   // Events per second after the first batch.
   double Rate() const {
@@ -76,7 +128,44 @@ class TimingSink final : public ingest::BatchSink {
   uint64_t seen_ = 0;
   uint64_t first_batch_ = 0;
   absl::Time first_;
-  absl::Time last_;
+  absl::Time last_ = absl::InfinitePast();
+  ThreadCpu cpu_first_;
+  ThreadCpu cpu_last_;
+};
+
+// CPU time summed over runs, printed per event and thread.
+struct CpuTally {
+  ThreadCpu seconds;
+  uint64_t events = 0;
+  double wall_seconds = 0;
+
+  void Add(const TimingSink& sink) {
+    for (const auto& [name, used] : sink.Cpu()) seconds[name] += used;
+    events += sink.timed_events();
+    wall_seconds += sink.timed_seconds();
+  }
+
+  // "okrd-append 3.41, ... us/event; 1.62 cores busy", busiest first;
+  // threads under 0.05 us per event are left out.
+  std::string Describe() const {
+    if (events == 0 || wall_seconds <= 0) return "no timed events";
+    std::vector<std::pair<double, std::string>> rows;
+    double total = 0;
+    for (const auto& [name, used] : seconds) {
+      total += used;
+      const double us = 1e6 * used / static_cast<double>(events);
+      if (us >= 0.05) rows.emplace_back(us, name);
+    }
+    std::sort(rows.rbegin(), rows.rend());
+    std::string out;
+    for (const auto& [us, name] : rows) {
+      absl::StrAppend(&out, out.empty() ? "" : ", ", name,
+                      absl::StrFormat(" %.2f", us));
+    }
+    return absl::StrFormat("%s; total %.2f us/event, %.2f cores busy", out,
+                           1e6 * total / static_cast<double>(events),
+                           total / wall_seconds);
+  }
 };
 
 // Runs kcat over the whole topic; returns messages per second, or 0.
@@ -106,7 +195,7 @@ std::string Range(const std::vector<double>& values) {
 // consumer group; events per second after the first batch, or -1.
 double IngestRate(const std::shared_ptr<config::Config>& config,
                   const std::string& brokers, long long events, bool sync,
-                  const std::string& run, size_t* series) {
+                  const std::string& run, size_t* series, CpuTally* cpu) {
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path() /
       absl::StrCat("okrd-bench-", getpid(), "-", run);
@@ -134,6 +223,7 @@ double IngestRate(const std::shared_ptr<config::Config>& config,
     return -1;
   }
   *series = sink.projection().subject_count();
+  cpu->Add(sink);
   ingest->reset();
   log->reset();
   std::filesystem::remove_all(dir);
@@ -224,9 +314,10 @@ int Main(int argc, char** argv) {
   for (bool sync : {true, false}) {
     std::vector<double> rates;
     size_t series = 0;
+    CpuTally cpu;
     for (long long r = 0; r < runs; ++r) {
       const double rate = IngestRate(config, brokers, events, sync,
-                                     absl::StrCat(sync, "-", r), &series);
+                                     absl::StrCat(sync, "-", r), &series, &cpu);
       if (rate < 0) return 1;
       rates.push_back(rate);
     }
@@ -236,6 +327,7 @@ int Main(int argc, char** argv) {
         "series%s\n",
         sync ? "on" : "off", rate, kcat > 0 ? 100 * rate / kcat : 0, series,
         Range(rates).c_str());
+    std::printf("  cpu, us/event by thread:   %s\n", cpu.Describe().c_str());
   }
   return 0;
 }
