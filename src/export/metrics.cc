@@ -1,5 +1,6 @@
 #include "export/metrics.h"
 
+#include <dlfcn.h>
 #include <malloc.h>
 
 #include <atomic>
@@ -279,6 +280,19 @@ void KeepLargeBuffers() {
   // only past M_TRIM_THRESHOLD.
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  // jemalloc, which okrd links unless built with sanitizers, hands freed
+  // pages back ten seconds after their last use: sooner than the next scrape
+  // at common intervals. Looked up at run time, as the tests run on glibc.
+  using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
+  if (auto mallctl =
+          reinterpret_cast<Mallctl>(dlsym(RTLD_DEFAULT, "mallctl"))) {
+    ssize_t never = -1;
+    // New arenas, then every existing one (4096 is MALLCTL_ARENAS_ALL).
+    for (const char* name :
+         {"arenas.dirty_decay_ms", "arena.4096.dirty_decay_ms"}) {
+      mallctl(name, nullptr, nullptr, &never, sizeof(never));
+    }
+  }
 }
 
 std::string RenderMetrics(const projection::KpiProjection& projection,

@@ -64,7 +64,8 @@ std::string RenderMetrics(const projection::KpiProjection& projection,
 
 // Keeps freed multi-megabyte buffers (an exposition of a million series is
 // about 90 MB) in the heap for the next scrape instead of returning them to
-// the kernel, which would cost a page fault per 4 KiB on every scrape.
+// the kernel, which would cost a page fault per 4 KiB on every scrape. Under
+// glibc malloc and under jemalloc.
 // Call once at start-up, before any threads.
 void KeepLargeBuffers();
 
