@@ -287,9 +287,9 @@ void KeepLargeBuffers() {
   if (auto mallctl =
           reinterpret_cast<Mallctl>(dlsym(RTLD_DEFAULT, "mallctl"))) {
     ssize_t never = -1;
-    // New arenas, then every existing one (4096 is MALLCTL_ARENAS_ALL).
+    // Arenas made from now on, and the one that exists before any threads.
     for (const char* name :
-         {"arenas.dirty_decay_ms", "arena.4096.dirty_decay_ms"}) {
+         {"arenas.dirty_decay_ms", "arena.0.dirty_decay_ms"}) {
       mallctl(name, nullptr, nullptr, &never, sizeof(never));
     }
   }
