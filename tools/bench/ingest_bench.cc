@@ -3,7 +3,11 @@
 // kcat's raw consume rate from the same embedded broker in the same run.
 //
 //   ingest_bench [--events N] [--partitions P] [--subjects S] [--batch B]
-//                [--runs R] [--kafka-property KEY=VALUE]...
+//                [--runs R] [--kafka-property KEY=VALUE]... [--random-ids]
+//
+// Event ids are "bench-N" by default; --random-ids makes them 32 random hex
+// digits, as UUID-keyed producers send, which scatters each batch's dedup
+// entries over the whole index.
 //
 // The clock starts when the first durable batch is in the projection, so the
 // consumer group join (about 3 s on the embedded broker) is not counted.
@@ -22,6 +26,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <random>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -235,7 +240,7 @@ int Main(int argc, char** argv) {
   exporter::KeepLargeBuffers();  // as okrd does
   Args args(
       {"events", "partitions", "subjects", "batch", "runs", "kafka-property"},
-      {});
+      {"random-ids"});
   if (absl::Status s =
           args.Parse(std::vector<std::string>(argv + 1, argv + argc));
       !s.ok()) {
@@ -288,8 +293,13 @@ int Main(int argc, char** argv) {
     e.set_source("bench");
     ToProto(absl::Now() - absl::Minutes(1), e.mutable_event_time());
     std::string payload;
+    std::mt19937_64 random(42);
+    const bool random_ids = args.Has("random-ids");
     for (long long i = 0; i < events; ++i) {
-      e.set_event_id(absl::StrCat("bench-", i));
+      e.set_event_id(random_ids
+                         ? absl::StrCat(absl::Hex(random(), absl::kZeroPad16),
+                                        absl::Hex(random(), absl::kZeroPad16))
+                         : absl::StrCat("bench-", i));
       e.set_subject(absl::StrCat("subject-", i % subjects));
       e.set_value(static_cast<double>(i % 100));
       e.SerializeToString(&payload);
@@ -297,9 +307,10 @@ int Main(int argc, char** argv) {
     }
     if (!(*producer)->Flush(absl::Seconds(60)).ok()) return 1;
     std::printf(
-        "input: %lld events of %zu bytes, %lld subjects, %lld partitions, "
-        "batch %lld\n",
-        events, payload.size(), subjects, partitions, batch);
+        "input: %lld events of %zu bytes, %s ids, %lld subjects, %lld "
+        "partitions, batch %lld\n",
+        events, payload.size(), random_ids ? "random" : "sequential", subjects,
+        partitions, batch);
   }
 
   // Rates swing between runs on a shared machine: each figure is the
