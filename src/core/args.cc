@@ -73,4 +73,17 @@ absl::Status Args::GetInt(const std::string& name, long long min, long long max,
   return absl::OkStatus();
 }
 
+absl::Status Args::GetPairs(const std::string& name,
+                            std::map<std::string, std::string>* out) const {
+  for (const std::string& pair : All(name)) {
+    const size_t eq = pair.find('=');
+    if (eq == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", name, " wants KEY=VALUE, got \"", pair, "\""));
+    }
+    (*out)[pair.substr(0, eq)] = pair.substr(eq + 1);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace okrd

@@ -33,6 +33,10 @@ class Args {
   // integer in [min, max].
   absl::Status GetInt(const std::string& name, long long min, long long max,
                       long long fallback, long long* out) const;
+  // Every "KEY=VALUE" given to the repeated flag `name`, into `out` (a later
+  // key wins); error naming the flag when a value has no "=".
+  absl::Status GetPairs(const std::string& name,
+                        std::map<std::string, std::string>* out) const;
   const std::vector<std::string>& positional() const { return positional_; }
 
  private:

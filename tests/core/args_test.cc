@@ -37,5 +37,20 @@ TEST(ArgsTest, CheckedIntegers) {
   EXPECT_EQ(out, 5);
 }
 
+TEST(ArgsTest, KeyValuePairs) {
+  Args args({"property"}, {});
+  ASSERT_TRUE(args.Parse({"--property", "acks=all", "--property=a=b=c",
+                          "--property", "acks=1"})
+                  .ok());
+  std::map<std::string, std::string> pairs;
+  ASSERT_TRUE(args.GetPairs("property", &pairs).ok());
+  EXPECT_EQ(pairs,
+            (std::map<std::string, std::string>{{"acks", "1"}, {"a", "b=c"}}));
+  Args bad({"property"}, {});
+  ASSERT_TRUE(bad.Parse({"--property", "acks"}).ok());
+  EXPECT_EQ(bad.GetPairs("property", &pairs).message(),
+            "--property wants KEY=VALUE, got \"acks\"");
+}
+
 }  // namespace
 }  // namespace okrd

@@ -120,8 +120,8 @@ class TimingSink final : public ingest::BatchSink {
 
   // Events per second after the first batch.
   double Rate() const {
-    const double secs = absl::ToDoubleSeconds(last_ - first_);
-    return secs > 0 ? static_cast<double>(seen_ - first_batch_) / secs : 0;
+    const double secs = timed_seconds();
+    return secs > 0 ? static_cast<double>(timed_events()) / secs : 0;
   }
   uint64_t seen() const { return seen_; }
   const projection::KpiProjection& projection() const { return projection_; }
@@ -269,13 +269,12 @@ int Main(int argc, char** argv) {
   auto config = std::make_shared<config::Config>();
   config->kafka.topics = {kTopic};
   config->kafka.batch_max_messages = static_cast<int>(batch);
-  for (const std::string& property : args.All("kafka-property")) {
-    const size_t eq = property.find('=');
-    if (eq == std::string::npos) {
-      std::fprintf(stderr, "ingest_bench: --kafka-property wants KEY=VALUE\n");
-      return 2;
-    }
-    config->kafka.properties[property.substr(0, eq)] = property.substr(eq + 1);
+  if (absl::Status s =
+          args.GetPairs("kafka-property", &config->kafka.properties);
+      !s.ok()) {
+    std::fprintf(stderr, "ingest_bench: %s\n",
+                 std::string(s.message()).c_str());
+    return 2;
   }
   config::KpiOptions kpi;
   kpi.id = "signups";

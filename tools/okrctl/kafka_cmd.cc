@@ -132,11 +132,8 @@ int ProduceCommand(const std::vector<std::string>& argv) {
     }
   }
   std::map<std::string, std::string> properties;
-  for (const std::string& p : args.All("property")) {
-    const size_t eq = p.find('=');
-    if (eq == std::string::npos)
-      return Usage("produce: --property wants KEY=VALUE");
-    properties[p.substr(0, eq)] = p.substr(eq + 1);
+  if (absl::Status s = args.GetPairs("property", &properties); !s.ok()) {
+    return Usage("produce: " + std::string(s.message()));
   }
   auto producer = ingest::Producer::Create(*brokers, properties);
   if (!producer.ok()) return Usage(std::string(producer.status().message()));
