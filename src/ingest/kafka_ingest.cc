@@ -423,9 +423,8 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
     *record.mutable_position() = std::move(position);
   }
 
-  // Frees, on this thread, the batches the publisher is done with: glibc
-  // frees fastest on the thread that allocated, and the other two have no
-  // time to spare.
+  // Frees the batches the publisher is done with on this thread, which
+  // allocated them. Freeing them on the publisher instead measured no faster.
   void FreeSpent() {
     std::vector<Appended> spent;
     {
