@@ -84,7 +84,7 @@ std::string Event(const std::string& id, const std::string& subject,
   return e.SerializeAsString();
 }
 
-// Many small batches through both threads: every message is accounted for
+// Many small batches through the pipeline: every message is accounted for
 // exactly once, in log order; the gate and the sink run on threads of
 // their own; the log's offsets reach the end of each partition.
 TEST(KafkaIngestTest, PipelinedBatchesAccountForEveryMessageOnce) {
