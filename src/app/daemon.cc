@@ -166,10 +166,10 @@ class State final : public ingest::BatchSink,
     std::optional<okrd::v1::ProjectionSnapshot> snapshot;
     {
       absl::MutexLock lock(&mu_);
-      for (const okrd::v1::StoredEvent& e : result.appended) {
+      for (const okrd::v1::StoredEvent* e : result.appended) {
         // A reload may already have folded this batch from the log.
-        if (e.sequence() <= projection_->sequence()) continue;
-        projection_->Apply(e);
+        if (e->sequence() <= projection_->sequence()) continue;
+        projection_->Apply(*e);
       }
       ForgetTrackedAdmissions();
       daemon_.log = log_->GetStats();

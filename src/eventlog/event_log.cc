@@ -4,6 +4,7 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
+#include <cstring>
 #include <deque>
 #include <memory>
 #include <thread>
@@ -17,6 +18,7 @@
 #include "google/protobuf/arena.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "google/protobuf/wire_format_lite.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/memtablerep.h"
@@ -39,7 +41,6 @@ enum Cf {
 };
 const char* const kCfNames[] = {"default",  "events",    "dedup", "offsets",
                                 "rejected", "snapshots", "meta",  "amendments"};
-constexpr size_t kHashBytes = 32;
 
 const char kLastSequenceKey[] = "last_sequence";
 const char kLastRejectedKey[] = "last_rejected_sequence";
@@ -172,21 +173,9 @@ absl::Status Scan(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
   return result.ok() ? status : result;
 }
 
-}  // namespace
-
-okrd::v1::RejectedRecord RejectCandidate(Batch::Candidate&& candidate,
-                                         std::string reason,
-                                         std::string detail) {
-  okrd::v1::RejectedRecord record;
-  record.set_reason(std::move(reason));
-  record.set_detail(std::move(detail));
-  record.set_raw(std::move(candidate.raw));
-  record.set_content_type(std::move(candidate.content_type));
-  *record.mutable_position() = std::move(candidate.position);
-  return record;
-}
-
-std::string PayloadHash(const okrd::v1::KpiEvent& event) {
+// PayloadHash(event); `bytes` views the serialization hashed, valid until the
+// next call on this thread.
+Digest HashOf(const okrd::v1::KpiEvent& event, absl::string_view* bytes) {
   // Fetched once: OpenSSL 3 looks a digest up by name on every one-shot
   // SHA256() call, which costs more than hashing a small event.
   static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
@@ -210,7 +199,7 @@ std::string PayloadHash(const okrd::v1::KpiEvent& event) {
     coded.SetSerializationDeterministic(true);
     event.SerializeWithCachedSizes(&coded);
   }
-  std::string digest(kHashBytes, '\0');
+  Digest digest;
   unsigned int length = 0;
   if (sha256 == nullptr || scratch.ctx == nullptr ||
       EVP_DigestInit_ex2(scratch.ctx, sha256, nullptr) != 1 ||
@@ -222,7 +211,103 @@ std::string PayloadHash(const okrd::v1::KpiEvent& event) {
     SHA256(reinterpret_cast<const unsigned char*>(scratch.bytes.data()), size,
            reinterpret_cast<unsigned char*>(digest.data()));
   }
+  *bytes = scratch.bytes;
   return digest;
+}
+
+using google::protobuf::internal::WireFormatLite;
+using Coded = google::protobuf::io::CodedOutputStream;
+
+uint8_t* WriteVarintField(int field, uint64_t value, uint8_t* out) {
+  out = Coded::WriteTagToArray(
+      WireFormatLite::MakeTag(field, WireFormatLite::WIRETYPE_VARINT), out);
+  return Coded::WriteVarint64ToArray(value, out);
+}
+
+uint8_t* WriteBytesField(int field, absl::string_view bytes, uint8_t* out) {
+  out = Coded::WriteTagToArray(
+      WireFormatLite::MakeTag(field, WireFormatLite::WIRETYPE_LENGTH_DELIMITED),
+      out);
+  out = Coded::WriteVarint32ToArray(static_cast<uint32_t>(bytes.size()), out);
+  std::memcpy(out, bytes.data(), bytes.size());
+  return out + bytes.size();
+}
+
+// The serialization of an event's record, with `event_bytes` (the event's
+// own) copied in rather than serialized again: the bytes protobuf writes for
+// it, field by field in number order.
+void SerializeRecord(const okrd::v1::StoredEvent& record,
+                     absl::string_view event_bytes, std::string* out) {
+  std::string position;
+  std::string amends;
+  if (record.has_position()) record.position().SerializeToString(&position);
+  if (record.has_amends()) record.amends().SerializeToString(&amends);
+  // Each field: at most a 1-byte tag, a 10-byte varint and its bytes.
+  out->resize(4 * 11 + event_bytes.size() + position.size() + amends.size());
+  auto* begin = reinterpret_cast<uint8_t*>(out->data());
+  uint8_t* end = begin;
+  if (record.sequence() != 0) end = WriteVarintField(1, record.sequence(), end);
+  end = WriteBytesField(2, event_bytes, end);
+  if (record.has_position()) end = WriteBytesField(3, position, end);
+  if (record.ingest_time_us() != 0) {
+    end = WriteVarintField(4, static_cast<uint64_t>(record.ingest_time_us()),
+                           end);
+  }
+  if (record.has_amends()) end = WriteBytesField(6, amends, end);
+  out->resize(static_cast<size_t>(end - begin));
+}
+
+}  // namespace
+
+Batch::Batch() {
+  // About 300 bytes per event: a 5000-event batch takes a dozen blocks.
+  google::protobuf::ArenaOptions options;
+  options.start_block_size = 64 << 10;
+  options.max_block_size = 1 << 20;
+  arena = std::make_shared<google::protobuf::Arena>(options);
+}
+
+Batch::Candidate Batch::NewCandidate() {
+  Candidate candidate;
+  candidate.record =
+      google::protobuf::Arena::CreateMessage<okrd::v1::StoredEvent>(
+          arena.get());
+  return candidate;
+}
+
+void Batch::Seal(Candidate& candidate) {
+  absl::string_view bytes;
+  candidate.hash = HashOf(candidate.event(), &bytes);
+  candidate.event_bytes = Keep(bytes);
+  candidate.sealed = true;
+}
+
+Digest PayloadHash(const okrd::v1::KpiEvent& event) {
+  absl::string_view bytes;
+  return HashOf(event, &bytes);
+}
+
+Batch::Candidate& Batch::AddCandidate() {
+  return events.emplace_back(NewCandidate());
+}
+
+absl::string_view Batch::Keep(absl::string_view bytes) {
+  char* copy =
+      google::protobuf::Arena::CreateArray<char>(arena.get(), bytes.size());
+  if (!bytes.empty()) std::memcpy(copy, bytes.data(), bytes.size());
+  return absl::string_view(copy, bytes.size());
+}
+
+okrd::v1::RejectedRecord RejectCandidate(const Batch::Candidate& candidate,
+                                         std::string reason,
+                                         std::string detail) {
+  okrd::v1::RejectedRecord record;
+  record.set_reason(std::move(reason));
+  record.set_detail(std::move(detail));
+  record.set_raw(std::string(candidate.raw));
+  record.set_content_type(candidate.content_type);
+  *record.mutable_position() = candidate.record->position();
+  return record;
 }
 
 absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
@@ -348,6 +433,7 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     next = stats_;
   }
   AppendResult result;
+  result.arena = batch.arena;
   // Room for the events and their dedup entries, so the batch is not
   // copied as it grows.
   rocksdb::WriteBatch wb(batch.events.size() * 256);
@@ -360,11 +446,13 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
   std::vector<uint32_t> by_id(n);  // candidate indexes in id order
   for (uint32_t i = 0; i < n; ++i) by_id[i] = i;
   std::sort(by_id.begin(), by_id.end(), [&](uint32_t a, uint32_t b) {
-    return batch.events[a].event.event_id() < batch.events[b].event.event_id();
+    return batch.events[a].event().event_id() <
+           batch.events[b].event().event_id();
   });
   std::vector<rocksdb::Slice> keys;
   keys.reserve(n);
-  for (uint32_t i : by_id) keys.emplace_back(batch.events[i].event.event_id());
+  for (uint32_t i : by_id)
+    keys.emplace_back(batch.events[i].event().event_id());
   std::vector<rocksdb::PinnableSlice> found(n);
   std::vector<rocksdb::Status> statuses(n);
   if (n > 0) {
@@ -375,12 +463,11 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
   for (uint32_t k = 0; k < n; ++k) lookup_of[by_id[k]] = k;
   // Events appended by this batch (index into result.appended) and the
   // amendment states it wrote, both not yet visible in the database. Keys
-  // view the appended records' ids, which stay put: `appended` never grows
-  // beyond its reserve.
+  // view the appended records' ids, which stay put on the arena.
   result.appended.reserve(batch.events.size() + 1);
   absl::flat_hash_map<absl::string_view, size_t> appended_index;
   appended_index.reserve(batch.events.size());
-  std::vector<absl::string_view> appended_hashes;  // by the same index
+  std::vector<const Digest*> appended_hashes;  // by the same index
   appended_hashes.reserve(batch.events.size());
   absl::flat_hash_map<std::string, okrd::v1::AmendmentState> amended;
   // Where each candidate went in result.appended, or -1.
@@ -389,14 +476,15 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
   std::string value;
   for (size_t i = 0; i < batch.events.size(); ++i) {
     Batch::Candidate& c = batch.events[i];
-    if (c.hash.empty()) c.hash = PayloadHash(c.event);
-    const std::string& hash = c.hash;
+    if (!c.sealed) batch.Seal(c);
+    const absl::string_view hash(c.hash.data(), c.hash.size());
     bool seen = false;
     absl::string_view existing;
-    if (auto it = appended_index.find(c.event.event_id());
+    if (auto it = appended_index.find(c.event().event_id());
         it != appended_index.end()) {
       seen = true;
-      existing = appended_hashes[it->second];
+      const Digest& earlier = *appended_hashes[it->second];
+      existing = absl::string_view(earlier.data(), earlier.size());
     } else if (const uint32_t k = lookup_of[i]; statuses[k].ok()) {
       seen = true;
       existing = absl::string_view(found[k].data(), found[k].size());
@@ -409,42 +497,41 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
         ++result.duplicates;
       } else {
         result.rejected.push_back(RejectCandidate(
-            std::move(c), "conflict",
-            absl::StrCat("event_id \"", c.event.event_id(),
+            c, "conflict",
+            absl::StrCat("event_id \"", c.event().event_id(),
                          "\" was already logged with another payload")));
       }
       continue;
     }
     okrd::v1::Amendment amendment;
-    if (Amends(c.event)) {
+    if (Amends(c.event())) {
       std::string reason;
       std::string detail;
-      absl::Status s = ResolveAmendment(c.event, result, appended_index,
+      absl::Status s = ResolveAmendment(c.event(), result, appended_index,
                                         amended, &amendment, &reason, &detail);
       if (!s.ok()) return s;
       if (!reason.empty()) {
-        result.rejected.push_back(RejectCandidate(
-            std::move(c), std::move(reason), std::move(detail)));
+        result.rejected.push_back(
+            RejectCandidate(c, std::move(reason), std::move(detail)));
         continue;
       }
-      okrd::v1::AmendmentState& state = amended[c.event.corrects_event_id()];
-      state.set_value(c.event.value());
-      state.set_retracted(c.event.kind() == okrd::v1::RETRACTION);
-      wb.Put(handles_[kAmendments], c.event.corrects_event_id(),
+      okrd::v1::AmendmentState& state = amended[c.event().corrects_event_id()];
+      state.set_value(c.event().value());
+      state.set_retracted(c.event().kind() == okrd::v1::RETRACTION);
+      wb.Put(handles_[kAmendments], c.event().corrects_event_id(),
              state.SerializeAsString());
     }
     const uint64_t sequence = ++next.last_sequence;
-    okrd::v1::StoredEvent& stored = result.appended.emplace_back();
+    okrd::v1::StoredEvent& stored = *c.record;
     stored.set_sequence(sequence);
     if (amendment.target_sequence() != 0) *stored.mutable_amends() = amendment;
-    *stored.mutable_event() = std::move(c.event);
-    *stored.mutable_position() = std::move(c.position);
     stored.set_ingest_time_us(ingest_us);
-    stored.SerializeToString(&value);
+    SerializeRecord(stored, c.event_bytes, &value);
     wb.Put(handles_[kEvents], EncodeU64(sequence), value);
+    result.appended.push_back(&stored);
     appended_index.emplace(stored.event().event_id(),
                            result.appended.size() - 1);
-    appended_hashes.push_back(hash);
+    appended_hashes.push_back(&c.hash);
     appended_from[i] = static_cast<int32_t>(result.appended.size() - 1);
     ++accepted;
   }
@@ -452,10 +539,12 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
   // where the previous one ended instead of searching from the top.
   for (uint32_t i : by_id) {
     if (appended_from[i] < 0) continue;
-    const okrd::v1::StoredEvent& stored = result.appended[appended_from[i]];
+    const okrd::v1::StoredEvent& stored = *result.appended[appended_from[i]];
     const std::string sequence = EncodeU64(stored.sequence());
     const rocksdb::Slice id = stored.event().event_id();
-    const rocksdb::Slice value_parts[] = {sequence, batch.events[i].hash};
+    const Digest& hash = batch.events[i].hash;
+    const rocksdb::Slice value_parts[] = {
+        sequence, rocksdb::Slice(hash.data(), hash.size())};
     wb.Put(handles_[kDedup], rocksdb::SliceParts(&id, 1),
            rocksdb::SliceParts(value_parts, 2));
   }
@@ -464,7 +553,9 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     next.counters[{"duplicate", ""}] += result.duplicates;
   }
   if (batch.tick) {
-    okrd::v1::StoredEvent& tick = result.appended.emplace_back();
+    auto& tick = *google::protobuf::Arena::CreateMessage<okrd::v1::StoredEvent>(
+        batch.arena.get());
+    result.appended.push_back(&tick);
     tick.set_sequence(++next.last_sequence);
     tick.set_ingest_time_us(ingest_us);
     tick.mutable_tick()->set_wall_time_us(ingest_us);
@@ -518,7 +609,7 @@ absl::Status EventLog::ResolveAmendment(
   std::optional<okrd::v1::StoredEvent> loaded;
   const okrd::v1::StoredEvent* target = nullptr;
   if (auto it = appended_index.find(target_id); it != appended_index.end()) {
-    target = &batch.appended[it->second];
+    target = batch.appended[it->second];
   } else {
     absl::StatusOr<std::optional<okrd::v1::StoredEvent>> got =
         GetByEventId(target_id);

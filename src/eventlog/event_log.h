@@ -28,6 +28,7 @@
 // other. Reads, Offsets() and GetStats() see a batch once it is appended,
 // which with Durable::kAtSyncWal is before its fsync.
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -40,8 +41,10 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "google/protobuf/arena.h"
 #include "okrd/v1/records.pb.h"
 #include "okrd/v1/snapshot.pb.h"
 
@@ -63,18 +66,45 @@ struct Options {
 // (topic, partition)
 using PartitionKey = std::pair<std::string, int32_t>;
 
-// What ingest hands to Append() for one poll batch.
+// The SHA-256 of an event (see PayloadHash).
+using Digest = std::array<char, 32>;
+
+// What ingest hands to Append() for one poll batch. Its events live on the
+// batch's protobuf arena, so that a batch is a few large allocations instead
+// of a dozen small ones per event, and appending moves no event.
 struct Batch {
+  Batch();
+
   struct Candidate {
-    okrd::v1::KpiEvent event;
-    okrd::v1::SourcePosition position;
-    // Kept so a conflicting duplicate can be stored with its original bytes.
-    std::string raw;
+    // On the batch's arena. The caller fills the event and its position;
+    // Append() sets the rest.
+    okrd::v1::StoredEvent* record = nullptr;
+    // The message's bytes, on the arena too (see Batch::Keep): a
+    // conflicting duplicate is stored with them.
+    absl::string_view raw;
     std::string content_type;
-    // PayloadHash(event), when the caller computed it ahead (off the append
-    // thread); Append() computes it when empty.
-    std::string hash;
+    // Set by Batch::Seal().
+    bool sealed = false;
+    Digest hash{};                  // PayloadHash(event)
+    absl::string_view event_bytes;  // the serialization hashed, on the arena
+
+    okrd::v1::KpiEvent& event() { return *record->mutable_event(); }
+    const okrd::v1::KpiEvent& event() const { return record->event(); }
+    okrd::v1::SourcePosition& position() { return *record->mutable_position(); }
   };
+  // A candidate with an empty record on the arena, not yet in `events`.
+  Candidate NewCandidate();
+  // NewCandidate(), appended to `events`.
+  Candidate& AddCandidate();
+  // A copy of `bytes` on the arena, freed with it.
+  absl::string_view Keep(absl::string_view bytes);
+  // Hashes the candidate's event and keeps the bytes hashed, which Append()
+  // then stores as they are; the event must not change afterwards. Append()
+  // seals what the caller has not, on its own thread: sealing on the
+  // decoding thread takes that work off the append path.
+  void Seal(Candidate& candidate);
+
+  std::shared_ptr<google::protobuf::Arena> arena;
   std::vector<Candidate> events;
   std::vector<okrd::v1::RejectedRecord> rejects;
   // Next offset to consume per partition, after this batch.
@@ -85,9 +115,11 @@ struct Batch {
 };
 
 struct AppendResult {
+  // Holds the records `appended` points to: the batch's arena.
+  std::shared_ptr<google::protobuf::Arena> arena;
   // Accepted events and the tick, stored in sequence order, ready for the
   // projection.
-  std::vector<okrd::v1::StoredEvent> appended;
+  std::vector<const okrd::v1::StoredEvent*> appended;
   // Everything rejected in this batch, including conflicts, as stored.
   std::vector<okrd::v1::RejectedRecord> rejected;
   uint64_t duplicates = 0;
@@ -121,9 +153,10 @@ class EventLog {
   // Deduplicates and appends one batch. Same event_id and payload as a
   // logged event: counted as duplicate, dropped. Same id, other payload:
   // rejected with reason "conflict". On error nothing was written. The
-  // batch's events and rejects move into the result; what is left of the
-  // batch stays the caller's to free. Batches become durable in order: a
-  // crash keeps a prefix of them, each whole.
+  // batch's events and rejects move into the result, which shares the
+  // batch's arena; what is left of the batch stays the caller's to free.
+  // Batches become durable in order: a crash keeps a prefix of them, each
+  // whole.
   absl::StatusOr<AppendResult> Append(Batch&& batch,
                                       Durable durable = Durable::kOnReturn);
   // Fsyncs every batch appended so far, when the log was opened with sync.
@@ -176,15 +209,15 @@ class EventLog {
   Stats stats_ ABSL_GUARDED_BY(mu_);
 };
 
-// The rejected record of a candidate refused with `reason`: its raw bytes,
-// content type and position move into the record.
-okrd::v1::RejectedRecord RejectCandidate(Batch::Candidate&& candidate,
+// The rejected record of a candidate refused with `reason`, with its raw
+// bytes, content type and position.
+okrd::v1::RejectedRecord RejectCandidate(const Batch::Candidate& candidate,
                                          std::string reason,
                                          std::string detail);
 
 // SHA-256 of the event's deterministic serialization: equal for the same
 // event whether it arrived as binary protobuf or JSON.
-std::string PayloadHash(const okrd::v1::KpiEvent& event);
+Digest PayloadHash(const okrd::v1::KpiEvent& event);
 
 }  // namespace okrd::eventlog
 

@@ -397,19 +397,17 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
                                     msg.payload() == nullptr ? 0 : msg.len());
     const Encoding encoding =
         EncodingFor(content_type, json_topics_.contains(key.first));
-    okrd::v1::SourcePosition position;
-    position.set_topic(key.first);
-    position.set_partition(key.second);
-    position.set_offset(msg.offset());
 
-    eventlog::Batch::Candidate candidate;
+    // Decoded straight onto the batch's arena; a rejected message leaves
+    // its record there unused.
+    eventlog::Batch::Candidate candidate = batch.NewCandidate();
     Rejection rejection;
-    if (DecodeAndValidate(payload, encoding, *config_, now, &candidate.event,
+    if (DecodeAndValidate(payload, encoding, *config_, now, &candidate.event(),
                           &rejection)) {
       // Hashed here, beside the decoding, rather than on the append thread.
-      candidate.hash = eventlog::PayloadHash(candidate.event);
-      candidate.position = std::move(position);
-      candidate.raw.assign(payload.data(), payload.size());
+      batch.Seal(candidate);
+      SetPosition(key, msg.offset(), &candidate.position());
+      candidate.raw = batch.Keep(payload);
       candidate.content_type = std::move(content_type);
       batch.events.push_back(std::move(candidate));
       return;
@@ -420,7 +418,14 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
     record.set_raw(
         std::string(payload.substr(0, config_->limits.max_message_bytes)));
     record.set_content_type(std::move(content_type));
-    *record.mutable_position() = std::move(position);
+    SetPosition(key, msg.offset(), record.mutable_position());
+  }
+
+  static void SetPosition(const eventlog::PartitionKey& key, int64_t offset,
+                          okrd::v1::SourcePosition* position) {
+    position->set_topic(key.first);
+    position->set_partition(key.second);
+    position->set_offset(offset);
   }
 
   // Frees the batches the publisher is done with on this thread, which
@@ -473,12 +478,12 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
     admitted.reserve(batch.events.size());
     for (eventlog::Batch::Candidate& c : batch.events) {
       std::string detail;
-      if (gate_->Admit(c.event, &detail)) {
+      if (gate_->Admit(c.event(), &detail)) {
         admitted.push_back(std::move(c));
         continue;
       }
-      batch.rejects.push_back(eventlog::RejectCandidate(
-          std::move(c), "series_limit", std::move(detail)));
+      batch.rejects.push_back(
+          eventlog::RejectCandidate(c, "series_limit", std::move(detail)));
     }
     batch.events = std::move(admitted);
   }

@@ -7,6 +7,7 @@
 
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 
 namespace okrd::eventlog {
@@ -28,18 +29,19 @@ class EventLogTest : public ::testing::Test {
     return log.ok() ? std::move(*log) : nullptr;
   }
 
-  static Batch::Candidate Event(const std::string& id, double value,
-                                int64_t offset) {
-    Batch::Candidate c;
-    c.event.set_event_id(id);
-    c.event.set_kpi("signups");
-    c.event.set_subject("team-a");
-    c.event.set_value(value);
-    c.event.mutable_event_time()->set_seconds(1795634360);
-    c.position.set_topic("kpi-events");
-    c.position.set_partition(0);
-    c.position.set_offset(offset);
-    c.raw = "raw-" + id;
+  // Adds a measurement to `batch`.
+  static Batch::Candidate& Event(Batch& batch, const std::string& id,
+                                 double value, int64_t offset) {
+    Batch::Candidate& c = batch.AddCandidate();
+    c.event().set_event_id(id);
+    c.event().set_kpi("signups");
+    c.event().set_subject("team-a");
+    c.event().set_value(value);
+    c.event().mutable_event_time()->set_seconds(1795634360);
+    c.position().set_topic("kpi-events");
+    c.position().set_partition(0);
+    c.position().set_offset(offset);
+    c.raw = batch.Keep("raw-" + id);
     return c;
   }
 
@@ -49,13 +51,14 @@ class EventLogTest : public ::testing::Test {
 TEST_F(EventLogTest, AppendsEventsWithOffsetsAtomically) {
   auto log = Open();
   Batch batch;
-  batch.events = {Event("a", 1, 0), Event("b", 2, 1)};
+  Event(batch, "a", 1, 0);
+  Event(batch, "b", 2, 1);
   batch.next_offsets[{"kpi-events", 0}] = 2;
   auto result = log->Append(std::move(batch));
   ASSERT_TRUE(result.ok()) << result.status();
   ASSERT_EQ(result->appended.size(), 2u);
-  EXPECT_EQ(result->appended[0].sequence(), 1u);
-  EXPECT_EQ(result->appended[1].sequence(), 2u);
+  EXPECT_EQ(result->appended[0]->sequence(), 1u);
+  EXPECT_EQ(result->appended[1]->sequence(), 2u);
   EXPECT_EQ(log->last_sequence(), 2u);
   EXPECT_EQ(log->Offsets().at({"kpi-events", 0}), 2);
 
@@ -69,11 +72,13 @@ TEST_F(EventLogTest, AppendsEventsWithOffsetsAtomically) {
 TEST_F(EventLogTest, DuplicateIsCountedNotApplied) {
   auto log = Open();
   Batch first;
-  first.events = {Event("a", 1, 0)};
+  Event(first, "a", 1, 0);
   ASSERT_TRUE(log->Append(std::move(first)).ok());
   Batch second;
   // Same id and payload from a later offset, and twice within one batch.
-  second.events = {Event("a", 1, 5), Event("c", 3, 6), Event("c", 3, 7)};
+  Event(second, "a", 1, 5);
+  Event(second, "c", 3, 6);
+  Event(second, "c", 3, 7);
   auto result = log->Append(std::move(second));
   ASSERT_TRUE(result.ok());
   EXPECT_EQ(result->appended.size(), 1u);
@@ -88,10 +93,12 @@ TEST_F(EventLogTest, DuplicateIsCountedNotApplied) {
 TEST_F(EventLogTest, SameIdDifferentPayloadIsAConflict) {
   auto log = Open();
   Batch first;
-  first.events = {Event("a", 1, 0)};
+  Event(first, "a", 1, 0);
   ASSERT_TRUE(log->Append(std::move(first)).ok());
   Batch second;
-  second.events = {Event("a", 99, 1), Event("b", 1, 2), Event("b", 7, 3)};
+  Event(second, "a", 99, 1);
+  Event(second, "b", 1, 2);
+  Event(second, "b", 7, 3);
   auto result = log->Append(std::move(second));
   ASSERT_TRUE(result.ok());
   ASSERT_EQ(result->rejected.size(), 2u);
@@ -140,7 +147,8 @@ TEST_F(EventLogTest, StateSurvivesReopen) {
   {
     auto log = Open();
     Batch batch;
-    batch.events = {Event("a", 1, 0), Event("a", 1, 1)};
+    Event(batch, "a", 1, 0);
+    Event(batch, "a", 1, 1);
     batch.next_offsets[{"kpi-events", 0}] = 2;
     ASSERT_TRUE(log->Append(std::move(batch)).ok());
   }
@@ -152,7 +160,7 @@ TEST_F(EventLogTest, StateSurvivesReopen) {
   EXPECT_EQ(stats.offsets.at({"kpi-events", 0}), 2);
   // Dedup survives too.
   Batch again;
-  again.events = {Event("a", 1, 2)};
+  Event(again, "a", 1, 2);
   auto result = log->Append(std::move(again));
   ASSERT_TRUE(result.ok());
   EXPECT_EQ(result->duplicates, 1u);
@@ -173,7 +181,7 @@ TEST_F(EventLogTest, ScansInOrderAcrossBatchesAndStopsEarly) {
   constexpr int kEvents = 5000;
   Batch batch;
   for (int i = 0; i < kEvents; ++i) {
-    batch.events.push_back(Event("e" + std::to_string(i), i, i));
+    Event(batch, "e" + std::to_string(i), i, i);
   }
   ASSERT_TRUE(log->Append(std::move(batch)).ok());
   uint64_t expected = 1;
@@ -212,14 +220,14 @@ TEST_F(EventLogTest, SecondWriterIsRefused) {
 TEST_F(EventLogTest, TicksTakeASequenceAfterTheBatchEvents) {
   auto log = Open();
   Batch batch;
-  batch.events = {Event("a", 1, 0)};
+  Event(batch, "a", 1, 0);
   batch.ingest_time = absl::FromUnixSeconds(1795634400);
   batch.tick = true;
   auto result = log->Append(std::move(batch));
   ASSERT_TRUE(result.ok());
   ASSERT_EQ(result->appended.size(), 2u);
-  EXPECT_TRUE(result->appended[0].has_event());
-  const okrd::v1::StoredEvent& tick = result->appended[1];
+  EXPECT_TRUE(result->appended[0]->has_event());
+  const okrd::v1::StoredEvent& tick = *result->appended[1];
   EXPECT_EQ(tick.sequence(), 2u);
   EXPECT_FALSE(tick.has_event());
   EXPECT_EQ(tick.tick().wall_time_us(), 1795634400000000);
@@ -230,56 +238,59 @@ TEST_F(EventLogTest, TicksTakeASequenceAfterTheBatchEvents) {
   EXPECT_TRUE((*stored)->has_tick());
 }
 
-Batch::Candidate Amend(const std::string& id, const std::string& target,
-                       okrd::v1::EventKind kind, double value) {
-  Batch::Candidate c;
-  c.event.set_event_id(id);
-  c.event.set_kpi("signups");
-  c.event.set_subject("team-a");
-  c.event.set_value(value);
-  c.event.set_kind(kind);
-  c.event.set_corrects_event_id(target);
-  c.event.mutable_event_time()->set_seconds(1795700000);
+// Adds a correction or retraction of `target` to `batch`.
+Batch::Candidate& Amend(Batch& batch, const std::string& id,
+                        const std::string& target, okrd::v1::EventKind kind,
+                        double value) {
+  Batch::Candidate& c = batch.AddCandidate();
+  c.event().set_event_id(id);
+  c.event().set_kpi("signups");
+  c.event().set_subject("team-a");
+  c.event().set_value(value);
+  c.event().set_kind(kind);
+  c.event().set_corrects_event_id(target);
+  c.event().mutable_event_time()->set_seconds(1795700000);
   return c;
 }
 
 TEST_F(EventLogTest, CorrectionsCarryTheValueTheyReplace) {
   auto log = Open();
   Batch first;
-  first.events = {Event("m1", 10, 0),
-                  // Corrects a measurement of the same batch.
-                  Amend("c1", "m1", okrd::v1::CORRECTION, 12)};
+  Event(first, "m1", 10, 0);
+  // Corrects a measurement of the same batch.
+  Amend(first, "c1", "m1", okrd::v1::CORRECTION, 12);
   auto r1 = log->Append(std::move(first));
   ASSERT_TRUE(r1.ok()) << r1.status();
   ASSERT_EQ(r1->appended.size(), 2u);
-  const okrd::v1::Amendment& a1 = r1->appended[1].amends();
+  const okrd::v1::Amendment& a1 = r1->appended[1]->amends();
   EXPECT_EQ(a1.target_sequence(), 1u);
   EXPECT_EQ(a1.previous_value(), 10);
   EXPECT_EQ(a1.target_event_time().seconds(), 1795634360);
 
   Batch second;
-  second.events = {Amend("c2", "m1", okrd::v1::CORRECTION, 15),
-                   Amend("r1", "m1", okrd::v1::RETRACTION, 0)};
+  Amend(second, "c2", "m1", okrd::v1::CORRECTION, 15);
+  Amend(second, "r1", "m1", okrd::v1::RETRACTION, 0);
   auto r2 = log->Append(std::move(second));
   ASSERT_TRUE(r2.ok());
   ASSERT_EQ(r2->appended.size(), 2u);
-  EXPECT_EQ(r2->appended[0].amends().previous_value(), 12);
-  EXPECT_EQ(r2->appended[1].amends().previous_value(), 15);
+  EXPECT_EQ(r2->appended[0]->amends().previous_value(), 12);
+  EXPECT_EQ(r2->appended[1]->amends().previous_value(), 15);
 }
 
 TEST_F(EventLogTest, BadCorrectionTargetsAreRejected) {
   auto log = Open();
   Batch setup;
-  setup.events = {Event("m1", 10, 0),
-                  Amend("r1", "m1", okrd::v1::RETRACTION, 0)};
+  Event(setup, "m1", 10, 0);
+  Amend(setup, "r1", "m1", okrd::v1::RETRACTION, 0);
   ASSERT_TRUE(log->Append(std::move(setup)).ok());
-  Batch::Candidate other_subject = Amend("c4", "m2", okrd::v1::CORRECTION, 1);
-  other_subject.event.set_subject("team-b");
   Batch batch;
-  batch.events = {Amend("c1", "nope", okrd::v1::CORRECTION, 1),
-                  Amend("c2", "m1", okrd::v1::CORRECTION, 1),
-                  Amend("c3", "r1", okrd::v1::CORRECTION, 1), Event("m2", 5, 1),
-                  other_subject};
+  Amend(batch, "c1", "nope", okrd::v1::CORRECTION, 1);
+  Amend(batch, "c2", "m1", okrd::v1::CORRECTION, 1);
+  Amend(batch, "c3", "r1", okrd::v1::CORRECTION, 1);
+  Event(batch, "m2", 5, 1);
+  Amend(batch, "c4", "m2", okrd::v1::CORRECTION, 1)
+      .event()
+      .set_subject("team-b");
   auto result = log->Append(std::move(batch));
   ASSERT_TRUE(result.ok());
   std::vector<std::string> reasons;
@@ -289,7 +300,35 @@ TEST_F(EventLogTest, BadCorrectionTargetsAreRejected) {
                 "unknown_correction_target", "retracted_target",
                 "invalid_correction_target", "invalid_correction_target"}));
   ASSERT_EQ(result->appended.size(), 1u);
-  EXPECT_EQ(result->appended[0].event().event_id(), "m2");
+  EXPECT_EQ(result->appended[0]->event().event_id(), "m2");
+}
+
+// Append() writes each record from the event's sealed bytes instead of
+// serializing it again: what it stores must read back as what it returned.
+TEST_F(EventLogTest, StoredRecordsReadBackAsAppended) {
+  auto log = Open();
+  Batch batch;
+  Event(batch, "m1", 10, 4);
+  Batch::Candidate& tagged = Event(batch, "m2", -2.5, 5);
+  (*tagged.event().mutable_attributes())["region"] = "emea";
+  (*tagged.event().mutable_attributes())["channel"] = "web";
+  // Sealed ahead, as ingest does.
+  batch.Seal(tagged);
+  Amend(batch, "c1", "m1", okrd::v1::CORRECTION, 12);
+  batch.ingest_time = absl::FromUnixMicros(1795634400123456);
+  batch.tick = true;
+  auto result = log->Append(std::move(batch));
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->appended.size(), 4u);
+  EXPECT_TRUE(result->appended[2]->has_amends());
+  for (const okrd::v1::StoredEvent* appended : result->appended) {
+    auto stored = log->Get(appended->sequence());
+    ASSERT_TRUE(stored.ok() && stored->has_value()) << appended->sequence();
+    EXPECT_TRUE(
+        google::protobuf::util::MessageDifferencer::Equals(**stored, *appended))
+        << "stored:   " << (*stored)->ShortDebugString()
+        << "\nappended: " << appended->ShortDebugString();
+  }
 }
 
 TEST_F(EventLogTest, KeepsTheNewestSnapshotsAndMatchesTheirHash) {
@@ -364,8 +403,9 @@ TEST(PayloadHashTest, IsSha256OfTheDeterministicSerialization) {
     ASSERT_NE(SHA256(reinterpret_cast<const unsigned char*>(bytes.data()),
                      bytes.size(), digest),
               nullptr);
+    const Digest hash = PayloadHash(event);
     EXPECT_EQ(
-        PayloadHash(event),
+        std::string(hash.data(), hash.size()),
         std::string(reinterpret_cast<const char*>(digest), sizeof(digest)))
         << "with attributes: " << with_attributes;
   }

@@ -29,12 +29,12 @@ class RecordingSink final : public BatchSink, public SeriesGate {
   void OnAppended(const eventlog::AppendResult& result) override {
     absl::MutexLock lock(&mu_);
     sink_threads_.insert(std::this_thread::get_id());
-    for (const okrd::v1::StoredEvent& e : result.appended) {
-      if (e.sequence() <= last_sequence_) out_of_order_ = true;
-      last_sequence_ = e.sequence();
-      if (!e.has_event()) continue;
+    for (const okrd::v1::StoredEvent* e : result.appended) {
+      if (e->sequence() <= last_sequence_) out_of_order_ = true;
+      last_sequence_ = e->sequence();
+      if (!e->has_event()) continue;
       ++accepted_;
-      ++per_subject_[e.event().subject()];
+      ++per_subject_[e->event().subject()];
     }
     for (const okrd::v1::RejectedRecord& r : result.rejected) {
       ++rejected_[r.reason()];

@@ -88,9 +88,9 @@ class TimingSink final : public ingest::BatchSink {
 
   void OnAppended(const eventlog::AppendResult& result) override {
     uint64_t n = result.rejected.size() + result.duplicates;
-    for (const auto& e : result.appended) {
-      projection_.Apply(e);
-      if (e.has_event()) ++n;
+    for (const okrd::v1::StoredEvent* e : result.appended) {
+      projection_.Apply(*e);
+      if (e->has_event()) ++n;
     }
     if (seen_ == 0) {
       first_ = absl::Now();

@@ -76,11 +76,11 @@ void BM_AppendBatch(benchmark::State& state) {
     state.PauseTiming();
     eventlog::Batch batch;
     for (int64_t i = 0; i < state.range(0); ++i) {
-      eventlog::Batch::Candidate& c = batch.events.emplace_back();
-      c.event = Event(next);
-      c.position.set_topic("bench");
-      c.position.set_offset(next++);
-      c.raw = c.event.SerializeAsString();
+      eventlog::Batch::Candidate& c = batch.AddCandidate();
+      c.event() = Event(next);
+      c.position().set_topic("bench");
+      c.position().set_offset(next++);
+      c.raw = batch.Keep(c.event().SerializeAsString());
     }
     batch.next_offsets[{"bench", 0}] = next;
     state.ResumeTiming();

@@ -82,15 +82,15 @@ int Main(int argc, char** argv) {
       eventlog::Batch batch;
       batch.ingest_time = base + absl::Seconds(i / 100);
       for (int b = 0; b < 10000 && i < events; ++b, ++i) {
-        eventlog::Batch::Candidate& c = batch.events.emplace_back();
-        c.event.set_event_id(absl::StrCat("e", i));
-        c.event.set_kpi(config->kpis[i % 4].id);
-        c.event.set_subject(absl::StrCat("subject-", (i / 4) % subjects));
-        c.event.set_value(static_cast<double>(i % 97));
+        okrd::v1::KpiEvent& e = batch.AddCandidate().event();
+        e.set_event_id(absl::StrCat("e", i));
+        e.set_kpi(config->kpis[i % 4].id);
+        e.set_subject(absl::StrCat("subject-", (i / 4) % subjects));
+        e.set_value(static_cast<double>(i % 97));
         // Spread over October and November.
         ToProto(base - absl::Hours(24 * 30) +
                     absl::Seconds((i * 5184000LL / events)),
-                c.event.mutable_event_time());
+                e.mutable_event_time());
       }
       auto result = (*log)->Append(std::move(batch));
       if (!result.ok()) return Fail(result.status());

@@ -185,12 +185,12 @@ int ImportCommand(const Args& args) {
     okrd::v1::SourcePosition position;
     position.set_topic(topic);
     position.set_offset(static_cast<int64_t>(lines));
-    eventlog::Batch::Candidate candidate;
+    eventlog::Batch::Candidate candidate = batch.NewCandidate();
     ingest::Rejection why;
     if (ingest::DecodeAndValidate(line, ingest::Encoding::kJson, **config,
-                                  ingest_time, &candidate.event, &why)) {
-      candidate.position = std::move(position);
-      candidate.raw = line;
+                                  ingest_time, &candidate.event(), &why)) {
+      candidate.position() = std::move(position);
+      candidate.raw = batch.Keep(line);
       candidate.content_type = "application/json";
       batch.events.push_back(std::move(candidate));
     } else {
