@@ -29,6 +29,8 @@
 namespace okrd::eventlog {
 namespace {
 
+constexpr size_t kHashBytes = std::tuple_size_v<Digest>;
+
 enum Cf {
   kDefault = 0,
   kEvents,
@@ -439,36 +441,29 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
   rocksdb::WriteBatch wb(batch.events.size() * 256);
   const int64_t ingest_us = absl::ToUnixMicros(batch.ingest_time);
 
-  // Look every id up at once, in key order (RocksDB would sort them
-  // otherwise); ids repeated within the batch are settled by
-  // `appended_index`, which sees entries the WriteBatch has not committed.
-  const size_t n = batch.events.size();
-  std::vector<uint32_t> by_id(n);  // candidate indexes in id order
-  for (uint32_t i = 0; i < n; ++i) by_id[i] = i;
-  std::sort(by_id.begin(), by_id.end(), [&](uint32_t a, uint32_t b) {
-    return batch.events[a].event().event_id() <
-           batch.events[b].event().event_id();
-  });
-  std::vector<rocksdb::Slice> keys;
-  keys.reserve(n);
-  for (uint32_t i : by_id)
-    keys.emplace_back(batch.events[i].event().event_id());
-  std::vector<rocksdb::PinnableSlice> found(n);
-  std::vector<rocksdb::Status> statuses(n);
-  if (n > 0) {
-    db_->MultiGet(rocksdb::ReadOptions(), handles_[kDedup], n, keys.data(),
-                  found.data(), statuses.data(), /*sorted_input=*/true);
+  // Prepare() looked the ids up, or does so now. Ids it could not see are
+  // settled by the appends since (`recent_`) and, when repeated within the
+  // batch, by `appended_index`, which sees entries the WriteBatch has not
+  // committed.
+  const uint64_t appends = appends_.load();
+  if (!batch.prepared || batch.prepared_after + recent_.size() < appends) {
+    if (absl::Status s = Prepare(batch); !s.ok()) return s;
   }
-  std::vector<uint32_t> lookup_of(n);  // candidate index -> lookup index
-  for (uint32_t k = 0; k < n; ++k) lookup_of[by_id[k]] = k;
-  // Events appended by this batch (index into result.appended) and the
-  // amendment states it wrote, both not yet visible in the database. Keys
-  // view the appended records' ids, which stay put on the arena.
-  result.appended.reserve(batch.events.size() + 1);
-  absl::flat_hash_map<absl::string_view, size_t> appended_index;
-  appended_index.reserve(batch.events.size());
-  std::vector<const Digest*> appended_hashes;  // by the same index
-  appended_hashes.reserve(batch.events.size());
+  const size_t n = batch.events.size();
+  if (batch.id_order.size() != n) {
+    // Candidates were dropped since (the series gate): their lookups stay
+    // good, their order does not.
+    SortById(batch);
+  }
+  // Appends the lookup may not have seen, newest first.
+  std::vector<const AppendedIds*> unseen;
+  for (auto it = recent_.rbegin();
+       it != recent_.rend() && it->number > batch.prepared_after; ++it) {
+    unseen.push_back(&it->ids);
+  }
+  result.appended.reserve(n + 1);
+  AppendedIds appended_index;
+  appended_index.reserve(n);
   absl::flat_hash_map<std::string, okrd::v1::AmendmentState> amended;
   // Where each candidate went in result.appended, or -1.
   std::vector<int32_t> appended_from(n, -1);
@@ -478,19 +473,20 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     Batch::Candidate& c = batch.events[i];
     if (!c.sealed) batch.Seal(c);
     const absl::string_view hash(c.hash.data(), c.hash.size());
-    bool seen = false;
-    absl::string_view existing;
-    if (auto it = appended_index.find(c.event().event_id());
-        it != appended_index.end()) {
+    const absl::string_view id = c.event().event_id();
+    bool seen = c.logged;
+    absl::string_view existing = c.logged_hash;
+    if (auto it = appended_index.find(id); it != appended_index.end()) {
       seen = true;
-      const Digest& earlier = *appended_hashes[it->second];
-      existing = absl::string_view(earlier.data(), earlier.size());
-    } else if (const uint32_t k = lookup_of[i]; statuses[k].ok()) {
-      seen = true;
-      existing = absl::string_view(found[k].data(), found[k].size());
-      existing.remove_prefix(std::min<size_t>(8, existing.size()));
-    } else if (!statuses[k].IsNotFound()) {
-      return FromRocks(statuses[k], "dedup lookup");
+      existing = absl::string_view(it->second.hash.data(), kHashBytes);
+    } else {
+      for (const AppendedIds* ids : unseen) {
+        if (auto earlier = ids->find(id); earlier != ids->end()) {
+          seen = true;
+          existing = absl::string_view(earlier->second.hash.data(), kHashBytes);
+          break;
+        }
+      }
     }
     if (seen) {
       if (existing == hash) {
@@ -530,14 +526,13 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     wb.Put(handles_[kEvents], EncodeU64(sequence), value);
     result.appended.push_back(&stored);
     appended_index.emplace(stored.event().event_id(),
-                           result.appended.size() - 1);
-    appended_hashes.push_back(&c.hash);
+                           AppendedId{result.appended.size() - 1, c.hash});
     appended_from[i] = static_cast<int32_t>(result.appended.size() - 1);
     ++accepted;
   }
   // Dedup entries go in in id order: each skiplist insert then starts from
   // where the previous one ended instead of searching from the top.
-  for (uint32_t i : by_id) {
+  for (uint32_t i : batch.id_order) {
     if (appended_from[i] < 0) continue;
     const okrd::v1::StoredEvent& stored = *result.appended[appended_from[i]];
     const std::string sequence = EncodeU64(stored.sequence());
@@ -589,9 +584,60 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
       !s.ok()) {
     return s;
   }
-  absl::MutexLock lock(&mu_);
-  stats_ = std::move(next);
+  {
+    absl::MutexLock lock(&mu_);
+    stats_ = std::move(next);
+  }
+  recent_.push_back({appends + 1, batch.arena, std::move(appended_index)});
+  if (recent_.size() > kRecentAppends) recent_.pop_front();
+  appends_.store(appends + 1);
   return result;
+}
+
+void EventLog::SortById(Batch& batch) {
+  batch.id_order.resize(batch.events.size());
+  for (uint32_t i = 0; i < batch.id_order.size(); ++i) batch.id_order[i] = i;
+  std::sort(batch.id_order.begin(), batch.id_order.end(),
+            [&](uint32_t a, uint32_t b) {
+              return batch.events[a].event().event_id() <
+                     batch.events[b].event().event_id();
+            });
+}
+
+absl::Status EventLog::Prepare(Batch& batch) const {
+  // Every append counted here is visible to the lookup below; later ones
+  // may be or not, and Append() settles those.
+  const uint64_t appends = appends_.load();
+  // In key order: RocksDB would sort them otherwise, and the dedup entries
+  // go in in that order too.
+  SortById(batch);
+  const size_t n = batch.events.size();
+  std::vector<rocksdb::Slice> keys;
+  keys.reserve(n);
+  for (uint32_t i : batch.id_order) {
+    keys.emplace_back(batch.events[i].event().event_id());
+  }
+  std::vector<rocksdb::PinnableSlice> found(n);
+  std::vector<rocksdb::Status> statuses(n);
+  if (n > 0) {
+    db_->MultiGet(rocksdb::ReadOptions(), handles_[kDedup], n, keys.data(),
+                  found.data(), statuses.data(), /*sorted_input=*/true);
+  }
+  for (size_t k = 0; k < n; ++k) {
+    Batch::Candidate& c = batch.events[batch.id_order[k]];
+    c.logged = statuses[k].ok();
+    if (c.logged) {
+      // The sequence, then the hash.
+      absl::string_view value(found[k].data(), found[k].size());
+      value.remove_prefix(std::min<size_t>(8, value.size()));
+      c.logged_hash = batch.Keep(value);
+    } else if (!statuses[k].IsNotFound()) {
+      return FromRocks(statuses[k], "dedup lookup");
+    }
+  }
+  batch.prepared = true;
+  batch.prepared_after = appends;
+  return absl::OkStatus();
 }
 
 absl::Status EventLog::SyncWal() {
@@ -601,7 +647,7 @@ absl::Status EventLog::SyncWal() {
 
 absl::Status EventLog::ResolveAmendment(
     const okrd::v1::KpiEvent& event, const AppendResult& batch,
-    const absl::flat_hash_map<absl::string_view, size_t>& appended_index,
+    const AppendedIds& appended_index,
     const absl::flat_hash_map<std::string, okrd::v1::AmendmentState>& amended,
     okrd::v1::Amendment* amendment, std::string* reason,
     std::string* detail) const {
@@ -609,7 +655,7 @@ absl::Status EventLog::ResolveAmendment(
   std::optional<okrd::v1::StoredEvent> loaded;
   const okrd::v1::StoredEvent* target = nullptr;
   if (auto it = appended_index.find(target_id); it != appended_index.end()) {
-    target = batch.appended[it->second];
+    target = batch.appended[it->second.index];
   } else {
     absl::StatusOr<std::optional<okrd::v1::StoredEvent>> got =
         GetByEventId(target_id);

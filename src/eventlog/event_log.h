@@ -29,7 +29,9 @@
 // which with Durable::kAtSyncWal is before its fsync.
 
 #include <array>
+#include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -87,6 +89,10 @@ struct Batch {
     bool sealed = false;
     Digest hash{};                  // PayloadHash(event)
     absl::string_view event_bytes;  // the serialization hashed, on the arena
+    // Set by EventLog::Prepare(): whether the dedup index held the id, and
+    // the hash it held (on the arena).
+    bool logged = false;
+    absl::string_view logged_hash;
 
     okrd::v1::KpiEvent& event() { return *record->mutable_event(); }
     const okrd::v1::KpiEvent& event() const { return record->event(); }
@@ -106,6 +112,11 @@ struct Batch {
 
   std::shared_ptr<google::protobuf::Arena> arena;
   std::vector<Candidate> events;
+  // Set by EventLog::Prepare(): `events` indexes in event_id order, and how
+  // many appends the dedup lookup saw.
+  bool prepared = false;
+  std::vector<uint32_t> id_order;
+  uint64_t prepared_after = 0;
   std::vector<okrd::v1::RejectedRecord> rejects;
   // Next offset to consume per partition, after this batch.
   std::map<PartitionKey, int64_t> next_offsets;
@@ -159,6 +170,13 @@ class EventLog {
   // whole.
   absl::StatusOr<AppendResult> Append(Batch&& batch,
                                       Durable durable = Durable::kOnReturn);
+  // Looks the batch's event ids up in the dedup index ahead of Append(), so
+  // that another thread can do it while Append() writes the batches before.
+  // Append() settles the ids against the batches appended since (up to
+  // kRecentAppends of them; it looks up again after more). May run
+  // concurrently with Append() and the read methods.
+  absl::Status Prepare(Batch& batch) const;
+  static constexpr size_t kRecentAppends = 4;
   // Fsyncs every batch appended so far, when the log was opened with sync.
   absl::Status SyncWal();
 
@@ -192,11 +210,28 @@ class EventLog {
  private:
   EventLog() = default;
   absl::Status Load();
+  // The ids a batch appended, with where each went in its AppendResult and
+  // its hash. Keys view the records on the batch's arena.
+  struct AppendedId {
+    size_t index;
+    Digest hash;
+  };
+  using AppendedIds = absl::flat_hash_map<absl::string_view, AppendedId>;
+  // A recent append, kept for Append() to settle ids that Prepare() looked
+  // up before the append was visible.
+  struct RecentAppend {
+    uint64_t number;  // 1 for the first Append() of this process
+    std::shared_ptr<google::protobuf::Arena> arena;  // holds the ids
+    AppendedIds ids;
+  };
+
+  // Fills batch.id_order.
+  static void SortById(Batch& batch);
   // Finds what `event` (a correction or retraction) amends. Sets `reason`
   // and `detail` when it must be rejected; errors only on I/O failures.
   absl::Status ResolveAmendment(
       const okrd::v1::KpiEvent& event, const AppendResult& batch,
-      const absl::flat_hash_map<absl::string_view, size_t>& appended_index,
+      const AppendedIds& appended_index,
       const absl::flat_hash_map<std::string, okrd::v1::AmendmentState>& amended,
       okrd::v1::Amendment* amendment, std::string* reason,
       std::string* detail) const;
@@ -207,6 +242,10 @@ class EventLog {
 
   mutable absl::Mutex mu_;
   Stats stats_ ABSL_GUARDED_BY(mu_);
+  // Appends written so far; read by Prepare() on other threads.
+  std::atomic<uint64_t> appends_{0};
+  // The last kRecentAppends appends, oldest first; Append() only.
+  std::deque<RecentAppend> recent_;
 };
 
 // The rejected record of a candidate refused with `reason`, with its raw

@@ -197,6 +197,12 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
         next_tick = now + config_->projection.tick_interval;
       }
       if (!filled.batch.next_offsets.empty() || filled.batch.tick) {
+        // The dedup lookup runs here, beside the appender's writes, which
+        // are the pipeline's slowest stage.
+        if (absl::Status s = log_->Prepare(filled.batch); !s.ok()) {
+          Fail(s);
+          break;
+        }
         if (!to_append_.Put(std::move(filled))) break;
       }
       FreeSpent();
@@ -440,7 +446,7 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
 
   // Stops the pipeline with `status`; the first failure wins.
   void Fail(absl::Status status) {
-    spdlog::critical("event log write failed, stopping: {}", status.message());
+    spdlog::critical("event log failed, stopping: {}", status.message());
     absl::MutexLock lock(&failure_mu_);
     if (failure_.ok()) failure_ = std::move(status);
     failed_.store(true);

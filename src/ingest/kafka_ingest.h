@@ -13,9 +13,10 @@
 // kafka.dlq_topic is set, produced there with the reason in headers.
 //
 // Run() works on three threads, each on its own batch: the calling one
-// consumes, decodes and validates; an appender deduplicates and writes to
-// the log; a publisher waits for that write to be durable (one fsync covers
-// every batch written before it) and hands the batch to the BatchSink.
+// consumes, decodes, validates and looks the event ids up in the log's
+// dedup index; an appender settles duplicates and writes to the log; a
+// publisher waits for that write to be durable (one fsync covers every batch
+// written before it) and hands the batch to the BatchSink.
 //
 // Thread-safety: Run() on one thread; assigned() and Lag() from any thread.
 

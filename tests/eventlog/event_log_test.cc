@@ -121,6 +121,53 @@ TEST_F(EventLogTest, SameIdDifferentPayloadIsAConflict) {
   EXPECT_EQ(stored, 2);
 }
 
+// Ingest looks a batch's ids up while the batches before it are still
+// being appended: Append() settles them against those appends.
+TEST_F(EventLogTest, PreparedBeforeEarlierAppendsStillDeduplicates) {
+  auto log = Open();
+  Batch later;
+  Event(later, "a", 1, 10);   // same as in `earlier`: a duplicate
+  Event(later, "b", 99, 11);  // other payload than in `earlier`: a conflict
+  Event(later, "c", 3, 12);   // new
+  ASSERT_TRUE(log->Prepare(later).ok());
+
+  Batch earlier;
+  Event(earlier, "a", 1, 0);
+  Event(earlier, "b", 2, 1);
+  ASSERT_TRUE(log->Append(std::move(earlier)).ok());
+  auto result = log->Append(std::move(later));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->duplicates, 1u);
+  ASSERT_EQ(result->rejected.size(), 1u);
+  EXPECT_EQ(result->rejected[0].reason(), "conflict");
+  EXPECT_EQ(result->rejected[0].raw(), "raw-b");
+  ASSERT_EQ(result->appended.size(), 1u);
+  EXPECT_EQ(result->appended[0]->event().event_id(), "c");
+  EXPECT_EQ(log->last_sequence(), 3u);
+}
+
+// A lookup older than the appends Append() keeps in memory is made again.
+TEST_F(EventLogTest, PreparedTooLongAgoIsLookedUpAgain) {
+  auto log = Open();
+  Batch stale;
+  Event(stale, "a", 1, 10);
+  Event(stale, "z", 9, 11);
+  ASSERT_TRUE(log->Prepare(stale).ok());
+  Batch first;
+  Event(first, "a", 1, 0);
+  ASSERT_TRUE(log->Append(std::move(first)).ok());
+  for (size_t i = 0; i < EventLog::kRecentAppends; ++i) {
+    Batch filler;
+    Event(filler, "f" + std::to_string(i), 1, static_cast<int64_t>(i) + 1);
+    ASSERT_TRUE(log->Append(std::move(filler)).ok());
+  }
+  auto result = log->Append(std::move(stale));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->duplicates, 1u);
+  ASSERT_EQ(result->appended.size(), 1u);
+  EXPECT_EQ(result->appended[0]->event().event_id(), "z");
+}
+
 TEST_F(EventLogTest, RejectsAreStoredWithReasonAndRawBytes) {
   auto log = Open();
   Batch batch;
