@@ -589,7 +589,10 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     stats_ = std::move(next);
   }
   recent_.push_back({appends + 1, batch.arena, std::move(appended_index)});
-  if (recent_.size() > kRecentAppends) recent_.pop_front();
+  if (recent_.size() > kRecentAppends) {
+    result.retired = std::move(recent_.front().arena);
+    recent_.pop_front();
+  }
   appends_.store(appends + 1);
   return result;
 }

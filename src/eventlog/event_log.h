@@ -24,9 +24,9 @@
 // event.
 //
 // Thread-safety: Append() must be called from one thread at a time. Read
-// methods and SyncWal() may run concurrently with Append() and with each
-// other. Reads, Offsets() and GetStats() see a batch once it is appended,
-// which with Durable::kAtSyncWal is before its fsync.
+// methods, Prepare() and SyncWal() may run concurrently with Append() and
+// with each other. Reads, Offsets() and GetStats() see a batch once it is
+// appended, which with Durable::kAtSyncWal is before its fsync.
 
 #include <array>
 #include <atomic>
@@ -128,6 +128,10 @@ struct Batch {
 struct AppendResult {
   // Holds the records `appended` points to: the batch's arena.
   std::shared_ptr<google::protobuf::Arena> arena;
+  // The arena of an earlier batch that the log no longer needs, handed
+  // over so that it is freed with the result, on the caller's thread,
+  // rather than inside Append().
+  std::shared_ptr<google::protobuf::Arena> retired;
   // Accepted events and the tick, stored in sequence order, ready for the
   // projection.
   std::vector<const okrd::v1::StoredEvent*> appended;

@@ -159,7 +159,10 @@ TEST_F(EventLogTest, PreparedTooLongAgoIsLookedUpAgain) {
   for (size_t i = 0; i < EventLog::kRecentAppends; ++i) {
     Batch filler;
     Event(filler, "f" + std::to_string(i), 1, static_cast<int64_t>(i) + 1);
-    ASSERT_TRUE(log->Append(std::move(filler)).ok());
+    auto appended = log->Append(std::move(filler));
+    ASSERT_TRUE(appended.ok());
+    // The append that pushes `first` out of memory hands its arena over.
+    EXPECT_EQ(appended->retired != nullptr, i + 1 == EventLog::kRecentAppends);
   }
   auto result = log->Append(std::move(stale));
   ASSERT_TRUE(result.ok()) << result.status();
