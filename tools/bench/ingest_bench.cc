@@ -174,10 +174,10 @@ struct CpuTally {
 };
 
 // Runs kcat over the whole topic; returns messages per second, or 0.
-// It stops at the last message (-c) rather than at the end of every
-// partition (-e): waiting for the ends cost kcat about half a second, more
-// than consuming 400k messages, and would flatter okrd, whose clock also
-// stops at the last event.
+// It stops at the last message (-c), as okrd's clock stops at its last
+// event, rather than at the end of every partition (-e): waiting for the
+// ends costs kcat about half a second, longer than consuming 400k messages
+// takes, and would flatter okrd.
 double KcatRate(const std::string& brokers, long long events) {
   const std::string cmd =
       absl::StrCat("timeout 300 kcat -C -b ", brokers, " -t ", kTopic,
