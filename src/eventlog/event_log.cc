@@ -479,7 +479,7 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     if (auto it = appended_index.find(id); it != appended_index.end()) {
       seen = true;
       existing = absl::string_view(it->second.hash.data(), kHashBytes);
-    } else {
+    } else if (!seen) {
       for (const AppendedIds* ids : unseen) {
         if (auto earlier = ids->find(id); earlier != ids->end()) {
           seen = true;
