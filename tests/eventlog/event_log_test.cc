@@ -2,9 +2,17 @@
 
 #include <openssl/sha.h>
 
+#include <algorithm>
+#include <deque>
 #include <filesystem>
+#include <functional>
+#include <random>
+#include <set>
 #include <string>
+#include <thread>
 
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -169,6 +177,63 @@ TEST_F(EventLogTest, PreparedTooLongAgoIsLookedUpAgain) {
   EXPECT_EQ(result->duplicates, 1u);
   ASSERT_EQ(result->appended.size(), 1u);
   EXPECT_EQ(result->appended[0]->event().event_id(), "z");
+}
+
+// As in ingest: one thread prepares the next batches while another appends,
+// and ids repeat across neighbouring batches. Every id is accepted once and
+// every repeat counted as a duplicate, whichever appends each lookup saw.
+TEST_F(EventLogTest, ConcurrentPrepareAndAppendCountEachIdOnce) {
+  auto log = Open();
+  constexpr int kBatches = 200;
+  constexpr int kPerBatch = 50;
+  absl::Mutex mu;
+  std::deque<Batch> ready;         // guarded by mu; at most two, as in ingest
+  std::set<std::string> distinct;  // the preparing thread's
+  std::thread preparer([&] {
+    std::mt19937 random(7);
+    for (int b = 0; b < kBatches; ++b) {
+      Batch batch;
+      for (int i = 0; i < kPerBatch; ++i) {
+        // A third of the ids come from the last three batches.
+        const int from =
+            random() % 3 == 0 && b > 0
+                ? b - 1 - static_cast<int>(random() % std::min(b, 3))
+                : b;
+        const std::string id =
+            absl::StrCat("e", from, "-", random() % kPerBatch);
+        distinct.insert(id);
+        // The same id always carries the same payload.
+        Event(batch, id,
+              static_cast<double>(std::hash<std::string>()(id) % 1000), 0);
+      }
+      EXPECT_TRUE(log->Prepare(batch).ok());
+      absl::MutexLock lock(&mu);
+      mu.Await(absl::Condition(
+          +[](std::deque<Batch>* q) { return q->size() < 2; }, &ready));
+      ready.push_back(std::move(batch));
+    }
+  });
+  uint64_t accepted = 0;
+  uint64_t duplicates = 0;
+  for (int b = 0; b < kBatches; ++b) {
+    Batch batch;
+    {
+      absl::MutexLock lock(&mu);
+      mu.Await(absl::Condition(
+          +[](std::deque<Batch>* q) { return !q->empty(); }, &ready));
+      batch = std::move(ready.front());
+      ready.pop_front();
+    }
+    auto result = log->Append(std::move(batch));
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_TRUE(result->rejected.empty());
+    accepted += result->appended.size();
+    duplicates += result->duplicates;
+  }
+  preparer.join();
+  EXPECT_EQ(accepted, distinct.size());
+  EXPECT_EQ(accepted + duplicates, uint64_t{kBatches} * kPerBatch);
+  EXPECT_EQ(log->last_sequence(), distinct.size());
 }
 
 TEST_F(EventLogTest, RejectsAreStoredWithReasonAndRawBytes) {
