@@ -76,6 +76,11 @@ using Digest = std::array<char, 32>;
 // of a dozen small ones per event, and appending moves no event.
 struct Batch {
   Batch();
+  // Moved, never copied: a copy would share the arena and its records.
+  Batch(Batch&&) = default;
+  Batch& operator=(Batch&&) = default;
+  Batch(const Batch&) = delete;
+  Batch& operator=(const Batch&) = delete;
 
   struct Candidate {
     // On the batch's arena. The caller fills the event and its position;
