@@ -226,13 +226,25 @@ uint8_t* WriteVarintField(int field, uint64_t value, uint8_t* out) {
   return Coded::WriteVarint64ToArray(value, out);
 }
 
-uint8_t* WriteBytesField(int field, absl::string_view bytes, uint8_t* out) {
+uint8_t* WriteLengthPrefix(int field, size_t size, uint8_t* out) {
   out = Coded::WriteTagToArray(
       WireFormatLite::MakeTag(field, WireFormatLite::WIRETYPE_LENGTH_DELIMITED),
       out);
-  out = Coded::WriteVarint32ToArray(static_cast<uint32_t>(bytes.size()), out);
+  return Coded::WriteVarint32ToArray(static_cast<uint32_t>(size), out);
+}
+
+uint8_t* WriteBytesField(int field, absl::string_view bytes, uint8_t* out) {
+  out = WriteLengthPrefix(field, bytes.size(), out);
   std::memcpy(out, bytes.data(), bytes.size());
   return out + bytes.size();
+}
+
+// `message` as field `field`; its size must be cached (ByteSizeLong()).
+uint8_t* WriteMessageField(int field,
+                           const google::protobuf::MessageLite& message,
+                           uint8_t* out) {
+  out = WriteLengthPrefix(field, message.GetCachedSize(), out);
+  return message.SerializeWithCachedSizesToArray(out);
 }
 
 // The serialization of an event's record, with `event_bytes` (the event's
@@ -240,22 +252,22 @@ uint8_t* WriteBytesField(int field, absl::string_view bytes, uint8_t* out) {
 // it, field by field in number order.
 void SerializeRecord(const okrd::v1::StoredEvent& record,
                      absl::string_view event_bytes, std::string* out) {
-  std::string position;
-  std::string amends;
-  if (record.has_position()) record.position().SerializeToString(&position);
-  if (record.has_amends()) record.amends().SerializeToString(&amends);
+  const size_t position =
+      record.has_position() ? record.position().ByteSizeLong() : 0;
+  const size_t amends =
+      record.has_amends() ? record.amends().ByteSizeLong() : 0;
   // Each field: at most a 1-byte tag, a 10-byte varint and its bytes.
-  out->resize(4 * 11 + event_bytes.size() + position.size() + amends.size());
+  out->resize(4 * 11 + event_bytes.size() + position + amends);
   auto* begin = reinterpret_cast<uint8_t*>(out->data());
   uint8_t* end = begin;
   if (record.sequence() != 0) end = WriteVarintField(1, record.sequence(), end);
   end = WriteBytesField(2, event_bytes, end);
-  if (record.has_position()) end = WriteBytesField(3, position, end);
+  if (record.has_position()) end = WriteMessageField(3, record.position(), end);
   if (record.ingest_time_us() != 0) {
     end = WriteVarintField(4, static_cast<uint64_t>(record.ingest_time_us()),
                            end);
   }
-  if (record.has_amends()) end = WriteBytesField(6, amends, end);
+  if (record.has_amends()) end = WriteMessageField(6, record.amends(), end);
   out->resize(static_cast<size_t>(end - begin));
 }
 
