@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/log.h"
+#include "ingest/kafka_log.h"
 #include "ingest/producer.h"
 #include "ingest/validator.h"
 #include "librdkafka/rdkafka.h"
@@ -336,13 +337,9 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
         }
         break;
       case RdKafka::Event::EVENT_LOG:
-        if (event.severity() <= RdKafka::Event::EVENT_SEVERITY_ERROR) {
-          spdlog::error("kafka: {} {}", event.fac(), event.str());
-        } else if (event.severity() <= RdKafka::Event::EVENT_SEVERITY_WARNING) {
-          spdlog::warn("kafka: {} {}", event.fac(), event.str());
-        } else {
-          spdlog::debug("kafka: {} {}", event.fac(), event.str());
-        }
+        spdlog::log(KafkaLogLevel(KafkaClient::kConsumer, event.severity(),
+                                  event.fac()),
+                    "kafka: {} {}", event.fac(), event.str());
         break;
       default:
         break;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/log.h"
+#include "ingest/kafka_log.h"
 #include "librdkafka/rdkafkacpp.h"
 #include "spdlog/spdlog.h"
 
@@ -26,21 +27,17 @@ class DeliveryReport final : public RdKafka::DeliveryReportCb {
   std::atomic<uint64_t> failed_{0};
 };
 
-// Routes librdkafka's own log lines into okrd's log.
+// Routes the producer's librdkafka log lines and error events into okrd's log.
 class LogRouter final : public RdKafka::EventCb {
  public:
   void event_cb(RdKafka::Event& event) override {
     if (event.type() == RdKafka::Event::EVENT_ERROR) {
-      spdlog::warn("kafka producer: {}", event.str());
+      spdlog::warn("kafka producer error: {} ({})", event.str(),
+                   RdKafka::err2str(event.err()));
     } else if (event.type() == RdKafka::Event::EVENT_LOG) {
-      // okrd shares kafka.properties with its consumer; the producer's
-      // warnings about consumer-only properties are expected.
-      if (event.fac() == "CONFWARN" ||
-          event.severity() > RdKafka::Event::EVENT_SEVERITY_WARNING) {
-        spdlog::debug("kafka producer: {} {}", event.fac(), event.str());
-      } else {
-        spdlog::warn("kafka producer: {} {}", event.fac(), event.str());
-      }
+      spdlog::log(
+          KafkaLogLevel(KafkaClient::kProducer, event.severity(), event.fac()),
+          "kafka producer: {} {}", event.fac(), event.str());
     }
   }
 };
