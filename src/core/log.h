@@ -6,6 +6,8 @@
 // spdlog::warn() and friends from any thread (spdlog's default logger is
 // thread-safe).
 
+#include <string>
+
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "spdlog/spdlog.h"
@@ -23,9 +25,30 @@ struct fmt::formatter<absl::string_view> : fmt::formatter<fmt::string_view> {
 
 namespace okrd {
 
-// Routes spdlog's default logger to stderr with a timestamp and level.
+// Routes spdlog's default logger to stderr with a timestamp and level, and
+// protobuf's own log lines into it.
 // `level` is one of trace, debug, info, warn, error, critical, off.
 absl::Status InitLogging(absl::string_view level);
+
+// While one lives, what protobuf would log on this thread is collected here
+// instead: a parser's complaint about a message (a string field that is not
+// UTF-8, say) belongs in that message's rejection, not in a log line of its
+// own. Scopes nest; the innermost collects. Not to be shared across threads.
+class ProtobufComplaints {
+ public:
+  ProtobufComplaints();
+  ~ProtobufComplaints();
+  ProtobufComplaints(const ProtobufComplaints&) = delete;
+  ProtobufComplaints& operator=(const ProtobufComplaints&) = delete;
+
+  // The first sentence of the first complaint, or empty.
+  const std::string& first() const { return first_; }
+
+ private:
+  friend struct ProtobufLogRouter;
+  ProtobufComplaints* outer_;
+  std::string first_;
+};
 
 }  // namespace okrd
 

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "core/log.h"
 #include "core/time_util.h"
 #include "google/protobuf/util/json_util.h"
 #include "projection/period.h"
@@ -62,10 +63,17 @@ bool DecodeAndValidate(absl::string_view payload, Encoding encoding,
                     absl::StrCat("invalid KpiEvent JSON: ",
                                  std::string(status.message())));
     }
-  } else if (!event->ParseFromArray(payload.data(),
-                                    static_cast<int>(payload.size()))) {
-    return Reject(rejection, "malformed",
-                  "bytes do not parse as a binary KpiEvent");
+  } else {
+    ProtobufComplaints complaints;
+    if (!event->ParseFromArray(payload.data(),
+                               static_cast<int>(payload.size()))) {
+      return Reject(
+          rejection, "malformed",
+          complaints.first().empty()
+              ? "bytes do not parse as a binary KpiEvent"
+              : absl::StrCat("bytes do not parse as a binary KpiEvent: ",
+                             complaints.first()));
+    }
   }
 
   for (const auto& [name, value] : {std::pair<const char*, const std::string*>{

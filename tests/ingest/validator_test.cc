@@ -2,7 +2,11 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
+#include <random>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "core/time_util.h"
 #include "gtest/gtest.h"
@@ -74,6 +78,28 @@ TEST_F(ValidatorTest, Malformed) {
   EXPECT_EQ(
       ReasonForBytes(R"({"eventId":"e1","colour":"red"})", Encoding::kJson),
       "malformed");
+}
+
+// Protobuf's own complaint names the field, and it goes into the rejection
+// instead of into a log line of protobuf's.
+TEST_F(ValidatorTest, MalformedUtf8NamesTheField) {
+  okrd::v1::KpiEvent e = Valid();
+  e.set_subject("team-b");
+  std::string bytes = e.SerializeAsString();
+  const size_t at = bytes.find("team-b");
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 5] = '\xff';
+  okrd::v1::KpiEvent out;
+  Rejection rejection;
+  ASSERT_FALSE(DecodeAndValidate(bytes, Encoding::kProtobuf, config_, kNow,
+                                 &out, &rejection));
+  EXPECT_EQ(rejection.reason, "malformed");
+  EXPECT_EQ(rejection.detail,
+            "bytes do not parse as a binary KpiEvent: String field "
+            "'okrd.v1.KpiEvent.subject' contains invalid UTF-8 data when "
+            "parsing a protocol buffer");
+  // The next message starts clean.
+  EXPECT_EQ(ReasonForBytes("\xff\xff\xff", Encoding::kProtobuf), "malformed");
 }
 
 TEST_F(ValidatorTest, MissingFields) {
@@ -162,6 +188,85 @@ TEST_F(ValidatorTest, TooLateForAClosedPeriod) {
   e.set_kind(okrd::v1::CORRECTION);
   e.set_corrects_event_id("e0");
   EXPECT_EQ(ReasonFor(e), "accepted");
+}
+
+// Damaged messages, many of them, each with a seeded mix of byte edits: every
+// one is either a sound event or a rejection with a documented reason and a
+// one-line detail. Under the sanitizers this also checks that no input makes
+// the decoder read or write out of bounds.
+TEST_F(ValidatorTest, DamagedMessagesAreAcceptedSoundOrRejectedWithAReason) {
+  const std::set<std::string> kReasons = {
+      "oversize",          "malformed",          "missing_field",
+      "non_finite",        "unknown_kpi",        "unit_mismatch",
+      "future_event_time", "invalid_event_time", "too_late"};
+  okrd::v1::KpiEvent full = Valid();
+  (*full.mutable_attributes())["region"] = "eu";
+  full.set_source("crm");
+  okrd::v1::KpiEvent correction = Valid();
+  correction.set_kind(okrd::v1::CORRECTION);
+  correction.set_corrects_event_id("e0");
+  const std::vector<std::pair<std::string, Encoding>> seeds = {
+      {Valid().SerializeAsString(), Encoding::kProtobuf},
+      {full.SerializeAsString(), Encoding::kProtobuf},
+      {correction.SerializeAsString(), Encoding::kProtobuf},
+      {R"({"eventId":"e1","kpi":"signups","subject":"team-a","value":3,)"
+       R"("unit":"count","eventTime":"2026-11-25T19:00:00Z",)"
+       R"("attributes":{"region":"eu"}})",
+       Encoding::kJson},
+  };
+  std::mt19937 random(20261126);
+  auto below = [&random](size_t n) {
+    return std::uniform_int_distribution<size_t>(0, n - 1)(random);
+  };
+  std::map<std::string, int> outcomes;
+  for (int i = 0; i < 20000; ++i) {
+    const auto& [seed, encoding] = seeds[below(seeds.size())];
+    std::string bytes = seed;
+    const size_t edits = 1 + below(4);
+    for (size_t e = 0; e < edits && !bytes.empty(); ++e) {
+      const size_t at = below(bytes.size());
+      switch (below(5)) {
+        case 0:  // flip a bit
+          bytes[at] = static_cast<char>(bytes[at] ^ (1 << below(8)));
+          break;
+        case 1:  // overwrite a byte
+          bytes[at] = static_cast<char>(below(256));
+          break;
+        case 2:  // cut the tail
+          bytes.resize(at);
+          break;
+        case 3:  // insert a byte
+          bytes.insert(at, 1, static_cast<char>(below(256)));
+          break;
+        case 4:  // repeat a stretch at the end
+          bytes += bytes.substr(at, below(16) + 1);
+          break;
+      }
+    }
+    okrd::v1::KpiEvent out;
+    Rejection rejection;
+    if (DecodeAndValidate(bytes, encoding, config_, kNow, &out, &rejection)) {
+      ++outcomes["accepted"];
+      EXPECT_FALSE(out.event_id().empty());
+      EXPECT_LE(out.event_id().size(), config_.limits.max_id_bytes);
+      EXPECT_EQ(out.kpi(), "signups");
+      EXPECT_FALSE(out.subject().empty());
+      EXPECT_TRUE(std::isfinite(out.value())) << out.value();
+      EXPECT_TRUE(out.unit().empty() || out.unit() == "count") << out.unit();
+      EXPECT_LE(out.attributes_size(), config_.limits.max_attributes);
+      continue;
+    }
+    ++outcomes[rejection.reason];
+    EXPECT_TRUE(kReasons.contains(rejection.reason)) << rejection.reason;
+    EXPECT_FALSE(rejection.detail.empty()) << rejection.reason;
+    for (char c : rejection.detail) {
+      ASSERT_GE(static_cast<unsigned char>(c), 0x20) << rejection.detail;
+    }
+  }
+  // The edits reach past the parser into the checks behind it.
+  EXPECT_GT(outcomes["accepted"], 0);
+  EXPECT_GT(outcomes["malformed"], 0);
+  EXPECT_GE(outcomes.size(), 5u) << ::testing::PrintToString(outcomes);
 }
 
 TEST(EncodingTest, HeaderOrTopicSelectsJson) {
