@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/log.h"
+#include "core/utf8.h"
 #include "ingest/kafka_log.h"
 #include "ingest/producer.h"
 #include "ingest/validator.h"
@@ -394,7 +395,9 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
         rd_kafka_header_get_last(headers, "content-type", &value,
                                  &value_size) == RD_KAFKA_RESP_ERR_NO_ERROR &&
         value != nullptr) {
-      content_type.assign(static_cast<const char*>(value), value_size);
+      // Kept in the rejected log's string field: UTF-8 only.
+      content_type = ValidUtf8(
+          absl::string_view(static_cast<const char*>(value), value_size));
     }
     const absl::string_view payload(static_cast<const char*>(msg.payload()),
                                     msg.payload() == nullptr ? 0 : msg.len());

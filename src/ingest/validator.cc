@@ -8,6 +8,7 @@
 #include "absl/strings/strip.h"
 #include "core/log.h"
 #include "core/time_util.h"
+#include "core/utf8.h"
 #include "google/protobuf/util/json_util.h"
 #include "projection/period.h"
 
@@ -19,13 +20,14 @@ namespace {
 constexpr int64_t kMinSeconds = -62135596800;
 constexpr int64_t kMaxSeconds = 253402300799;
 
-// Details go into one-line logs and headers: no control characters.
+// Details go into one-line logs, headers and the rejected log; they may quote
+// the message: no control characters, and UTF-8.
 bool Reject(Rejection* rejection, std::string reason, std::string detail) {
   for (char& c : detail) {
     if (static_cast<unsigned char>(c) < 0x20) c = ' ';
   }
   rejection->reason = std::move(reason);
-  rejection->detail = std::string(absl::StripAsciiWhitespace(detail));
+  rejection->detail = ValidUtf8(absl::StripAsciiWhitespace(detail));
   return false;
 }
 

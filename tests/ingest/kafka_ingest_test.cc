@@ -99,14 +99,23 @@ TEST(KafkaIngestTest, PipelinedBatchesAccountForEveryMessageOnce) {
     const std::string payload = Event(absl::StrCat("e", i), subject, 1);
     ASSERT_TRUE((*producer)->Send(kTopic, subject, payload, {}).ok());
     ++sent;
-    if (i % 100 == 0) {  // a redelivery, a malformed message, a refusal
+    if (i % 100 == 0) {
+      // A redelivery; two malformed messages whose header and quoted bytes
+      // are not UTF-8; a refusal.
       ASSERT_TRUE((*producer)->Send(kTopic, subject, payload, {}).ok());
-      ASSERT_TRUE((*producer)->Send(kTopic, subject, "\xff\xff", {}).ok());
+      ASSERT_TRUE((*producer)
+                      ->Send(kTopic, subject, "\xff\xff",
+                             {{"content-type", "application/x-protobuf\xfe"}})
+                      .ok());
+      ASSERT_TRUE((*producer)
+                      ->Send(kTopic, subject, "{\"eventId\":\"j\xff\"}",
+                             {{"content-type", "application/json"}})
+                      .ok());
       ASSERT_TRUE((*producer)
                       ->Send(kTopic, "team-refused",
                              Event(absl::StrCat("r", i), "team-refused", 1), {})
                       .ok());
-      sent += 3;
+      sent += 4;
     }
   }
   ASSERT_TRUE((*producer)->Flush(absl::Seconds(30)).ok());
@@ -149,7 +158,7 @@ TEST(KafkaIngestTest, PipelinedBatchesAccountForEveryMessageOnce) {
   absl::MutexLock lock(&sink.mu_);
   EXPECT_EQ(sink.accepted_, static_cast<uint64_t>(kEvents));
   EXPECT_EQ(sink.duplicates_, 30u);
-  EXPECT_EQ(sink.rejected_["malformed"], 30u);
+  EXPECT_EQ(sink.rejected_["malformed"], 60u);
   EXPECT_EQ(sink.rejected_["series_limit"], 30u);
   EXPECT_EQ(sink.per_subject_.count("team-refused"), 0u);
   EXPECT_FALSE(sink.out_of_order_);
@@ -168,6 +177,19 @@ TEST(KafkaIngestTest, PipelinedBatchesAccountForEveryMessageOnce) {
     next_offsets += it->second;
   }
   EXPECT_EQ(next_offsets, static_cast<int64_t>(sent));
+  // Every rejection reads back, whatever bytes its message carried.
+  uint64_t stored_rejections = 0;
+  const absl::Status read =
+      (*log)->ForEachRejected(0, [&](const okrd::v1::RejectedRecord& r) {
+        ++stored_rejections;
+        if (r.reason() == "malformed" && !r.content_type().empty() &&
+            r.content_type() != "application/json") {
+          EXPECT_EQ(r.content_type(), "application/x-protobuf?");
+        }
+        return true;
+      });
+  EXPECT_TRUE(read.ok()) << read;
+  EXPECT_EQ(stored_rejections, 90u);
   log->reset();
   std::filesystem::remove_all(dir);
 }

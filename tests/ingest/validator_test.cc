@@ -10,6 +10,7 @@
 
 #include "core/time_util.h"
 #include "gtest/gtest.h"
+#include "okrd/v1/records.pb.h"
 
 namespace okrd::ingest {
 namespace {
@@ -262,6 +263,13 @@ TEST_F(ValidatorTest, DamagedMessagesAreAcceptedSoundOrRejectedWithAReason) {
     for (char c : rejection.detail) {
       ASSERT_GE(static_cast<unsigned char>(c), 0x20) << rejection.detail;
     }
+    // The rejected log stores the detail in a proto3 string, which must be
+    // UTF-8 to be read back.
+    okrd::v1::RejectedRecord stored;
+    stored.set_detail(rejection.detail);
+    okrd::v1::RejectedRecord back;
+    ASSERT_TRUE(back.ParseFromString(stored.SerializeAsString()))
+        << rejection.reason << ": " << rejection.detail;
   }
   // The edits reach past the parser into the checks behind it.
   EXPECT_GT(outcomes["accepted"], 0);
