@@ -65,13 +65,13 @@ absl::Status ParseHostPort(absl::string_view text, std::string* host,
   const size_t colon = text.rfind(':');
   if (colon == absl::string_view::npos || colon == 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("\"", text, "\" is not HOST:PORT"));
+        absl::StrCat(Reader::Quote(text), " is not HOST:PORT"));
   }
   int parsed = 0;
   if (!absl::SimpleAtoi(text.substr(colon + 1), &parsed) || parsed < 0 ||
       parsed > 65535) {
     return absl::InvalidArgumentError(
-        absl::StrCat("\"", text, "\" has no valid port (0-65535)"));
+        absl::StrCat(Reader::Quote(text), " has no valid port (0-65535)"));
   }
   *host = std::string(text.substr(0, colon));
   *port = parsed;
@@ -102,7 +102,7 @@ void ReadKafka(Reader& r, const YAML::Node& node, KafkaOptions* kafka) {
     if (std::find(kafka->topics.begin(), kafka->topics.end(), topic) ==
         kafka->topics.end()) {
       r.Fail(node["json_topics"], "kafka.json_topics",
-             absl::StrCat("\"", topic, "\" is not one of kafka.topics"));
+             absl::StrCat(Reader::Quote(topic), " is not one of kafka.topics"));
     }
   }
   if (auto v = r.String(node, path, "group_id", false)) kafka->group_id = *v;
@@ -118,8 +118,8 @@ void ReadKafka(Reader& r, const YAML::Node& node, KafkaOptions* kafka) {
   if (auto v = r.String(node, path, "auto_offset_reset", false)) {
     if (*v != "earliest" && *v != "latest") {
       r.Fail(node["auto_offset_reset"], "kafka.auto_offset_reset",
-             absl::StrCat("unknown value \"", *v,
-                          "\" (expected earliest or latest)"));
+             absl::StrCat("unknown value ", Reader::Quote(*v),
+                          " (expected earliest or latest)"));
     }
     kafka->auto_offset_reset = *v;
   }
@@ -175,8 +175,8 @@ void ReadKpi(Reader& r, const YAML::Node& node, const std::string& path,
     kpi->time_zone = *v;
     if (!absl::LoadTimeZone(*v, &kpi->zone)) {
       r.Fail(node["time_zone"], Reader::Join(path, "time_zone"),
-             absl::StrCat("unknown time zone \"", *v,
-                          "\" (is tzdata installed?)"));
+             absl::StrCat("unknown time zone ", Reader::Quote(*v),
+                          " (is tzdata installed?)"));
     }
   }
   r.Int(node, path, "week_start", 1, 7, &kpi->week_start);
@@ -259,7 +259,7 @@ void ReadKeyResult(Reader& r, const YAML::Node& node, const std::string& path,
     kr->kpi = *v;
     if (config.FindKpi(*v) == nullptr) {
       r.Fail(node["kpi"], path + ".kpi",
-             absl::StrCat("unknown KPI \"", *v, "\""));
+             absl::StrCat("unknown KPI ", Reader::Quote(*v)));
     }
   }
   if (auto v = r.String(node, path, "subject", true)) kr->subject = *v;
@@ -332,10 +332,10 @@ void ReadObjectives(Reader& r, const YAML::Node& list, Config* config) {
     if (auto v = r.String(node, path, "id", true)) o.id = *v;
     if (r.ok() && !IsValidId(o.id)) {
       r.Fail(node["id"], path + ".id",
-             absl::StrCat("\"", o.id, "\" is not a valid id"));
+             absl::StrCat(Reader::Quote(o.id), " is not a valid id"));
     } else if (r.ok() && !index.emplace(o.id, i).second) {
       r.Fail(node["id"], path + ".id",
-             absl::StrCat("duplicate objective id \"", o.id, "\""));
+             absl::StrCat("duplicate objective id ", Reader::Quote(o.id)));
     }
     if (auto v = r.String(node, path, "title", true)) o.title = *v;
     if (auto v = r.String(node, path, "owner", false)) o.owner = *v;
@@ -349,7 +349,7 @@ void ReadObjectives(Reader& r, const YAML::Node& list, Config* config) {
       o.time_zone = *v;
       if (!absl::LoadTimeZone(*v, &zone)) {
         r.Fail(node["time_zone"], path + ".time_zone",
-               absl::StrCat("unknown time zone \"", *v, "\""));
+               absl::StrCat("unknown time zone ", Reader::Quote(*v)));
       }
     }
     for (const auto& [key, days, out] :
@@ -357,7 +357,7 @@ void ReadObjectives(Reader& r, const YAML::Node& list, Config* config) {
       auto v = r.String(node, path, key, true);
       if (v && !ParseDate(*v, zone, days, out)) {
         r.Fail(node[key], absl::StrCat(path, ".", key),
-               absl::StrCat("\"", *v, "\" is not a date YYYY-MM-DD"));
+               absl::StrCat(Reader::Quote(*v), " is not a date YYYY-MM-DD"));
       }
     }
     if (r.ok() && o.end <= o.start) {
@@ -374,7 +374,7 @@ void ReadObjectives(Reader& r, const YAML::Node& list, Config* config) {
       ReadKeyResult(r, krs[k], kr_path, *config, &kr);
       if (r.ok() && !kr_ids.insert(kr.id).second) {
         r.Fail(krs[k]["id"], kr_path + ".id",
-               absl::StrCat("duplicate key result id \"", kr.id, "\""));
+               absl::StrCat("duplicate key result id ", Reader::Quote(kr.id)));
       }
       o.key_results.push_back(std::move(kr));
     }
@@ -388,7 +388,7 @@ void ReadObjectives(Reader& r, const YAML::Node& list, Config* config) {
     if (o.parent.empty()) continue;
     if (!index.contains(o.parent)) {
       r.Fail(list[i]["parent"], absl::StrCat("objectives[", i, "].parent"),
-             absl::StrCat("unknown objective \"", o.parent, "\""));
+             absl::StrCat("unknown objective ", Reader::Quote(o.parent)));
       break;
     }
     child_weight[o.parent] += o.weight;
@@ -397,8 +397,8 @@ void ReadObjectives(Reader& r, const YAML::Node& list, Config* config) {
          up = config->objectives[index[up]].parent) {
       if (!seen.insert(up).second) {
         r.Fail(list[i]["parent"], absl::StrCat("objectives[", i, "].parent"),
-               absl::StrCat("objective \"", o.id,
-                            "\" is its own ancestor (cycle of parents)"));
+               absl::StrCat("objective ", Reader::Quote(o.id),
+                            " is its own ancestor (cycle of parents)"));
         break;
       }
       if (!index.contains(up)) break;
@@ -410,8 +410,8 @@ void ReadObjectives(Reader& r, const YAML::Node& list, Config* config) {
     for (const KeyResultOptions& kr : o.key_results) sum += kr.weight;
     if (sum <= 0) {
       r.Fail(list[i], absl::StrCat("objectives[", i, "]"),
-             absl::StrCat("objective \"", o.id,
-                          "\" has a zero weight sum (no weighted key results "
+             absl::StrCat("objective ", Reader::Quote(o.id),
+                          " has a zero weight sum (no weighted key results "
                           "or child objectives)"));
     }
   }
@@ -437,16 +437,16 @@ void ReadPipPolicies(Reader& r, const YAML::Node& list, Config* config) {
     if (auto v = r.String(node, path, "id", true)) p.id = *v;
     if (r.ok() && !IsValidId(p.id)) {
       r.Fail(node["id"], path + ".id",
-             absl::StrCat("\"", p.id, "\" is not a valid id"));
+             absl::StrCat(Reader::Quote(p.id), " is not a valid id"));
     } else if (r.ok() && !ids.insert(p.id).second) {
       r.Fail(node["id"], path + ".id",
-             absl::StrCat("duplicate policy id \"", p.id, "\""));
+             absl::StrCat("duplicate policy id ", Reader::Quote(p.id)));
     }
     if (auto v = r.String(node, path, "kpi", true)) {
       p.kpi = *v;
       if (config->FindKpi(*v) == nullptr) {
         r.Fail(node["kpi"], path + ".kpi",
-               absl::StrCat("unknown KPI \"", *v, "\""));
+               absl::StrCat("unknown KPI ", Reader::Quote(*v)));
       }
     }
     r.StringList(node, path, "subjects", &p.subjects);
@@ -581,12 +581,12 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
       if (!r.ok()) break;
       if (!IsValidId(kpi.id)) {
         r.Fail(kpis[i]["id"], path + ".id",
-               absl::StrCat("\"", kpi.id,
-                            "\" is not a valid id (letters, digits, _ - ., "
+               absl::StrCat(Reader::Quote(kpi.id),
+                            " is not a valid id (letters, digits, _ - ., "
                             "at most 128)"));
       } else if (!ids.insert(kpi.id).second) {
         r.Fail(kpis[i]["id"], path + ".id",
-               absl::StrCat("duplicate KPI id \"", kpi.id, "\""));
+               absl::StrCat("duplicate KPI id ", Reader::Quote(kpi.id)));
       }
       config->kpis.push_back(std::move(kpi));
     }

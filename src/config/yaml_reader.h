@@ -38,15 +38,25 @@ class Reader {
   // Records a problem at `node`'s position unless one is already recorded.
   void Fail(const YAML::Node& node, absl::string_view field,
             absl::string_view problem) {
-    if (error_) return;
     const int line = node.IsDefined() ? node.Mark().line + 1 : 0;
-    error_ = absl::StrCat(source_, ":", line > 0 ? absl::StrCat(line) : "?",
-                          ": ", field, ": ", problem);
+    Record(absl::StrCat(source_, ":", line > 0 ? absl::StrCat(line) : "?", ": ",
+                        field, ": ", problem));
   }
   void FailAtLine(int line, absl::string_view field,
                   absl::string_view problem) {
-    if (error_) return;
-    error_ = absl::StrCat(source_, ":", line, ": ", field, ": ", problem);
+    Record(absl::StrCat(source_, ":", line, ": ", field, ": ", problem));
+  }
+
+  // `text` quoted for an error line: a value that runs over several lines or
+  // on and on is cut after 60 bytes (at a character boundary).
+  static std::string Quote(absl::string_view text) {
+    constexpr size_t kShown = 60;
+    if (text.size() <= kShown) return absl::StrCat("\"", text, "\"");
+    size_t cut = kShown;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) {
+      --cut;  // inside a UTF-8 sequence: leave all of it out
+    }
+    return absl::StrCat("\"", text.substr(0, cut), "...\"");
   }
 
   // A mapping node whose keys are all in `allowed`.
@@ -94,8 +104,8 @@ class Reader {
     int value = 0;
     if (!absl::SimpleAtoi(*text, &value) || value < min || value > max) {
       Fail(parent[key], Join(path, key),
-           absl::StrCat("expected an integer in [", min, ", ", max, "], got \"",
-                        *text, "\""));
+           absl::StrCat("expected an integer in [", min, ", ", max, "], got ",
+                        Quote(*text)));
       return;
     }
     *out = value;
@@ -109,7 +119,7 @@ class Reader {
     double value = 0;
     if (!absl::SimpleAtod(*text, &value) || !std::isfinite(value)) {
       Fail(parent[key], Join(path, key),
-           absl::StrCat("expected a finite number, got \"", *text, "\""));
+           absl::StrCat("expected a finite number, got ", Quote(*text)));
       return false;
     }
     *out = value;
@@ -133,7 +143,7 @@ class Reader {
       *out = false;
     } else {
       Fail(parent[key], Join(path, key),
-           absl::StrCat("expected true or false, got \"", *text, "\""));
+           absl::StrCat("expected true or false, got ", Quote(*text)));
     }
   }
 
@@ -184,7 +194,7 @@ class Reader {
       names.push_back(name);
     }
     Fail(parent[key], Join(path, key),
-         absl::StrCat("unknown value \"", *text, "\" (expected one of ",
+         absl::StrCat("unknown value ", Quote(*text), " (expected one of ",
                       absl::StrJoin(names, ", "), ")"));
   }
 
@@ -193,6 +203,15 @@ class Reader {
   }
 
  private:
+  // Keeps the first problem, on one line whatever the file quoted into it.
+  void Record(std::string error) {
+    if (error_) return;
+    for (char& c : error) {
+      if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+    }
+    error_ = std::move(error);
+  }
+
   std::string source_;
   std::optional<std::string> error_;
 };

@@ -1,7 +1,12 @@
 #include "config/config.h"
 
 #include <fstream>
+#include <map>
+#include <random>
+#include <regex>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -380,6 +385,109 @@ TEST(ConfigTest, MaxSeries) {
   EXPECT_EQ(ErrorOf(std::string(kValid) + "export:\n  max_series: lots\n"),
             "test.yaml:11: export.max_series: expected an integer in [5, "
             "1073741824], got \"lots\"");
+}
+
+// The example config damaged many ways, each with a seeded mix of edits:
+// lines dropped, repeated, swapped or shifted, values replaced by other YAML,
+// bytes changed. Each result is a config or one line naming the file, the
+// line and the problem, never a crash or an exception.
+TEST(ConfigTest, DamagedConfigsGiveOneLineErrors) {
+  std::ifstream in(std::string(OKRD_SOURCE_DIR) + "/config/example.yaml");
+  ASSERT_TRUE(in.good());
+  std::vector<std::string> original;
+  for (std::string line; std::getline(in, line);) original.push_back(line);
+  ASSERT_GT(original.size(), 50u);
+  const std::vector<std::string> values = {"",
+                                           "~",
+                                           "-1",
+                                           "0",
+                                           "1e999",
+                                           ".nan",
+                                           "[]",
+                                           "{}",
+                                           "[a",
+                                           "{a:",
+                                           "\"",
+                                           "'",
+                                           "*x",
+                                           "&x y",
+                                           "!!binary AAAA",
+                                           "? x",
+                                           "- y",
+                                           "9999999999999999999999",
+                                           std::string(300, 'z')};
+  std::mt19937 random(20261126);
+  auto below = [&random](size_t n) {
+    return std::uniform_int_distribution<size_t>(0, n - 1)(random);
+  };
+  const std::regex one_line_error(R"(^example\.yaml:[0-9]+: [^\n]+$)");
+  std::map<std::string, int> outcomes;
+  for (int i = 0; i < 2000; ++i) {
+    std::vector<std::string> lines = original;
+    const size_t edits = 1 + below(3);
+    for (size_t e = 0; e < edits && !lines.empty(); ++e) {
+      const size_t at = below(lines.size());
+      std::string& line = lines[at];
+      switch (below(6)) {
+        case 0:
+          lines.erase(lines.begin() + static_cast<long>(at));
+          break;
+        case 1:
+          lines.insert(lines.begin() + static_cast<long>(at), line);
+          break;
+        case 2:
+          std::swap(line, lines[below(lines.size())]);
+          break;
+        case 3:
+          line =
+              below(2) == 0 ? "  " + line : line.substr(line.empty() ? 0 : 1);
+          break;
+        case 4:
+          if (const size_t colon = line.find(": ");
+              colon != std::string::npos) {
+            line = line.substr(0, colon + 2) + values[below(values.size())];
+          }
+          break;
+        case 5:
+          if (!line.empty()) {
+            line[below(line.size())] = static_cast<char>(below(256));
+          }
+          break;
+      }
+    }
+    std::ostringstream yaml;
+    for (const std::string& line : lines) yaml << line << '\n';
+    auto config = ParseConfig(yaml.str(), "example.yaml");
+    if (config.ok()) {
+      ++outcomes["ok"];
+      continue;
+    }
+    const std::string message(config.status().message());
+    ++outcomes["error"];
+    EXPECT_TRUE(std::regex_match(message, one_line_error)) << message;
+  }
+  EXPECT_GT(outcomes["ok"], 0);
+  EXPECT_GT(outcomes["error"], 0);
+}
+
+// A value quoted into an error is cut short, and a value that spans lines
+// does not break the error line.
+TEST(ConfigTest, QuotedValuesStayShortAndOnOneLine) {
+  EXPECT_EQ(ErrorOf(std::string(kValid) +
+                    "export:\n  max_series: " + std::string(100, '9') + "x\n"),
+            "test.yaml:11: export.max_series: expected an integer in [5, "
+            "1073741824], got \"" +
+                std::string(60, '9') + "...\"");
+  EXPECT_EQ(ErrorOf(std::string(kValid) +
+                    "export:\n  max_series: \"lots\n\n    and lots\"\n"),
+            "test.yaml:11: export.max_series: expected an integer in [5, "
+            "1073741824], got \"lots and lots\"");
+  // Cut before a character, never inside one.
+  EXPECT_EQ(ErrorOf(std::string(kValid) + "export:\n  max_series: " +
+                    std::string(59, 'x') + "\xc3\xa9\n"),
+            "test.yaml:11: export.max_series: expected an integer in [5, "
+            "1073741824], got \"" +
+                std::string(59, 'x') + "...\"");
 }
 
 TEST(ConfigTest, MissingFileIsNamed) {
