@@ -27,6 +27,7 @@
 namespace okrd::exporter {
 namespace {
 
+// Answers a GET with `body`, and a HEAD with the same head and no body.
 void Reply(mg_connection* conn, int code, absl::string_view content_type,
            absl::string_view body, absl::string_view extra_headers = "") {
   mg_printf(conn,
@@ -36,10 +37,44 @@ void Reply(mg_connection* conn, int code, absl::string_view content_type,
             static_cast<int>(content_type.size()), content_type.data(),
             body.size(), static_cast<int>(extra_headers.size()),
             extra_headers.data());
-  mg_write(conn, body.data(), body.size());
+  if (std::strcmp(mg_get_request_info(conn)->request_method, "HEAD") != 0) {
+    mg_write(conn, body.data(), body.size());
+  }
 }
 
-class MetricsHandler final : public CivetHandler {
+// okrd's endpoints are read-only. HEAD is answered as GET without the body
+// (HTTP requires both, and uptime checkers send HEAD); other methods get 405
+// rather than civetweb's fallback, a 404 for POST.
+class ReadOnlyHandler : public CivetHandler {
+ public:
+  bool handleHead(CivetServer* server, mg_connection* conn) final {
+    return handleGet(server, conn);
+  }
+  bool handlePost(CivetServer*, mg_connection* conn) final {
+    return NotAllowed(conn);
+  }
+  bool handlePut(CivetServer*, mg_connection* conn) final {
+    return NotAllowed(conn);
+  }
+  bool handleDelete(CivetServer*, mg_connection* conn) final {
+    return NotAllowed(conn);
+  }
+  bool handlePatch(CivetServer*, mg_connection* conn) final {
+    return NotAllowed(conn);
+  }
+  bool handleOptions(CivetServer*, mg_connection* conn) final {
+    return NotAllowed(conn);
+  }
+
+ private:
+  static bool NotAllowed(mg_connection* conn) {
+    Reply(conn, 405, "text/plain; charset=utf-8", "method not allowed\n",
+          "Allow: GET, HEAD\r\n");
+    return true;
+  }
+};
+
+class MetricsHandler final : public ReadOnlyHandler {
  public:
   explicit MetricsHandler(const SnapshotSource* source) : source_(source) {}
   bool handleGet(CivetServer*, mg_connection* conn) override {
@@ -60,7 +95,7 @@ class MetricsHandler final : public CivetHandler {
   const SnapshotSource* source_;
 };
 
-class StatusPageHandler final : public CivetHandler {
+class StatusPageHandler final : public ReadOnlyHandler {
  public:
   explicit StatusPageHandler(const SnapshotSource* source) : source_(source) {}
   bool handleGet(CivetServer*, mg_connection* conn) override {
@@ -79,7 +114,7 @@ class StatusPageHandler final : public CivetHandler {
   const SnapshotSource* source_;
 };
 
-class HealthHandler final : public CivetHandler {
+class HealthHandler final : public ReadOnlyHandler {
  public:
   bool handleGet(CivetServer*, mg_connection* conn) override {
     Reply(conn, 200, "text/plain; charset=utf-8", "ok\n");
@@ -87,7 +122,7 @@ class HealthHandler final : public CivetHandler {
   }
 };
 
-class ReadyHandler final : public CivetHandler {
+class ReadyHandler final : public ReadOnlyHandler {
  public:
   explicit ReadyHandler(const SnapshotSource* source) : source_(source) {}
   bool handleGet(CivetServer*, mg_connection* conn) override {

@@ -207,9 +207,9 @@ class FixedSource final : public SnapshotSource {
   DaemonState state_;
 };
 
-// A minimal HTTP/1.0 GET on 127.0.0.1; returns the whole response.
-std::string Get(int port, const std::string& path,
-                const std::string& headers = "") {
+// A minimal HTTP/1.0 request on 127.0.0.1; returns the whole response.
+std::string Request(int port, const std::string& method,
+                    const std::string& path, const std::string& headers = "") {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -220,7 +220,7 @@ std::string Get(int port, const std::string& path,
     return "";
   }
   const std::string request =
-      "GET " + path + " HTTP/1.0\r\nHost: x\r\n" + headers + "\r\n";
+      method + " " + path + " HTTP/1.0\r\nHost: x\r\n" + headers + "\r\n";
   (void)!::write(fd, request.data(), request.size());
   std::string response;
   char buf[4096];
@@ -228,6 +228,11 @@ std::string Get(int port, const std::string& path,
     response.append(buf, n);
   ::close(fd);
   return response;
+}
+
+std::string Get(int port, const std::string& path,
+                const std::string& headers = "") {
+  return Request(port, "GET", path, headers);
 }
 
 TEST(HttpServerTest, ServesMetricsHealthAndReadiness) {
@@ -258,6 +263,30 @@ TEST(HttpServerTest, ServesMetricsHealthAndReadiness) {
   source.readiness = {
       .log_open = true, .consumer_assigned = true, .rebuild_done = true};
   EXPECT_NE(Get(port, "/readyz").find("HTTP/1.1 200"), std::string::npos);
+}
+
+// HEAD answers as GET does, without the body; the endpoints are read-only.
+TEST(HttpServerTest, HeadAsGetOtherMethodsNotAllowed) {
+  FixedSource source;
+  auto server = HttpServer::Start("127.0.0.1:0", &source);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  for (const std::string path : {"/metrics", "/healthz", "/readyz", "/"}) {
+    const std::string get = Get(port, path);
+    const std::string head = Request(port, "HEAD", path);
+    const size_t end = get.find("\r\n\r\n");
+    ASSERT_NE(end, std::string::npos) << get;
+    EXPECT_EQ(head, get.substr(0, end + 4)) << path;
+  }
+  EXPECT_NE(Request(port, "HEAD", "/no-such-page").find("HTTP/1.1 404"),
+            std::string::npos);
+  for (const std::string method : {"POST", "PUT", "DELETE", "PATCH"}) {
+    const std::string reply =
+        Request(port, method, "/metrics", "Content-Length: 0\r\n");
+    EXPECT_NE(reply.find("HTTP/1.1 405"), std::string::npos)
+        << method << ": " << reply;
+    EXPECT_NE(reply.find("Allow: GET, HEAD\r\n"), std::string::npos) << reply;
+  }
 }
 
 std::string Gunzip(absl::string_view data) {
