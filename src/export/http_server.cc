@@ -164,11 +164,8 @@ class BasicAuth final : public CivetAuthHandler {
         return true;
       }
     }
-    mg_printf(conn,
-              "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic "
-              "realm=\"okrd\", charset=\"UTF-8\"\r\nContent-Type: text/plain; "
-              "charset=utf-8\r\nContent-Length: 13\r\nConnection: "
-              "close\r\n\r\nUnauthorized\n");
+    Reply(conn, 401, "text/plain; charset=utf-8", "Unauthorized\n",
+          "WWW-Authenticate: Basic realm=\"okrd\", charset=\"UTF-8\"\r\n");
     return false;
   }
 
