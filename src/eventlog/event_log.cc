@@ -467,15 +467,16 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     // good, their order does not.
     SortById(batch);
   }
-  // Appends the lookup may not have seen, newest first.
-  std::vector<const AppendedIds*> unseen;
-  for (auto it = recent_.rbegin();
-       it != recent_.rend() && it->number > batch.prepared_after; ++it) {
-    unseen.push_back(&it->ids);
-  }
   result.appended.reserve(n + 1);
   AppendedIds appended_index;
   appended_index.reserve(n);
+  // Where an id the lookup did not find may have gone since: this batch,
+  // then the appends the lookup may not have seen, newest first.
+  std::vector<const AppendedIds*> since_lookup = {&appended_index};
+  for (auto it = recent_.rbegin();
+       it != recent_.rend() && it->number > batch.prepared_after; ++it) {
+    since_lookup.push_back(&it->ids);
+  }
   absl::flat_hash_map<std::string, okrd::v1::AmendmentState> amended;
   // Where each candidate went in result.appended, or -1.
   std::vector<int32_t> appended_from(n, -1);
@@ -488,16 +489,11 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     const absl::string_view id = c.event().event_id();
     bool seen = c.logged;
     absl::string_view existing = c.logged_hash;
-    if (auto it = appended_index.find(id); it != appended_index.end()) {
-      seen = true;
-      existing = absl::string_view(it->second.hash.data(), kHashBytes);
-    } else if (!seen) {
-      for (const AppendedIds* ids : unseen) {
-        if (auto earlier = ids->find(id); earlier != ids->end()) {
-          seen = true;
-          existing = absl::string_view(earlier->second.hash.data(), kHashBytes);
-          break;
-        }
+    for (size_t u = 0; !seen && u < since_lookup.size(); ++u) {
+      if (auto earlier = since_lookup[u]->find(id);
+          earlier != since_lookup[u]->end()) {
+        seen = true;
+        existing = absl::string_view(earlier->second.hash.data(), kHashBytes);
       }
     }
     if (seen) {
