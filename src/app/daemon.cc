@@ -65,7 +65,11 @@ class State final : public ingest::BatchSink,
   State(std::shared_ptr<const config::Config> config, eventlog::EventLog* log)
       : log_(log),
         config_(config),
-        projection_(std::make_unique<projection::KpiProjection>(config)) {}
+        projection_(std::make_unique<projection::KpiProjection>(config)) {
+    // Until the group says what this instance owns, it exports nothing of
+    // what its log holds: another instance may own it by now.
+    daemon_.ownership = projection::Ownership({}, false);
+  }
 
   void set_ingest(ingest::KafkaIngest* ingest) {
     absl::MutexLock lock(&mu_);
@@ -85,7 +89,9 @@ class State final : public ingest::BatchSink,
     if (!built.ok()) return built.status();
     absl::MutexLock lock(&mu_);
     projection_ = std::move(built->projection);
+    LogNewConflicts();
     daemon_.log = log_->GetStats();
+    folded_offsets_ = daemon_.log.offsets;
     daemon_.rebuild_seconds = absl::ToDoubleSeconds(absl::Now() - started);
     last_snapshot_sequence_ = built->snapshot_sequence;
     last_snapshot_time_ = absl::Now();
@@ -106,6 +112,8 @@ class State final : public ingest::BatchSink,
       absl::MutexLock lock(&mu_);
       // Records logged while the rebuild ran; OnAppended skips them later.
       const uint64_t caught_up_from = built->projection->sequence() + 1;
+      // Taken before the fold below, which may see more, never less.
+      std::map<eventlog::PartitionKey, int64_t> folded = log_->Offsets();
       absl::Status s =
           log_->ForEach(caught_up_from, [&](const okrd::v1::StoredEvent& e) {
             built->projection->Apply(e);
@@ -113,6 +121,7 @@ class State final : public ingest::BatchSink,
           });
       if (!s.ok()) return s;
       projection_ = std::move(built->projection);
+      folded_offsets_ = std::move(folded);
       ForgetTrackedAdmissions();
       ++generation_;
       config_ = config;
@@ -171,6 +180,10 @@ class State final : public ingest::BatchSink,
         if (e->sequence() <= projection_->sequence()) continue;
         projection_->Apply(*e);
       }
+      for (const auto& [key, offset] : result.next_offsets) {
+        folded_offsets_[key] = offset;
+      }
+      LogNewConflicts();
       ForgetTrackedAdmissions();
       daemon_.log = log_->GetStats();
       const config::ProjectionOptions& options =
@@ -187,6 +200,18 @@ class State final : public ingest::BatchSink,
     }
     // Written outside the lock: scrapes go on meanwhile.
     if (snapshot) StoreSnapshot(*snapshot);
+  }
+
+  // Producers should key messages by subject (README, "Scale-out"); each
+  // pair that is not is logged once.
+  void LogNewConflicts() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const auto& [kpi, subject] : projection_->TakeNewConflicts()) {
+      spdlog::warn(
+          "KPI {} subject {} came on more than one Kafka partition: key "
+          "messages by subject, or instances split its values "
+          "(okrd_subject_partition_conflicts_total)",
+          kpi, exporter::SubjectLabel(projection_->config(), subject));
+    }
   }
 
   // Drops the admitted series the projection now counts itself; the others
@@ -221,7 +246,10 @@ class State final : public ingest::BatchSink,
       const override {
     absl::MutexLock lock(&mu_);
     exporter::DaemonState state = daemon_;
-    if (ingest_ != nullptr) state.lag = ingest_->Lag();
+    if (ingest_ != nullptr) {
+      state.lag = ingest_->Lag();
+      state.ownership = ingest_->Ownership(folded_offsets_);
+    }
     fn(*projection_, state);
   }
 
@@ -256,10 +284,15 @@ class State final : public ingest::BatchSink,
 
   exporter::Readiness GetReadiness() const override {
     absl::MutexLock lock(&mu_);
+    const projection::Ownership ownership =
+        ingest_ != nullptr ? ingest_->Ownership(folded_offsets_)
+                           : daemon_.ownership;
     return exporter::Readiness{
         .log_open = true,
         .consumer_assigned = ingest_ != nullptr && ingest_->assigned(),
-        .rebuild_done = rebuilt_};
+        .rebuild_done = rebuilt_,
+        .caught_up = ownership.current(),
+        .standby = ownership.standby()};
   }
 
  private:
@@ -268,6 +301,10 @@ class State final : public ingest::BatchSink,
   std::shared_ptr<const config::Config> config_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<projection::KpiProjection> projection_ ABSL_GUARDED_BY(mu_);
   exporter::DaemonState daemon_ ABSL_GUARDED_BY(mu_);
+  // Next offset per partition of what projection_ has folded: whether an
+  // owned partition has caught up is judged against these.
+  std::map<eventlog::PartitionKey, int64_t> folded_offsets_
+      ABSL_GUARDED_BY(mu_);
   ingest::KafkaIngest* ingest_ ABSL_GUARDED_BY(mu_) = nullptr;
   // Series admitted by Admit() and not yet folded (the ingest may append a
   // batch or two ahead of the fold); KPIs already logged as having hit

@@ -60,6 +60,13 @@ const KpiOptions* Config::FindKpi(absl::string_view id) const {
   return nullptr;
 }
 
+const PipPolicyOptions* Config::FindPipPolicy(absl::string_view id) const {
+  for (const PipPolicyOptions& policy : pip_policies) {
+    if (policy.id == id) return &policy;
+  }
+  return nullptr;
+}
+
 absl::Status ParseHostPort(absl::string_view text, std::string* host,
                            int* port) {
   const size_t colon = text.rfind(':');

@@ -226,6 +226,8 @@ struct Config {
 
   // nullptr when no KPI has that id.
   const KpiOptions* FindKpi(absl::string_view id) const;
+  // nullptr when no PIP policy has that id.
+  const PipPolicyOptions* FindPipPolicy(absl::string_view id) const;
 };
 
 // Parses YAML text; `source_name` names it in error messages.

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -47,6 +48,10 @@ const char* const kCfNames[] = {"default",  "events",    "dedup", "offsets",
 const char kLastSequenceKey[] = "last_sequence";
 const char kLastRejectedKey[] = "last_rejected_sequence";
 const char kCounterPrefix[] = "counter/";
+// pcounter/<topic> NUL <partition>/<outcome>/<reason>
+const char kPartitionCounterPrefix[] = "pcounter/";
+// first/<topic> NUL <partition>
+const char kFirstOffsetPrefix[] = "first/";
 
 std::string EncodeU64(uint64_t v) {
   std::string out(8, '\0');
@@ -72,6 +77,59 @@ std::string OffsetKey(const PartitionKey& key) {
 std::string CounterKeyString(const CounterKey& key) {
   return absl::StrCat(kCounterPrefix, key.first, "/", key.second);
 }
+
+std::string PartitionCounterKeyString(const PartitionKey& partition,
+                                      const CounterKey& key) {
+  return absl::StrCat(kPartitionCounterPrefix, OffsetKey(partition), "/",
+                      key.first, "/", key.second);
+}
+
+// Parses "topic NUL partition" at the start of `in`, and returns the rest.
+std::optional<std::pair<PartitionKey, absl::string_view>> ParsePartition(
+    absl::string_view in) {
+  const size_t nul = in.find('\0');
+  if (nul == absl::string_view::npos) return std::nullopt;
+  const size_t end = std::min(in.find('/', nul), in.size());
+  int32_t partition = 0;
+  if (!absl::SimpleAtoi(in.substr(nul + 1, end - nul - 1), &partition)) {
+    return std::nullopt;
+  }
+  return std::pair{PartitionKey(std::string(in.substr(0, nul)), partition),
+                   in.substr(std::min(end + 1, in.size()))};
+}
+
+// Counts each message of a batch under its source partition. Messages of a
+// batch come in runs per partition, so the last partition is kept at hand.
+class PartitionTally {
+ public:
+  explicit PartitionTally(
+      std::map<PartitionKey, std::map<CounterKey, uint64_t>>* counters)
+      : counters_(counters) {}
+  void Add(const okrd::v1::SourcePosition& p, absl::string_view outcome,
+           absl::string_view reason) {
+    // Imported events name "import:FILE", which no Kafka topic can be.
+    if (p.topic().empty() || p.topic().find(':') != std::string::npos) return;
+    if (last_ == nullptr || p.partition() != last_partition_ ||
+        p.topic() != last_topic_ || outcome != last_outcome_ ||
+        reason != last_reason_) {
+      last_topic_ = p.topic();
+      last_partition_ = p.partition();
+      last_outcome_ = std::string(outcome);
+      last_reason_ = std::string(reason);
+      last_ = &(*counters_)[{p.topic(), p.partition()}]
+                           [{std::string(outcome), std::string(reason)}];
+    }
+    ++*last_;
+  }
+
+ private:
+  std::map<PartitionKey, std::map<CounterKey, uint64_t>>* counters_;
+  uint64_t* last_ = nullptr;
+  std::string last_topic_;
+  int32_t last_partition_ = 0;
+  std::string last_outcome_;
+  std::string last_reason_;
+};
 
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
@@ -412,6 +470,23 @@ absl::Status EventLog::Load() {
       if (parts.size() == 2) {
         stats.counters[{parts[0], parts[1]}] = DecodeU64(value);
       }
+    } else if (key.starts_with(kPartitionCounterPrefix)) {
+      auto parsed = ParsePartition(
+          absl::string_view(key).substr(sizeof(kPartitionCounterPrefix) - 1));
+      if (!parsed) continue;
+      std::vector<std::string> parts =
+          absl::StrSplit(parsed->second, absl::MaxSplits('/', 1));
+      if (parts.size() == 2) {
+        stats.partition_counters[parsed->first][{parts[0], parts[1]}] =
+            DecodeU64(value);
+      }
+    } else if (key.starts_with(kFirstOffsetPrefix)) {
+      auto parsed = ParsePartition(
+          absl::string_view(key).substr(sizeof(kFirstOffsetPrefix) - 1));
+      if (parsed) {
+        stats.first_offsets[parsed->first] =
+            static_cast<int64_t>(DecodeU64(value));
+      }
     }
   }
   if (absl::Status s = FromRocks(it->status(), "reading meta"); !s.ok()) {
@@ -482,6 +557,7 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
   std::vector<int32_t> appended_from(n, -1);
   uint64_t accepted = 0;
   std::string value;
+  PartitionTally tally(&next.partition_counters);
   for (size_t i = 0; i < batch.events.size(); ++i) {
     Batch::Candidate& c = batch.events[i];
     if (!c.sealed) batch.Seal(c);
@@ -499,6 +575,7 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     if (seen) {
       if (existing == hash) {
         ++result.duplicates;
+        tally.Add(c.record->position(), "duplicate", "");
       } else {
         result.rejected.push_back(RejectCandidate(
             c, "conflict",
@@ -537,6 +614,7 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
                            AppendedId{result.appended.size() - 1, c.hash});
     appended_from[i] = static_cast<int32_t>(result.appended.size() - 1);
     ++accepted;
+    tally.Add(stored.position(), "accepted", "");
   }
   // Dedup entries go in in id order: each skiplist insert then starts from
   // where the previous one ended instead of searching from the top.
@@ -574,8 +652,19 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     r.SerializeToString(&value);
     wb.Put(handles_[kRejected], EncodeU64(r.sequence()), value);
     ++next.counters[{"rejected", r.reason()}];
+    tally.Add(r.position(), "rejected", r.reason());
   }
   for (const auto& [key, offset] : batch.next_offsets) {
+    // A partition the log has never taken from: remember where it began.
+    if (!next.offsets.contains(key)) {
+      if (auto first = batch.first_offsets.find(key);
+          first != batch.first_offsets.end()) {
+        wb.Put(handles_[kMeta],
+               absl::StrCat(kFirstOffsetPrefix, OffsetKey(key)),
+               EncodeU64(static_cast<uint64_t>(first->second)));
+        next.first_offsets[key] = first->second;
+      }
+    }
     wb.Put(handles_[kOffsets], OffsetKey(key),
            EncodeU64(static_cast<uint64_t>(offset)));
     next.offsets[key] = offset;
@@ -586,6 +675,16 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
   for (const auto& [key, count] : next.counters) {
     wb.Put(handles_[kMeta], CounterKeyString(key), EncodeU64(count));
   }
+  // Only the partitions of this batch changed.
+  for (const auto& [partition, unused] : batch.next_offsets) {
+    auto counters = next.partition_counters.find(partition);
+    if (counters == next.partition_counters.end()) continue;
+    for (const auto& [key, count] : counters->second) {
+      wb.Put(handles_[kMeta], PartitionCounterKeyString(partition, key),
+             EncodeU64(count));
+    }
+  }
+  result.next_offsets = batch.next_offsets;
   rocksdb::WriteOptions write_options;
   write_options.sync = options_.sync && durable == Durable::kOnReturn;
   if (absl::Status s = FromRocks(db_->Write(write_options, &wb), "append");

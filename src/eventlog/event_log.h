@@ -125,6 +125,9 @@ struct Batch {
   std::vector<okrd::v1::RejectedRecord> rejects;
   // Next offset to consume per partition, after this batch.
   std::map<PartitionKey, int64_t> next_offsets;
+  // Offset of the batch's first message per partition. The log keeps it for
+  // a partition it has never taken a message from (Stats::first_offsets).
+  std::map<PartitionKey, int64_t> first_offsets;
   absl::Time ingest_time;
   // Also append a clock tick at `ingest_time`, after the events.
   bool tick = false;
@@ -143,6 +146,9 @@ struct AppendResult {
   // Everything rejected in this batch, including conflicts, as stored.
   std::vector<okrd::v1::RejectedRecord> rejected;
   uint64_t duplicates = 0;
+  // The batch's next offsets: once the result is folded, the projection
+  // reflects each of these partitions up to here.
+  std::map<PartitionKey, int64_t> next_offsets;
 };
 
 // Counter key: (outcome, reason). Outcomes: accepted, duplicate, rejected.
@@ -153,6 +159,14 @@ struct Stats {
   uint64_t last_rejected_sequence = 0;
   std::map<CounterKey, uint64_t> counters;
   std::map<PartitionKey, int64_t> offsets;
+  // The same counters per source partition. Every instance that takes a
+  // partition reads it from the same start, so across instances the largest
+  // count of a partition is its exact count (README, "Scale-out").
+  std::map<PartitionKey, std::map<CounterKey, uint64_t>> partition_counters;
+  // Offset of the first message the log took from each partition; past 0
+  // means the partition's earlier history was gone when okrd first read it.
+  // Absent for partitions first read by a build that did not record it.
+  std::map<PartitionKey, int64_t> first_offsets;
 };
 
 class EventLog {

@@ -128,13 +128,15 @@ class ReadyHandler final : public ReadOnlyHandler {
   bool handleGet(CivetServer*, mg_connection* conn) override {
     const Readiness r = source_->GetReadiness();
     if (r.ready()) {
-      Reply(conn, 200, "text/plain; charset=utf-8", "ready\n");
+      Reply(conn, 200, "text/plain; charset=utf-8",
+            r.standby ? "ready: standby, no partition owned\n" : "ready\n");
       return true;
     }
     std::vector<absl::string_view> missing;
     if (!r.log_open) missing.push_back("event log not open");
     if (!r.consumer_assigned) missing.push_back("consumer not assigned");
     if (!r.rebuild_done) missing.push_back("projection rebuild running");
+    if (!r.caught_up) missing.push_back("owned partitions catching up");
     Reply(conn, 503, "text/plain; charset=utf-8",
           absl::StrCat("not ready: ", absl::StrJoin(missing, ", "), "\n"));
     return true;

@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <map>
+#include <set>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -43,6 +45,7 @@ double Seconds(absl::Time t) {
 std::atomic<size_t> last_period_start_size{0};
 
 void WriteKpiFamilies(const projection::KpiProjection& projection,
+                      const projection::Ownership::Mask& mask,
                       std::string* out) {
   const config::Config& config = projection.config();
   std::string scratch;
@@ -57,6 +60,7 @@ void WriteKpiFamilies(const projection::KpiProjection& projection,
                      "Start of the period an okr_kpi_value series covers.",
                      MetricKind::kGauge, &side);
     projection.ForEachSeries([&](const projection::KpiSeries& s) {
+      if (!mask.Exports(s.partition)) return;
       const Label labels[] = {
           {"kpi", s.kpi->id},
           {"subject", SubjectView(config, *s.subject, &scratch)},
@@ -72,14 +76,17 @@ void WriteKpiFamilies(const projection::KpiProjection& projection,
       "Event time of the newest measurement of a KPI for a subject.",
       MetricKind::kGauge, out);
   projection.ForEachSubject([&](const config::KpiOptions& kpi,
-                                const std::string& subject, absl::Time t) {
+                                const std::string& subject, absl::Time t,
+                                uint32_t partition) {
+    if (!mask.Exports(partition)) return;
     last.Add(
         {{"kpi", kpi.id}, {"subject", SubjectView(config, subject, &scratch)}},
         Seconds(t));
   });
 }
 
-void AddOkrFamilies(Families& f, const projection::KpiProjection& projection) {
+void AddOkrFamilies(Families& f, const projection::KpiProjection& projection,
+                    const projection::Ownership::Mask& mask) {
   const projection::OkrState okrs =
       projection::EvaluateOkrs(projection.config(), projection);
   TextFamily& progress =
@@ -107,10 +114,29 @@ void AddOkrFamilies(Families& f, const projection::KpiProjection& projection) {
       f.Add("okr_key_result_status",
             "Key result status: one series per status, 1 on the current one.",
             MetricKind::kGauge);
+  TextFamily& contribution = f.Add(
+      "okr_objective_progress_contribution_ratio",
+      "What a key result adds to the progress of an objective (its own or "
+      "an ancestor): summed over key results, and over okrd instances, it "
+      "is the objective's progress.",
+      MetricKind::kGauge);
+  // Objectives with a key result below them that another instance exports:
+  // their progress here would be partial, so only the contributions go out.
+  std::set<const config::ObjectiveOptions*> partial;
   for (const projection::KeyResultState& kr : okrs.key_results) {
     const config::KeyResultOptions& opts = *kr.key_result;
+    if (!mask.ExportsPair(projection, opts.kpi, opts.subject)) {
+      for (const auto& c : kr.contributions) partial.insert(c.objective);
+      continue;
+    }
     const Label labels[] = {{"objective", kr.objective->id},
                             {"key_result", opts.id}};
+    for (const auto& c : kr.contributions) {
+      contribution.Add({{"objective", c.objective->id},
+                        {"key_result_objective", kr.objective->id},
+                        {"key_result", opts.id}},
+                       c.value);
+    }
     progress.Add(labels, kr.progress);
     expected.Add(labels, kr.expected);
     if (kr.value) value.Add(labels, *kr.value);
@@ -135,7 +161,9 @@ void AddOkrFamilies(Families& f, const projection::KpiProjection& projection) {
   TextFamily& info = f.Add("okr_objective_info",
                            "Objective metadata; always 1.", MetricKind::kGauge);
   for (const projection::ObjectiveState& o : okrs.objectives) {
-    objective.Add({{"objective", o.objective->id}}, o.progress);
+    if (!partial.contains(o.objective)) {
+      objective.Add({{"objective", o.objective->id}}, o.progress);
+    }
     info.Add(
         {{"objective", o.objective->id},
          {"title", o.objective->title},
@@ -147,7 +175,8 @@ void AddOkrFamilies(Families& f, const projection::KpiProjection& projection) {
   }
 }
 
-void AddPipFamilies(Families& f, const projection::KpiProjection& projection) {
+void AddPipFamilies(Families& f, const projection::KpiProjection& projection,
+                    const projection::Ownership::Mask& mask) {
   const std::vector<projection::PipSubjectState> pips =
       projection::EvaluatePips(projection.config(), projection);
   TextFamily& state = f.Add(
@@ -174,6 +203,7 @@ void AddPipFamilies(Families& f, const projection::KpiProjection& projection) {
             "Milestones of the current or last plan not reached by their day.",
             MetricKind::kGauge);
   for (const projection::PipSubjectState& p : pips) {
+    if (!mask.ExportsPair(projection, p.policy->kpi, p.subject)) continue;
     std::string scratch;
     const Label labels[] = {
         {"policy", p.policy->id},
@@ -191,28 +221,107 @@ void AddPipFamilies(Families& f, const projection::KpiProjection& projection) {
     insufficient.Add(labels, p.insufficient_periods);
   }
   // Fired transitions are facts recorded at logged clock ticks, so the
-  // counter never goes down, whatever arrives late.
-  std::map<std::pair<std::string, std::string>, double> transitions;
+  // counter never goes down, whatever arrives late. Counted per source
+  // partition: a partition's series move whole between instances, so each
+  // stays monotonic and the sum over instances counts every transition once.
+  std::map<std::tuple<std::string, std::string, uint32_t>, double> transitions;
   for (const okrd::v1::PipTransition& t : projection.pip_transitions()) {
-    transitions[{t.policy(), t.to_state()}] += 1;
+    const config::PipPolicyOptions* policy =
+        projection.config().FindPipPolicy(t.policy());
+    const uint32_t partition =
+        policy == nullptr ? projection::kNoPartition
+                          : projection.PartitionOf(policy->kpi, t.subject());
+    if (!mask.Exports(partition)) continue;
+    transitions[{t.policy(), t.to_state(), partition}] += 1;
   }
   TextFamily& total =
       f.Add("okr_pip_transitions_total",
-            "PIP state transitions fired, by policy and target state.",
+            "PIP state transitions fired, by policy, target state and the "
+            "Kafka partition of the subject.",
             MetricKind::kCounter);
   for (const auto& [key, count] : transitions) {
-    total.Add({{"policy", key.first}, {"to", key.second}}, count);
+    const auto& [policy, to, partition] = key;
+    if (partition == projection::kNoPartition) {  // imported events
+      total.Add({{"policy", policy}, {"to", to}}, count);
+      continue;
+    }
+    const projection::SourcePartition& source =
+        projection.partitions()[partition];
+    total.Add({{"policy", policy},
+               {"to", to},
+               {"topic", source.first},
+               {"partition", absl::StrCat(source.second)}},
+              count);
   }
 }
 
 void AddBusinessFamilies(Families& f,
-                         const projection::KpiProjection& projection) {
-  AddOkrFamilies(f, projection);
-  AddPipFamilies(f, projection);
-  f.Add("okrd_projection_sequence",
-        "Log sequence every series of this scrape reflects.",
-        MetricKind::kGauge)
-      .Add({}, static_cast<double>(projection.sequence()));
+                         const projection::KpiProjection& projection,
+                         const projection::Ownership::Mask& mask) {
+  AddOkrFamilies(f, projection, mask);
+  AddPipFamilies(f, projection, mask);
+}
+
+// Where each partition stands on this instance: owned, caught up, how its
+// messages went (for exact totals across instances), and whether its
+// history was complete when first read.
+void AddPartitionFamilies(Families& f,
+                          const projection::KpiProjection& projection,
+                          const DaemonState& state) {
+  auto labels = [](const eventlog::PartitionKey& key) {
+    return std::vector<Label>{{"topic", key.first},
+                              {"partition", absl::StrCat(key.second)}};
+  };
+  if (!state.ownership.all()) {
+    std::set<eventlog::PartitionKey> known;
+    for (const auto& [key, offset] : state.log.offsets) known.insert(key);
+    for (const auto& [key, caught_up] : state.ownership.owned()) {
+      known.insert(key);
+    }
+    TextFamily& owned =
+        f.Add("okrd_partition_owned",
+              "1 for a partition the consumer group assigned to this "
+              "instance, 0 for one its log holds that another owns.",
+              MetricKind::kGauge);
+    TextFamily& current = f.Add(
+        "okrd_partition_caught_up",
+        "1 once an owned partition has been consumed up to where it stood "
+        "when assigned; its business series are exported from then on.",
+        MetricKind::kGauge);
+    for (const eventlog::PartitionKey& key : known) {
+      auto it = state.ownership.owned().find(key);
+      const std::vector<Label> l = labels(key);
+      owned.Add(l, it != state.ownership.owned().end() ? 1 : 0);
+      if (it != state.ownership.owned().end()) current.Add(l, it->second);
+    }
+  }
+  TextFamily& incomplete = f.Add(
+      "okrd_partition_history_incomplete",
+      "1 when the first message okrd read from a partition was past offset "
+      "0: earlier messages were gone (retention) and are not counted.",
+      MetricKind::kGauge);
+  for (const auto& [key, first] : state.log.first_offsets) {
+    incomplete.Add(labels(key), first > 0 ? 1 : 0);
+  }
+  TextFamily& events = f.Add(
+      "okrd_partition_events_total",
+      "Kafka messages by source partition, outcome and reason; persisted. "
+      "Every instance that takes a partition reads it from the same start, "
+      "so the largest count over instances is the partition's exact count.",
+      MetricKind::kCounter);
+  for (const auto& [key, counters] : state.log.partition_counters) {
+    for (const auto& [counter, count] : counters) {
+      std::vector<Label> l = labels(key);
+      l.push_back({"outcome", counter.first});
+      l.push_back({"reason", counter.second});
+      events.Add(l, static_cast<double>(count));
+    }
+  }
+  f.Add("okrd_subject_partition_conflicts_total",
+        "Events of a KPI and subject that came on another partition than "
+        "the pair's first: producers that do not key messages by subject.",
+        MetricKind::kCounter)
+      .Add({}, static_cast<double>(projection.partition_conflicts()));
 }
 
 void AddDaemonFamilies(Families& f, const DaemonState& state) {
@@ -257,10 +366,24 @@ std::string Render(const projection::KpiProjection& projection,
   std::string out;
   const size_t hint = last_render_size.load(std::memory_order_relaxed);
   out.reserve(hint + hint / 8);
-  WriteKpiFamilies(projection, &out);
+  const projection::Ownership everything;
+  const projection::Ownership& ownership =
+      state != nullptr ? state->ownership : everything;
   Families rest;
-  AddBusinessFamilies(rest, projection);
-  if (state != nullptr) AddDaemonFamilies(rest, *state);
+  if (!ownership.standby()) {
+    const projection::Ownership::Mask mask =
+        ownership.MaskFor(projection.partitions());
+    WriteKpiFamilies(projection, mask, &out);
+    AddBusinessFamilies(rest, projection, mask);
+  }
+  rest.Add("okrd_projection_sequence",
+           "Log sequence every series of this scrape reflects.",
+           MetricKind::kGauge)
+      .Add({}, static_cast<double>(projection.sequence()));
+  if (state != nullptr) {
+    AddPartitionFamilies(rest, projection, *state);
+    AddDaemonFamilies(rest, *state);
+  }
   rest.AppendTo(&out);
   last_render_size.store(out.size(), std::memory_order_relaxed);
   return out;

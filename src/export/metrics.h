@@ -15,6 +15,7 @@
 
 #include "eventlog/event_log.h"
 #include "projection/kpi_projection.h"
+#include "projection/ownership.h"
 
 namespace okrd::exporter {
 
@@ -24,14 +25,24 @@ struct DaemonState {
   std::map<eventlog::PartitionKey, int64_t> lag;
   // How long the last start-up rebuild (snapshot load + tail replay) took.
   double rebuild_seconds = 0;
+  // Which business series this instance exports; by default all of them.
+  projection::Ownership ownership;
 };
 
 // What /readyz reports.
 struct Readiness {
   bool log_open = false;
+  // The consumer has joined its group and has been told what it owns.
   bool consumer_assigned = false;
   bool rebuild_done = false;
-  bool ready() const { return log_open && consumer_assigned && rebuild_done; }
+  // Every owned partition has caught up to where it stood when assigned.
+  bool caught_up = false;
+  // Owns no partition (more instances than partitions): ready, exporting
+  // no business series.
+  bool standby = false;
+  bool ready() const {
+    return log_open && consumer_assigned && rebuild_done && caught_up;
+  }
 };
 
 // Gives the exporter a consistent view. Implementations must call `fn`
@@ -54,11 +65,12 @@ std::string SubjectLabel(const config::Config& config,
                          const std::string& subject);
 
 // Business series (okr_*) and okrd_projection_sequence: a pure function of
-// the projection, equal for a live daemon and `okrctl replay` at the same
-// log sequence.
+// the projection, equal for a live daemon that owns every partition and
+// `okrctl replay` at the same log sequence.
 std::string RenderBusinessMetrics(const projection::KpiProjection& projection);
 
-// Everything /metrics serves: the business series and the daemon's own.
+// Everything /metrics serves: the business series `state.ownership` lets
+// this instance export, and the daemon's own.
 std::string RenderMetrics(const projection::KpiProjection& projection,
                           const DaemonState& state);
 

@@ -171,6 +171,7 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
       absl::MutexLock lock(&mu_);
       running_ = true;
     }
+
     std::thread appender([this] {
       pthread_setname_np(pthread_self(), "okrd-append");
       AppendLoop();
@@ -272,7 +273,11 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
         int64_t offset = config_->kafka.auto_offset_reset == "latest"
                              ? RdKafka::Topic::OFFSET_END
                              : RdKafka::Topic::OFFSET_BEGINNING;
-        if (auto it = stored.find(key); it != stored.end()) offset = it->second;
+        if (auto it = stored.find(key); it != stored.end()) {
+          offset = it->second;
+        } else if (config_->kafka.auto_offset_reset != "latest") {
+          fresh_.insert(key);
+        }
         // Messages of this partition consumed but maybe not yet durable (in
         // the pipeline, or in the batch being filled) must not be fetched
         // twice: they will be appended.
@@ -286,6 +291,7 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
         }
         tp->set_offset(offset);
         owned_.insert(key);
+
         described.push_back(absl::StrCat(
             key.first, "/", key.second, "@",
             offset >= 0 ? absl::StrCat(offset) : std::string("start")));
@@ -303,12 +309,33 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
         spdlog::error("incremental assign failed: {}", error->str());
         delete error;
       }
-      spdlog::info("assigned {} partitions: {}", partitions.size(),
-                   absl::StrJoin(described, " "));
+      spdlog::info("assigned {} partitions: {}{}", partitions.size(),
+                   absl::StrJoin(described, " "),
+                   owned_.empty() ? " (standby: this member owns none)" : "");
+      {
+        // Owned from now on, not caught up until measured (UpdateTargets).
+        absl::MutexLock lock(&mu_);
+        for (RdKafka::TopicPartition* tp : partitions) {
+          targets_[{tp->topic(), tp->partition()}] = Target();
+        }
+        counts_ready_ = false;
+      }
+      // The rebalance is complete: what this member owns is known.
+      assigned_.store(true);
     } else {
       for (RdKafka::TopicPartition* tp : partitions) {
         owned_.erase({tp->topic(), tp->partition()});
+        fresh_.erase({tp->topic(), tp->partition()});
       }
+      {
+        absl::MutexLock lock(&mu_);
+        for (RdKafka::TopicPartition* tp : partitions) {
+          targets_.erase({tp->topic(), tp->partition()});
+        }
+        counts_ready_ = false;
+      }
+      // Not ready until the assignment that completes the rebalance.
+      assigned_.store(false);
       spdlog::info("revoked {} partitions ({})", partitions.size(),
                    RdKafka::err2str(err));
       if (cooperative) {
@@ -321,7 +348,7 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
         consumer->unassign();
       }
     }
-    assigned_.store(true);
+    ownership_changed_ = true;
   }
 
   // RdKafka::EventCb
@@ -384,7 +411,16 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
   // Decodes one message into the batch as a candidate event or a rejection.
   void Take(RdKafka::Message& msg, absl::Time now, eventlog::Batch& batch) {
     const eventlog::PartitionKey key{msg.topic_name(), msg.partition()};
+    if (!fresh_.empty() && fresh_.erase(key) > 0 && msg.offset() > 0) {
+      spdlog::warn(
+          "partition {}/{}: the log never held it and its first message is "
+          "at offset {}: earlier messages are gone (retention), and its "
+          "counts and values miss them "
+          "(okrd_partition_history_incomplete)",
+          key.first, key.second, msg.offset());
+    }
     batch.next_offsets[key] = msg.offset() + 1;
+    batch.first_offsets.try_emplace(key, msg.offset());
     // Read in place: the C++ Message::headers() copies every header.
     std::string content_type;
     rd_kafka_headers_t* headers = nullptr;
@@ -567,8 +603,97 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
       const int64_t next = it == stored.end() ? low : it->second;
       lag[key] = std::max<int64_t>(0, high - next);
     }
+    UpdateTargets();
     absl::MutexLock lock(&mu_);
     lag_ = std::move(lag);
+  }
+
+  // Asks the broker for the high watermark of each newly assigned partition
+  // (the cached one may predate the assignment) and, after a rebalance, for
+  // the partition counts of the topics.
+  void UpdateTargets() {
+    if (ownership_changed_) {
+      ownership_changed_ = false;
+      counts_known_ = false;
+    }
+    // Rebalance callbacks run inside consume(), on this thread: owned_
+    // does not change while this runs.
+    std::optional<bool> sole;
+    if (!counts_known_) {
+      const bool answer = RefreshPartitionCounts();
+      if (counts_known_) sole = answer;
+    }
+    std::map<eventlog::PartitionKey, Target> targets;
+    {
+      absl::MutexLock lock(&mu_);
+      for (const eventlog::PartitionKey& key : owned_) {
+        auto it = targets_.find(key);
+        // Kept from the last round: a target measured, and a catch-up.
+        if (it != targets_.end() && it->second.high >= 0) {
+          targets.emplace(key, it->second);
+        }
+      }
+    }
+    for (const eventlog::PartitionKey& key : owned_) {
+      Target& target = targets[key];
+      if (target.high >= 0) continue;
+      if (consumer_->query_watermark_offsets(key.first, key.second, &target.low,
+                                             &target.high,
+                                             1000) != RdKafka::ERR_NO_ERROR) {
+        target.high = -1;  // asked again after the next batch
+      }
+    }
+    absl::MutexLock lock(&mu_);
+    targets_ = std::move(targets);
+    if (sole.has_value()) sole_ = *sole;
+    counts_ready_ = counts_known_;
+  }
+
+ public:
+  projection::Ownership Ownership(
+      const std::map<eventlog::PartitionKey, int64_t>& folded) const {
+    absl::MutexLock lock(&mu_);
+    std::map<projection::SourcePartition, bool> owned;
+    for (const auto& [key, target] : targets_) {
+      bool caught_up = target.caught_up;
+      if (!caught_up && target.high >= 0) {
+        auto it = folded.find(key);
+        caught_up =
+            (it != folded.end() ? it->second : target.low) >= target.high;
+        // Lag under load later does not make the series vanish.
+        if (caught_up) target.caught_up = true;
+      }
+      // Without the partition counts a sole owner could not tell that it
+      // is one, and would leave out key results without data.
+      owned.emplace(key, caught_up && counts_ready_);
+    }
+    return projection::Ownership(std::move(owned), sole_);
+  }
+
+ private:
+  // Whether this member owns every partition of every subscribed topic;
+  // sets counts_known_ when the broker answered.
+  bool RefreshPartitionCounts() {
+    size_t total = 0;
+    for (const std::string& topic : config_->kafka.topics) {
+      std::string err;
+      std::unique_ptr<RdKafka::Topic> handle(
+          RdKafka::Topic::create(consumer_.get(), topic, nullptr, err));
+      if (!handle) return false;
+      RdKafka::Metadata* raw = nullptr;
+      if (consumer_->metadata(false, handle.get(), &raw, 1000) !=
+              RdKafka::ERR_NO_ERROR ||
+          raw == nullptr) {
+        delete raw;
+        return false;  // asked again after the next batch
+      }
+      std::unique_ptr<RdKafka::Metadata> metadata(raw);
+      for (const RdKafka::TopicMetadata* t : *metadata->topics()) {
+        if (t->topic() == topic) total += t->partitions()->size();
+      }
+    }
+    counts_known_ = true;
+    return total > 0 && owned_.size() >= total;
   }
 
   std::shared_ptr<const config::Config> config_;
@@ -584,6 +709,10 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
   // Touched only on the Run() thread (rebalance callbacks run inside
   // consume()).
   std::set<eventlog::PartitionKey> owned_;
+  // Assigned partitions the log has never held, until their first message.
+  std::set<eventlog::PartitionKey> fresh_;
+  bool ownership_changed_ = true;
+  bool counts_known_ = false;
   const std::map<eventlog::PartitionKey, int64_t>* in_flight_ = nullptr;
   // Next offsets of everything consumed in this run, and what was last
   // committed to Kafka.
@@ -607,6 +736,15 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
 
   mutable absl::Mutex mu_;
   std::map<eventlog::PartitionKey, int64_t> lag_ ABSL_GUARDED_BY(mu_);
+  // Per owned partition, what to fold up to before its series are exported.
+  struct Target {
+    int64_t low = 0;
+    int64_t high = -1;  // high watermark just after assignment; -1 not known
+    mutable bool caught_up = false;  // sticky while owned
+  };
+  std::map<eventlog::PartitionKey, Target> targets_ ABSL_GUARDED_BY(mu_);
+  bool sole_ ABSL_GUARDED_BY(mu_) = false;
+  bool counts_ready_ ABSL_GUARDED_BY(mu_) = false;
   // A reloaded config, taken over by Run() between batches.
   std::shared_ptr<const config::Config> pending_config_ ABSL_GUARDED_BY(mu_);
   bool running_ ABSL_GUARDED_BY(mu_) = false;  // inside Run()'s loop
@@ -636,6 +774,11 @@ void KafkaIngest::UpdateConfig(std::shared_ptr<const config::Config> config) {
 
 std::map<eventlog::PartitionKey, int64_t> KafkaIngest::Lag() const {
   return impl_->Lag();
+}
+
+projection::Ownership KafkaIngest::Ownership(
+    const std::map<eventlog::PartitionKey, int64_t>& folded) const {
+  return impl_->Ownership(folded);
 }
 
 }  // namespace okrd::ingest

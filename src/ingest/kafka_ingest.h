@@ -18,7 +18,14 @@
 // publisher waits for that write to be durable (one fsync covers every batch
 // written before it) and hands the batch to the BatchSink.
 //
-// Thread-safety: Run() on one thread; assigned() and Lag() from any thread.
+// Ownership (DESIGN.md, Scale): a partition counts as caught up once the
+// batches folded into the projection reach the high watermark it had when
+// it was assigned; only then are its series exported. A partition the log
+// has never held is read from its earliest offset, and when that is past 0
+// a warning says its history is gone.
+//
+// Thread-safety: Run() on one thread; assigned(), Ownership() and Lag()
+// from any thread.
 
 #include <atomic>
 #include <map>
@@ -31,6 +38,7 @@
 #include "config/config.h"
 #include "core/time_util.h"
 #include "eventlog/event_log.h"
+#include "projection/ownership.h"
 
 namespace okrd::ingest {
 
@@ -79,8 +87,18 @@ class KafkaIngest {
   // limits take effect; Kafka settings need a restart.
   void UpdateConfig(std::shared_ptr<const config::Config> config);
 
-  // True once the group has given this member its first assignment.
+  // True while the group has told this member what it owns: after an
+  // assignment (which may be empty), not between a revocation and the
+  // assignment that completes the rebalance.
   bool assigned() const;
+  // The partitions this member owns, each with whether it has caught up:
+  // `folded` (the next offsets of what the projection has folded, from
+  // AppendResult::next_offsets and the log at start) has reached the
+  // partition's high watermark as it was just after the assignment. Until
+  // then its series would be stale. Once caught up, a partition stays so
+  // while it is owned.
+  projection::Ownership Ownership(
+      const std::map<eventlog::PartitionKey, int64_t>& folded) const;
   // Messages behind the high watermark, per assigned partition.
   std::map<eventlog::PartitionKey, int64_t> Lag() const;
 

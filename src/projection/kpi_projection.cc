@@ -100,7 +100,8 @@ void Aggregate::LoadFrom(const okrd::v1::PeriodSnapshot& in) {
 
 std::string ConfigHash(const config::Config& config) {
   // A readable canonical form; short enough to store beside each snapshot.
-  std::string canonical = "okrd-projection-v1";
+  // v2: pairs carry their source partition.
+  std::string canonical = "okrd-projection-v2";
   for (const config::KpiOptions& kpi : config.kpis) {
     absl::StrAppend(
         &canonical, "|", kpi.id, ",", config::AggregationName(kpi.aggregation),
@@ -133,6 +134,11 @@ okrd::v1::ProjectionSnapshot KpiProjection::Snapshot() const {
     okrd::v1::SubjectSnapshot* s = out.add_subjects();
     s->set_kpi(key.first);
     s->set_subject(key.second);
+    if (state.partition != kNoPartition) {
+      s->set_topic(partitions_[state.partition].first);
+      s->set_partition(partitions_[state.partition].second);
+    }
+    s->set_partition_conflict(state.partition_conflict);
     s->set_last_event_time_us(state.last_event_time == absl::InfinitePast()
                                   ? INT64_MIN
                                   : absl::ToUnixMicros(state.last_event_time));
@@ -145,6 +151,7 @@ okrd::v1::ProjectionSnapshot KpiProjection::Snapshot() const {
   for (const okrd::v1::PipTransition& t : pip_fired_) {
     *out.add_pip_transitions() = t;
   }
+  out.set_partition_conflicts(partition_conflicts_);
   return out;
 }
 
@@ -166,6 +173,10 @@ absl::Status KpiProjection::Restore(
     pip_fired_ids_.insert(t.id());
   }
   pip_dirty_ = true;  // judge again at the next tick; ids keep it idempotent
+  partitions_.clear();
+  partition_index_.clear();
+  partition_conflicts_ = snapshot.partition_conflicts();
+  new_conflicts_.clear();
   sequence_ = snapshot.sequence();
   clock_ = time_of(snapshot.clock_us());
   for (const okrd::v1::SubjectSnapshot& s : snapshot.subjects()) {
@@ -173,6 +184,10 @@ absl::Status KpiProjection::Restore(
     if (kpi == nullptr) continue;
     SubjectState& state = StateOf(s.kpi(), s.subject());
     state.kpi = kpi;
+    if (!s.topic().empty()) {
+      state.partition = PartitionIndex(s.topic(), s.partition());
+    }
+    state.partition_conflict = s.partition_conflict();
     state.last_event_time = time_of(s.last_event_time_us());
     for (const okrd::v1::PeriodSnapshot& p : s.periods()) {
       state.periods.try_emplace(p.start_us(), kpi->aggregation)
@@ -232,6 +247,9 @@ void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
   if (kpi == nullptr) return;
   SubjectState& state = StateOf(event.kpi(), event.subject());
   state.kpi = kpi;
+  if (FromKafka(record.position())) {
+    NotePartition(state, event.kpi(), event.subject(), record.position());
+  }
   if (pip_watched_[kpi - config_->kpis.data()]) pip_dirty_ = true;
   if (event.kind() == okrd::v1::CORRECTION ||
       event.kind() == okrd::v1::RETRACTION) {
@@ -248,6 +266,51 @@ void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
   }
   state.last_event_time = std::max(state.last_event_time, event_time);
   PeriodAt(state, event_time).Add(event.value(), event_time, record.sequence());
+}
+
+uint32_t KpiProjection::PartitionIndex(const std::string& topic,
+                                       int32_t partition) {
+  // Events mostly come in runs of one partition.
+  if (!partitions_.empty()) {
+    const SourcePartition& last = partitions_.back();
+    if (last.second == partition && last.first == topic) {
+      return static_cast<uint32_t>(partitions_.size() - 1);
+    }
+  }
+  auto [it, added] =
+      partition_index_.try_emplace(SourcePartition(topic, partition),
+                                   static_cast<uint32_t>(partitions_.size()));
+  if (added) partitions_.push_back(it->first);
+  return it->second;
+}
+
+void KpiProjection::NotePartition(SubjectState& state, absl::string_view kpi,
+                                  absl::string_view subject,
+                                  const okrd::v1::SourcePosition& position) {
+  const uint32_t index = PartitionIndex(position.topic(), position.partition());
+  if (state.partition == kNoPartition) {
+    state.partition = index;
+    return;
+  }
+  if (state.partition == index) return;
+  ++partition_conflicts_;
+  if (!state.partition_conflict) {
+    state.partition_conflict = true;
+    new_conflicts_.emplace_back(kpi, subject);
+  }
+}
+
+uint32_t KpiProjection::PartitionOf(absl::string_view kpi,
+                                    absl::string_view subject) const {
+  auto it = subjects_.find(KeyView(kpi, subject));
+  return it == subjects_.end() ? kNoPartition : it->second.partition;
+}
+
+std::vector<std::pair<std::string, std::string>>
+KpiProjection::TakeNewConflicts() {
+  std::vector<std::pair<std::string, std::string>> out;
+  out.swap(new_conflicts_);
+  return out;
 }
 
 void KpiProjection::AdvanceClock(absl::Time now) {
@@ -299,17 +362,18 @@ void KpiProjection::ForEachSeries(
       if (found == state.periods.end() || found->second.count() == 0) {
         continue;
       }
-      fn(KpiSeries{state.kpi, &key.second, label, period,
-                   found->second.Value()});
+      fn(KpiSeries{state.kpi, &key.second, label, period, found->second.Value(),
+                   state.partition});
     }
   }
 }
 
 void KpiProjection::ForEachSubject(
     const std::function<void(const config::KpiOptions&, const std::string&,
-                             absl::Time)>& fn) const {
+                             absl::Time, uint32_t)>& fn) const {
   for (const auto& [view, node] : ordered_) {
-    fn(*node->second.kpi, node->first.second, node->second.last_event_time);
+    fn(*node->second.kpi, node->first.second, node->second.last_event_time,
+       node->second.partition);
   }
 }
 

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/container/node_hash_map.h"
 #include "absl/hash/hash.h"
@@ -65,6 +66,21 @@ class Aggregate {
   absl::btree_map<std::pair<int64_t, uint64_t>, double> by_time_;  // latest
 };
 
+// A Kafka (topic, partition) that events came from.
+using SourcePartition = std::pair<std::string, int32_t>;
+
+// Whether `position` names a Kafka partition. `okrctl log import` stores
+// "import:FILE", which no Kafka topic name can be (they allow only
+// [a-zA-Z0-9._-]).
+inline bool FromKafka(const okrd::v1::SourcePosition& position) {
+  return !position.topic().empty() &&
+         position.topic().find(':') == std::string::npos;
+}
+
+// Index of a SourcePartition in KpiProjection::partitions(), or
+// kNoPartition for events without one (imported, not consumed).
+inline constexpr uint32_t kNoPartition = UINT32_MAX;
+
 // One exported KPI series: `period_label` is "current" or "previous".
 struct KpiSeries {
   const config::KpiOptions* kpi;
@@ -72,6 +88,7 @@ struct KpiSeries {
   const char* period_label;
   Period period;
   double value;
+  uint32_t partition;  // of the (KPI, subject)
 };
 
 // Hash of what shapes the projection's state (KPI ids, aggregations,
@@ -107,10 +124,26 @@ class KpiProjection {
   // that has a value there, ordered by KPI id, subject, then period label.
   void ForEachSeries(const std::function<void(const KpiSeries&)>& fn) const;
 
-  // Calls `fn(kpi, subject, last event time)` for every (KPI, subject).
+  // Calls `fn(kpi, subject, last event time, partition)` for every
+  // (KPI, subject).
   void ForEachSubject(
       const std::function<void(const config::KpiOptions&, const std::string&,
-                               absl::Time)>& fn) const;
+                               absl::Time, uint32_t)>& fn) const;
+
+  // Every partition events came from, in order of first appearance; a
+  // (KPI, subject) names one by its index.
+  const std::vector<SourcePartition>& partitions() const { return partitions_; }
+  // The partition of `kpi`/`subject`'s events (the first, when they came on
+  // several); kNoPartition without data or position.
+  uint32_t PartitionOf(absl::string_view kpi, absl::string_view subject) const;
+  // Events of a (KPI, subject) that came on another partition than its
+  // first: producers that do not key by subject. Such a pair's series are
+  // exported by the owner of its first partition here, and by whoever folds
+  // the other partition there: split, hence counted.
+  uint64_t partition_conflicts() const { return partition_conflicts_; }
+  // The (KPI, subject) pairs that saw a second partition since the last
+  // call, each once per projection, for the owner to log.
+  std::vector<std::pair<std::string, std::string>> TakeNewConflicts();
 
   // The value of the newest period of `kpi`/`subject` that overlaps
   // [from, until) and starts before `until`; none without data there.
@@ -155,6 +188,8 @@ class KpiProjection {
  private:
   struct SubjectState {
     const config::KpiOptions* kpi = nullptr;
+    uint32_t partition = kNoPartition;
+    bool partition_conflict = false;
     absl::Time last_event_time = absl::InfinitePast();
     // Keyed by period start in Unix microseconds.
     absl::btree_map<int64_t, Aggregate> periods;
@@ -189,6 +224,13 @@ class KpiProjection {
 
   void RecordPipTransitions();
 
+  // The index of `topic`/`partition` in partitions_, added when new.
+  uint32_t PartitionIndex(const std::string& topic, int32_t partition);
+  // Notes that `state` (of `kpi`/`subject`) got an event from `position`.
+  void NotePartition(SubjectState& state, absl::string_view kpi,
+                     absl::string_view subject,
+                     const okrd::v1::SourcePosition& position);
+
   std::shared_ptr<const config::Config> config_;
   std::vector<okrd::v1::PipTransition> pip_fired_;
   absl::flat_hash_set<std::string> pip_fired_ids_;
@@ -209,6 +251,10 @@ class KpiProjection {
   std::vector<Period> period_cache_;
   uint64_t sequence_ = 0;
   absl::Time clock_ = absl::InfinitePast();
+  std::vector<SourcePartition> partitions_;
+  absl::flat_hash_map<SourcePartition, uint32_t> partition_index_;
+  uint64_t partition_conflicts_ = 0;
+  std::vector<std::pair<std::string, std::string>> new_conflicts_;
 };
 
 }  // namespace okrd::projection

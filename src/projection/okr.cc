@@ -134,6 +134,22 @@ OkrState EvaluateOkrs(const config::Config& config, const KpiProjection& kpis) {
   for (const auto& o : config.objectives) {
     state.objectives.push_back({&o, progress[o.id]});
   }
+  // Each key result's share of every ancestor: its weight over its
+  // objective's weight sum, times each objective's weight over its
+  // parent's, up to the root.
+  for (KeyResultState& kr : state.key_results) {
+    const config::ObjectiveOptions* o = kr.objective;
+    double share = kr.key_result->weight;
+    while (o != nullptr) {
+      const double total = sums[o->id].second;
+      if (total <= 0) break;
+      share /= total;
+      kr.contributions.push_back({o, share * kr.progress});
+      if (o->parent.empty()) break;
+      share *= o->weight;
+      o = by_id[o->parent];
+    }
+  }
   return state;
 }
 

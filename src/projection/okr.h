@@ -70,6 +70,16 @@ struct KeyResultState {
   double progress = 0;  // clamped to [0, 1]; 0 without data
   double expected = 0;
   KrStatus status = KrStatus::kNoData;
+  // What this key result adds to the progress of its objective and of each
+  // ancestor, nearest first: progress times its weight's share at every
+  // level. An objective's progress is the sum of its key results'
+  // contributions, so instances that own different key results can be
+  // summed into the one answer (README, "Scale-out").
+  struct Contribution {
+    const config::ObjectiveOptions* objective;
+    double value;
+  };
+  std::vector<Contribution> contributions;
 };
 
 struct ObjectiveState {

@@ -77,6 +77,49 @@ TEST_F(EventLogTest, AppendsEventsWithOffsetsAtomically) {
   EXPECT_EQ((*got)->event().value(), 2);
 }
 
+// Per-partition counts and where each partition began survive a reopen:
+// across instances they make exact totals (README, "Scale-out").
+TEST_F(EventLogTest, CountsPerPartitionAndKeepsFirstOffsets) {
+  {
+    auto log = Open();
+    Batch batch;
+    Event(batch, "a", 1, 7);  // history before offset 7 is gone
+    Event(batch, "b", 2, 8);
+    Event(batch, "a", 1, 9);  // duplicate
+    Batch::Candidate& other = Event(batch, "c", 3, 0);
+    other.position().set_partition(1);
+    okrd::v1::RejectedRecord& bad = batch.rejects.emplace_back();
+    bad.set_reason("malformed");
+    bad.mutable_position()->set_topic("kpi-events");
+    bad.mutable_position()->set_partition(1);
+    bad.mutable_position()->set_offset(1);
+    batch.next_offsets[{"kpi-events", 0}] = 10;
+    batch.next_offsets[{"kpi-events", 1}] = 2;
+    batch.first_offsets[{"kpi-events", 0}] = 7;
+    batch.first_offsets[{"kpi-events", 1}] = 0;
+    auto result = log->Append(std::move(batch));
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_EQ(result->next_offsets.at({"kpi-events", 0}), 10);
+    // A later batch does not move where a partition began.
+    Batch later;
+    Event(later, "d", 4, 10);
+    later.next_offsets[{"kpi-events", 0}] = 11;
+    later.first_offsets[{"kpi-events", 0}] = 10;
+    ASSERT_TRUE(log->Append(std::move(later)).ok());
+  }
+  auto log = Open();
+  const Stats stats = log->GetStats();
+  using Counters = std::map<CounterKey, uint64_t>;
+  EXPECT_EQ(stats.partition_counters.at({"kpi-events", 0}),
+            (Counters{{{"accepted", ""}, 3}, {{"duplicate", ""}, 1}}));
+  EXPECT_EQ(stats.partition_counters.at({"kpi-events", 1}),
+            (Counters{{{"accepted", ""}, 1}, {{"rejected", "malformed"}, 1}}));
+  EXPECT_EQ(stats.first_offsets.at({"kpi-events", 0}), 7);
+  EXPECT_EQ(stats.first_offsets.at({"kpi-events", 1}), 0);
+  // The totals are the sums over partitions.
+  EXPECT_EQ(stats.counters.at({"accepted", ""}), 4u);
+}
+
 TEST_F(EventLogTest, DuplicateIsCountedNotApplied) {
   auto log = Open();
   Batch first;

@@ -126,6 +126,109 @@ TEST(RenderMetricsTest, RendersKeyResultsAndObjectives) {
       });
 }
 
+// Expects none of `parts` in `text`.
+void ExpectContainsNone(const std::string& text,
+                        std::initializer_list<const char*> parts) {
+  for (const char* part : parts) {
+    EXPECT_EQ(text.find(part), std::string::npos) << "present: " << part << "\n"
+                                                  << text;
+  }
+}
+
+// A sign-up of `subject` consumed from kpi-events/`partition`.
+void ApplyFrom(projection::KpiProjection& p, uint64_t seq,
+               const std::string& subject, int32_t partition, double value) {
+  okrd::v1::StoredEvent record;
+  record.set_sequence(seq);
+  record.set_ingest_time_us(1795634360000000);
+  auto* e = record.mutable_event();
+  e->set_kpi("signups");
+  e->set_subject(subject);
+  e->set_value(value);
+  e->mutable_event_time()->set_seconds(1795634300);
+  record.mutable_position()->set_topic("kpi-events");
+  record.mutable_position()->set_partition(partition);
+  p.Apply(record);
+}
+
+// Two instances split kpi-events: each exports only the series of the
+// partitions it owns and has caught up on, and the contributions of its key
+// results; the objective's progress only where all of them are its own.
+TEST(RenderMetricsTest, ExportsOnlyOwnedCaughtUpPartitions) {
+  auto config = std::make_shared<config::Config>(*OneKpi());
+  config::ObjectiveOptions growth = GrowthObjective("Growth");
+  growth.key_results[0].subject = "a";
+  config::KeyResultOptions b = growth.key_results[0];
+  b.id = "b-up";
+  b.subject = "b";
+  b.weight = 3;
+  growth.key_results.push_back(b);
+  config->objectives.push_back(growth);
+  projection::KpiProjection projection(config);
+  ApplyFrom(projection, 1, "a", 0, 4);  // progress 0.4, weight 1
+  ApplyFrom(projection, 2, "b", 1, 8);  // progress 0.8, weight 3
+
+  DaemonState first;
+  first.ownership = projection::Ownership(
+      {{{"kpi-events", 0}, true}, {{"kpi-events", 2}, true}}, false);
+  first.log.offsets[{"kpi-events", 1}] = 1;  // held before, owned elsewhere
+  first.log.first_offsets[{"kpi-events", 0}] = 0;
+  first.log.first_offsets[{"kpi-events", 1}] = 5;
+  first.log.partition_counters[{"kpi-events", 0}][{"accepted", ""}] = 1;
+  const std::string a = RenderMetrics(projection, first);
+  ExpectContainsAll(
+      a,
+      {
+          "okr_kpi_value{kpi=\"signups\",subject=\"a\",period=\"current\"} 4",
+          "okr_key_result_progress_ratio{objective=\"growth\",key_result="
+          "\"signups-up\"} 0.4",
+          "okr_objective_progress_contribution_ratio{objective=\"growth\","
+          "key_result_objective=\"growth\",key_result=\"signups-up\"} "
+          "0.1",
+          "okrd_partition_owned{topic=\"kpi-events\",partition=\"0\"} 1",
+          "okrd_partition_owned{topic=\"kpi-events\",partition=\"1\"} 0",
+          "okrd_partition_caught_up{topic=\"kpi-events\",partition=\"2\"} 1",
+          "okrd_partition_history_incomplete{topic=\"kpi-events\","
+          "partition=\"0\"} 0",
+          "okrd_partition_history_incomplete{topic=\"kpi-events\","
+          "partition=\"1\"} 1",
+          "okrd_partition_events_total{topic=\"kpi-events\",partition="
+          "\"0\",outcome=\"accepted\",reason=\"\"} 1",
+          "okrd_subject_partition_conflicts_total 0",
+          "okr_objective_info{objective=\"growth\"",
+      });
+  ExpectContainsNone(a, {"subject=\"b\"", "key_result=\"b-up\"",
+                         "okr_objective_progress_ratio{"});
+
+  // The other instance, still catching up on partition 1: nothing of it yet.
+  DaemonState second;
+  second.ownership = projection::Ownership({{{"kpi-events", 1}, false}}, false);
+  const std::string catching_up = RenderMetrics(projection, second);
+  ExpectContainsNone(catching_up,
+                     {"subject=\"b\"", "key_result=\"b-up\"", "subject=\"a\"",
+                      "key_result=\"signups-up\""});
+  ExpectContainsAll(catching_up, {"okrd_partition_caught_up{topic=\"kpi-"
+                                  "events\",partition=\"1\"} 0"});
+  second.ownership = projection::Ownership({{{"kpi-events", 1}, true}}, false);
+  const std::string b_text = RenderMetrics(projection, second);
+  ExpectContainsAll(
+      b_text,
+      {"okr_kpi_value{kpi=\"signups\",subject=\"b\",period=\"current\"} 8",
+       "okr_objective_progress_contribution_ratio{objective=\"growth\","
+       "key_result_objective=\"growth\",key_result=\"b-up\"} 0.6"});
+  // 0.1 + 0.6: the recording rule's sum is the one-instance answer.
+  ExpectContainsAll(RenderMetrics(projection, DaemonState{}),
+                    {"okr_objective_progress_ratio{objective=\"growth\"} 0.7"});
+
+  // More instances than partitions: a standby exports no business series.
+  DaemonState standby;
+  standby.ownership = projection::Ownership({}, false);
+  const std::string idle = RenderMetrics(projection, standby);
+  ExpectContainsNone(
+      idle, {"okr_kpi_value{", "okr_key_result", "okr_objective", "okr_pip"});
+  ExpectContainsAll(idle, {"okrd_projection_sequence 2"});
+}
+
 TEST(RenderMetricsTest, PseudonymizedSubjectsNeverAppearRaw) {
   auto config = std::make_shared<config::Config>(*OneKpi());
   config->exporter.pseudonym_key = "0123456789abcdef";
@@ -262,7 +365,19 @@ TEST(HttpServerTest, ServesMetricsHealthAndReadiness) {
   EXPECT_NE(not_ready.find("consumer not assigned"), std::string::npos);
   source.readiness = {
       .log_open = true, .consumer_assigned = true, .rebuild_done = true};
-  EXPECT_NE(Get(port, "/readyz").find("HTTP/1.1 200"), std::string::npos);
+  const std::string catching_up = Get(port, "/readyz");
+  EXPECT_NE(catching_up.find("HTTP/1.1 503"), std::string::npos);
+  EXPECT_NE(catching_up.find("owned partitions catching up"), std::string::npos)
+      << catching_up;
+  source.readiness.caught_up = true;
+  const std::string ready = Get(port, "/readyz");
+  EXPECT_NE(ready.find("HTTP/1.1 200"), std::string::npos);
+  EXPECT_EQ(ready.find("standby"), std::string::npos) << ready;
+  // No partition owned: ready, and says why it exports no business series.
+  source.readiness.standby = true;
+  const std::string standby = Get(port, "/readyz");
+  EXPECT_NE(standby.find("HTTP/1.1 200"), std::string::npos);
+  EXPECT_NE(standby.find("standby"), std::string::npos) << standby;
 }
 
 // HEAD answers as GET does, without the body; the endpoints are read-only.

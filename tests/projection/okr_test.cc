@@ -207,3 +207,38 @@ TEST_F(RollupTest, KeyResultsWithoutDataCountAsZero) {
 
 }  // namespace
 }  // namespace okrd::projection
+
+namespace okrd::projection {
+namespace {
+
+// Instances that own different key results export their contributions;
+// summed, they must give each objective's progress.
+TEST_F(RollupTest, ContributionsSumToEveryAncestorsProgress) {
+  Measure("all", 10);
+  Measure("web", 40);
+  Measure("team-a", 150);  // "mobile" has no data: contributes 0
+  const OkrState state = EvaluateOkrs(*config_, *kpis_);
+  std::map<std::string, double> sums;
+  for (const auto& kr : state.key_results) {
+    ASSERT_FALSE(kr.contributions.empty()) << kr.key_result->id;
+    // Its own objective first, the root last.
+    EXPECT_EQ(kr.contributions.front().objective, kr.objective);
+    EXPECT_TRUE(kr.contributions.back().objective->parent.empty());
+    for (const auto& c : kr.contributions) sums[c.objective->id] += c.value;
+  }
+  ASSERT_EQ(sums.size(), state.objectives.size());
+  for (const auto& o : state.objectives) {
+    EXPECT_NEAR(sums[o.objective->id], o.progress, 1e-12) << o.objective->id;
+  }
+  // t1 (clamped to 1) is 1/1 of team-a, 1/5 of product, 3/4 of company.
+  for (const auto& kr : state.key_results) {
+    if (kr.key_result->id != "t1") continue;
+    ASSERT_EQ(kr.contributions.size(), 3u);
+    EXPECT_DOUBLE_EQ(kr.contributions[0].value, 1.0);
+    EXPECT_DOUBLE_EQ(kr.contributions[1].value, 0.2);
+    EXPECT_DOUBLE_EQ(kr.contributions[2].value, 0.15);
+  }
+}
+
+}  // namespace
+}  // namespace okrd::projection
