@@ -8,11 +8,15 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
+
+import yaml
 
 SKIP = 77
 
@@ -210,6 +214,14 @@ def parse_metrics(text):
     return out
 
 
+def owns_partitions(okrd):
+    """Whether the consumer group has assigned okrd a partition."""
+    try:
+        return any(v == 1 for k, v in okrd.metrics().items() if k.startswith("okrd_partition_owned{"))
+    except Exception:
+        return False
+
+
 def events_total(metrics):
     return sum(v for k, v in metrics.items() if k.startswith("okrd_events_total{"))
 
@@ -232,3 +244,63 @@ def business_text(exposition):
 
 def tempdir(prefix):
     return tempfile.mkdtemp(prefix=prefix)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Prometheus:
+    """Debian's prometheus scraping `targets` (host:port) every second as job
+    okrd, with `rules` loaded."""
+
+    def __init__(self, work, targets, rules):
+        self.port = free_port()
+        config = os.path.join(work, "prometheus.yml")
+        with open(config, "w") as f:
+            yaml.safe_dump({
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": rules,
+                "scrape_configs": [{"job_name": "okrd", "static_configs": [{"targets": list(targets)}]}],
+            }, f)
+        self.log_path = os.path.join(work, "prometheus.log")
+        self.log_file = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={work}/tsdb",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=self.log_file, stderr=self.log_file)
+        wait_for("prometheus ready", self.ready, timeout=60, interval=0.5)
+        log(f"prometheus at 127.0.0.1:{self.port}")
+
+    def ready(self):
+        if self.proc.poll() is not None:
+            with open(self.log_path) as f:
+                raise AssertionError(f"prometheus exited:\n{f.read()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=2) as r:
+                return r.status == 200
+        except Exception:
+            return False
+
+    def api(self, path, **params):
+        url = f"http://127.0.0.1:{self.port}/api/v1/{path}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params, doseq=True)
+        with urllib.request.urlopen(url, timeout=10) as r:
+            body = json.load(r)
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query(self, expr):
+        return self.api("query", query=expr)["result"]
+
+    def value(self, expr):
+        result = self.query(expr)
+        return float(result[0]["value"][1]) if len(result) == 1 else None
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.log_file.close()

@@ -9,7 +9,6 @@ all) and of the recording rules and asserts each returns data.
 import datetime
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,64 +22,6 @@ import harness  # noqa: E402
 from harness import log, wait_for  # noqa: E402
 
 SUBJECTS = ["growth", "success", "product", "sales-emea", "platform"]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Prometheus:
-    def __init__(self, work, okrd_port, rules):
-        self.port = free_port()
-        config = os.path.join(work, "prometheus.yml")
-        with open(config, "w") as f:
-            yaml.safe_dump({
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": rules,
-                "scrape_configs": [{"job_name": "okrd", "static_configs": [
-                    {"targets": [f"127.0.0.1:{okrd_port}"]}]}],
-            }, f)
-        self.log_path = os.path.join(work, "prometheus.log")
-        self.log_file = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={work}/tsdb",
-             f"--web.listen-address=127.0.0.1:{self.port}"],
-            stdout=self.log_file, stderr=self.log_file)
-        wait_for("prometheus ready", self.ready, timeout=60, interval=0.5)
-        log(f"prometheus at 127.0.0.1:{self.port}")
-
-    def ready(self):
-        if self.proc.poll() is not None:
-            with open(self.log_path) as f:
-                raise AssertionError(f"prometheus exited:\n{f.read()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=2) as r:
-                return r.status == 200
-        except Exception:
-            return False
-
-    def api(self, path, **params):
-        url = f"http://127.0.0.1:{self.port}/api/v1/{path}"
-        if params:
-            url += "?" + urllib.parse.urlencode(params, doseq=True)
-        with urllib.request.urlopen(url, timeout=10) as r:
-            body = json.load(r)
-        assert body["status"] == "success", body
-        return body["data"]
-
-    def query(self, expr):
-        return self.api("query", query=expr)["result"]
-
-    def value(self, expr):
-        result = self.query(expr)
-        return float(result[0]["value"][1]) if len(result) == 1 else None
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-        self.log_file.close()
 
 
 def dashboard_queries(path):
@@ -161,7 +102,7 @@ def main():
 
         rules_dir = os.path.join(a.source_dir, "deploy/prometheus/rules")
         rules = sorted(os.path.join(rules_dir, r) for r in os.listdir(rules_dir) if r.endswith(".yml"))
-        prometheus = Prometheus(work, okrd.port, rules)
+        prometheus = harness.Prometheus(work, [f"127.0.0.1:{okrd.port}"], rules)
         cluster.defer(prometheus.stop)
 
         # Values as okrd serves them, at one projection sequence; then the
