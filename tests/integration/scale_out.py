@@ -15,6 +15,8 @@ in between:
     equal R's, re-reads and restarts included.
 127.0.0.1 only; every wait is bounded."""
 
+import datetime
+import json
 import os
 import shutil
 import subprocess
@@ -29,6 +31,23 @@ from harness import log, wait_for  # noqa: E402
 PARTITIONS = 8
 KR_SUBJECTS = ["sales-emea", "product", "success", "growth", "platform"]
 TEAMS = [f"team-{i}" for i in range(1, 41)]
+# Lead times of 30 h in the last three closed ISO weeks: under the policy
+# below each of these teams goes ok -> watch -> triggered.
+SLOW_TEAMS = TEAMS[:12]
+SLOW_POLICY = {"id": "slow-teams", "kpi": "deploy_lead_time", "comparator": "above", "trigger": 24,
+               "recovery": 18, "consecutive_periods": 2, "min_samples": 1, "plan_days": 30}
+
+
+def slow_week_events(path):
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    monday = today - datetime.timedelta(days=today.weekday())
+    with open(path, "w") as f:
+        for weeks_ago in (3, 2, 1):
+            day = monday - datetime.timedelta(days=7 * weeks_ago - 2)
+            for team in SLOW_TEAMS:
+                f.write(json.dumps({"eventId": f"slow-{team}-{day}", "kpi": "deploy_lead_time", "subject": team,
+                                    "value": 30, "unit": "hours", "eventTime": f"{day}T12:00:00Z"}) + "\n")
+    return len(SLOW_TEAMS) * 3
 
 
 def series(metrics, prefix):
@@ -106,6 +125,7 @@ def check_prometheus(prometheus, members, ref):
     objectives = series(ref, "okr_objective_progress_ratio{")
     want_total = {k: v for k, v in series(ref, "okrd_events_total{").items()}
     want_transitions = sum(series(ref, "okr_pip_transitions_total{").values())
+    assert want_transitions >= 2 * len(SLOW_TEAMS), want_transitions
 
     def agree():
         up = {r["metric"]["instance"] for r in prometheus.query('up{job="okrd"} == 1')}
@@ -155,6 +175,7 @@ def main():
         config["storage"]["path"] = os.path.join(work, f"data-{name}")
         config["http"]["listen"] = f"127.0.0.1:{ports[name]}"
         config["projection"] = {"tick_interval": "1s"}
+        config["pip_policies"] = config.get("pip_policies", []) + [SLOW_POLICY]
         path = os.path.join(work, f"okrd-{name}.yaml")
         with open(path, "w") as f:
             yaml.safe_dump(config, f)
@@ -200,6 +221,11 @@ def main():
             check_key_results(scrapes, ref)
             check_prometheus(prometheus, members, ref)
 
+        slow = os.path.join(work, "slow.jsonl")
+        count = slow_week_events(slow)
+        subprocess.run([a.okrctl, "produce", "--brokers", broker.bootstrap, "--topic", "kpi-events",
+                        "--file", slow], check=True, capture_output=True, timeout=120)
+        produced += count
         produce(3000, 1)
         check("first settle")
 
@@ -211,6 +237,11 @@ def main():
         # C comes back on its own log, which is stale for every partition
         # A and B consumed meanwhile.
         members["C"] = start("C")
+        # Rebuilt from its log but owning nothing yet: no business series.
+        early = wait_for("C serving", lambda: harness.business_text(members["C"].get("/metrics")[1]) or None,
+                         timeout=30)
+        assert "okr_kpi_value{" not in early and "okr_pip_state{" not in early, early[:2000]
+        log("C restarted: exports none of its stale log before it owns and has caught up")
         produce(1000, 3)
         check("after C restarts")
 
