@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -99,12 +100,18 @@ class Page {
       : projection_(projection),
         config_(projection.config()),
         state_(state),
-        okrs_(projection::EvaluateOkrs(config_, projection)) {
+        okrs_(projection::EvaluateOkrs(config_, projection)),
+        mask_(state.ownership.MaskFor(projection.partitions())) {
     for (const projection::ObjectiveState& o : okrs_.objectives) {
       children_[o.objective->parent].push_back(&o);
     }
     for (const projection::KeyResultState& kr : okrs_.key_results) {
       key_results_[kr.objective->id].push_back(&kr);
+      // Another instance owns it (README, "Scale-out"): what this one holds
+      // of it may be stale, and the objectives above it are partial here.
+      if (!Owned(kr)) {
+        for (const auto& c : kr.contributions) partial_.insert(c.objective);
+      }
     }
   }
 
@@ -145,6 +152,19 @@ class Page {
       const config::ObjectiveOptions& opts = *o->objective;
       const double elapsed =
           projection::ElapsedRatio(opts.start, opts.end, projection_.clock());
+      if (partial_.contains(&opts)) {
+        absl::StrAppend(&out_, "<li class=\"objective\" data-objective=\"",
+                        Escaped(opts.id),
+                        "\"><div class=\"row\"><span class=\"title\">",
+                        Escaped(opts.title.empty() ? opts.id : opts.title),
+                        "</span><span class=\"owner\">key results on other "
+                        "instances: see objective:okr_objective_progress_"
+                        "ratio:sum</span></div>\n");
+        KeyResults(opts.id);
+        ObjectiveTree(opts.id);
+        out_.append("</li>\n");
+        continue;
+      }
       const absl::string_view status = ObjectiveStatus(o->progress, elapsed);
       absl::StrAppend(
           &out_, "<li class=\"objective\" data-objective=\"", Escaped(opts.id),
@@ -175,6 +195,15 @@ class Page {
         "class=\"num\">Target</th><th>Progress</th><th>Status</th></tr>\n");
     for (const projection::KeyResultState* kr : found->second) {
       const config::KeyResultOptions& opts = *kr->key_result;
+      if (!Owned(*kr)) {
+        absl::StrAppend(&out_, "<tr data-key-result=\"", Escaped(opts.id),
+                        "\"><td>", Escaped(opts.id), "</td><td>",
+                        Escaped(opts.kpi), "</td><td>",
+                        Escaped(SubjectLabel(config_, opts.subject)),
+                        "</td><td colspan=\"4\">owned by another "
+                        "instance</td></tr>\n");
+        continue;
+      }
       const absl::string_view status = projection::KrStatusName(kr->status);
       const std::string target =
           opts.direction == config::Direction::kRange
@@ -199,7 +228,8 @@ class Page {
     std::vector<projection::PipSubjectState> open;
     for (projection::PipSubjectState& p :
          projection::EvaluatePips(config_, projection_)) {
-      if (p.state == projection::PipState::kTriggered) {
+      if (p.state == projection::PipState::kTriggered &&
+          mask_.ExportsPair(projection_, p.policy->kpi, p.subject)) {
         open.push_back(std::move(p));
       }
     }
@@ -254,7 +284,14 @@ class Page {
   const projection::KpiProjection& projection_;
   const config::Config& config_;
   const DaemonState& state_;
+  bool Owned(const projection::KeyResultState& kr) const {
+    return mask_.ExportsPair(projection_, kr.key_result->kpi,
+                             kr.key_result->subject);
+  }
+
   const projection::OkrState okrs_;
+  const projection::Ownership::Mask mask_;
+  std::set<const config::ObjectiveOptions*> partial_;
   std::map<std::string, std::vector<const projection::ObjectiveState*>>
       children_;
   std::map<std::string, std::vector<const projection::KeyResultState*>>

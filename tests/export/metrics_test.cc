@@ -220,6 +220,13 @@ TEST(RenderMetricsTest, ExportsOnlyOwnedCaughtUpPartitions) {
   ExpectContainsAll(RenderMetrics(projection, DaemonState{}),
                     {"okr_objective_progress_ratio{objective=\"growth\"} 0.7"});
 
+  // The status page of the first instance shows b-up as another's, and
+  // no partial progress for the objective.
+  const std::string page = RenderStatusPage(projection, first);
+  ExpectContainsAll(
+      page, {"owned by another instance", "key results on other instances"});
+  ExpectContainsNone(page, {"data-progress="});
+
   // More instances than partitions: a standby exports no business series.
   DaemonState standby;
   standby.ownership = projection::Ownership({}, false);
