@@ -112,6 +112,9 @@ bool DecodeAndValidate(absl::string_view payload, Encoding encoding,
         rejection, "missing_field",
         "corrects_event_id is required on a correction or retraction");
   }
+  if (!event->has_value() && event->kind() != okrd::v1::RETRACTION) {
+    return Reject(rejection, "missing_field", "required field value is unset");
+  }
   if (!std::isfinite(event->value())) {
     return Reject(rejection, "non_finite",
                   absl::StrCat("value ", event->value(), " is not finite"));
@@ -167,6 +170,14 @@ bool DecodeAndValidate(absl::string_view payload, Encoding encoding,
                        kpi->id, "\" closed at ",
                        FormatUtc(period.end + kpi->allowed_lateness)));
     }
+  }
+  // A present +0 is stored as the field's absence, as it was before value
+  // had explicit presence: the stored bytes, and so the dedup hash of an
+  // event sent again after an upgrade, stay what they were. Readers of a
+  // logged event get 0 either way; only the wire needs presence.
+  if (event->has_value() && event->value() == 0 &&
+      !std::signbit(event->value())) {
+    event->clear_value();
   }
   return true;
 }

@@ -73,6 +73,59 @@ TEST_F(ValidatorTest, AcceptsValidBinaryAndJson) {
   EXPECT_EQ(out.event_time().seconds(), 1795633200);
 }
 
+// A producer bug that leaves value out must not read as a real 0, which
+// would move latest/min/mean and could breach a PIP policy for a person.
+TEST_F(ValidatorTest, ValueMustBePresent) {
+  okrd::v1::KpiEvent missing = Valid();
+  missing.clear_value();
+  EXPECT_EQ(ReasonFor(missing), "missing_field");
+  EXPECT_EQ(ReasonForBytes(R"({"eventId":"e1","kpi":"signups",)"
+                           R"("subject":"team-a",)"
+                           R"("eventTime":"2026-11-25T19:00:00Z"})",
+                           Encoding::kJson),
+            "missing_field");
+  EXPECT_EQ(ReasonForBytes(R"({"eventId":"e1","kpi":"signups",)"
+                           R"("subject":"team-a","value":null,)"
+                           R"("eventTime":"2026-11-25T19:00:00Z"})",
+                           Encoding::kJson),
+            "missing_field");
+  // A correction carries the new value; a retraction needs none.
+  okrd::v1::KpiEvent correction = missing;
+  correction.set_kind(okrd::v1::CORRECTION);
+  correction.set_corrects_event_id("e0");
+  EXPECT_EQ(ReasonFor(correction), "missing_field");
+  okrd::v1::KpiEvent retraction = correction;
+  retraction.set_kind(okrd::v1::RETRACTION);
+  EXPECT_EQ(ReasonFor(retraction), "accepted");
+}
+
+// An explicit 0 is a measurement. It is kept as the field's absence, so the
+// logged bytes and their dedup hash equal those of builds before value had
+// presence: an event sent again after an upgrade stays a duplicate.
+TEST_F(ValidatorTest, ExplicitZeroIsAcceptedAndStoredAsBefore) {
+  okrd::v1::KpiEvent zero = Valid();
+  zero.set_value(0);
+  okrd::v1::KpiEvent out;
+  Rejection rejection;
+  ASSERT_TRUE(DecodeAndValidate(zero.SerializeAsString(), Encoding::kProtobuf,
+                                config_, kNow, &out, &rejection))
+      << rejection.detail;
+  EXPECT_EQ(out.value(), 0);
+  EXPECT_FALSE(out.has_value());
+  okrd::v1::KpiEvent before = zero;
+  before.clear_value();  // what a proto3 producer without presence sent
+  EXPECT_EQ(out.SerializeAsString(), before.SerializeAsString());
+  zero.set_value(-0.0);
+  ASSERT_TRUE(DecodeAndValidate(zero.SerializeAsString(), Encoding::kProtobuf,
+                                config_, kNow, &out, &rejection));
+  EXPECT_TRUE(std::signbit(out.value()));
+  EXPECT_EQ(ReasonForBytes(R"({"eventId":"e1","kpi":"signups",)"
+                           R"("subject":"team-a","value":0,)"
+                           R"("eventTime":"2026-11-25T19:00:00Z"})",
+                           Encoding::kJson),
+            "accepted");
+}
+
 TEST_F(ValidatorTest, Malformed) {
   EXPECT_EQ(ReasonForBytes("\xff\xff\xff", Encoding::kProtobuf), "malformed");
   EXPECT_EQ(ReasonForBytes("{not json", Encoding::kJson), "malformed");
