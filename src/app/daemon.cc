@@ -1,5 +1,6 @@
 #include "app/daemon.h"
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -183,6 +184,11 @@ class State final : public ingest::BatchSink,
       for (const auto& [key, offset] : result.next_offsets) {
         folded_offsets_[key] = offset;
       }
+      // A batch went in: the log is writable again.
+      if (!write_error_.empty()) {
+        spdlog::info("event log writable again; ingest resumed");
+        write_error_.clear();
+      }
       LogNewConflicts();
       ForgetTrackedAdmissions();
       daemon_.log = log_->GetStats();
@@ -246,6 +252,7 @@ class State final : public ingest::BatchSink,
       const override {
     absl::MutexLock lock(&mu_);
     exporter::DaemonState state = daemon_;
+    state.write_errors = write_errors_;
     if (ingest_ != nullptr) {
       state.lag = ingest_->Lag();
       state.ownership = ingest_->Ownership(folded_offsets_);
@@ -282,6 +289,33 @@ class State final : public ingest::BatchSink,
     evaluated_ = {};
   }
 
+  // EventLog::Options::on_write_error: a batch could not be written (most
+  // often a full disk). Ingest pauses, holding the batch, /readyz says why,
+  // and the write is tried again with backoff until it succeeds or okrd
+  // stops; the batch's offsets advance only with it.
+  bool OnWriteError(const absl::Status& error, int attempt) {
+    {
+      absl::MutexLock lock(&mu_);
+      ++write_errors_;
+      write_error_ = std::string(error.message());
+    }
+    // Logged at the first failure, then about once a minute.
+    if (attempt == 1 || attempt % 12 == 0) {
+      spdlog::error(
+          "event log write failed (attempt {}), ingest paused until it "
+          "succeeds: {}",
+          attempt, error.message());
+    }
+    const absl::Duration backoff =
+        std::min(absl::Milliseconds(100) * (int64_t{1} << std::min(attempt, 6)),
+                 absl::Seconds(5));
+    for (absl::Time until = absl::Now() + backoff; absl::Now() < until;) {
+      if (g_stop.load()) return false;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return !g_stop.load();
+  }
+
   exporter::Readiness GetReadiness() const override {
     absl::MutexLock lock(&mu_);
     const projection::Ownership ownership =
@@ -292,7 +326,8 @@ class State final : public ingest::BatchSink,
         .consumer_assigned = ingest_ != nullptr && ingest_->assigned(),
         .rebuild_done = rebuilt_,
         .caught_up = ownership.current(),
-        .standby = ownership.standby()};
+        .standby = ownership.standby(),
+        .write_error = write_error_};
   }
 
  private:
@@ -305,6 +340,8 @@ class State final : public ingest::BatchSink,
   // owned partition has caught up is judged against these.
   std::map<eventlog::PartitionKey, int64_t> folded_offsets_
       ABSL_GUARDED_BY(mu_);
+  uint64_t write_errors_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string write_error_ ABSL_GUARDED_BY(mu_);
   ingest::KafkaIngest* ingest_ ABSL_GUARDED_BY(mu_) = nullptr;
   // Series admitted by Admit() and not yet folded (the ingest may append a
   // batch or two ahead of the fold); KPIs already logged as having hit
@@ -537,14 +574,21 @@ int RunDaemon(int argc, char** argv) {
 
   spdlog::info("okrd {} starting with config {} ({} KPIs)", Version(),
                *config_path, config->kpis.size());
+  // Set once the state exists; the log writes nothing before ingest starts.
+  State* writer = nullptr;
   absl::StatusOr<std::unique_ptr<eventlog::EventLog>> log =
       eventlog::EventLog::Open(
-          {.path = config->storage.path, .sync = config->storage.sync});
+          {.path = config->storage.path,
+           .sync = config->storage.sync,
+           .on_write_error = [&writer](const absl::Status& error, int attempt) {
+             return writer != nullptr && writer->OnWriteError(error, attempt);
+           }});
   if (!log.ok()) {
     spdlog::critical("{}", log.status().message());
     return 1;
   }
   State state(config, log->get());
+  writer = &state;
   absl::StatusOr<std::unique_ptr<exporter::HttpServer>> http =
       exporter::HttpServer::Start(config->http.listen, &state,
                                   web ? &*web : nullptr);

@@ -4,8 +4,11 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -26,6 +29,7 @@
 #include "rocksdb/slice_transform.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
+#include "spdlog/spdlog.h"
 
 namespace okrd::eventlog {
 namespace {
@@ -129,6 +133,30 @@ class PartitionTally {
   int32_t last_partition_ = 0;
   std::string last_outcome_;
   std::string last_reason_;
+};
+
+// RocksDB's info log, into okrd's log lines.
+class SpdLogger final : public rocksdb::Logger {
+ public:
+  SpdLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
+  }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format,
+            va_list ap) override {
+    if (level < GetInfoLogLevel()) return;
+    char line[1024];
+    std::vsnprintf(line, sizeof(line), format, ap);
+    // One line per event, as okrd's own.
+    for (char* c = line; *c != '\0'; ++c) {
+      if (*c == '\n') *c = ' ';
+    }
+    spdlog::log(level >= rocksdb::InfoLogLevel::ERROR_LEVEL
+                    ? spdlog::level::err
+                    : spdlog::level::warn,
+                "rocksdb: {}", line);
+  }
 };
 
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
@@ -384,6 +412,11 @@ okrd::v1::RejectedRecord RejectCandidate(const Batch::Candidate& candidate,
 
 absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
     const Options& options) {
+  if (!options.read_only) {
+    // RocksDB creates it too, but first logs its absence as an error.
+    std::error_code ignored;
+    std::filesystem::create_directories(options.path, ignored);
+  }
   rocksdb::Options db_options;
   db_options.create_if_missing = !options.read_only;
   db_options.create_missing_column_families = !options.read_only;
@@ -395,6 +428,9 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
   // crash recovery would replay the whole history.
   db_options.max_total_wal_size = 64 << 20;
   db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  // RocksDB's own log goes to okrd's, not to a LOG file on the data disk:
+  // on a full disk Debian's assertion-enabled build aborts writing it.
+  db_options.info_log = std::make_shared<SpdLogger>();
 
   rocksdb::ColumnFamilyOptions cf_options;
   cf_options.OptimizeLevelStyleCompaction();
@@ -687,9 +723,20 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
   result.next_offsets = batch.next_offsets;
   rocksdb::WriteOptions write_options;
   write_options.sync = options_.sync && durable == Durable::kOnReturn;
-  if (absl::Status s = FromRocks(db_->Write(write_options, &wb), "append");
-      !s.ok()) {
-    return s;
+  // The batch is written whole or not at all; the same WriteBatch is tried
+  // again, and nothing above changed state outside it.
+  for (int attempt = 1;; ++attempt) {
+    const rocksdb::Status written = db_->Write(write_options, &wb);
+    if (written.ok()) break;
+    absl::Status s = FromRocks(written, "append");
+    if (!written.IsIOError() || !options_.on_write_error ||
+        !options_.on_write_error(s, attempt)) {
+      return s;
+    }
+    // Clears the background error a failed write leaves once its cause is
+    // gone. While it is not, or while RocksDB's own recovery runs (Busy),
+    // this fails and the next attempt says how the write goes.
+    db_->Resume().PermitUncheckedError();
   }
   {
     absl::MutexLock lock(&mu_);

@@ -63,6 +63,13 @@ struct Options {
   bool sync = true;
   // Open without taking the single-writer lock, for inspection tools.
   bool read_only = false;
+  // Called when writing a batch failed with an I/O error (a full disk, most
+  // often), after the failed attempt number `attempt` (1, 2, ...). Returns
+  // true to have Append() try the same write again after asking RocksDB to
+  // resume, false to give up and return the error. May wait (back off)
+  // before returning. Unset: Append() returns the first error.
+  std::function<bool(const absl::Status& error, int attempt)> on_write_error =
+      nullptr;
 };
 
 // (topic, partition)

@@ -132,8 +132,12 @@ class ReadyHandler final : public ReadOnlyHandler {
             r.standby ? "ready: standby, no partition owned\n" : "ready\n");
       return true;
     }
-    std::vector<absl::string_view> missing;
+    std::vector<std::string> missing;
     if (!r.log_open) missing.push_back("event log not open");
+    if (!r.write_error.empty()) {
+      missing.push_back(absl::StrCat("event log not writable, ingest paused (",
+                                     r.write_error, ")"));
+    }
     if (!r.consumer_assigned) missing.push_back("consumer not assigned");
     if (!r.rebuild_done) missing.push_back("projection rebuild running");
     if (!r.caught_up) missing.push_back("owned partitions catching up");

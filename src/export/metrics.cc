@@ -334,6 +334,11 @@ void AddDaemonFamilies(Families& f, const DaemonState& state) {
     events.Add({{"outcome", key.first}, {"reason", key.second}},
                static_cast<double>(count));
   }
+  f.Add("okrd_eventlog_write_errors_total",
+        "Failed attempts to write a batch to the event log (a full disk, an "
+        "I/O error); ingest pauses and retries.",
+        MetricKind::kCounter)
+      .Add({}, static_cast<double>(state.write_errors));
   f.Add("okrd_eventlog_last_sequence",
         "Sequence number of the newest log record (event or clock tick).",
         MetricKind::kGauge)

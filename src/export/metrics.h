@@ -27,6 +27,8 @@ struct DaemonState {
   double rebuild_seconds = 0;
   // Which business series this instance exports; by default all of them.
   projection::Ownership ownership;
+  // Failed attempts to write a batch to the event log (a full disk).
+  uint64_t write_errors = 0;
 };
 
 // What /readyz reports.
@@ -40,8 +42,12 @@ struct Readiness {
   // Owns no partition (more instances than partitions): ready, exporting
   // no business series.
   bool standby = false;
+  // Why the last write to the event log failed, while it has not
+  // succeeded since; ingest is paused meanwhile.
+  std::string write_error = std::string();
   bool ready() const {
-    return log_open && consumer_assigned && rebuild_done && caught_up;
+    return log_open && write_error.empty() && consumer_assigned &&
+           rebuild_done && caught_up;
   }
 };
 

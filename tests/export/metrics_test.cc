@@ -380,6 +380,15 @@ TEST(HttpServerTest, ServesMetricsHealthAndReadiness) {
   const std::string ready = Get(port, "/readyz");
   EXPECT_NE(ready.find("HTTP/1.1 200"), std::string::npos);
   EXPECT_EQ(ready.find("standby"), std::string::npos) << ready;
+  // A full disk pauses ingest: not ready, and /readyz says why.
+  source.readiness.write_error = "IO error: No space left on device";
+  const std::string paused = Get(port, "/readyz");
+  EXPECT_NE(paused.find("HTTP/1.1 503"), std::string::npos);
+  EXPECT_NE(paused.find("event log not writable, ingest paused (IO error: "
+                        "No space left on device)"),
+            std::string::npos)
+      << paused;
+  source.readiness.write_error.clear();
   // No partition owned: ready, and says why it exports no business series.
   source.readiness.standby = true;
   const std::string standby = Get(port, "/readyz");
