@@ -417,9 +417,32 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
     std::error_code ignored;
     std::filesystem::create_directories(options.path, ignored);
   }
+  // A log that exists is opened as it is: a column family gone missing
+  // (a damaged MANIFEST) must not come back empty, nor a log whose CURRENT
+  // is gone be started afresh over its files.
+  const std::filesystem::path dir(options.path);
+  const bool exists = std::filesystem::exists(dir / "CURRENT");
+  if (!exists) {
+    std::error_code error;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+      const std::string name = entry.path().filename().string();
+      if (name.starts_with("MANIFEST-") || name.ends_with(".sst") ||
+          name.ends_with(".log")) {
+        return absl::DataLossError(absl::StrCat(
+            "event log ", options.path, " is damaged: it holds ", name,
+            " but no CURRENT file; okrd refuses to start on it"));
+      }
+    }
+  }
   rocksdb::Options db_options;
   db_options.create_if_missing = !options.read_only;
-  db_options.create_missing_column_families = !options.read_only;
+  db_options.create_missing_column_families = !options.read_only && !exists;
+  // A torn last record (a crash mid-write) is dropped, as it was never
+  // acknowledged; damage before the tail fails the open instead of silently
+  // rolling the log back to it.
+  db_options.wal_recovery_mode =
+      rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+  db_options.paranoid_checks = true;
   db_options.IncreaseParallelism(2);
   // One writer appends; the hashed dedup memtable needs serial inserts.
   db_options.allow_concurrent_memtable_write = false;
@@ -474,11 +497,25 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
           "event log ", options.path,
           " is in use by another okrd process (its RocksDB LOCK is held)"));
     }
+    if (s.IsCorruption() || s.IsInvalidArgument()) {
+      return absl::DataLossError(absl::StrCat("event log ", options.path,
+                                              " is damaged: ", s.ToString(),
+                                              "; okrd refuses to start on it"));
+    }
     return absl::UnavailableError(absl::StrCat(
         "cannot open event log ", options.path, ": ", s.ToString()));
   }
   log->db_.reset(raw);
   if (absl::Status loaded = log->Load(); !loaded.ok()) return loaded;
+  if (absl::Status checked =
+          options.read_only ? absl::OkStatus() : log->CheckAtStart();
+      !checked.ok()) {
+    return absl::DataLossError(absl::StrCat(
+        "event log ", options.path, " is damaged: ", checked.message(),
+        "; okrd refuses to start on it (details: okrctl log verify "
+        "--data-dir ",
+        options.path, ")"));
+  }
   return log;
 }
 
@@ -545,6 +582,191 @@ absl::Status EventLog::Load() {
   }
   absl::MutexLock lock(&mu_);
   stats_ = std::move(stats);
+  return absl::OkStatus();
+}
+
+// The newest key of column family `cf` as a sequence, 0 when it is empty.
+absl::StatusOr<uint64_t> EventLog::LastKey(int cf) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), handles_[cf]));
+  it->SeekToLast();
+  if (absl::Status s = FromRocks(it->status(), "reading the log"); !s.ok()) {
+    return s;
+  }
+  if (!it->Valid()) return 0;
+  return DecodeU64(absl::string_view(it->key().data(), it->key().size()));
+}
+
+absl::Status EventLog::CheckAtStart() const {
+  Stats stats;
+  {
+    absl::MutexLock lock(&mu_);
+    stats = stats_;
+  }
+  absl::StatusOr<uint64_t> last_event = LastKey(kEvents);
+  if (!last_event.ok()) return last_event.status();
+  if (*last_event != stats.last_sequence) {
+    return absl::DataLossError(
+        absl::StrCat("its newest record has sequence ", *last_event,
+                     " but its metadata says ", stats.last_sequence));
+  }
+  absl::StatusOr<uint64_t> last_rejected = LastKey(kRejected);
+  if (!last_rejected.ok()) return last_rejected.status();
+  if (*last_rejected != stats.last_rejected_sequence) {
+    return absl::DataLossError(
+        absl::StrCat("its newest rejected record has sequence ", *last_rejected,
+                     " but its metadata says ", stats.last_rejected_sequence));
+  }
+  uint64_t accepted = 0;
+  uint64_t rejected = 0;
+  for (const auto& [key, count] : stats.counters) {
+    if (key.first == "accepted") accepted += count;
+    if (key.first == "rejected") rejected += count;
+  }
+  // Every accepted event and tick has a sequence; every rejection one.
+  if (accepted > stats.last_sequence ||
+      rejected != stats.last_rejected_sequence) {
+    return absl::DataLossError(absl::StrCat(
+        "its counters (", accepted, " accepted, ", rejected,
+        " rejected) do not fit its records (", stats.last_sequence,
+        " sequences, ", stats.last_rejected_sequence, " rejected)"));
+  }
+  if (stats.last_sequence > 0 && stats.offsets.empty() && accepted > 0) {
+    bool imported_only = true;
+    absl::Status s = ForEach(stats.last_sequence, [&](const auto& e) {
+      imported_only =
+          !e.has_event() || e.position().topic().find(':') != std::string::npos;
+      return false;
+    });
+    if (!s.ok()) return s;
+    if (!imported_only) {
+      return absl::DataLossError(
+          "it holds events from Kafka but no consumer offsets");
+    }
+  }
+  // The newest event must be found by its id: the dedup index is intact
+  // at least where it was last written.
+  std::optional<okrd::v1::StoredEvent> newest;
+  for (uint64_t sequence = stats.last_sequence;
+       sequence > 0 && sequence + 16 > stats.last_sequence && !newest;
+       --sequence) {
+    absl::StatusOr<std::optional<okrd::v1::StoredEvent>> record = Get(sequence);
+    if (!record.ok()) return record.status();
+    if (record->has_value() && (*record)->has_event()) newest = **record;
+  }
+  if (newest) {
+    absl::StatusOr<std::optional<okrd::v1::StoredEvent>> found =
+        GetByEventId(newest->event().event_id());
+    if (!found.ok()) return found.status();
+    if (!found->has_value() || (*found)->sequence() != newest->sequence()) {
+      return absl::DataLossError(absl::StrCat(
+          "event ", newest->event().event_id(), " (sequence ",
+          newest->sequence(), ") is missing from its dedup index"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EventLog::Verify(
+    const std::function<void(absl::string_view, uint64_t, uint64_t)>& progress)
+    const {
+  if (absl::Status s = CheckAtStart(); !s.ok()) return s;
+  const Stats stats = GetStats();
+  uint64_t expected = 1;
+  uint64_t accepted = 0;
+  std::map<PartitionKey, int64_t> last_offset;
+  absl::Status problem;
+  absl::Status s = ForEach(1, [&](const okrd::v1::StoredEvent& e) {
+    if (e.sequence() != expected) {
+      problem = absl::DataLossError(absl::StrCat(
+          "sequence ", expected, " is missing (next is ", e.sequence(), ")"));
+      return false;
+    }
+    ++expected;
+    if ((e.sequence() & 0xffff) == 0) {
+      progress("records", e.sequence(), stats.last_sequence);
+    }
+    if (!e.has_event()) return true;  // a clock tick
+    ++accepted;
+    absl::StatusOr<std::optional<okrd::v1::StoredEvent>> found =
+        GetByEventId(e.event().event_id());
+    if (!found.ok()) {
+      problem = found.status();
+      return false;
+    }
+    if (!found->has_value() || (*found)->sequence() != e.sequence()) {
+      problem = absl::DataLossError(absl::StrCat("event ", e.event().event_id(),
+                                                 " (sequence ", e.sequence(),
+                                                 ") is not found by its id"));
+      return false;
+    }
+    const okrd::v1::SourcePosition& p = e.position();
+    if (p.topic().empty() || p.topic().find(':') != std::string::npos) {
+      return true;  // imported
+    }
+    const PartitionKey key{p.topic(), p.partition()};
+    auto [it, first] = last_offset.try_emplace(key, p.offset());
+    if (!first && p.offset() <= it->second) {
+      problem = absl::DataLossError(absl::StrCat(
+          "offsets of ", key.first, "/", key.second, " go back from ",
+          it->second, " to ", p.offset(), " at sequence ", e.sequence()));
+      return false;
+    }
+    it->second = p.offset();
+    return true;
+  });
+  if (!s.ok()) return s;
+  if (!problem.ok()) return problem;
+  if (expected - 1 != stats.last_sequence) {
+    return absl::DataLossError(absl::StrCat("records end at sequence ",
+                                            expected - 1, ", metadata says ",
+                                            stats.last_sequence));
+  }
+  auto counted = [&](const std::string& outcome) {
+    uint64_t n = 0;
+    for (const auto& [key, count] : stats.counters) {
+      if (key.first == outcome) n += count;
+    }
+    return n;
+  };
+  if (counted("accepted") != accepted) {
+    return absl::DataLossError(
+        absl::StrCat("counters say ", counted("accepted"),
+                     " accepted, the log holds ", accepted, " events"));
+  }
+  for (const auto& [key, offset] : last_offset) {
+    auto next = stats.offsets.find(key);
+    if (next == stats.offsets.end() || next->second <= offset) {
+      return absl::DataLossError(
+          absl::StrCat("the stored next offset of ", key.first, "/", key.second,
+                       " is not past its last event (offset ", offset, ")"));
+    }
+  }
+  std::map<std::string, uint64_t> reasons;
+  uint64_t rejected_expected = 1;
+  s = ForEachRejected(1, [&](const okrd::v1::RejectedRecord& r) {
+    if (r.sequence() != rejected_expected) {
+      problem = absl::DataLossError(
+          absl::StrCat("rejected record ", rejected_expected, " is missing"));
+      return false;
+    }
+    ++rejected_expected;
+    ++reasons[r.reason()];
+    if ((r.sequence() & 0xffff) == 0) {
+      progress("rejected records", r.sequence(), stats.last_rejected_sequence);
+    }
+    return true;
+  });
+  if (!s.ok()) return s;
+  if (!problem.ok()) return problem;
+  for (const auto& [key, count] : stats.counters) {
+    if (key.first == "rejected" && reasons[key.second] != count) {
+      return absl::DataLossError(
+          absl::StrCat("counters say ", count, " rejected as ", key.second,
+                       ", the log holds ", reasons[key.second]));
+    }
+  }
+  progress("records", stats.last_sequence, stats.last_sequence);
   return absl::OkStatus();
 }
 

@@ -120,6 +120,96 @@ TEST_F(EventLogTest, CountsPerPartitionAndKeepsFirstOffsets) {
   EXPECT_EQ(stats.counters.at({"accepted", ""}), 4u);
 }
 
+// A log of `batches` batches of 500 events, closed.
+void WriteLog(const std::filesystem::path& dir, int batches) {
+  auto log = EventLog::Open({.path = dir.string(), .sync = false});
+  ASSERT_TRUE(log.ok()) << log.status();
+  for (int b = 0; b < batches; ++b) {
+    Batch batch;
+    for (int i = 0; i < 500; ++i) {
+      const int64_t offset = b * 500 + i;
+      Batch::Candidate& c = batch.AddCandidate();
+      c.event().set_event_id(absl::StrCat("id-", offset));
+      c.event().set_kpi("signups");
+      c.event().set_subject("team-a");
+      c.event().set_value(static_cast<double>(offset));
+      c.event().mutable_event_time()->set_seconds(1795634360);
+      c.position().set_topic("kpi-events");
+      c.position().set_partition(0);
+      c.position().set_offset(offset);
+    }
+    batch.next_offsets[{"kpi-events", 0}] = (b + 1) * 500;
+    ASSERT_TRUE((*log)->Append(std::move(batch)).ok());
+  }
+}
+
+// The one file of `dir` whose name matches.
+std::filesystem::path FileOf(
+    const std::filesystem::path& dir,
+    const std::function<bool(const std::string&)>& is) {
+  std::vector<std::filesystem::path> found;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (is(entry.path().filename().string())) found.push_back(entry.path());
+  }
+  EXPECT_EQ(found.size(), 1u);
+  return found.empty() ? dir / "none" : found[0];
+}
+
+TEST_F(EventLogTest, HealthyLogVerifies) {
+  WriteLog(dir_, 4);
+  auto log = Open();
+  ASSERT_NE(log, nullptr);
+  uint64_t reported = 0;
+  absl::Status s = log->Verify(
+      [&](absl::string_view, uint64_t done, uint64_t) { reported = done; });
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(reported, 2000u);
+}
+
+// Each of these used to start silently on part of the log, or on none of
+// it, and then count re-sent events again.
+TEST_F(EventLogTest, RefusesATruncatedManifest) {
+  WriteLog(dir_, 4);
+  const auto manifest = FileOf(
+      dir_, [](const std::string& n) { return n.starts_with("MANIFEST-"); });
+  std::filesystem::resize_file(manifest,
+                               std::filesystem::file_size(manifest) / 2);
+  auto log = EventLog::Open({.path = dir_.string(), .sync = false});
+  ASSERT_FALSE(log.ok());
+  EXPECT_NE(log.status().message().find("damaged"), std::string::npos)
+      << log.status();
+}
+
+TEST_F(EventLogTest, RefusesGarbageInTheMiddleOfTheWal) {
+  WriteLog(dir_, 8);
+  const auto wal =
+      FileOf(dir_, [](const std::string& n) { return n.ends_with(".log"); });
+  const auto size = std::filesystem::file_size(wal);
+  ASSERT_GT(size, 256u << 10);
+  {
+    std::FILE* f = std::fopen(wal.c_str(), "r+b");
+    ASSERT_NE(f, nullptr);
+    std::fseek(f, static_cast<long>(size / 2), SEEK_SET);
+    const std::string garbage(64 << 10, '\x5a');
+    std::fwrite(garbage.data(), 1, garbage.size(), f);
+    std::fclose(f);
+  }
+  auto log = EventLog::Open({.path = dir_.string(), .sync = false});
+  ASSERT_FALSE(log.ok()) << "opened, with last sequence "
+                         << (*log)->last_sequence();
+  EXPECT_NE(log.status().message().find("damaged"), std::string::npos)
+      << log.status();
+}
+
+TEST_F(EventLogTest, RefusesALogWithoutCurrent) {
+  WriteLog(dir_, 1);
+  std::filesystem::remove(dir_ / "CURRENT");
+  auto log = EventLog::Open({.path = dir_.string(), .sync = false});
+  ASSERT_FALSE(log.ok());
+  EXPECT_NE(log.status().message().find("no CURRENT"), std::string::npos)
+      << log.status();
+}
+
 TEST_F(EventLogTest, DuplicateIsCountedNotApplied) {
   auto log = Open();
   Batch first;

@@ -260,7 +260,8 @@ int LogCommand(const std::vector<std::string>& argv) {
   }
   if (args.positional().empty()) {
     return Usage(
-        "usage: okrctl log stats|tail|get|rejected|import --data-dir DIR");
+        "usage: okrctl log stats|tail|get|rejected|verify|import --data-dir "
+        "DIR");
   }
   const std::string sub = args.positional()[0];
   const std::optional<std::string> dir = args.Get("data-dir");
@@ -280,6 +281,29 @@ int LogCommand(const std::vector<std::string>& argv) {
     return 1;
   }
   const eventlog::Stats stats = (*log)->GetStats();
+  if (sub == "verify") {
+    absl::Time next_report = absl::Now() + absl::Seconds(1);
+    const absl::Status verified = (*log)->Verify(
+        [&](absl::string_view what, uint64_t done, uint64_t total) {
+          if (absl::Now() < next_report) return;
+          next_report = absl::Now() + absl::Seconds(1);
+          std::fprintf(stderr, "verify: %llu/%llu %.*s\n",
+                       static_cast<unsigned long long>(done),
+                       static_cast<unsigned long long>(total),
+                       static_cast<int>(what.size()), what.data());
+        });
+    if (!verified.ok()) {
+      std::fprintf(stderr, "okrctl: log %s is damaged: %s\n", dir->c_str(),
+                   std::string(verified.message()).c_str());
+      return 1;
+    }
+    std::fprintf(stderr,
+                 "verify: ok: %llu records, %llu rejected, counters and "
+                 "offsets consistent\n",
+                 static_cast<unsigned long long>(stats.last_sequence),
+                 static_cast<unsigned long long>(stats.last_rejected_sequence));
+    return 0;
+  }
   if (sub == "stats") {
     PrintStats(stats, json);
     return 0;

@@ -18,6 +18,7 @@ commands:
   log tail     --data-dir DIR [-n N] [--json]     newest accepted events
   log get      --data-dir DIR (SEQUENCE | --event-id ID) [--json]
   log rejected --data-dir DIR [-n N] [--json]     newest rejected messages
+  log verify   --data-dir DIR     check every invariant of the log (exit 0/1)
   log import   --config F --data-dir DIR --file EVENTS.jsonl
                [--ingest-time RFC3339] [--batch N]  bulk-load events
   replay --config F --data-dir DIR [--until RFC3339 | --until-seq N]
