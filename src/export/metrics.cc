@@ -268,9 +268,11 @@ void AddBusinessFamilies(Families& f,
 void AddPartitionFamilies(Families& f,
                           const projection::KpiProjection& projection,
                           const DaemonState& state) {
-  auto labels = [](const eventlog::PartitionKey& key) {
-    return std::vector<Label>{{"topic", key.first},
-                              {"partition", absl::StrCat(key.second)}};
+  // Labels view their values: the partition number lives in `number`.
+  std::string number;
+  auto labels = [&number](const eventlog::PartitionKey& key) {
+    number = absl::StrCat(key.second);
+    return std::vector<Label>{{"topic", key.first}, {"partition", number}};
   };
   if (!state.ownership.all()) {
     std::set<eventlog::PartitionKey> known;
