@@ -9,6 +9,11 @@
 // digits, as UUID-keyed producers send, which scatters each batch's dedup
 // entries over the whole index.
 //
+// A third line is the floor that durability alone costs: the same consumer
+// settings and batch size, writing each poll batch's raw message bytes with
+// its next offsets as one fsynced RocksDB WriteBatch: no decoding, no dedup,
+// no projection, one thread. okrd's rate over it is what its own work costs.
+//
 // The clock starts when the first durable batch is in the projection, so the
 // consumer group join (about 3 s on the embedded broker) is not counted.
 // Over the same window it reads each thread's CPU time, and prints it per
@@ -43,7 +48,10 @@
 #include "ingest/embedded_broker.h"
 #include "ingest/kafka_ingest.h"
 #include "ingest/producer.h"
+#include "librdkafka/rdkafkacpp.h"
 #include "projection/kpi_projection.h"
+#include "rocksdb/db.h"
+#include "rocksdb/write_batch.h"
 
 namespace okrd {
 namespace {
@@ -189,6 +197,108 @@ double KcatRate(const std::string& brokers, long long events) {
   return static_cast<double>(events) / absl::ToDoubleSeconds(took);
 }
 
+// The durability floor (see the top): messages per second after the first
+// batch, or -1. Also adds its CPU time per thread to `cpu`.
+double FloorRate(const config::Config& config, const std::string& brokers,
+                 long long events, const std::string& run, CpuTally* cpu) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() /
+      absl::StrCat("okrd-floor-", getpid(), "-", run);
+  std::filesystem::remove_all(dir);
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  rocksdb::DB* raw_db = nullptr;
+  if (!rocksdb::DB::Open(options, dir.string(), &raw_db).ok()) return -1;
+  std::unique_ptr<rocksdb::DB> db(raw_db);
+  std::unique_ptr<RdKafka::Conf> conf(
+      RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  std::string err;
+  // As KafkaIngest sets them.
+  for (const auto& [key, value] : std::map<std::string, std::string>{
+           {"bootstrap.servers", brokers},
+           {"group.id", absl::StrCat("floor-", run)},
+           {"enable.auto.commit", "false"},
+           {"enable.partition.eof", "false"},
+           {"partition.assignment.strategy", "cooperative-sticky"},
+           {"auto.offset.reset", "earliest"},
+           {"fetch.wait.max.ms", "50"},
+           {"queued.min.messages", "1000000"}}) {
+    if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK) return -1;
+  }
+  for (const auto& [key, value] : config.kafka.properties) {
+    if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK) return -1;
+  }
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer(
+      RdKafka::KafkaConsumer::create(conf.get(), err));
+  if (!consumer || consumer->subscribe({kTopic}) != RdKafka::ERR_NO_ERROR) {
+    return -1;
+  }
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  uint64_t seen = 0;
+  uint64_t first_batch = 0;
+  absl::Time first;
+  absl::Time last;
+  ThreadCpu cpu_first;
+  ThreadCpu cpu_last;
+  const absl::Time deadline = absl::Now() + absl::Minutes(5);
+  const absl::Duration wait = config.kafka.batch_max_wait;
+  while (seen < static_cast<uint64_t>(events) && absl::Now() < deadline) {
+    rocksdb::WriteBatch batch;
+    std::map<std::pair<std::string, int32_t>, int64_t> next;
+    int taken = 0;
+    const absl::Time batch_deadline = absl::Now() + wait;
+    while (taken < config.kafka.batch_max_messages) {
+      const int64_t left = std::max<int64_t>(
+          0, absl::ToInt64Milliseconds(batch_deadline - absl::Now()));
+      std::unique_ptr<RdKafka::Message> msg(
+          consumer->consume(taken == 0 ? 100 : static_cast<int>(left)));
+      if (msg->err() == RdKafka::ERR_NO_ERROR) {
+        const uint64_t key = seen + taken;
+        char encoded[8];
+        for (int i = 0; i < 8; ++i)
+          encoded[i] = static_cast<char>(key >> (56 - 8 * i));
+        batch.Put(rocksdb::Slice(encoded, 8),
+                  rocksdb::Slice(static_cast<const char*>(msg->payload()),
+                                 msg->len()));
+        next[{msg->topic_name(), msg->partition()}] = msg->offset() + 1;
+        ++taken;
+      } else if (taken > 0 || absl::Now() >= batch_deadline) {
+        break;
+      }
+      if (taken > 0 && absl::Now() >= batch_deadline) break;
+    }
+    if (taken == 0) continue;
+    for (const auto& [partition, offset] : next) {
+      batch.Put(absl::StrCat("offset/", partition.first, "/", partition.second),
+                absl::StrCat(offset));
+    }
+    if (!db->Write(sync, &batch).ok()) return -1;
+    if (seen == 0) {
+      first = absl::Now();
+      first_batch = static_cast<uint64_t>(taken);
+      cpu_first = ReadThreadCpu();
+    }
+    seen += static_cast<uint64_t>(taken);
+  }
+  cpu_last = ReadThreadCpu();
+  last = absl::Now();
+  consumer->close();
+  db.reset();
+  std::filesystem::remove_all(dir);
+  if (seen < static_cast<uint64_t>(events)) return -1;
+  const uint64_t timed = seen - first_batch;
+  const double secs = absl::ToDoubleSeconds(last - first);
+  for (const auto& [name, used] : cpu_last) {
+    auto before = cpu_first.find(name);
+    cpu->seconds[name] +=
+        used - (before == cpu_first.end() ? 0 : before->second);
+  }
+  cpu->events += timed;
+  cpu->wall_seconds += secs;
+  return secs > 0 ? static_cast<double>(timed) / secs : 0;
+}
+
 double Median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   return values.empty() ? 0 : values[values.size() / 2];
@@ -326,6 +436,22 @@ int Main(int argc, char** argv) {
   const double kcat = Median(kcat_rates);
   std::printf("kcat raw consume:            %10.0f events/s%s\n", kcat,
               Range(kcat_rates).c_str());
+  double floor = 0;
+  {
+    std::vector<double> rates;
+    CpuTally cpu;
+    for (long long r = 0; r < runs; ++r) {
+      const double rate =
+          FloorRate(*config, brokers, events, absl::StrCat(r), &cpu);
+      if (rate < 0) return 1;
+      rates.push_back(rate);
+    }
+    floor = Median(rates);
+    std::printf(
+        "floor, raw bytes + offsets, sync: %5.0f events/s (%.0f%% of kcat)%s\n",
+        floor, kcat > 0 ? 100 * floor / kcat : 0, Range(rates).c_str());
+    std::printf("  cpu, us/event by thread:   %s\n", cpu.Describe().c_str());
+  }
   for (bool sync : {true, false}) {
     std::vector<double> rates;
     size_t series = 0;
@@ -338,10 +464,10 @@ int Main(int argc, char** argv) {
     }
     const double rate = Median(rates);
     std::printf(
-        "okrd ingest, sync %-3s:       %10.0f events/s (%.0f%% of kcat), %zu "
-        "series%s\n",
-        sync ? "on" : "off", rate, kcat > 0 ? 100 * rate / kcat : 0, series,
-        Range(rates).c_str());
+        "okrd ingest, sync %-3s:       %10.0f events/s (%.0f%% of kcat, %.0f%% "
+        "of the floor), %zu series%s\n",
+        sync ? "on" : "off", rate, kcat > 0 ? 100 * rate / kcat : 0,
+        floor > 0 ? 100 * rate / floor : 0, series, Range(rates).c_str());
     std::printf("  cpu, us/event by thread:   %s\n", cpu.Describe().c_str());
   }
   return 0;
