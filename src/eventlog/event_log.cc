@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -598,24 +599,18 @@ absl::StatusOr<uint64_t> EventLog::LastKey(int cf) const {
 }
 
 absl::Status EventLog::CheckAtStart() const {
-  Stats stats;
-  {
-    absl::MutexLock lock(&mu_);
-    stats = stats_;
-  }
-  absl::StatusOr<uint64_t> last_event = LastKey(kEvents);
-  if (!last_event.ok()) return last_event.status();
-  if (*last_event != stats.last_sequence) {
-    return absl::DataLossError(
-        absl::StrCat("its newest record has sequence ", *last_event,
-                     " but its metadata says ", stats.last_sequence));
-  }
-  absl::StatusOr<uint64_t> last_rejected = LastKey(kRejected);
-  if (!last_rejected.ok()) return last_rejected.status();
-  if (*last_rejected != stats.last_rejected_sequence) {
-    return absl::DataLossError(
-        absl::StrCat("its newest rejected record has sequence ", *last_rejected,
-                     " but its metadata says ", stats.last_rejected_sequence));
+  const Stats stats = GetStats();
+  for (const auto& [cf, what, recorded] :
+       {std::tuple{kEvents, "record", stats.last_sequence},
+        std::tuple{kRejected, "rejected record",
+                   stats.last_rejected_sequence}}) {
+    absl::StatusOr<uint64_t> last = LastKey(cf);
+    if (!last.ok()) return last.status();
+    if (*last != recorded) {
+      return absl::DataLossError(
+          absl::StrCat("its newest ", what, " has sequence ", *last,
+                       " but its metadata says ", recorded));
+    }
   }
   uint64_t accepted = 0;
   uint64_t rejected = 0;
