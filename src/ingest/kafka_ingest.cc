@@ -52,11 +52,19 @@ class Handoff {
   // Waits for an item; nullopt once the giver has closed and all is taken.
   std::optional<T> Take() {
     absl::MutexLock lock(&mu_);
+    ++waiting_;
     while (!item_.has_value() && !closed_) changed_.Wait(&mu_);
+    --waiting_;
     std::optional<T> item = std::move(item_);
     item_.reset();
     changed_.SignalAll();
     return item;
+  }
+  // Whether the taker is waiting for an item, so that one handed over now
+  // is taken at once.
+  bool TakerWaiting() {
+    absl::MutexLock lock(&mu_);
+    return waiting_ > 0 && !item_.has_value();
   }
   // The giver has no more.
   void Close() {
@@ -77,6 +85,7 @@ class Handoff {
   std::optional<T> item_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   bool quit_ ABSL_GUARDED_BY(mu_) = false;
+  int waiting_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // Frees the TopicPartition objects librdkafka hands out by pointer.
@@ -375,7 +384,10 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
   }
 
  private:
-  // Collects messages until the batch is full, the wait is over, or `stop`.
+  // Collects messages until the batch is full, the wait is over, or `stop`;
+  // and, with at least one message in hand, as soon as the appender is
+  // free and no message is waiting (group commit): under load a batch
+  // grows while the write before it runs, when quiet it goes at once.
   void FillBatch(eventlog::Batch& batch, const std::atomic<bool>& stop) {
     const config::KafkaOptions& kafka = config_->kafka;
     absl::Time now = clock_->Now();
@@ -386,8 +398,15 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
            !failed_.load()) {
       const int64_t remaining_ms =
           std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - now));
-      std::unique_ptr<RdKafka::Message> msg(consumer_->consume(
-          taken == 0 ? 100 : static_cast<int>(remaining_ms)));
+      // While the appender is busy, wait for more in short steps so that
+      // the moment it is free is not missed.
+      const bool appender_free = taken > 0 && to_append_.TakerWaiting();
+      const int timeout =
+          taken == 0 ? 100
+          : appender_free
+              ? 0
+              : static_cast<int>(std::min<int64_t>(remaining_ms, 1));
+      std::unique_ptr<RdKafka::Message> msg(consumer_->consume(timeout));
       // One clock read per message: validation and the batch deadline share
       // it.
       now = clock_->Now();
@@ -398,7 +417,9 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
           break;
         case RdKafka::ERR__TIMED_OUT:
         case RdKafka::ERR__PARTITION_EOF:
-          if (taken > 0 || now >= deadline) return;
+          // Nothing for 100 ms: back to the loop, which keeps the clock,
+          // lag and ownership current whatever batch_max_wait says.
+          if (taken == 0 || appender_free || now >= deadline) return;
           break;
         default:
           spdlog::warn("kafka consume: {}", msg->errstr());

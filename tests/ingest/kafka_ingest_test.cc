@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <set>
 #include <string>
 #include <thread>
@@ -190,6 +192,64 @@ TEST(KafkaIngestTest, PipelinedBatchesAccountForEveryMessageOnce) {
       });
   EXPECT_TRUE(read.ok()) << read;
   EXPECT_EQ(stored_rejections, 90u);
+  log->reset();
+  std::filesystem::remove_all(dir);
+}
+
+// Group commit: a batch goes to the log as soon as the appender is free,
+// not when kafka.batch_max_wait runs out, so a quiet stream is not held
+// back. Ownership reports the assigned partitions, caught up once folded.
+TEST(KafkaIngestTest, QuietStreamDoesNotWaitForTheBatchTimer) {
+  auto broker = EmbeddedBroker::Start(kPartitions, {kTopic});
+  ASSERT_TRUE(broker.ok()) << broker.status();
+  const std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) /
+      absl::StrCat("kafka_ingest_quiet_", getpid());
+  std::filesystem::remove_all(dir);
+  auto log = eventlog::EventLog::Open({.path = dir.string(), .sync = true});
+  ASSERT_TRUE(log.ok()) << log.status();
+  auto config = std::make_shared<config::Config>();
+  config->kafka.topics = {kTopic};
+  config->kafka.batch_max_wait = absl::Minutes(10);
+  config::KpiOptions kpi;
+  kpi.id = "signups";
+  config->kpis.push_back(kpi);
+
+  std::atomic<bool> stop{false};
+  RecordingSink sink(1, &stop);
+  auto ingest = KafkaIngest::Create(config, (*broker)->bootstrap(), log->get(),
+                                    &sink, &Clock::Real());
+  ASSERT_TRUE(ingest.ok()) << ingest.status();
+  absl::Status run;
+  std::thread runner([&] { run = (*ingest)->Run(stop); });
+  // Bounded waits: the test fails, rather than hangs, if one never comes.
+  auto wait_until = [&](const std::function<bool()>& done) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    while (!done() && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return done();
+  };
+  const std::map<eventlog::PartitionKey, int64_t> nothing_folded;
+  EXPECT_TRUE(wait_until([&] {
+    return (*ingest)->assigned() &&
+           (*ingest)->Ownership(nothing_folded).owned().size() == kPartitions &&
+           (*ingest)->Ownership(nothing_folded).current();
+  })) << "the empty partitions never counted as caught up";
+
+  auto producer = Producer::Create((*broker)->bootstrap(), {});
+  ASSERT_TRUE(producer.ok()) << producer.status();
+  ASSERT_TRUE(
+      (*producer)->Send(kTopic, "team-a", Event("q1", "team-a", 1), {}).ok());
+  ASSERT_TRUE((*producer)->Flush(absl::Seconds(30)).ok());
+  const bool arrived = wait_until([&] {
+    absl::MutexLock lock(&sink.mu_);
+    return sink.accepted_ == 1;
+  });
+  stop.store(true);
+  runner.join();
+  EXPECT_TRUE(arrived) << "held back by the 10-minute batch timer";
+  EXPECT_TRUE(run.ok()) << run;
   log->reset();
   std::filesystem::remove_all(dir);
 }

@@ -4,6 +4,12 @@
 //
 //   ingest_bench [--events N] [--partitions P] [--subjects S] [--batch B]
 //                [--runs R] [--kafka-property KEY=VALUE]... [--random-ids]
+//                [--latency-seconds S]
+//
+// With --latency-seconds, it then produces at fixed rates (1k/s, and 50%
+// and 90% of the durable rate just measured) for S seconds each, and prints
+// percentiles of the time from each send to the event's fold into the
+// projection, which is when the next /metrics scrape shows it.
 //
 // Event ids are "bench-N" by default; --random-ids makes them 32 random hex
 // digits, as UUID-keyed producers send, which scatters each batch's dedup
@@ -299,6 +305,106 @@ double FloorRate(const config::Config& config, const std::string& brokers,
   return secs > 0 ? static_cast<double>(timed) / secs : 0;
 }
 
+// Folds batches and records, per event, the time since its event_time,
+// which the latency producer sets to the moment it sends the event.
+class LatencySink final : public ingest::BatchSink {
+ public:
+  explicit LatencySink(std::shared_ptr<const config::Config> config)
+      : projection_(std::move(config)) {}
+  void OnAppended(const eventlog::AppendResult& result) override {
+    absl::MutexLock lock(&mu_);
+    for (const okrd::v1::StoredEvent* e : result.appended) {
+      projection_.Apply(*e);
+    }
+    const absl::Time now = absl::Now();
+    for (const okrd::v1::StoredEvent* e : result.appended) {
+      if (!e->has_event()) continue;
+      latencies_ms_.push_back(
+          absl::ToDoubleMilliseconds(now - FromProto(e->event().event_time())));
+    }
+  }
+  size_t seen() const {
+    absl::MutexLock lock(&mu_);
+    return latencies_ms_.size();
+  }
+  std::vector<double> latencies_ms() const {
+    absl::MutexLock lock(&mu_);
+    return latencies_ms_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  projection::KpiProjection projection_;
+  std::vector<double> latencies_ms_;
+};
+
+// Produces `rate` events a second for `seconds` into a fresh topic that a
+// durable ingest (sync on) consumes; returns "p50 / p99 / max" of the send
+// to fold latency in ms, or an empty string.
+std::string LatencyAt(const std::shared_ptr<config::Config>& config,
+                      const std::string& brokers, const std::string& topic,
+                      double rate, double seconds, long long subjects) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() /
+      absl::StrCat("okrd-latency-", getpid(), "-", topic);
+  std::filesystem::remove_all(dir);
+  auto log = eventlog::EventLog::Open({.path = dir.string(), .sync = true});
+  if (!log.ok()) return "";
+  auto run_config = std::make_shared<config::Config>(*config);
+  run_config->kafka.topics = {topic};
+  run_config->kafka.group_id = absl::StrCat("latency-", topic);
+  LatencySink sink(run_config);
+  auto ingest = ingest::KafkaIngest::Create(run_config, brokers, log->get(),
+                                            &sink, &Clock::Real());
+  if (!ingest.ok()) return "";
+  std::atomic<bool> stop{false};
+  absl::Status status;
+  std::thread runner([&] { status = (*ingest)->Run(stop); });
+  const absl::Time joined_by = absl::Now() + absl::Seconds(30);
+  while (!(*ingest)->assigned() && absl::Now() < joined_by) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  auto producer = ingest::Producer::Create(brokers, {{"linger.ms", "1"}});
+  const long long total = static_cast<long long>(rate * seconds);
+  if (producer.ok()) {
+    okrd::v1::KpiEvent e;
+    e.set_kpi("signups");
+    e.set_unit("count");
+    std::string payload;
+    const absl::Time start = absl::Now();
+    for (long long i = 0; i < total; ++i) {
+      const absl::Time due =
+          start + absl::Seconds(static_cast<double>(i) / rate);
+      const absl::Time now = absl::Now();
+      if (due > now) absl::SleepFor(due - now);
+      e.set_event_id(absl::StrCat(topic, "-", i));
+      e.set_subject(absl::StrCat("subject-", i % subjects));
+      e.set_value(1);
+      ToProto(absl::Now(), e.mutable_event_time());
+      e.SerializeToString(&payload);
+      if (!(*producer)->Send(topic, e.subject(), payload, {}).ok()) break;
+    }
+    (void)(*producer)->Flush(absl::Seconds(30));
+  }
+  const absl::Time done_by = absl::Now() + absl::Seconds(60);
+  while (sink.seen() < static_cast<size_t>(total) && absl::Now() < done_by) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  stop.store(true);
+  runner.join();
+  ingest->reset();
+  log->reset();
+  std::filesystem::remove_all(dir);
+  std::vector<double> ms = sink.latencies_ms();
+  if (!status.ok() || ms.size() < static_cast<size_t>(total)) return "";
+  std::sort(ms.begin(), ms.end());
+  auto at = [&](double q) {
+    return ms[std::min(ms.size() - 1, static_cast<size_t>(q * ms.size()))];
+  };
+  return absl::StrFormat("p50 %.1f ms, p99 %.1f ms, max %.1f ms (%zu events)",
+                         at(0.5), at(0.99), ms.back(), ms.size());
+}
+
 double Median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   return values.empty() ? 0 : values[values.size() / 2];
@@ -353,9 +459,9 @@ double IngestRate(const std::shared_ptr<config::Config>& config,
 int Main(int argc, char** argv) {
   (void)InitLogging("warn");
   exporter::KeepLargeBuffers();  // as okrd does
-  Args args(
-      {"events", "partitions", "subjects", "batch", "runs", "kafka-property"},
-      {"random-ids"});
+  Args args({"events", "partitions", "subjects", "batch", "runs",
+             "kafka-property", "latency-seconds"},
+            {"random-ids"});
   if (absl::Status s =
           args.Parse(std::vector<std::string>(argv + 1, argv + argc));
       !s.ok()) {
@@ -376,8 +482,10 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
-  auto broker =
-      ingest::EmbeddedBroker::Start(static_cast<int>(partitions), {kTopic});
+  // The latency runs each read a topic of their own from its start.
+  auto broker = ingest::EmbeddedBroker::Start(
+      static_cast<int>(partitions),
+      {kTopic, "latency-0", "latency-1", "latency-2"});
   if (!broker.ok()) return 1;
   const std::string brokers = (*broker)->bootstrap();
 
@@ -452,6 +560,7 @@ int Main(int argc, char** argv) {
         floor, kcat > 0 ? 100 * floor / kcat : 0, Range(rates).c_str());
     std::printf("  cpu, us/event by thread:   %s\n", cpu.Describe().c_str());
   }
+  double sync_rate = 0;
   for (bool sync : {true, false}) {
     std::vector<double> rates;
     size_t series = 0;
@@ -463,12 +572,34 @@ int Main(int argc, char** argv) {
       rates.push_back(rate);
     }
     const double rate = Median(rates);
+    if (sync) sync_rate = rate;
     std::printf(
         "okrd ingest, sync %-3s:       %10.0f events/s (%.0f%% of kcat, %.0f%% "
         "of the floor), %zu series%s\n",
         sync ? "on" : "off", rate, kcat > 0 ? 100 * rate / kcat : 0,
         floor > 0 ? 100 * rate / floor : 0, series, Range(rates).c_str());
     std::printf("  cpu, us/event by thread:   %s\n", cpu.Describe().c_str());
+  }
+  long long latency_seconds = 0;
+  if (absl::Status s =
+          args.GetInt("latency-seconds", 0, 600, 0, &latency_seconds);
+      !s.ok()) {
+    std::fprintf(stderr, "ingest_bench: %s\n",
+                 std::string(s.message()).c_str());
+    return 2;
+  }
+  if (latency_seconds > 0) {
+    int n = 0;
+    for (const auto& [label, rate] :
+         {std::pair{"1k/s", 1000.0}, std::pair{"50% of max", 0.5 * sync_rate},
+          std::pair{"90% of max", 0.9 * sync_rate}}) {
+      const std::string topic = absl::StrCat("latency-", n++);
+      const std::string got =
+          LatencyAt(config, brokers, topic, rate,
+                    static_cast<double>(latency_seconds), subjects);
+      std::printf("send -> fold, sync on, %-10s (%6.0f/s): %s\n", label, rate,
+                  got.empty() ? "failed" : got.c_str());
+    }
   }
   return 0;
 }
