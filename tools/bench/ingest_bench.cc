@@ -227,7 +227,7 @@ double FloorRate(const config::Config& config, const std::string& brokers,
            {"enable.partition.eof", "false"},
            {"partition.assignment.strategy", "cooperative-sticky"},
            {"auto.offset.reset", "earliest"},
-           {"fetch.wait.max.ms", "50"},
+           {"fetch.wait.max.ms", "5"},
            {"queued.min.messages", "1000000"}}) {
     if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK) return -1;
   }
