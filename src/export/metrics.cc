@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <map>
+#include <optional>
 #include <set>
 #include <tuple>
 #include <utility>
@@ -224,7 +225,13 @@ void AddPipFamilies(Families& f, const projection::KpiProjection& projection,
   // counter never goes down, whatever arrives late. Counted per source
   // partition: a partition's series move whole between instances, so each
   // stays monotonic and the sum over instances counts every transition once.
-  std::map<std::tuple<std::string, std::string, uint32_t>, double> transitions;
+  // Keyed by the partition itself, not its index in the projection's
+  // table: a projection restored from a snapshot numbers them otherwise,
+  // and the output must not depend on that.
+  std::map<std::tuple<std::string, std::string,
+                      std::optional<projection::SourcePartition>>,
+           double>
+      transitions;
   for (const okrd::v1::PipTransition& t : projection.pip_transitions()) {
     const config::PipPolicyOptions* policy =
         projection.config().FindPipPolicy(t.policy());
@@ -232,7 +239,11 @@ void AddPipFamilies(Families& f, const projection::KpiProjection& projection,
         policy == nullptr ? projection::kNoPartition
                           : projection.PartitionOf(policy->kpi, t.subject());
     if (!mask.Exports(partition)) continue;
-    transitions[{t.policy(), t.to_state(), partition}] += 1;
+    std::optional<projection::SourcePartition> source;
+    if (partition != projection::kNoPartition) {
+      source = projection.partitions()[partition];
+    }
+    transitions[{t.policy(), t.to_state(), std::move(source)}] += 1;
   }
   TextFamily& total =
       f.Add("okr_pip_transitions_total",
@@ -240,17 +251,15 @@ void AddPipFamilies(Families& f, const projection::KpiProjection& projection,
             "Kafka partition of the subject.",
             MetricKind::kCounter);
   for (const auto& [key, count] : transitions) {
-    const auto& [policy, to, partition] = key;
-    if (partition == projection::kNoPartition) {  // imported events
+    const auto& [policy, to, source] = key;
+    if (!source) {  // imported events
       total.Add({{"policy", policy}, {"to", to}}, count);
       continue;
     }
-    const projection::SourcePartition& source =
-        projection.partitions()[partition];
     total.Add({{"policy", policy},
                {"to", to},
-               {"topic", source.first},
-               {"partition", absl::StrCat(source.second)}},
+               {"topic", source->first},
+               {"partition", absl::StrCat(source->second)}},
               count);
   }
 }

@@ -3,12 +3,14 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "config/config.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "ingest/validator.h"
 
 namespace {
@@ -29,9 +31,15 @@ const okrd::config::Config& FuzzConfig() {
   return *config;
 }
 
-void Check(bool ok) {
-  if (!ok) std::abort();
-}
+// Aborts, naming the invariant, when it does not hold.
+#define Check(ok)                                                           \
+  do {                                                                      \
+    if (!(ok)) {                                                            \
+      std::fprintf(stderr, "%s:%d: %s does not hold\n", __FILE__, __LINE__, \
+                   #ok);                                                    \
+      std::abort();                                                         \
+    }                                                                       \
+  } while (false)
 
 }  // namespace
 
@@ -65,6 +73,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Check(okrd::ingest::DecodeAndValidate(resent.SerializeAsString(),
                                         okrd::ingest::Encoding::kProtobuf,
                                         FuzzConfig(), now, &again, &rejection));
-  Check(again.SerializeAsString() == event.SerializeAsString());
+  // Equal as messages: map entries serialize in no fixed order.
+  Check(google::protobuf::util::MessageDifferencer::Equals(again, event));
   return 0;
 }

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -15,9 +16,15 @@
 
 namespace {
 
-void Check(bool ok) {
-  if (!ok) std::abort();
-}
+// Aborts, naming the invariant, when it does not hold.
+#define Check(ok)                                                           \
+  do {                                                                      \
+    if (!(ok)) {                                                            \
+      std::fprintf(stderr, "%s:%d: %s does not hold\n", __FILE__, __LINE__, \
+                   #ok);                                                    \
+      std::abort();                                                         \
+    }                                                                       \
+  } while (false)
 
 // Undoes AppendLabelValue's escaping of what sits between the quotes.
 std::string Unescape(const std::string& quoted) {

@@ -10,10 +10,12 @@ clean restart changes nothing."""
 
 import collections
 import datetime
+import difflib
 import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -46,6 +48,11 @@ pip_policies:
     plan_days: 365
 pip:
   outbound_topic: pip-transitions
+# Snapshots every few batches and a fast clock, so that kills also land
+# while a snapshot is stored and while PIP transitions fire.
+projection:
+  snapshot_every_records: 1500
+  tick_interval: 1s
 """
 SUBJECTS = [f"team-{i:02d}" for i in range(16)]
 # Weekly lead times, oldest first: slow, slow (triggered), fast (recovered),
@@ -207,6 +214,13 @@ def main():
                 # Anywhere in start-up: rebuild, group join, first fetch.
                 time.sleep(rng.uniform(0.05, 1.5))
                 where = "during start-up"
+            elif rng.random() < 0.2:
+                # A SIGHUP folds the whole log again beside ingest (same
+                # config): kill during that rebuild.
+                wait_for("okrd assigned", lambda: harness.owns_partitions(okrd), timeout=90)
+                okrd.proc.send_signal(signal.SIGHUP)
+                time.sleep(rng.uniform(0.0, 0.5))
+                where = "during a SIGHUP rebuild"
             else:
                 # Assigned, and so consuming; /readyz waits for the catch-up,
                 # which often drains the chunk before a kill could land.
@@ -221,7 +235,7 @@ def main():
             log(f"kill -9 #{kill + 1} {where}")
         assert producer.wait(timeout=300) == 0, "okrctl produce failed"
         log(f"producer done; {progressed} kills landed while okrd was making progress")
-        assert progressed >= a.kills // 2, "too few kills hit okrd while it was consuming"
+        assert progressed >= a.kills * 2 // 5, "too few kills hit okrd while it was consuming"
 
         okrd = cluster.start(a.okrd, config, okrd_log)
         wait_for(f"all {total} messages counted", lambda: harness.events_total(okrd.metrics()) >= total,
@@ -260,7 +274,10 @@ def main():
         live = okrd.get("/metrics")[1]
         sequence = int(harness.parse_metrics(live)["okrd_projection_sequence"])
         replayed = harness.replay_business(a.okrctl, config, os.path.join(work, "data"), sequence)
-        assert harness.business_text(live) == replayed, "replay differs from the live business series"
+        if harness.business_text(live) != replayed:
+            diff = "".join(difflib.unified_diff(harness.business_text(live).splitlines(True),
+                                                replayed.splitlines(True), "live", "replay", n=0))
+            raise AssertionError(f"replay differs from the live business series:\n{diff[:3000]}")
         log(f"okrctl replay --until-seq {sequence} equals the live business series, PIP states included")
 
         assert okrd.terminate() == 0, okrd.tail()
