@@ -90,9 +90,9 @@ namespace {
 void ReadKafka(Reader& r, const YAML::Node& node, KafkaOptions* kafka) {
   const std::string path = "kafka";
   if (!r.Map(node, path,
-             {"brokers", "topics", "json_topics", "group_id", "dlq_topic",
-              "auto_offset_reset", "batch_max_messages", "batch_max_wait",
-              "embedded_partitions", "properties"})) {
+             {"brokers", "topics", "json_topics", "schema_ids", "group_id",
+              "dlq_topic", "auto_offset_reset", "batch_max_messages",
+              "batch_max_wait", "embedded_partitions", "properties"})) {
     return;
   }
   if (auto v = r.String(node, path, "brokers", false)) kafka->brokers = *v;
@@ -111,6 +111,18 @@ void ReadKafka(Reader& r, const YAML::Node& node, KafkaOptions* kafka) {
       r.Fail(node["json_topics"], "kafka.json_topics",
              absl::StrCat(Reader::Quote(topic), " is not one of kafka.topics"));
     }
+  }
+  std::vector<std::string> schema_ids;
+  r.StringList(node, path, "schema_ids", &schema_ids);
+  for (size_t i = 0; i < schema_ids.size(); ++i) {
+    uint32_t id = 0;
+    if (!absl::SimpleAtoi(schema_ids[i], &id) || id == 0 || id > 0x7fffffff) {
+      r.Fail(node["schema_ids"][i], absl::StrCat("kafka.schema_ids[", i, "]"),
+             absl::StrCat("expected a schema id in [1, 2147483647], got ",
+                          Reader::Quote(schema_ids[i])));
+      break;
+    }
+    kafka->schema_ids.push_back(id);
   }
   if (auto v = r.String(node, path, "group_id", false)) kafka->group_id = *v;
   if (kafka->group_id.empty()) {

@@ -56,6 +56,9 @@ struct KafkaOptions {
   std::vector<std::string> topics;
   // Topics whose messages are proto3 JSON even without a content-type header.
   std::vector<std::string> json_topics;
+  // Schema Registry ids accepted on framed messages (ingest/framing.h);
+  // empty (default): any. Others are rejected as unknown_schema.
+  std::vector<uint32_t> schema_ids;
   std::string group_id = "okrd";
   // Where rejected messages are produced, with the reason in a header.
   // Empty (default) disables the DLQ; rejects are still kept in the log.

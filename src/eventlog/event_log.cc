@@ -344,7 +344,7 @@ void SerializeRecord(const okrd::v1::StoredEvent& record,
   const size_t amends =
       record.has_amends() ? record.amends().ByteSizeLong() : 0;
   // Each field: at most a 1-byte tag, a 10-byte varint and its bytes.
-  out->resize(4 * 11 + event_bytes.size() + position + amends);
+  out->resize(5 * 11 + event_bytes.size() + position + amends);
   auto* begin = reinterpret_cast<uint8_t*>(out->data());
   uint8_t* end = begin;
   if (record.sequence() != 0) end = WriteVarintField(1, record.sequence(), end);
@@ -355,6 +355,8 @@ void SerializeRecord(const okrd::v1::StoredEvent& record,
                            end);
   }
   if (record.has_amends()) end = WriteMessageField(6, record.amends(), end);
+  if (record.schema_id() != 0)
+    end = WriteVarintField(7, record.schema_id(), end);
   out->resize(static_cast<size_t>(end - begin));
 }
 

@@ -306,7 +306,6 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
         }
         tp->set_offset(offset);
         owned_.insert(key);
-
         described.push_back(absl::StrCat(
             key.first, "/", key.second, "@",
             offset >= 0 ? absl::StrCat(offset) : std::string("start")));
@@ -471,8 +470,10 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
     // its record there unused.
     eventlog::Batch::Candidate candidate = batch.NewCandidate();
     Rejection rejection;
+    uint32_t schema_id = 0;
     if (DecodeAndValidate(payload, encoding, *config_, now, &candidate.event(),
-                          &rejection)) {
+                          &rejection, &schema_id)) {
+      candidate.record->set_schema_id(schema_id);
       // Hashed here, beside the decoding, rather than on the append thread.
       batch.Seal(candidate);
       SetPosition(key, msg.offset(), &candidate.position());

@@ -1,6 +1,8 @@
 #include "ingest/validator.h"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -10,6 +12,7 @@
 #include "core/time_util.h"
 #include "core/utf8.h"
 #include "google/protobuf/util/json_util.h"
+#include "ingest/framing.h"
 #include "projection/period.h"
 
 namespace okrd::ingest {
@@ -46,12 +49,31 @@ Encoding EncodingFor(absl::string_view content_type_header, bool json_topic) {
 
 bool DecodeAndValidate(absl::string_view payload, Encoding encoding,
                        const config::Config& config, absl::Time now,
-                       okrd::v1::KpiEvent* event, Rejection* rejection) {
+                       okrd::v1::KpiEvent* event, Rejection* rejection,
+                       uint32_t* schema_id) {
   const config::LimitsOptions& limits = config.limits;
+  if (schema_id != nullptr) *schema_id = 0;
   if (payload.size() > limits.max_message_bytes) {
     return Reject(rejection, "oversize",
                   absl::StrCat("message is ", payload.size(), " bytes, limit ",
                                limits.max_message_bytes));
+  }
+  Frame frame;
+  std::string frame_error;
+  if (!Unframe(payload, encoding == Encoding::kJson, &frame, &frame_error)) {
+    return Reject(rejection, "bad_frame", frame_error);
+  }
+  if (frame.framed) {
+    const std::vector<uint32_t>& allowed = config.kafka.schema_ids;
+    if (!allowed.empty() && std::find(allowed.begin(), allowed.end(),
+                                      frame.schema_id) == allowed.end()) {
+      return Reject(rejection, "unknown_schema",
+                    absl::StrCat("schema id ", frame.schema_id,
+                                 " is not in kafka.schema_ids"));
+    }
+    encoding = frame.json ? Encoding::kJson : Encoding::kProtobuf;
+    payload = frame.payload;
+    if (schema_id != nullptr) *schema_id = frame.schema_id;
   }
   event->Clear();
   if (encoding == Encoding::kJson) {

@@ -6,6 +6,10 @@
 // value of okrd_events_total{outcome="rejected",reason=...}:
 //
 //   oversize           message, id, unit, source or attributes beyond limits
+//   bad_frame          a Schema Registry frame that is truncated, has a bad
+//                      varint, or names another message than KpiEvent
+//   unknown_schema     a framed message whose schema id is not in
+//                      kafka.schema_ids (when that is set)
 //   malformed          not a KpiEvent in the declared encoding
 //   missing_field      event_id, kpi, subject, event_time (or
 //                      corrects_event_id on a correction/retraction) unset
@@ -43,9 +47,13 @@ struct Rejection {
 Encoding EncodingFor(absl::string_view content_type_header, bool json_topic);
 
 // Fills `event` and returns true, or fills `rejection` and returns false.
+// Messages in the Schema Registry wire format (ingest/framing.h) are
+// unframed first; their frame decides the encoding, and `schema_id` (when
+// given) receives the frame's schema id, 0 for an unframed message.
 bool DecodeAndValidate(absl::string_view payload, Encoding encoding,
                        const config::Config& config, absl::Time now,
-                       okrd::v1::KpiEvent* event, Rejection* rejection);
+                       okrd::v1::KpiEvent* event, Rejection* rejection,
+                       uint32_t* schema_id = nullptr);
 
 }  // namespace okrd::ingest
 

@@ -146,6 +146,15 @@ TEST(ConfigTest, IdsAndCrossReferences) {
   EXPECT_EQ(
       ErrorOf("kafka:\n  topics: [t]\n  dlq_topic: t\nkpis:\n  - id: a\n"),
       "test.yaml:3: kafka.dlq_topic: must differ from every consumed topic");
+  EXPECT_EQ(ErrorOf("kafka:\n  topics: [t]\n  schema_ids: [3, x]\nkpis:\n"
+                    "  - id: a\n"),
+            "test.yaml:3: kafka.schema_ids[1]: expected a schema id in [1, "
+            "2147483647], got \"x\"");
+  auto config = ParseConfig(
+      "kafka:\n  topics: [t]\n  schema_ids: [3, 41]\nkpis:\n  - id: a\n",
+      "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ((*config)->kafka.schema_ids, (std::vector<uint32_t>{3, 41}));
 }
 
 constexpr char kOkrBase[] = R"(kafka:

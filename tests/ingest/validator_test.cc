@@ -126,6 +126,85 @@ TEST_F(ValidatorTest, ExplicitZeroIsAcceptedAndStoredAsBefore) {
             "accepted");
 }
 
+// Schema Registry framing (ingest/framing.h): 0x00, a big-endian schema
+// id, for protobuf the message-index list, then the message.
+std::string Framed(uint32_t schema_id, const std::string& indexes,
+                   const std::string& payload) {
+  std::string out(1, '\0');
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    out.push_back(static_cast<char>((schema_id >> shift) & 0xff));
+  }
+  return out + indexes + payload;
+}
+
+TEST_F(ValidatorTest, AcceptsSchemaRegistryFramedProtobufAndJson) {
+  const std::string binary = Valid().SerializeAsString();
+  const std::string json =
+      R"({"eventId":"e1","kpi":"signups","subject":"team-a","value":3,)"
+      R"("eventTime":"2026-11-25T19:00:00Z"})";
+  struct Case {
+    std::string message;
+    Encoding encoding;  // what the header or topic says
+  };
+  for (const Case& c : {
+           // [0] as the one-byte shorthand, and spelled out: count 1, 0.
+           Case{Framed(7, std::string(1, '\0'), binary), Encoding::kProtobuf},
+           Case{Framed(7, std::string("\x02\x00", 2), binary),
+                Encoding::kProtobuf},
+           // JSON frames carry no index list; sniffed, or by content type.
+           Case{Framed(7, "", json), Encoding::kProtobuf},
+           Case{Framed(7, "", json), Encoding::kJson},
+       }) {
+    okrd::v1::KpiEvent out;
+    Rejection rejection;
+    uint32_t schema_id = 0;
+    ASSERT_TRUE(DecodeAndValidate(c.message, c.encoding, config_, kNow, &out,
+                                  &rejection, &schema_id))
+        << rejection.reason << ": " << rejection.detail;
+    EXPECT_EQ(schema_id, 7u);
+    EXPECT_EQ(out.event_id(), "e1");
+  }
+  // Unframed messages have no schema id.
+  okrd::v1::KpiEvent out;
+  Rejection rejection;
+  uint32_t schema_id = 99;
+  ASSERT_TRUE(DecodeAndValidate(binary, Encoding::kProtobuf, config_, kNow,
+                                &out, &rejection, &schema_id));
+  EXPECT_EQ(schema_id, 0u);
+}
+
+TEST_F(ValidatorTest, RejectsBadFramesWithAReason) {
+  const std::string binary = Valid().SerializeAsString();
+  EXPECT_EQ(ReasonForBytes(std::string(3, '\0'), Encoding::kProtobuf),
+            "bad_frame");  // truncated header
+  // Index lists that do not point at KpiEvent (message 0).
+  EXPECT_EQ(ReasonForBytes(Framed(1, "\x02\x02", binary), Encoding::kProtobuf),
+            "bad_frame");
+  EXPECT_EQ(
+      ReasonForBytes(Framed(1, "\x04\x00\x00", binary), Encoding::kProtobuf),
+      "bad_frame");
+  // A negative count, a varint that never ends, a list cut short.
+  EXPECT_EQ(ReasonForBytes(Framed(1, "\x01", binary), Encoding::kProtobuf),
+            "bad_frame");
+  EXPECT_EQ(ReasonForBytes(Framed(1, std::string(11, '\xff'), ""),
+                           Encoding::kProtobuf),
+            "bad_frame");
+  EXPECT_EQ(ReasonForBytes(Framed(1, "\x04\x00", ""), Encoding::kProtobuf),
+            "bad_frame");
+  // A well-formed frame around bytes that are not an event.
+  EXPECT_EQ(ReasonForBytes(Framed(1, std::string(1, '\0'), "\xff\xff"),
+                           Encoding::kProtobuf),
+            "malformed");
+  // kafka.schema_ids restricts the ids accepted.
+  config_.kafka.schema_ids = {5, 6};
+  EXPECT_EQ(ReasonForBytes(Framed(7, std::string(1, '\0'), binary),
+                           Encoding::kProtobuf),
+            "unknown_schema");
+  EXPECT_EQ(ReasonForBytes(Framed(6, std::string(1, '\0'), binary),
+                           Encoding::kProtobuf),
+            "accepted");
+}
+
 TEST_F(ValidatorTest, Malformed) {
   EXPECT_EQ(ReasonForBytes("\xff\xff\xff", Encoding::kProtobuf), "malformed");
   EXPECT_EQ(ReasonForBytes("{not json", Encoding::kJson), "malformed");
@@ -250,9 +329,9 @@ TEST_F(ValidatorTest, TooLateForAClosedPeriod) {
 // the decoder read or write out of bounds.
 TEST_F(ValidatorTest, DamagedMessagesAreAcceptedSoundOrRejectedWithAReason) {
   const std::set<std::string> kReasons = {
-      "oversize",          "malformed",          "missing_field",
-      "non_finite",        "unknown_kpi",        "unit_mismatch",
-      "future_event_time", "invalid_event_time", "too_late"};
+      "oversize",    "malformed",     "missing_field",     "non_finite",
+      "unknown_kpi", "unit_mismatch", "future_event_time", "invalid_event_time",
+      "too_late",    "bad_frame",     "unknown_schema"};
   okrd::v1::KpiEvent full = Valid();
   (*full.mutable_attributes())["region"] = "eu";
   full.set_source("crm");

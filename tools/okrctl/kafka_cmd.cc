@@ -19,6 +19,7 @@
 #include "core/time_util.h"
 #include "google/protobuf/util/json_util.h"
 #include "ingest/embedded_broker.h"
+#include "ingest/framing.h"
 #include "ingest/producer.h"
 #include "okrctl/commands.h"
 #include "okrd/v1/kpi_event.pb.h"
@@ -101,7 +102,8 @@ int BrokerCommand(const std::vector<std::string>& argv) {
 
 int ProduceCommand(const std::vector<std::string>& argv) {
   Args args({"brokers", "topic", "config", "kpi", "count", "rate", "subjects",
-             "subject", "seed", "format", "event-time", "file", "property"},
+             "subject", "seed", "format", "event-time", "file", "property",
+             "framing", "schema-id"},
             {});
   if (absl::Status s = args.Parse(argv); !s.ok()) {
     return Usage(std::string(s.message()));
@@ -114,12 +116,17 @@ int ProduceCommand(const std::vector<std::string>& argv) {
   if (format != "protobuf" && format != "json") {
     return Usage("produce: --format must be protobuf or json");
   }
-  long long count = 0, rate = 0, subjects = 0, seed = 0;
+  const std::string framing = args.Get("framing").value_or("none");
+  if (framing != "none" && framing != "confluent") {
+    return Usage("produce: --framing must be none or confluent");
+  }
+  long long count = 0, rate = 0, subjects = 0, seed = 0, schema_id = 0;
   for (auto [name, min, max, fallback, out] :
        {std::tuple{"count", 0LL, 100000000LL, 100LL, &count},
         std::tuple{"rate", 0LL, 10000000LL, 0LL, &rate},
         std::tuple{"subjects", 1LL, 10000000LL, 5LL, &subjects},
-        std::tuple{"seed", 0LL, (1LL << 62), 1LL, &seed}}) {
+        std::tuple{"seed", 0LL, (1LL << 62), 1LL, &seed},
+        std::tuple{"schema-id", 1LL, 2147483647LL, 1LL, &schema_id}}) {
     if (absl::Status s = args.GetInt(name, min, max, fallback, out); !s.ok()) {
       return Usage(std::string(s.message()));
     }
@@ -142,14 +149,26 @@ int ProduceCommand(const std::vector<std::string>& argv) {
   Pacer pacer(static_cast<double>(rate));
   uint64_t sent = 0;
   std::string payload;
+  // Schema Registry framing (ingest/framing.h), as Confluent serializers
+  // write it; such producers send no content-type header.
+  auto framed = [&](bool json) -> const std::string& {
+    if (framing == "confluent") {
+      payload =
+          ingest::FrameMessage(static_cast<uint32_t>(schema_id), json, payload);
+    }
+    return payload;
+  };
+  const ingest::Headers no_headers;
   auto send = [&](const okrd::v1::KpiEvent& event) -> absl::Status {
     if (format == "json") {
       payload.clear();
       (void)google::protobuf::util::MessageToJsonString(event, &payload);
-      return (*producer)->Send(*topic, event.subject(), payload, json_headers);
+      return (*producer)->Send(
+          *topic, event.subject(), framed(true),
+          framing == "confluent" ? no_headers : json_headers);
     }
     event.SerializeToString(&payload);
-    return (*producer)->Send(*topic, event.subject(), payload, {});
+    return (*producer)->Send(*topic, event.subject(), framed(false), {});
   };
 
   if (auto file = args.Get("file")) {

@@ -43,12 +43,14 @@ void PrintEvent(const okrd::v1::StoredEvent& e, bool json) {
   }
   const okrd::v1::KpiEvent& ev = e.event();
   std::printf(
-      "#%llu %s kpi=%s subject=%s value=%.17g%s%s id=%s from %s/%d@%lld\n",
+      "#%llu %s kpi=%s subject=%s value=%.17g%s%s id=%s from %s/%d@%lld%s\n",
       static_cast<unsigned long long>(e.sequence()),
       FormatUtc(FromProto(ev.event_time())).c_str(), ev.kpi().c_str(),
       ev.subject().c_str(), ev.value(), ev.unit().empty() ? "" : " ",
       ev.unit().c_str(), ev.event_id().c_str(), e.position().topic().c_str(),
-      e.position().partition(), static_cast<long long>(e.position().offset()));
+      e.position().partition(), static_cast<long long>(e.position().offset()),
+      e.schema_id() != 0 ? absl::StrCat(" schema=", e.schema_id()).c_str()
+                         : "");
 }
 
 void PrintRejected(const okrd::v1::RejectedRecord& r, bool json) {

@@ -29,6 +29,7 @@ commands:
           [--rate PER_SEC] [--subjects N | --subject NAME...] [--seed S]
           [--format protobuf|json]
           [--event-time RFC3339] [--file EVENTS.jsonl]
+          [--framing none|confluent] [--schema-id N]
                                     send sample, generated or file events
   pseudonym --config F SUBJECT...   the exported pseudonym of subjects
                                     (for an authorised operator)
