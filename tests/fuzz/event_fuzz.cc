@@ -10,6 +10,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "config/config.h"
+#include "fuzz/check.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "ingest/validator.h"
 
@@ -31,16 +32,6 @@ const okrd::config::Config& FuzzConfig() {
   return *config;
 }
 
-// Aborts, naming the invariant, when it does not hold.
-#define Check(ok)                                                           \
-  do {                                                                      \
-    if (!(ok)) {                                                            \
-      std::fprintf(stderr, "%s:%d: %s does not hold\n", __FILE__, __LINE__, \
-                   #ok);                                                    \
-      std::abort();                                                         \
-    }                                                                       \
-  } while (false)
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -55,14 +46,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   okrd::ingest::Rejection rejection;
   if (!okrd::ingest::DecodeAndValidate(payload, encoding, FuzzConfig(), now,
                                        &event, &rejection)) {
-    Check(!rejection.reason.empty());
-    Check(rejection.detail.find('\n') == std::string::npos);
+    FUZZ_CHECK(!rejection.reason.empty());
+    FUZZ_CHECK(rejection.detail.find('\n') == std::string::npos);
     return 0;
   }
-  Check(!event.event_id().empty() && !event.kpi().empty() &&
-        !event.subject().empty());
-  Check(std::isfinite(event.value()));
-  Check(event.has_event_time());
+  FUZZ_CHECK(!event.event_id().empty() && !event.kpi().empty() &&
+             !event.subject().empty());
+  FUZZ_CHECK(std::isfinite(event.value()));
+  FUZZ_CHECK(event.has_event_time());
   // What was accepted is accepted again when sent as binary by a producer
   // (which sets value, 0 included), and stored the same way.
   okrd::v1::KpiEvent resent = event;
@@ -70,10 +61,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     resent.set_value(0);  // the validator stores a +0 without presence
   }
   okrd::v1::KpiEvent again;
-  Check(okrd::ingest::DecodeAndValidate(resent.SerializeAsString(),
-                                        okrd::ingest::Encoding::kProtobuf,
-                                        FuzzConfig(), now, &again, &rejection));
+  FUZZ_CHECK(okrd::ingest::DecodeAndValidate(
+      resent.SerializeAsString(), okrd::ingest::Encoding::kProtobuf,
+      FuzzConfig(), now, &again, &rejection));
   // Equal as messages: map entries serialize in no fixed order.
-  Check(google::protobuf::util::MessageDifferencer::Equals(again, event));
+  FUZZ_CHECK(google::protobuf::util::MessageDifferencer::Equals(again, event));
   return 0;
 }

@@ -13,31 +13,22 @@
 
 #include "export/http_server.h"
 #include "export/text_format.h"
+#include "fuzz/check.h"
 
 namespace {
-
-// Aborts, naming the invariant, when it does not hold.
-#define Check(ok)                                                           \
-  do {                                                                      \
-    if (!(ok)) {                                                            \
-      std::fprintf(stderr, "%s:%d: %s does not hold\n", __FILE__, __LINE__, \
-                   #ok);                                                    \
-      std::abort();                                                         \
-    }                                                                       \
-  } while (false)
 
 // Undoes AppendLabelValue's escaping of what sits between the quotes.
 std::string Unescape(const std::string& quoted) {
   std::string out;
   for (size_t i = 0; i < quoted.size(); ++i) {
     if (quoted[i] != '\\') {
-      Check(quoted[i] != '"' && quoted[i] != '\n');
+      FUZZ_CHECK(quoted[i] != '"' && quoted[i] != '\n');
       out.push_back(quoted[i]);
       continue;
     }
-    Check(i + 1 < quoted.size());
+    FUZZ_CHECK(i + 1 < quoted.size());
     const char next = quoted[++i];
-    Check(next == '\\' || next == '"' || next == 'n');
+    FUZZ_CHECK(next == '\\' || next == '"' || next == 'n');
     out.push_back(next == 'n' ? '\n' : next);
   }
   return out;
@@ -45,7 +36,7 @@ std::string Unescape(const std::string& quoted) {
 
 std::string Gunzip(const std::string& gz) {
   z_stream z{};
-  Check(inflateInit2(&z, 15 + 16) == Z_OK);
+  FUZZ_CHECK(inflateInit2(&z, 15 + 16) == Z_OK);
   std::string out;
   char buffer[16384];
   z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(gz.data()));
@@ -58,7 +49,7 @@ std::string Gunzip(const std::string& gz) {
     out.append(buffer, sizeof(buffer) - z.avail_out);
   }
   inflateEnd(&z);
-  Check(rc == Z_STREAM_END);
+  FUZZ_CHECK(rc == Z_STREAM_END);
   return out;
 }
 
@@ -70,7 +61,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   std::string escaped;
   okrd::exporter::AppendLabelValue(input, &escaped);
-  Check(Unescape(escaped) == input);
+  FUZZ_CHECK(Unescape(escaped) == input);
 
   if (size >= sizeof(double)) {
     double value;
@@ -78,12 +69,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string text;
     okrd::exporter::AppendValue(value, &text);
     if (std::isnan(value)) {
-      Check(text == "NaN");
+      FUZZ_CHECK(text == "NaN");
     } else {
-      Check(std::strtod(text.c_str(), nullptr) == value ||
-            (std::isinf(value) && text == (value > 0 ? "+Inf" : "-Inf")));
+      FUZZ_CHECK(std::strtod(text.c_str(), nullptr) == value ||
+                 (std::isinf(value) && text == (value > 0 ? "+Inf" : "-Inf")));
     }
   }
-  if (size < 4096) Check(Gunzip(okrd::exporter::Gzip(input)) == input);
+  if (size < 4096) FUZZ_CHECK(Gunzip(okrd::exporter::Gzip(input)) == input);
   return 0;
 }

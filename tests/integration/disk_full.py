@@ -15,10 +15,7 @@ import harness  # noqa: E402
 from harness import log, wait_for  # noqa: E402
 
 EVENTS = 6000
-KPIS = """  - id: orders
-    aggregation: sum
-    period: month
-"""
+KPIS = harness.ORDERS_KPI
 
 
 def main():

@@ -19,10 +19,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 from harness import log, wait_for  # noqa: E402
 
-KPIS = """  - id: orders
-    aggregation: sum
-    period: month
-"""
+KPIS = harness.ORDERS_KPI
 STALL_SECONDS = 8
 
 

@@ -134,6 +134,13 @@ def replay_business(okrctl, config, data_dir, sequence):
                           check=True, timeout=120).stdout
 
 
+# One monthly sum KPI, for tests that only count events.
+ORDERS_KPI = """  - id: orders
+    aggregation: sum
+    period: month
+"""
+
+
 def write_config(path, bootstrap, data_dir, kpis_yaml, extra_kafka=""):
     with open(path, "w") as f:
         f.write(f"""kafka:
