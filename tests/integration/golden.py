@@ -60,6 +60,16 @@ def main():
     with open(os.path.join(golden, "example.prom")) as f:
         same("replay after re-import", run(*replay).stdout, f.read())
     log("re-import is idempotent")
+
+    # Each command explains itself, as people ask.
+    for args, part in [(["produce", "--help"], "--framing none|confluent"), (["help", "replay"], "--until-seq"),
+                       (["log", "verify", "--help"], "log verify")]:
+        helped = subprocess.run([a.okrctl, *args], capture_output=True, text=True, timeout=30)
+        assert helped.returncode == 0 and part in helped.stdout, (args, helped.returncode, helped.stdout,
+                                                                 helped.stderr)
+    unknown = subprocess.run([a.okrctl, "help", "nope"], capture_output=True, text=True, timeout=30)
+    assert unknown.returncode == 2 and "unknown command" in unknown.stderr, unknown
+    log("okrctl COMMAND --help and okrctl help COMMAND print that command's usage")
     return 0
 
 
