@@ -245,6 +245,21 @@ void AddPipFamilies(Families& f, const projection::KpiProjection& projection,
     }
     transitions[{t.policy(), t.to_state(), std::move(source)}] += 1;
   }
+  // Known in advance, so that rate() and increase() see a transition's
+  // first firing: every policy and target state at 0, for each partition
+  // this instance exports.
+  for (const config::PipPolicyOptions& policy :
+       projection.config().pip_policies) {
+    for (uint32_t i = 0; i < projection.partitions().size(); ++i) {
+      if (!mask.Exports(i)) continue;
+      for (projection::PipState to : projection::kAllPipStates) {
+        transitions.try_emplace(
+            {policy.id, std::string(projection::PipStateName(to)),
+             projection.partitions()[i]},
+            0);
+      }
+    }
+  }
   TextFamily& total =
       f.Add("okr_pip_transitions_total",
             "PIP state transitions fired, by policy, target state and the "

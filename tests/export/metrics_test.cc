@@ -236,6 +236,28 @@ TEST(RenderMetricsTest, ExportsOnlyOwnedCaughtUpPartitions) {
   ExpectContainsAll(idle, {"okrd_projection_sequence 2"});
 }
 
+// Transition counters exist at 0 before the first transition fires, so
+// that rate() and increase() count that one too; per exported partition.
+TEST(RenderMetricsTest, TransitionCountersStartAtZero) {
+  auto config = std::make_shared<config::Config>(*OneKpi());
+  config::PipPolicyOptions policy;
+  policy.id = "quota";
+  policy.kpi = "signups";
+  config->pip_policies.push_back(policy);
+  projection::KpiProjection projection(config);
+  ApplyFrom(projection, 1, "a", 2, 4);
+  ApplyFrom(projection, 2, "b", 5, 4);
+  DaemonState state;
+  state.ownership = projection::Ownership({{{"kpi-events", 2}, true}}, false);
+  const std::string text = RenderMetrics(projection, state);
+  ExpectContainsAll(
+      text, {"okr_pip_transitions_total{policy=\"quota\",to=\"triggered\","
+             "topic=\"kpi-events\",partition=\"2\"} 0",
+             "okr_pip_transitions_total{policy=\"quota\",to=\"ok\","
+             "topic=\"kpi-events\",partition=\"2\"} 0"});
+  ExpectContainsNone(text, {"partition=\"5\"} 0"});
+}
+
 TEST(RenderMetricsTest, PseudonymizedSubjectsNeverAppearRaw) {
   auto config = std::make_shared<config::Config>(*OneKpi());
   config->exporter.pseudonym_key = "0123456789abcdef";

@@ -70,7 +70,8 @@ def checked(metrics):
         if k.startswith("okr_pip_transitions_total{"):
             key = re.sub(r',topic="[^"]*",partition="[^"]*"', "", k)
             out[key] = out.get(key, 0) + v
-    return out
+    # Policies and states that never fired are exported at 0.
+    return {k: v for k, v in out.items() if v or not k.startswith("okr_pip_transitions_total{")}
 
 
 def pip_events():
