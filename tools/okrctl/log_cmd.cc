@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "ingest/validator.h"
 #include "okrctl/commands.h"
+#include "okrctl/progress.h"
 
 namespace okrd::okrctl {
 namespace {
@@ -159,7 +161,10 @@ int ImportCommand(const Args& args) {
   }
   const std::string topic = "import:" + *file;
   uint64_t lines = 0, accepted = 0, duplicates = 0, rejected = 0;
-  absl::Time next_report = absl::Now() + absl::Seconds(1);
+  std::error_code size_error;
+  const uint64_t file_bytes = std::filesystem::file_size(*file, size_error);
+  Progress progress("import", "bytes", size_error ? 0 : file_bytes);
+  uint64_t bytes_read = 0;
   eventlog::Batch batch;
   auto flush = [&]() -> bool {
     batch.ingest_time = ingest_time;
@@ -173,15 +178,12 @@ int ImportCommand(const Args& args) {
     accepted += result->appended.size();
     duplicates += result->duplicates;
     rejected += result->rejected.size();
-    if (absl::Now() >= next_report) {
-      next_report = absl::Now() + absl::Seconds(1);
-      std::fprintf(stderr, "import: %llu lines\n",
-                   static_cast<unsigned long long>(lines));
-    }
     return true;
   };
   std::string line;
   while (std::getline(in, line)) {
+    bytes_read += line.size() + 1;
+    progress.Update(bytes_read);
     if (absl::StripAsciiWhitespace(line).empty()) continue;
     ++lines;
     okrd::v1::SourcePosition position;
@@ -217,6 +219,7 @@ int ImportCommand(const Args& args) {
     if (!flush()) return 1;
     --accepted;
   }
+  progress.Finish(bytes_read);
   std::fprintf(stderr,
                "import: %llu lines: %llu accepted, %llu duplicate, %llu "
                "rejected\n",

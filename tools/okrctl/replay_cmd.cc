@@ -14,57 +14,13 @@
 #include "export/metrics.h"
 #include "google/protobuf/util/json_util.h"
 #include "okrctl/commands.h"
+#include "okrctl/progress.h"
 #include "okrd/v1/projection_view.pb.h"
 #include "projection/kpi_projection.h"
 #include "projection/okr.h"
 
 namespace okrd::okrctl {
 namespace {
-
-// Reports replay progress on stderr: a bar on a terminal, a line a second
-// otherwise.
-class Progress {
- public:
-  explicit Progress(uint64_t total)
-      : total_(total), tty_(isatty(STDERR_FILENO) != 0) {}
-  void Update(uint64_t done) {
-    if ((done & 0x3fff) != 0 || absl::Now() < next_) return;
-    next_ = absl::Now() + absl::Seconds(1);
-    Print(done);
-  }
-  void Finish(uint64_t done) {
-    if (started_) {
-      Print(done);
-      if (tty_) std::fputc('\n', stderr);
-    }
-  }
-
- private:
-  void Print(uint64_t done) {
-    started_ = true;
-    const double share =
-        total_ == 0 ? 1
-                    : static_cast<double>(done) / static_cast<double>(total_);
-    if (tty_) {
-      const int width = 30;
-      const int filled = static_cast<int>(share * width);
-      std::fprintf(stderr, "\rreplay [%s%s] %llu/%llu records",
-                   std::string(filled, '#').c_str(),
-                   std::string(width - filled, ' ').c_str(),
-                   static_cast<unsigned long long>(done),
-                   static_cast<unsigned long long>(total_));
-    } else {
-      std::fprintf(stderr, "replay: %llu/%llu records (%.1f%%)\n",
-                   static_cast<unsigned long long>(done),
-                   static_cast<unsigned long long>(total_), 100 * share);
-    }
-  }
-
-  uint64_t total_;
-  bool tty_;
-  bool started_ = false;
-  absl::Time next_ = absl::Now() + absl::Seconds(1);
-};
 
 std::string RenderJson(const projection::KpiProjection& kpis) {
   okrd::v1::ProjectionView view;
@@ -150,7 +106,8 @@ int ReplayCommand(const std::vector<std::string>& argv) {
   }
   projection::KpiProjection kpis(*config);
   const uint64_t last = (*log)->last_sequence();
-  Progress progress(std::min<uint64_t>(last, static_cast<uint64_t>(until_seq)));
+  Progress progress("replay", "records",
+                    std::min<uint64_t>(last, static_cast<uint64_t>(until_seq)));
   uint64_t done = 0;
   absl::Status s = (*log)->ForEach(1, [&](const okrd::v1::StoredEvent& e) {
     if (e.sequence() > static_cast<uint64_t>(until_seq)) return false;
