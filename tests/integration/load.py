@@ -82,6 +82,14 @@ def main():
         rate = int(0.8 * measure_max(a, okrd, cluster.bootstrap)) if a.rate == "auto" else int(a.rate)
         base = accepted(okrd)
         count = int(rate * a.seconds)
+        # The embedded broker keeps about 5 MB per partition: a backlog
+        # beyond that (a long stall at a high rate) is dropped by the broker
+        # before okrd can read it, and okrctl produce sends at most 100M.
+        backlog = rate * a.stall
+        if count > 100_000_000 or backlog > 400_000:
+            log(f"{rate}/s for {a.seconds:.0f} s with a {a.stall:.0f} s stall is beyond what the embedded "
+                f"broker holds ({count} events, a {backlog:.0f}-event backlog); lower --rate or --stall")
+            return 2
         log(f"{count} events at {rate}/s for {a.seconds:.0f} s, a {a.stall:.0f} s broker stall in the middle")
         producer = produce(a, cluster.bootstrap, count, rate, 2)
         scrapes, rss = [], []
