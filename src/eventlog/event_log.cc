@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "core/source.h"
 #include "google/protobuf/arena.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -112,8 +113,7 @@ class PartitionTally {
       : counters_(counters) {}
   void Add(const okrd::v1::SourcePosition& p, absl::string_view outcome,
            absl::string_view reason) {
-    // Imported events name "import:FILE", which no Kafka topic can be.
-    if (p.topic().empty() || p.topic().find(':') != std::string::npos) return;
+    if (!FromKafka(p)) return;  // imported
     if (last_ == nullptr || p.partition() != last_partition_ ||
         p.topic() != last_topic_ || outcome != last_outcome_ ||
         reason != last_reason_) {
@@ -631,8 +631,8 @@ absl::Status EventLog::CheckAtStart() const {
   if (stats.last_sequence > 0 && stats.offsets.empty() && accepted > 0) {
     bool imported_only = true;
     absl::Status s = ForEach(stats.last_sequence, [&](const auto& e) {
-      imported_only =
-          !e.has_event() || e.position().topic().find(':') != std::string::npos;
+      imported_only = !e.has_event() || (!e.position().topic().empty() &&
+                                         !FromKafka(e.position()));
       return false;
     });
     if (!s.ok()) return s;
@@ -698,9 +698,7 @@ absl::Status EventLog::Verify(
       return false;
     }
     const okrd::v1::SourcePosition& p = e.position();
-    if (p.topic().empty() || p.topic().find(':') != std::string::npos) {
-      return true;  // imported
-    }
+    if (!FromKafka(p)) return true;  // imported
     const PartitionKey key{p.topic(), p.partition()};
     auto [it, first] = last_offset.try_emplace(key, p.offset());
     if (!first && p.offset() <= it->second) {

@@ -31,6 +31,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "config/config.h"
+#include "core/source.h"
 #include "okrd/v1/records.pb.h"
 #include "okrd/v1/snapshot.pb.h"
 #include "projection/period.h"
@@ -68,14 +69,6 @@ class Aggregate {
 
 // A Kafka (topic, partition) that events came from.
 using SourcePartition = std::pair<std::string, int32_t>;
-
-// Whether `position` names a Kafka partition. `okrctl log import` stores
-// "import:FILE", which no Kafka topic name can be (they allow only
-// [a-zA-Z0-9._-]).
-inline bool FromKafka(const okrd::v1::SourcePosition& position) {
-  return !position.topic().empty() &&
-         position.topic().find(':') == std::string::npos;
-}
 
 // Index of a SourcePartition in KpiProjection::partitions(), or
 // kNoPartition for events without one (imported, not consumed).
