@@ -29,6 +29,7 @@
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/memtablerep.h"
 #include "rocksdb/slice_transform.h"
+#include "rocksdb/sst_file_writer.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
 #include "spdlog/spdlog.h"
@@ -46,10 +47,15 @@ enum Cf {
   kRejected,
   kSnapshots,
   kMeta,
-  kAmendments
+  kAmendments,
+  kLayout
 };
-const char* const kCfNames[] = {"default",  "events",    "dedup", "offsets",
-                                "rejected", "snapshots", "meta",  "amendments"};
+const char* const kCfNames[] = {"default", "events",     "dedup",
+                                "offsets", "rejected",   "snapshots",
+                                "meta",    "amendments", "layout"};
+const char kIdIndexCoveredKey[] = "id_index_covered";
+// Runs of the id index are written here, then moved into RocksDB.
+const char kRunPrefix[] = "id-run-";
 
 const char kLastSequenceKey[] = "last_sequence";
 const char kLastRejectedKey[] = "last_rejected_sequence";
@@ -149,6 +155,11 @@ class SpdLogger final : public rocksdb::Logger {
     if (level < GetInfoLogLevel()) return;
     char line[1024];
     std::vsnprintf(line, sizeof(line), format, ap);
+    // The id index's runs come from SstFileWriter, which RocksDB 7.8 gives
+    // no unique id to track; it says so once per open of a log that has one.
+    if (std::strstr(line, "opened without unique ID to verify") != nullptr) {
+      return;
+    }
     // One line per event, as okrd's own.
     for (char* c = line; *c != '\0'; ++c) {
       if (*c == '\n') *c = ' ';
@@ -262,18 +273,37 @@ absl::Status Scan(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
   return result.ok() ? status : result;
 }
 
-// PayloadHash(event); `bytes` views the serialization hashed, valid until the
-// next call on this thread.
-Digest HashOf(const okrd::v1::KpiEvent& event, absl::string_view* bytes) {
+Digest Sha256(absl::string_view bytes) {
   // Fetched once: OpenSSL 3 looks a digest up by name on every one-shot
   // SHA256() call, which costs more than hashing a small event.
   static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  struct Scratch {
+  struct Context {
     EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-    std::string bytes;
-    ~Scratch() { EVP_MD_CTX_free(ctx); }
+    ~Context() { EVP_MD_CTX_free(ctx); }
   };
-  thread_local Scratch scratch;
+  thread_local Context context;
+  Digest digest;
+  unsigned int length = 0;
+  if (sha256 == nullptr || context.ctx == nullptr ||
+      EVP_DigestInit_ex2(context.ctx, sha256, nullptr) != 1 ||
+      EVP_DigestUpdate(context.ctx, bytes.data(), bytes.size()) != 1 ||
+      EVP_DigestFinal_ex(context.ctx,
+                         reinterpret_cast<unsigned char*>(digest.data()),
+                         &length) != 1) {
+    // Only without a working libcrypto; the one-shot call then reports it.
+    SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(),
+           reinterpret_cast<unsigned char*>(digest.data()));
+  }
+  return digest;
+}
+
+// PayloadHash(event); `bytes` views the serialization hashed, valid until the
+// next call on this thread.
+Digest HashOf(const okrd::v1::KpiEvent& event, absl::string_view* bytes) {
+  thread_local std::string scratch_bytes;
+  struct {
+    std::string& bytes;
+  } scratch{scratch_bytes};
   const size_t size = event.ByteSizeLong();
   scratch.bytes.resize(size);
   if (event.attributes().empty()) {
@@ -288,20 +318,8 @@ Digest HashOf(const okrd::v1::KpiEvent& event, absl::string_view* bytes) {
     coded.SetSerializationDeterministic(true);
     event.SerializeWithCachedSizes(&coded);
   }
-  Digest digest;
-  unsigned int length = 0;
-  if (sha256 == nullptr || scratch.ctx == nullptr ||
-      EVP_DigestInit_ex2(scratch.ctx, sha256, nullptr) != 1 ||
-      EVP_DigestUpdate(scratch.ctx, scratch.bytes.data(), size) != 1 ||
-      EVP_DigestFinal_ex(scratch.ctx,
-                         reinterpret_cast<unsigned char*>(digest.data()),
-                         &length) != 1) {
-    // Only without a working libcrypto; the one-shot call then reports it.
-    SHA256(reinterpret_cast<const unsigned char*>(scratch.bytes.data()), size,
-           reinterpret_cast<unsigned char*>(digest.data()));
-  }
   *bytes = scratch.bytes;
-  return digest;
+  return Sha256(scratch.bytes);
 }
 
 using google::protobuf::internal::WireFormatLite;
@@ -413,6 +431,23 @@ okrd::v1::RejectedRecord RejectCandidate(const Batch::Candidate& candidate,
   return record;
 }
 
+// Options of the `dedup` column family, which the runs of the id index are
+// written with too.
+rocksdb::ColumnFamilyOptions IdIndexOptions(
+    const rocksdb::ColumnFamilyOptions& base) {
+  rocksdb::ColumnFamilyOptions options = base;
+  // Nearly every lookup is for a new id: bloom filters answer those without
+  // reading a block.
+  rocksdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  // Only a log written before the id index's runs puts ids in memtables.
+  options.memtable_whole_key_filtering = true;
+  options.memtable_prefix_bloom_size_ratio = 0.1;
+  options.write_buffer_size = 16 << 20;
+  return options;
+}
+
 absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
     const Options& options) {
   if (!options.read_only) {
@@ -460,18 +495,7 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
 
   rocksdb::ColumnFamilyOptions cf_options;
   cf_options.OptimizeLevelStyleCompaction();
-  rocksdb::ColumnFamilyOptions dedup_options = cf_options;
-  // Nearly every dedup lookup is for a new id: bloom filters on the memtable
-  // and on the tables answer those without walking a skiplist or a block.
-  rocksdb::BlockBasedTableOptions table;
-  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
-  dedup_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
-  dedup_options.memtable_whole_key_filtering = true;
-  dedup_options.memtable_prefix_bloom_size_ratio = 0.1;
-  // The default skiplist memtable: a hashed one inserts faster, but sorting
-  // it at each flush cost 2.8 us of CPU per id (a skiplist flush: 0.7 us),
-  // taken from the same two cores the ingest needs.
-  dedup_options.write_buffer_size = 16 << 20;
+  const rocksdb::ColumnFamilyOptions dedup_options = IdIndexOptions(cf_options);
 
   // Event keys only ever grow: an insert hint per 6-byte key prefix turns
   // each memtable insert into an append instead of a skiplist search.
@@ -479,8 +503,20 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
   events_options.memtable_insert_with_hint_prefix_extractor.reset(
       rocksdb::NewFixedPrefixTransform(6));
 
+  // A log from before the id index's runs has no `layout` column family:
+  // it is opened without and given one (see event_log.h).
+  bool has_layout = true;
+  if (exists) {
+    std::vector<std::string> names;
+    if (rocksdb::DB::ListColumnFamilies(db_options, options.path, &names)
+            .ok()) {
+      has_layout = std::find(names.begin(), names.end(), kCfNames[kLayout]) !=
+                   names.end();
+    }
+  }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (int cf = kDefault; cf <= kAmendments; ++cf) {
+  for (int cf = kDefault; cf <= kLayout; ++cf) {
+    if (cf == kLayout && !has_layout) break;
     descriptors.emplace_back(kCfNames[cf], cf == kDedup    ? dedup_options
                                            : cf == kEvents ? events_options
                                                            : cf_options);
@@ -509,6 +545,21 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
         "cannot open event log ", options.path, ": ", s.ToString()));
   }
   log->db_.reset(raw);
+  if (!has_layout) {
+    if (options.read_only) {
+      log->handles_.push_back(nullptr);
+    } else {
+      rocksdb::ColumnFamilyHandle* layout = nullptr;
+      if (absl::Status created =
+              FromRocks(log->db_->CreateColumnFamily(
+                            cf_options, kCfNames[kLayout], &layout),
+                        "adding the layout column family");
+          !created.ok()) {
+        return created;
+      }
+      log->handles_.push_back(layout);
+    }
+  }
   if (absl::Status loaded = log->Load(); !loaded.ok()) return loaded;
   if (absl::Status checked =
           options.read_only ? absl::OkStatus() : log->CheckAtStart();
@@ -519,12 +570,33 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
         "--data-dir ",
         options.path, ")"));
   }
+  if (!options.read_only) {
+    // Runs a crash left half-written.
+    std::error_code error;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+      if (entry.path().filename().string().starts_with(kRunPrefix)) {
+        std::filesystem::remove(entry.path(), error);
+      }
+    }
+    if (absl::Status built = log->EnsureIdIndex(); !built.ok()) return built;
+    log->run_writer_ = std::thread([raw_log = log.get()] {
+      pthread_setname_np(pthread_self(), "okrd-idruns");
+      raw_log->WriteRuns();
+    });
+  }
   return log;
 }
 
 EventLog::~EventLog() {
+  if (run_writer_.joinable()) {
+    {
+      absl::MutexLock lock(&index_mu_);
+      stop_writer_ = true;
+    }
+    run_writer_.join();
+  }
   for (rocksdb::ColumnFamilyHandle* handle : handles_) {
-    db_->DestroyColumnFamilyHandle(handle);
+    if (handle != nullptr) db_->DestroyColumnFamilyHandle(handle);
   }
   if (db_ != nullptr) db_->Close().PermitUncheckedError();
 }
@@ -582,6 +654,42 @@ absl::Status EventLog::Load() {
   }
   if (absl::Status s = FromRocks(it->status(), "reading offsets"); !s.ok()) {
     return s;
+  }
+  // Without a covered sequence the log is new, or from before the id
+  // index's runs: every id it holds is in `dedup` then.
+  uint64_t covered = stats.last_sequence;
+  bool stored = false;
+  if (handles_[kLayout] != nullptr) {
+    std::string value;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handles_[kLayout],
+                                 kIdIndexCoveredKey, &value);
+    if (s.ok()) {
+      covered = DecodeU64(value);
+      stored = true;
+    } else if (!s.IsNotFound()) {
+      return FromRocks(s, "reading the layout");
+    }
+  }
+  if (!stored && !options_.read_only) {
+    if (stats.last_sequence > 0) {
+      spdlog::info(
+          "event log {} was written by an earlier okrd: its {} ids stay in "
+          "its index, new ones go in as sorted runs",
+          options_.path, stats.last_sequence);
+    }
+    rocksdb::WriteOptions write_options;
+    write_options.sync = true;
+    if (absl::Status s =
+            FromRocks(db_->Put(write_options, handles_[kLayout],
+                               kIdIndexCoveredKey, EncodeU64(covered)),
+                      "writing the layout");
+        !s.ok()) {
+      return s;
+    }
+  }
+  {
+    absl::MutexLock lock(&index_mu_);
+    covered_ = covered;
   }
   absl::MutexLock lock(&mu_);
   stats_ = std::move(stats);
@@ -641,24 +749,34 @@ absl::Status EventLog::CheckAtStart() const {
           "it holds events from Kafka but no consumer offsets");
     }
   }
-  // The newest event must be found by its id: the dedup index is intact
-  // at least where it was last written.
+  // The newest event the id index's runs cover must be in them: the
+  // index is intact at least where it was last written.
+  uint64_t covered = 0;
+  {
+    absl::MutexLock lock(&index_mu_);
+    covered = covered_;
+  }
+  if (covered > stats.last_sequence) {
+    return absl::DataLossError(
+        absl::StrCat("its id index covers sequence ", covered,
+                     " but its newest record is ", stats.last_sequence));
+  }
   std::optional<okrd::v1::StoredEvent> newest;
-  for (uint64_t sequence = stats.last_sequence;
-       sequence > 0 && sequence + 16 > stats.last_sequence && !newest;
-       --sequence) {
+  for (uint64_t sequence = covered;
+       sequence > 0 && sequence + 16 > covered && !newest; --sequence) {
     absl::StatusOr<std::optional<okrd::v1::StoredEvent>> record = Get(sequence);
     if (!record.ok()) return record.status();
     if (record->has_value() && (*record)->has_event()) newest = **record;
   }
   if (newest) {
-    absl::StatusOr<std::optional<okrd::v1::StoredEvent>> found =
-        GetByEventId(newest->event().event_id());
-    if (!found.ok()) return found.status();
-    if (!found->has_value() || (*found)->sequence() != newest->sequence()) {
-      return absl::DataLossError(absl::StrCat(
-          "event ", newest->event().event_id(), " (sequence ",
-          newest->sequence(), ") is missing from its dedup index"));
+    std::string value;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handles_[kDedup],
+                                 newest->event().event_id(), &value);
+    if (!s.ok() && !s.IsNotFound()) return FromRocks(s, "id lookup");
+    if (!s.ok() || DecodeU64(value) != newest->sequence()) {
+      return absl::DataLossError(
+          absl::StrCat("event ", newest->event().event_id(), " (sequence ",
+                       newest->sequence(), ") is missing from its id index"));
     }
   }
   return absl::OkStatus();
@@ -781,33 +899,27 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
   rocksdb::WriteBatch wb(batch.events.size() * 256);
   const int64_t ingest_us = absl::ToUnixMicros(batch.ingest_time);
 
-  // Prepare() looked the ids up, or does so now. Ids it could not see are
-  // settled by the appends since (`recent_`) and, when repeated within the
-  // batch, by `appended_index`, which sees entries the WriteBatch has not
-  // committed.
-  const uint64_t appends = appends_.load();
-  if (!batch.prepared || batch.prepared_after + recent_.size() < appends) {
+  // Prepare() looked the ids up in the runs, or does so now; the ids
+  // appended since are in memory. A table dropped since the lookup (its run
+  // went in meanwhile) would leave a gap: look up again then.
+  absl::MutexLock index_lock(&index_mu_);
+  while (!frozen_.empty() && frozen_.front()->written) {
+    frozen_.pop_front();
+    tables_dropped_.fetch_add(1);
+  }
+  if (!batch.prepared || batch.prepared_after != tables_dropped_.load()) {
     if (absl::Status s = Prepare(batch); !s.ok()) return s;
   }
-  const size_t n = batch.events.size();
-  if (batch.id_order.size() != n) {
-    // Candidates were dropped since (the series gate): their lookups stay
-    // good, their order does not.
-    SortById(batch);
-  }
-  result.appended.reserve(n + 1);
-  AppendedIds appended_index;
-  appended_index.reserve(n);
-  // Where an id the lookup did not find may have gone since: this batch,
-  // then the appends the lookup may not have seen, newest first.
-  std::vector<const AppendedIds*> since_lookup = {&appended_index};
-  for (auto it = recent_.rbegin();
-       it != recent_.rend() && it->number > batch.prepared_after; ++it) {
-    since_lookup.push_back(&it->ids);
-  }
+  const uint64_t before = next.last_sequence;
+  result.appended.reserve(batch.events.size() + 1);
+  // Ids this batch put in the active table, taken out again if the write
+  // fails.
+  std::vector<absl::string_view> inserted;
+  inserted.reserve(batch.events.size());
+  auto undo = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(index_mu_) {
+    for (absl::string_view id : inserted) active_->Erase(id);
+  };
   absl::flat_hash_map<std::string, okrd::v1::AmendmentState> amended;
-  // Where each candidate went in result.appended, or -1.
-  std::vector<int32_t> appended_from(n, -1);
   uint64_t accepted = 0;
   std::string value;
   PartitionTally tally(&next.partition_counters);
@@ -818,11 +930,15 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     const absl::string_view id = c.event().event_id();
     bool seen = c.logged;
     absl::string_view existing = c.logged_hash;
-    for (size_t u = 0; !seen && u < since_lookup.size(); ++u) {
-      if (auto earlier = since_lookup[u]->find(id);
-          earlier != since_lookup[u]->end()) {
+    if (!seen) {
+      const IdTable::Entry* entry = active_->Find(id);
+      for (auto it = frozen_.rbegin(); entry == nullptr && it != frozen_.rend();
+           ++it) {
+        entry = (*it)->table->Find(id);
+      }
+      if (entry != nullptr) {
         seen = true;
-        existing = absl::string_view(earlier->second.hash.data(), kHashBytes);
+        existing = absl::string_view(entry->hash.data(), kHashBytes);
       }
     }
     if (seen) {
@@ -841,9 +957,12 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     if (Amends(c.event())) {
       std::string reason;
       std::string detail;
-      absl::Status s = ResolveAmendment(c.event(), result, appended_index,
-                                        amended, &amendment, &reason, &detail);
-      if (!s.ok()) return s;
+      absl::Status s = ResolveAmendment(c.event(), result, before, amended,
+                                        &amendment, &reason, &detail);
+      if (!s.ok()) {
+        undo();
+        return s;
+      }
       if (!reason.empty()) {
         result.rejected.push_back(
             RejectCandidate(c, std::move(reason), std::move(detail)));
@@ -863,24 +982,10 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     SerializeRecord(stored, c.event_bytes, &value);
     wb.Put(handles_[kEvents], EncodeU64(sequence), value);
     result.appended.push_back(&stored);
-    appended_index.emplace(stored.event().event_id(),
-                           AppendedId{result.appended.size() - 1, c.hash});
-    appended_from[i] = static_cast<int32_t>(result.appended.size() - 1);
+    active_->Insert(id, {.sequence = sequence, .hash = c.hash});
+    inserted.push_back(id);
     ++accepted;
     tally.Add(stored.position(), "accepted", "");
-  }
-  // Dedup entries go in in id order: each skiplist insert then starts from
-  // where the previous one ended instead of searching from the top.
-  for (uint32_t i : batch.id_order) {
-    if (appended_from[i] < 0) continue;
-    const okrd::v1::StoredEvent& stored = *result.appended[appended_from[i]];
-    const std::string sequence = EncodeU64(stored.sequence());
-    const rocksdb::Slice id = stored.event().event_id();
-    const Digest& hash = batch.events[i].hash;
-    const rocksdb::Slice value_parts[] = {
-        sequence, rocksdb::Slice(hash.data(), hash.size())};
-    wb.Put(handles_[kDedup], rocksdb::SliceParts(&id, 1),
-           rocksdb::SliceParts(value_parts, 2));
   }
   if (accepted > 0) next.counters[{"accepted", ""}] += accepted;
   if (result.duplicates > 0) {
@@ -948,6 +1053,7 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     absl::Status s = FromRocks(written, "append");
     if (!written.IsIOError() || !options_.on_write_error ||
         !options_.on_write_error(s, attempt)) {
+      undo();
       return s;
     }
     // Clears the background error a failed write leaves once its cause is
@@ -955,16 +1061,11 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     // this fails and the next attempt says how the write goes.
     db_->Resume().PermitUncheckedError();
   }
+  MaybeFreeze(next.last_sequence);
   {
     absl::MutexLock lock(&mu_);
     stats_ = std::move(next);
   }
-  recent_.push_back({appends + 1, batch.arena, std::move(appended_index)});
-  if (recent_.size() > kRecentAppends) {
-    result.retired = std::move(recent_.front().arena);
-    recent_.pop_front();
-  }
-  appends_.store(appends + 1);
   return result;
 }
 
@@ -979,9 +1080,9 @@ void EventLog::SortById(Batch& batch) {
 }
 
 absl::Status EventLog::Prepare(Batch& batch) const {
-  // Every append counted here is visible to the lookup below; later ones
-  // may be or not, and Append() settles those.
-  const uint64_t appends = appends_.load();
+  // Every run of a table dropped by now is visible to the lookup below;
+  // the ids of later drops may be or not, and Append() looks again.
+  const uint64_t dropped = tables_dropped_.load();
   // In key order: RocksDB would sort them otherwise, and the dedup entries
   // go in in that order too.
   SortById(batch);
@@ -1010,8 +1111,236 @@ absl::Status EventLog::Prepare(Batch& batch) const {
     }
   }
   batch.prepared = true;
-  batch.prepared_after = appends;
+  batch.prepared_after = dropped;
   return absl::OkStatus();
+}
+
+std::optional<uint64_t> EventLog::FindInMemory(absl::string_view id) const {
+  if (const IdTable::Entry* entry = active_->Find(id); entry != nullptr) {
+    return entry->sequence;
+  }
+  for (auto it = frozen_.rbegin(); it != frozen_.rend(); ++it) {
+    if (const IdTable::Entry* entry = (*it)->table->Find(id)) {
+      return entry->sequence;
+    }
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<std::optional<uint64_t>> EventLog::FindId(
+    absl::string_view id) const {
+  if (std::optional<uint64_t> sequence = FindInMemory(id)) return sequence;
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handles_[kDedup],
+                               rocksdb::Slice(id.data(), id.size()), &value);
+  if (s.IsNotFound()) return std::nullopt;
+  if (!s.ok()) return FromRocks(s, "id lookup");
+  return DecodeU64(value);
+}
+
+void EventLog::MaybeFreeze(uint64_t covered) {
+  if (active_->size() < options_.id_run_ids) return;
+  auto frozen = std::make_shared<FrozenTable>();
+  frozen->table = std::move(active_);
+  frozen->covered = covered;
+  frozen_.push_back(std::move(frozen));
+  active_ = std::make_unique<IdTable>(options_.id_run_ids);
+}
+
+absl::Status EventLog::EnsureIdIndex() const {
+  absl::MutexLock lock(&index_mu_);
+  if (index_built_) return absl::OkStatus();
+  absl::Status s = const_cast<EventLog*>(this)->RebuildIdIndex();
+  if (s.ok()) index_built_ = true;
+  return s;
+}
+
+absl::Status EventLog::RebuildIdIndex() {
+  active_ = std::make_unique<IdTable>(options_.id_run_ids);
+  frozen_.clear();
+  const uint64_t last = last_sequence();
+  if (covered_ >= last) return absl::OkStatus();
+  const absl::Time start = absl::Now();
+  const uint64_t total = last - covered_;
+  if (total >= 100000) {
+    spdlog::info("id index: reading the {} records after sequence {}", total,
+                 covered_);
+  }
+  // Only the id and the event's bytes are needed: the record is read
+  // field by field rather than parsed whole.
+  rocksdb::ReadOptions read;
+  read.readahead_size = 4 << 20;
+  read.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(read, handles_[kEvents]));
+  uint64_t sequence = covered_;
+  for (it->Seek(EncodeU64(covered_ + 1)); it->Valid(); it->Next()) {
+    sequence = DecodeU64(absl::string_view(it->key().data(), it->key().size()));
+    google::protobuf::io::CodedInputStream record(
+        reinterpret_cast<const uint8_t*>(it->value().data()),
+        static_cast<int>(it->value().size()));
+    std::string event;
+    bool has_event = false;
+    for (uint32_t tag = record.ReadTag(); tag != 0; tag = record.ReadTag()) {
+      if (WireFormatLite::GetTagFieldNumber(tag) == 2 &&
+          WireFormatLite::GetTagWireType(tag) ==
+              WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+        if (!WireFormatLite::ReadBytes(&record, &event)) break;
+        has_event = true;
+      } else if (!WireFormatLite::SkipField(&record, tag)) {
+        break;
+      }
+    }
+    if (!has_event) continue;  // a clock tick
+    google::protobuf::io::CodedInputStream fields(
+        reinterpret_cast<const uint8_t*>(event.data()),
+        static_cast<int>(event.size()));
+    std::string id;
+    for (uint32_t tag = fields.ReadTag(); tag != 0; tag = fields.ReadTag()) {
+      if (WireFormatLite::GetTagFieldNumber(tag) == 1 &&
+          WireFormatLite::GetTagWireType(tag) ==
+              WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+        if (!WireFormatLite::ReadBytes(&fields, &id)) break;
+      } else if (!WireFormatLite::SkipField(&fields, tag)) {
+        break;
+      }
+    }
+    active_->Insert(id, {.sequence = sequence, .hash = Sha256(event)});
+    MaybeFreeze(sequence);
+  }
+  if (absl::Status s = FromRocks(it->status(), "reading the log"); !s.ok()) {
+    return s;
+  }
+  if (total >= 100000) {
+    spdlog::info("id index: {} ids in memory after {}", active_->size(),
+                 absl::FormatDuration(absl::Now() - start));
+  }
+  return absl::OkStatus();
+}
+
+void EventLog::WriteRuns() {
+  absl::Duration backoff = absl::Seconds(1);
+  for (;;) {
+    std::shared_ptr<FrozenTable> next;
+    {
+      absl::MutexLock lock(&index_mu_);
+      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(index_mu_) {
+        if (stop_writer_) return true;
+        for (const auto& frozen : frozen_) {
+          if (!frozen->written) return true;
+        }
+        return false;
+      };
+      index_mu_.Await(absl::Condition(&ready));
+      if (stop_writer_) return;
+      for (const auto& frozen : frozen_) {
+        if (!frozen->written) {
+          next = frozen;
+          break;
+        }
+      }
+    }
+    // A frozen table no longer changes: it is read here without the lock.
+    absl::Status s = WriteRun(*next->table, next->covered);
+    absl::MutexLock lock(&index_mu_);
+    if (s.ok()) {
+      next->written = true;
+      covered_ = next->covered;
+      ++runs_written_;
+      backoff = absl::Seconds(1);
+      continue;
+    }
+    spdlog::warn("id index: writing a run of {} ids failed, kept in memory: {}",
+                 next->table->size(), std::string(s.message()));
+    index_mu_.AwaitWithTimeout(
+        absl::Condition(
+            +[](bool* stop) { return *stop; }, &stop_writer_),
+        backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(30));
+    if (stop_writer_) return;
+  }
+}
+
+absl::Status EventLog::WriteRun(const IdTable& table, uint64_t covered) {
+  const std::string path = (std::filesystem::path(options_.path) /
+                            absl::StrCat(kRunPrefix, covered, ".sst"))
+                               .string();
+  rocksdb::ColumnFamilyOptions base;
+  base.OptimizeLevelStyleCompaction();
+  rocksdb::SstFileWriter writer(
+      rocksdb::EnvOptions(),
+      rocksdb::Options(rocksdb::DBOptions(), IdIndexOptions(base)),
+      handles_[kDedup]);
+  if (absl::Status s = FromRocks(writer.Open(path), "opening a run"); !s.ok()) {
+    return s;
+  }
+  std::string value;
+  for (const auto& [id, entry] : table.Sorted()) {
+    value = EncodeU64(entry->sequence);
+    value.append(entry->hash.data(), entry->hash.size());
+    if (absl::Status s =
+            FromRocks(writer.Put(rocksdb::Slice(id.data(), id.size()), value),
+                      "writing a run");
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (absl::Status s = FromRocks(writer.Finish(), "finishing a run"); !s.ok()) {
+    return s;
+  }
+  rocksdb::IngestExternalFileOptions ingest;
+  ingest.move_files = true;
+  if (absl::Status s =
+          FromRocks(db_->IngestExternalFile(handles_[kDedup], {path}, ingest),
+                    "ingesting a run");
+      !s.ok()) {
+    std::error_code ignored;
+    std::filesystem::remove(path, ignored);
+    return s;
+  }
+  // After the run is in: a crash between the two replays its ids again,
+  // which finds them in memory and in the run alike.
+  rocksdb::WriteOptions write_options;
+  write_options.sync = options_.sync;
+  return FromRocks(db_->Put(write_options, handles_[kLayout],
+                            kIdIndexCoveredKey, EncodeU64(covered)),
+                   "advancing the id index");
+}
+
+EventLog::IdIndexStats EventLog::id_index_stats() const {
+  IdIndexStats stats;
+  {
+    absl::MutexLock lock(&index_mu_);
+    stats.covered_sequence = covered_;
+    stats.runs_written = runs_written_;
+    if (active_ != nullptr) {
+      stats.memory_ids += active_->size();
+      stats.memory_bytes += active_->MemoryBytes();
+    }
+    for (const auto& frozen : frozen_) {
+      if (frozen->written) continue;  // dropped at the next append
+      stats.memory_ids += frozen->table->size();
+      stats.memory_bytes += frozen->table->MemoryBytes();
+    }
+  }
+  uint64_t readers = 0;
+  if (db_->GetIntProperty(handles_[kDedup],
+                          "rocksdb.estimate-table-readers-mem", &readers)) {
+    stats.run_reader_bytes = readers;
+  }
+  return stats;
+}
+
+void EventLog::AwaitIdRuns() const {
+  absl::MutexLock lock(&index_mu_);
+  index_mu_.Await(absl::Condition(
+      +[](const EventLog* log) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        for (const auto& frozen : log->frozen_) {
+          if (!frozen->written) return log->stop_writer_;
+        }
+        return true;
+      },
+      this));
 }
 
 absl::Status EventLog::SyncWal() {
@@ -1020,19 +1349,20 @@ absl::Status EventLog::SyncWal() {
 }
 
 absl::Status EventLog::ResolveAmendment(
-    const okrd::v1::KpiEvent& event, const AppendResult& batch,
-    const AppendedIds& appended_index,
+    const okrd::v1::KpiEvent& event, const AppendResult& batch, uint64_t before,
     const absl::flat_hash_map<std::string, okrd::v1::AmendmentState>& amended,
     okrd::v1::Amendment* amendment, std::string* reason,
     std::string* detail) const {
   const std::string& target_id = event.corrects_event_id();
   std::optional<okrd::v1::StoredEvent> loaded;
   const okrd::v1::StoredEvent* target = nullptr;
-  if (auto it = appended_index.find(target_id); it != appended_index.end()) {
-    target = batch.appended[it->second.index];
-  } else {
-    absl::StatusOr<std::optional<okrd::v1::StoredEvent>> got =
-        GetByEventId(target_id);
+  absl::StatusOr<std::optional<uint64_t>> sequence = FindId(target_id);
+  if (!sequence.ok()) return sequence.status();
+  if (sequence->has_value() && **sequence > before) {
+    // In this batch, which holds no tick before its events.
+    target = batch.appended[**sequence - before - 1];
+  } else if (sequence->has_value()) {
+    absl::StatusOr<std::optional<okrd::v1::StoredEvent>> got = Get(**sequence);
     if (!got.ok()) return got.status();
     loaded = std::move(*got);
     if (loaded) target = &*loaded;
@@ -1114,12 +1444,15 @@ absl::StatusOr<std::optional<okrd::v1::StoredEvent>> EventLog::Get(
 
 absl::StatusOr<std::optional<okrd::v1::StoredEvent>> EventLog::GetByEventId(
     const std::string& event_id) const {
-  std::string value;
-  rocksdb::Status s =
-      db_->Get(rocksdb::ReadOptions(), handles_[kDedup], event_id, &value);
-  if (s.IsNotFound()) return std::nullopt;
-  if (!s.ok()) return FromRocks(s, "get");
-  return Get(DecodeU64(value));
+  if (absl::Status s = EnsureIdIndex(); !s.ok()) return s;
+  absl::StatusOr<std::optional<uint64_t>> sequence;
+  {
+    absl::ReaderMutexLock lock(&index_mu_);
+    sequence = FindId(event_id);
+  }
+  if (!sequence.ok()) return sequence.status();
+  if (!sequence->has_value()) return std::nullopt;
+  return Get(**sequence);
 }
 
 absl::Status EventLog::PutSnapshot(

@@ -4,12 +4,27 @@
 // EventLog is okrd's durable source of truth on its node: a RocksDB database
 // with the column families
 //   events    big-endian u64 sequence -> StoredEvent
-//   dedup     event_id -> u64 sequence + SHA-256 of the event
+//   dedup     event_id -> u64 sequence + SHA-256 of the event: the id index,
+//             written in sorted runs (below)
 //   offsets   topic NUL partition -> next Kafka offset to consume
 //   rejected  big-endian u64 sequence -> RejectedRecord (raw bytes + reason)
 //   snapshots big-endian u64 sequence -> ProjectionSnapshot
 //   meta      last sequences and the outcome counters
 //   amendments event_id of an amended measurement -> its current value
+//   layout    "id_index_covered" -> u64: every event up to this sequence is
+//             in `dedup`. Its presence marks the layout: a build from
+//             before it refuses such a log instead of missing ids.
+//
+// The id index answers "was this event_id logged, with which payload?" over
+// the whole history. The ids of recent events live in memory (IdTable), not
+// in the WriteBatch: once Options::id_run_ids of them have gathered, a
+// background thread sorts them into an SST file, ingests it into `dedup`
+// (bloom filters answer the common "never seen" without reading a block)
+// and then advances `id_index_covered`. The table is derived: at open it is
+// rebuilt from the events after `id_index_covered`, so it never holds more
+// than the log and a crash costs only that replay of the tail. A log written
+// before this layout (every id in `dedup` in the batch that appended it) is
+// taken over at open as covered up to its last sequence.
 //
 // Corrections and retractions are checked here, where the log is: their
 // target must be a logged measurement of the same KPI and subject that is not
@@ -18,10 +33,9 @@
 // target's sequence, event time and value before the amendment.
 //
 // Append() writes one consumer poll batch as ONE atomic WriteBatch: the new
-// events, their dedup entries, rejected records, the consumers' next offsets
-// and the updated counters. Either all of it survives a crash or none of it,
-// so a restarted consumer that seeks to Offsets() neither loses nor repeats an
-// event.
+// events, rejected records, the consumers' next offsets and the updated
+// counters. Either all of it survives a crash or none of it, so a restarted
+// consumer that seeks to Offsets() neither loses nor repeats an event.
 //
 // Thread-safety: Append() must be called from one thread at a time. Read
 // methods, Prepare() and SyncWal() may run concurrently with Append() and
@@ -37,6 +51,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -46,6 +61,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "eventlog/id_table.h"
 #include "google/protobuf/arena.h"
 #include "okrd/v1/records.pb.h"
 #include "okrd/v1/snapshot.pb.h"
@@ -70,13 +86,13 @@ struct Options {
   // before returning. Unset: Append() returns the first error.
   std::function<bool(const absl::Status& error, int attempt)> on_write_error =
       nullptr;
+  // Ids the id index keeps in memory before writing them as a sorted run;
+  // the start-up replay of the tail is bounded by about twice this.
+  size_t id_run_ids = 200000;
 };
 
 // (topic, partition)
 using PartitionKey = std::pair<std::string, int32_t>;
-
-// The SHA-256 of an event (see PayloadHash).
-using Digest = std::array<char, 32>;
 
 // What ingest hands to Append() for one poll batch. Its events live on the
 // batch's protobuf arena, so that a batch is a few large allocations instead
@@ -101,8 +117,8 @@ struct Batch {
     bool sealed = false;
     Digest hash{};                  // PayloadHash(event)
     absl::string_view event_bytes;  // the serialization hashed, on the arena
-    // Set by EventLog::Prepare(): whether the dedup index held the id, and
-    // the hash it held (on the arena).
+    // Set by EventLog::Prepare(): whether the id index's runs held the id,
+    // and the hash they held (on the arena).
     bool logged = false;
     absl::string_view logged_hash;
 
@@ -125,7 +141,8 @@ struct Batch {
   std::shared_ptr<google::protobuf::Arena> arena;
   std::vector<Candidate> events;
   // Set by EventLog::Prepare(): `events` indexes in event_id order, and how
-  // many appends the dedup lookup saw.
+  // many in-memory tables of the id index had been dropped (after their run
+  // was ingested) when it looked the ids up.
   bool prepared = false;
   std::vector<uint32_t> id_order;
   uint64_t prepared_after = 0;
@@ -143,10 +160,6 @@ struct Batch {
 struct AppendResult {
   // Holds the records `appended` points to: the batch's arena.
   std::shared_ptr<google::protobuf::Arena> arena;
-  // The arena of an earlier batch that the log no longer needs, handed
-  // over so that it is freed with the result, on the caller's thread,
-  // rather than inside Append().
-  std::shared_ptr<google::protobuf::Arena> retired;
   // Accepted events and the tick, stored in sequence order, ready for the
   // projection.
   std::vector<const okrd::v1::StoredEvent*> appended;
@@ -200,13 +213,12 @@ class EventLog {
   // whole.
   absl::StatusOr<AppendResult> Append(Batch&& batch,
                                       Durable durable = Durable::kOnReturn);
-  // Looks the batch's event ids up in the dedup index ahead of Append(), so
-  // that another thread can do it while Append() writes the batches before.
-  // Append() settles the ids against the batches appended since (up to
-  // kRecentAppends of them; it looks up again after more). May run
-  // concurrently with Append() and the read methods.
+  // Looks the batch's event ids up in the id index's runs ahead of
+  // Append(), so that another thread can do it while Append() writes the
+  // batches before. Append() settles the rest against the ids in memory,
+  // and looks up again when a table it would need was dropped since. May
+  // run concurrently with Append() and the read methods.
   absl::Status Prepare(Batch& batch) const;
-  static constexpr size_t kRecentAppends = 4;
   // Fsyncs every batch appended so far, when the log was opened with sync.
   absl::Status SyncWal();
 
@@ -241,6 +253,18 @@ class EventLog {
       const std::function<void(absl::string_view what, uint64_t done,
                                uint64_t total)>& progress) const;
 
+  struct IdIndexStats {
+    uint64_t covered_sequence = 0;  // ids up to here are in written runs
+    size_t memory_ids = 0;          // ids in the in-memory tables
+    size_t memory_bytes = 0;        // what those tables hold
+    size_t run_reader_bytes = 0;    // RocksDB's readers of the runs (filters)
+    uint64_t runs_written = 0;      // by this process
+  };
+  IdIndexStats id_index_stats() const;
+  // Waits until every full in-memory table is written as a run (tests,
+  // benchmarks).
+  void AwaitIdRuns() const;
+
   // The next offset to consume for every partition this log has seen.
   std::map<PartitionKey, int64_t> Offsets() const;
   Stats GetStats() const;
@@ -254,31 +278,39 @@ class EventLog {
   // dedup index. Cheap: a few seeks, whatever the log's size.
   absl::Status CheckAtStart() const;
   absl::StatusOr<uint64_t> LastKey(int cf) const;
-  // The ids a batch appended, with where each went in its AppendResult and
-  // its hash. Keys view the records on the batch's arena.
-  struct AppendedId {
-    size_t index;
-    Digest hash;
+  // A full table of the id index, waiting for its run to be written.
+  struct FrozenTable {
+    std::unique_ptr<IdTable> table;
+    uint64_t covered = 0;  // every id up to this sequence is in it or older
+    bool written = false;
   };
-  using AppendedIds = absl::flat_hash_map<absl::string_view, AppendedId>;
-  // A recent append, kept for Append() to settle ids that Prepare() looked
-  // up before the append was visible.
-  struct RecentAppend {
-    uint64_t number;  // 1 for the first Append() of this process
-    std::shared_ptr<google::protobuf::Arena> arena;  // holds the ids
-    AppendedIds ids;
-  };
+  // Builds the in-memory tables from the events after the covered sequence.
+  absl::Status RebuildIdIndex() ABSL_EXCLUSIVE_LOCKS_REQUIRED(index_mu_);
+  // Read-only logs build the tables at their first lookup by id.
+  absl::Status EnsureIdIndex() const;
+  // Moves the active table to the frozen ones once full.
+  void MaybeFreeze(uint64_t covered) ABSL_EXCLUSIVE_LOCKS_REQUIRED(index_mu_);
+  // The sequence of `id` in the in-memory tables.
+  std::optional<uint64_t> FindInMemory(absl::string_view id) const
+      ABSL_SHARED_LOCKS_REQUIRED(index_mu_);
+  // The sequence of `id` anywhere in the index.
+  absl::StatusOr<std::optional<uint64_t>> FindId(absl::string_view id) const
+      ABSL_SHARED_LOCKS_REQUIRED(index_mu_);
+  // The background thread that writes frozen tables as runs.
+  void WriteRuns();
+  absl::Status WriteRun(const IdTable& table, uint64_t covered);
 
   // Fills batch.id_order.
   static void SortById(Batch& batch);
   // Finds what `event` (a correction or retraction) amends. Sets `reason`
   // and `detail` when it must be rejected; errors only on I/O failures.
+  // Targets in the batch being appended are after `before`.
   absl::Status ResolveAmendment(
       const okrd::v1::KpiEvent& event, const AppendResult& batch,
-      const AppendedIds& appended_index,
+      uint64_t before,
       const absl::flat_hash_map<std::string, okrd::v1::AmendmentState>& amended,
       okrd::v1::Amendment* amendment, std::string* reason,
-      std::string* detail) const;
+      std::string* detail) const ABSL_SHARED_LOCKS_REQUIRED(index_mu_);
 
   Options options_;
   std::unique_ptr<rocksdb::DB> db_;
@@ -286,10 +318,19 @@ class EventLog {
 
   mutable absl::Mutex mu_;
   Stats stats_ ABSL_GUARDED_BY(mu_);
-  // Appends written so far; read by Prepare() on other threads.
-  std::atomic<uint64_t> appends_{0};
-  // The last kRecentAppends appends, oldest first; Append() only.
-  std::deque<RecentAppend> recent_;
+  // The id index in memory: the table appends go to, then the full ones
+  // whose runs are being written, oldest first.
+  mutable absl::Mutex index_mu_;
+  mutable bool index_built_ ABSL_GUARDED_BY(index_mu_) = false;
+  mutable std::unique_ptr<IdTable> active_ ABSL_GUARDED_BY(index_mu_);
+  mutable std::deque<std::shared_ptr<FrozenTable>> frozen_
+      ABSL_GUARDED_BY(index_mu_);
+  uint64_t covered_ ABSL_GUARDED_BY(index_mu_) = 0;
+  uint64_t runs_written_ ABSL_GUARDED_BY(index_mu_) = 0;
+  bool stop_writer_ ABSL_GUARDED_BY(index_mu_) = false;
+  // Frozen tables dropped after their run went in; read by Prepare().
+  std::atomic<uint64_t> tables_dropped_{0};
+  std::thread run_writer_;
 };
 
 // The rejected record of a candidate refused with `reason`, with its raw

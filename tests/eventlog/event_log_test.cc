@@ -31,8 +31,9 @@ class EventLogTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  std::unique_ptr<EventLog> Open() {
-    auto log = EventLog::Open({.path = dir_.string(), .sync = false});
+  std::unique_ptr<EventLog> Open(size_t run_ids = 200000) {
+    auto log = EventLog::Open(
+        {.path = dir_.string(), .sync = false, .id_run_ids = run_ids});
     EXPECT_TRUE(log.ok()) << log.status();
     return log.ok() ? std::move(*log) : nullptr;
   }
@@ -287,29 +288,136 @@ TEST_F(EventLogTest, PreparedBeforeEarlierAppendsStillDeduplicates) {
   EXPECT_EQ(log->last_sequence(), 3u);
 }
 
-// A lookup older than the appends Append() keeps in memory is made again.
-TEST_F(EventLogTest, PreparedTooLongAgoIsLookedUpAgain) {
-  auto log = Open();
+// A lookup made before a full table of the id index went to disk and was
+// dropped is made again: the id is then found in the run.
+TEST_F(EventLogTest, PreparedBeforeARunWentInIsLookedUpAgain) {
+  auto log = Open(/*run_ids=*/2);
   Batch stale;
   Event(stale, "a", 1, 10);
   Event(stale, "z", 9, 11);
   ASSERT_TRUE(log->Prepare(stale).ok());
   Batch first;
   Event(first, "a", 1, 0);
+  Event(first, "b", 2, 1);
   ASSERT_TRUE(log->Append(std::move(first)).ok());
-  for (size_t i = 0; i < EventLog::kRecentAppends; ++i) {
-    Batch filler;
-    Event(filler, "f" + std::to_string(i), 1, static_cast<int64_t>(i) + 1);
-    auto appended = log->Append(std::move(filler));
-    ASSERT_TRUE(appended.ok());
-    // The append that pushes `first` out of memory hands its arena over.
-    EXPECT_EQ(appended->retired != nullptr, i + 1 == EventLog::kRecentAppends);
-  }
+  log->AwaitIdRuns();
+  EXPECT_EQ(log->id_index_stats().runs_written, 1u);
+  EXPECT_EQ(log->id_index_stats().covered_sequence, 2u);
   auto result = log->Append(std::move(stale));
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->duplicates, 1u);
   ASSERT_EQ(result->appended.size(), 1u);
   EXPECT_EQ(result->appended[0]->event().event_id(), "z");
+}
+
+// Ids are found wherever they are: in memory, in runs written meanwhile,
+// after a reopen that rebuilds the in-memory tables from the log's tail.
+TEST_F(EventLogTest, IdsAreFoundInRunsAndAfterReopen) {
+  constexpr int kIds = 40;
+  auto append_all = [&](EventLog& log, int offset) {
+    uint64_t duplicates = 0;
+    uint64_t conflicts = 0;
+    for (int b = 0; b < kIds / 4; ++b) {
+      Batch batch;
+      for (int i = b * 4; i < b * 4 + 4; ++i) {
+        // Every fifth id comes back with another value: a conflict.
+        Event(batch, absl::StrCat("id-", i),
+              offset > 0 && i % 5 == 0 ? 100 + i : i, offset + i);
+      }
+      batch.next_offsets[{"kpi-events", 0}] = offset + b * 4 + 4;
+      auto result = log.Append(std::move(batch));
+      EXPECT_TRUE(result.ok()) << result.status();
+      if (!result.ok()) return std::pair<uint64_t, uint64_t>{0, 0};
+      duplicates += result->duplicates;
+      conflicts += result->rejected.size();
+    }
+    return std::pair{duplicates, conflicts};
+  };
+  {
+    auto log = Open(/*run_ids=*/7);
+    EXPECT_EQ(append_all(*log, 0), (std::pair<uint64_t, uint64_t>{0, 0}));
+    log->AwaitIdRuns();
+    const EventLog::IdIndexStats stats = log->id_index_stats();
+    EXPECT_EQ(stats.runs_written, 5u);  // at 8, 16, 24, 32 and 40 ids
+    EXPECT_EQ(stats.covered_sequence, 40u);
+    // All the same again in the same process: all found.
+    EXPECT_EQ(append_all(*log, 100), (std::pair<uint64_t, uint64_t>{32, 8}));
+  }
+  {
+    // Five of them again in a table that was not yet full at the close.
+    auto log = Open(/*run_ids=*/7);
+    Batch batch;
+    for (int i = 0; i < 5; ++i)
+      Event(batch, absl::StrCat("new-", i), 1, 200 + i);
+    batch.next_offsets[{"kpi-events", 0}] = 205;
+    ASSERT_TRUE(log->Append(std::move(batch)).ok());
+    EXPECT_EQ(log->id_index_stats().memory_ids, 5u);
+  }
+  auto log = Open(/*run_ids=*/7);
+  EXPECT_EQ(log->id_index_stats().memory_ids, 5u);  // rebuilt from the tail
+  EXPECT_EQ(log->id_index_stats().covered_sequence, 40u);
+  EXPECT_EQ(append_all(*log, 300), (std::pair<uint64_t, uint64_t>{32, 8}));
+  Batch again;
+  for (int i = 0; i < 5; ++i) Event(again, absl::StrCat("new-", i), 1, 400 + i);
+  again.next_offsets[{"kpi-events", 0}] = 405;
+  auto result = log->Append(std::move(again));
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(result->duplicates, 5u);
+  for (const std::string id : {"id-0", "id-39", "new-4"}) {
+    auto found = log->GetByEventId(id);
+    ASSERT_TRUE(found.ok() && found->has_value()) << id;
+    EXPECT_EQ((*found)->event().event_id(), id);
+  }
+  EXPECT_FALSE(*log->GetByEventId("id-40"));
+  EXPECT_EQ(log->Verify([](absl::string_view, uint64_t, uint64_t) {}),
+            absl::OkStatus());
+}
+
+// A log written by okrd 17dc1b7, before the id index's runs (every id in
+// the `dedup` column family): opened as it is, its ids still found.
+TEST_F(EventLogTest, OpensALogFromBeforeTheIdRuns) {
+  std::filesystem::create_directories(dir_);
+  const std::string untar = absl::StrCat(
+      "tar xzf " OKRD_SOURCE_DIR "/tests/testdata/eventlog-17dc1b7.tar.gz -C ",
+      dir_.string());
+  ASSERT_EQ(std::system(untar.c_str()), 0);
+  okrd::v1::StoredEvent first;
+  {
+    auto log = Open();
+    ASSERT_NE(log, nullptr);
+    EXPECT_EQ(log->last_sequence(), 137u);
+    EXPECT_EQ(log->id_index_stats().covered_sequence, 137u);
+    EXPECT_EQ(log->id_index_stats().memory_ids, 0u);
+    auto got = log->Get(1);
+    ASSERT_TRUE(got.ok() && got->has_value());
+    first = **got;
+  }
+  auto log = Open(/*run_ids=*/2);
+  ASSERT_NE(log, nullptr);
+  EXPECT_EQ(log->Verify([](absl::string_view, uint64_t, uint64_t) {}),
+            absl::OkStatus());
+  auto found = log->GetByEventId(first.event().event_id());
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->sequence(), 1u);
+
+  Batch batch;
+  Batch::Candidate& same = batch.AddCandidate();
+  same.event() = first.event();
+  Batch::Candidate& other = batch.AddCandidate();
+  other.event() = first.event();
+  other.event().set_value(first.event().value() + 1);
+  Event(batch, "after-upgrade-1", 1, 0);
+  Event(batch, "after-upgrade-2", 1, 1);
+  batch.next_offsets[{"kpi-events", 0}] = 2;
+  auto result = log->Append(std::move(batch));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->duplicates, 1u);
+  ASSERT_EQ(result->rejected.size(), 1u);
+  EXPECT_EQ(result->rejected[0].reason(), "conflict");
+  log->AwaitIdRuns();
+  EXPECT_EQ(log->id_index_stats().covered_sequence, 139u);
+  EXPECT_EQ(log->Verify([](absl::string_view, uint64_t, uint64_t) {}),
+            absl::OkStatus());
 }
 
 // As in ingest: one thread prepares the next batches while another appends,
