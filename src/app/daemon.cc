@@ -580,9 +580,13 @@ int RunDaemon(int argc, char** argv) {
       eventlog::EventLog::Open(
           {.path = config->storage.path,
            .sync = config->storage.sync,
-           .on_write_error = [&writer](const absl::Status& error, int attempt) {
-             return writer != nullptr && writer->OnWriteError(error, attempt);
-           }});
+           .on_write_error =
+               [&writer](const absl::Status& error, int attempt) {
+                 return writer != nullptr &&
+                        writer->OnWriteError(error, attempt);
+               },
+           .id_run_ids =
+               static_cast<size_t>(config->storage.id_index_memory_ids)});
   if (!log.ok()) {
     spdlog::critical("{}", log.status().message());
     return 1;

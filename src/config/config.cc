@@ -545,13 +545,15 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
       ReadKafka(r, root["kafka"], &config->kafka);
     }
     if (const YAML::Node storage = root["storage"]; storage && r.ok()) {
-      if (r.Map(storage, "storage", {"path", "sync"})) {
+      if (r.Map(storage, "storage", {"path", "sync", "id_index_memory_ids"})) {
         if (auto v = r.String(storage, "storage", "path", false)) {
           if (v->empty())
             r.Fail(storage["path"], "storage.path", "must not be empty");
           config->storage.path = *v;
         }
         r.Bool(storage, "storage", "sync", &config->storage.sync);
+        r.Int(storage, "storage", "id_index_memory_ids", 100, 1 << 26,
+              &config->storage.id_index_memory_ids);
       }
     }
     if (const YAML::Node http = root["http"]; http && r.ok()) {

@@ -82,6 +82,10 @@ struct StorageOptions {
   std::string path = "okrd-data";
   // fsync every batch before its offsets count as consumed. Default true.
   bool sync = true;
+  // Event ids the id index keeps in memory before writing them to disk as
+  // one sorted run: bounds its memory and the start-up replay of the log's
+  // tail. Default 200000.
+  int id_index_memory_ids = 200000;
 };
 
 struct HttpOptions {

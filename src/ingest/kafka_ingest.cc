@@ -474,8 +474,8 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
     if (DecodeAndValidate(payload, encoding, *config_, now, &candidate.event(),
                           &rejection, &schema_id)) {
       candidate.record->set_schema_id(schema_id);
-      // Hashed here, beside the decoding, rather than on the append thread.
-      batch.Seal(candidate);
+      // Hashed on the append thread (Append() seals what is not), which
+      // since the id index moved into memory has the lighter load.
       SetPosition(key, msg.offset(), &candidate.position());
       candidate.raw = batch.Keep(payload);
       candidate.content_type = std::move(content_type);

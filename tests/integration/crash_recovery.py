@@ -184,7 +184,10 @@ def main():
     cluster = harness.Cluster(a.okrctl, 4, ["kpi-events", "kpi-events-dlq", "pip-transitions"])
     broker = cluster.broker
     config = os.path.join(work, "okrd.yaml")
-    harness.write_config(config, broker.bootstrap, os.path.join(work, "data"), KPIS)
+    # Small in-memory tables of the id index: kills land while its runs are
+    # written and while a restart rebuilds the tables from the log's tail.
+    harness.write_config(config, broker.bootstrap, os.path.join(work, "data"), KPIS,
+                         extra_storage="  id_index_memory_ids: 300")
     okrd_log = os.path.join(work, "okrd.log")
     # Spread each chunk over about eight seconds: most of a kill cycle,
     # which the group's session timeout makes about ten seconds long.
@@ -254,6 +257,10 @@ def main():
             raise AssertionError(f"{len(diff)} series differ (got, want): {json.dumps(dict(list(diff.items())[:20]))}")
         assert m["okrd_projection_sequence"] == m["okrd_eventlog_last_sequence"]
         log(f"after {a.kills} kills: all {len(expected)} series exact, nothing lost or counted twice")
+        with open(okrd_log) as f:
+            runs = sum("ids written as a run" in line for line in f)
+        assert runs >= 2, f"the id index wrote {runs} runs: the kills did not exercise them"
+        log(f"the id index wrote {runs} runs of its in-memory ids across the kills")
 
         def outbound():
             consumer = KafkaConsumer("pip-transitions", bootstrap_servers=cluster.bootstrap,

@@ -141,7 +141,7 @@ ORDERS_KPI = """  - id: orders
 """
 
 
-def write_config(path, bootstrap, data_dir, kpis_yaml, extra_kafka=""):
+def write_config(path, bootstrap, data_dir, kpis_yaml, extra_kafka="", extra_storage=""):
     with open(path, "w") as f:
         f.write(f"""kafka:
   brokers: "{bootstrap}"
@@ -155,6 +155,7 @@ def write_config(path, bootstrap, data_dir, kpis_yaml, extra_kafka=""):
 {extra_kafka}
 storage:
   path: {data_dir}
+{extra_storage}
 http:
   listen: 127.0.0.1:0
 kpis:
