@@ -2,6 +2,8 @@
 
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdarg>
@@ -325,6 +327,28 @@ Digest HashOf(const okrd::v1::KpiEvent& event, absl::string_view* bytes) {
 using google::protobuf::internal::WireFormatLite;
 using Coded = google::protobuf::io::CodedOutputStream;
 
+// Reads length-delimited field `field` of the serialized `message` into
+// `*out` (the last one, if repeated; unset when absent). False when the
+// message cannot be read.
+bool ReadBytesField(absl::string_view message, int field,
+                    std::optional<std::string>* out) {
+  google::protobuf::io::CodedInputStream in(
+      reinterpret_cast<const uint8_t*>(message.data()),
+      static_cast<int>(message.size()));
+  out->reset();
+  for (uint32_t tag = in.ReadTag(); tag != 0; tag = in.ReadTag()) {
+    if (WireFormatLite::GetTagFieldNumber(tag) == field &&
+        WireFormatLite::GetTagWireType(tag) ==
+            WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      if (!WireFormatLite::ReadBytes(&in, &out->emplace())) return false;
+    } else if (!WireFormatLite::SkipField(&in, tag)) {
+      return false;
+    }
+  }
+  // ReadTag() gives 0 at the end, and on a zero tag, which is damage.
+  return in.CurrentPosition() == static_cast<int>(message.size());
+}
+
 uint8_t* WriteVarintField(int field, uint64_t value, uint8_t* out) {
   out = Coded::WriteTagToArray(
       WireFormatLite::MakeTag(field, WireFormatLite::WIRETYPE_VARINT), out);
@@ -581,6 +605,9 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
     if (absl::Status built = log->EnsureIdIndex(); !built.ok()) return built;
     log->run_writer_ = std::thread([raw_log = log.get()] {
       pthread_setname_np(pthread_self(), "okrd-idruns");
+      // Behind ingest for the CPU: a run is due only every id_run_ids
+      // events, and a late one costs nothing but memory.
+      setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
       raw_log->WriteRuns();
     });
   }
@@ -1179,36 +1206,19 @@ absl::Status EventLog::RebuildIdIndex() {
   uint64_t sequence = covered_;
   for (it->Seek(EncodeU64(covered_ + 1)); it->Valid(); it->Next()) {
     sequence = DecodeU64(absl::string_view(it->key().data(), it->key().size()));
-    google::protobuf::io::CodedInputStream record(
-        reinterpret_cast<const uint8_t*>(it->value().data()),
-        static_cast<int>(it->value().size()));
-    std::string event;
-    bool has_event = false;
-    for (uint32_t tag = record.ReadTag(); tag != 0; tag = record.ReadTag()) {
-      if (WireFormatLite::GetTagFieldNumber(tag) == 2 &&
-          WireFormatLite::GetTagWireType(tag) ==
-              WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
-        if (!WireFormatLite::ReadBytes(&record, &event)) break;
-        has_event = true;
-      } else if (!WireFormatLite::SkipField(&record, tag)) {
-        break;
-      }
+    // StoredEvent.event, then KpiEvent.event_id.
+    std::optional<std::string> event;
+    std::optional<std::string> id;
+    if (!ReadBytesField(
+            absl::string_view(it->value().data(), it->value().size()), 2,
+            &event) ||
+        (event && !ReadBytesField(*event, 1, &id))) {
+      return absl::DataLossError(
+          absl::StrCat("event log record ", sequence, " does not parse"));
     }
-    if (!has_event) continue;  // a clock tick
-    google::protobuf::io::CodedInputStream fields(
-        reinterpret_cast<const uint8_t*>(event.data()),
-        static_cast<int>(event.size()));
-    std::string id;
-    for (uint32_t tag = fields.ReadTag(); tag != 0; tag = fields.ReadTag()) {
-      if (WireFormatLite::GetTagFieldNumber(tag) == 1 &&
-          WireFormatLite::GetTagWireType(tag) ==
-              WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
-        if (!WireFormatLite::ReadBytes(&fields, &id)) break;
-      } else if (!WireFormatLite::SkipField(&fields, tag)) {
-        break;
-      }
-    }
-    active_->Insert(id, {.sequence = sequence, .hash = Sha256(event)});
+    if (!event) continue;  // a clock tick
+    active_->Insert(id.value_or(""),
+                    {.sequence = sequence, .hash = Sha256(*event)});
     MaybeFreeze(sequence);
   }
   if (absl::Status s = FromRocks(it->status(), "reading the log"); !s.ok()) {
@@ -1341,6 +1351,7 @@ EventLog::IdIndexStats EventLog::id_index_stats() const {
 }
 
 void EventLog::AwaitIdRuns() const {
+  if (!run_writer_.joinable()) return;  // read-only: nothing writes runs
   absl::MutexLock lock(&index_mu_);
   index_mu_.Await(absl::Condition(
       +[](const EventLog* log) ABSL_NO_THREAD_SAFETY_ANALYSIS {

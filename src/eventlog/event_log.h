@@ -262,7 +262,7 @@ class EventLog {
   };
   IdIndexStats id_index_stats() const;
   // Waits until every full in-memory table is written as a run (tests,
-  // benchmarks).
+  // benchmarks); returns at once on a read-only log.
   void AwaitIdRuns() const;
 
   // The next offset to consume for every partition this log has seen.
