@@ -302,26 +302,23 @@ Digest Sha256(absl::string_view bytes) {
 // PayloadHash(event); `bytes` views the serialization hashed, valid until the
 // next call on this thread.
 Digest HashOf(const okrd::v1::KpiEvent& event, absl::string_view* bytes) {
-  thread_local std::string scratch_bytes;
-  struct {
-    std::string& bytes;
-  } scratch{scratch_bytes};
+  thread_local std::string scratch;
   const size_t size = event.ByteSizeLong();
-  scratch.bytes.resize(size);
+  scratch.resize(size);
   if (event.attributes().empty()) {
     // Only a map field can serialize in more than one order; without one the
     // plain serialization is the deterministic one, and much cheaper.
     event.SerializeWithCachedSizesToArray(
-        reinterpret_cast<uint8_t*>(scratch.bytes.data()));
+        reinterpret_cast<uint8_t*>(scratch.data()));
   } else {
-    google::protobuf::io::ArrayOutputStream stream(scratch.bytes.data(),
+    google::protobuf::io::ArrayOutputStream stream(scratch.data(),
                                                    static_cast<int>(size));
     google::protobuf::io::CodedOutputStream coded(&stream);
     coded.SetSerializationDeterministic(true);
     event.SerializeWithCachedSizes(&coded);
   }
-  *bytes = scratch.bytes;
-  return Sha256(scratch.bytes);
+  *bytes = scratch;
+  return Sha256(scratch);
 }
 
 using google::protobuf::internal::WireFormatLite;
