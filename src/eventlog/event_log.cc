@@ -452,11 +452,17 @@ okrd::v1::RejectedRecord RejectCandidate(const Batch::Candidate& candidate,
   return record;
 }
 
+// Options of every column family but `events` and `dedup`.
+rocksdb::ColumnFamilyOptions BaseOptions() {
+  rocksdb::ColumnFamilyOptions options;
+  options.OptimizeLevelStyleCompaction();
+  return options;
+}
+
 // Options of the `dedup` column family, which the runs of the id index are
 // written with too.
-rocksdb::ColumnFamilyOptions IdIndexOptions(
-    const rocksdb::ColumnFamilyOptions& base) {
-  rocksdb::ColumnFamilyOptions options = base;
+rocksdb::ColumnFamilyOptions IdIndexOptions() {
+  rocksdb::ColumnFamilyOptions options = BaseOptions();
   // Nearly every lookup is for a new id: bloom filters answer those without
   // reading a block.
   rocksdb::BlockBasedTableOptions table;
@@ -514,9 +520,8 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
   // on a full disk Debian's assertion-enabled build aborts writing it.
   db_options.info_log = std::make_shared<SpdLogger>();
 
-  rocksdb::ColumnFamilyOptions cf_options;
-  cf_options.OptimizeLevelStyleCompaction();
-  const rocksdb::ColumnFamilyOptions dedup_options = IdIndexOptions(cf_options);
+  const rocksdb::ColumnFamilyOptions cf_options = BaseOptions();
+  const rocksdb::ColumnFamilyOptions dedup_options = IdIndexOptions();
 
   // Event keys only ever grow: an insert hint per 6-byte key prefix turns
   // each memtable insert into an append instead of a skiplist search.
@@ -793,11 +798,10 @@ absl::Status EventLog::CheckAtStart() const {
     if (record->has_value() && (*record)->has_event()) newest = **record;
   }
   if (newest) {
-    std::string value;
-    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handles_[kDedup],
-                                 newest->event().event_id(), &value);
-    if (!s.ok() && !s.IsNotFound()) return FromRocks(s, "id lookup");
-    if (!s.ok() || DecodeU64(value) != newest->sequence()) {
+    absl::StatusOr<std::optional<uint64_t>> found =
+        FindInRuns(newest->event().event_id());
+    if (!found.ok()) return found.status();
+    if (found->value_or(0) != newest->sequence()) {
       return absl::DataLossError(
           absl::StrCat("event ", newest->event().event_id(), " (sequence ",
                        newest->sequence(), ") is missing from its id index"));
@@ -955,12 +959,7 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     bool seen = c.logged;
     absl::string_view existing = c.logged_hash;
     if (!seen) {
-      const IdTable::Entry* entry = active_->Find(id);
-      for (auto it = frozen_.rbegin(); entry == nullptr && it != frozen_.rend();
-           ++it) {
-        entry = (*it)->table->Find(id);
-      }
-      if (entry != nullptr) {
+      if (const IdTable::Entry* entry = FindInMemory(id); entry != nullptr) {
         seen = true;
         existing = absl::string_view(entry->hash.data(), kHashBytes);
       }
@@ -1093,32 +1092,23 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
   return result;
 }
 
-void EventLog::SortById(Batch& batch) {
-  // The ids sit beside their indexes while sorting, rather than being
-  // looked up through each event at every comparison.
-  std::vector<std::pair<absl::string_view, uint32_t>> ids;
-  ids.reserve(batch.events.size());
-  for (uint32_t i = 0; i < batch.events.size(); ++i) {
-    ids.emplace_back(batch.events[i].event().event_id(), i);
-  }
-  std::sort(ids.begin(), ids.end());
-  batch.id_order.resize(ids.size());
-  for (size_t k = 0; k < ids.size(); ++k) batch.id_order[k] = ids[k].second;
-}
-
 absl::Status EventLog::Prepare(Batch& batch) const {
   // Every run of a table dropped by now is visible to the lookup below;
   // the ids of later drops may be or not, and Append() looks again.
   const uint64_t dropped = tables_dropped_.load();
-  // In key order: RocksDB would sort them otherwise, and the dedup entries
-  // go in in that order too.
-  SortById(batch);
+  // In key order, which RocksDB would sort them into otherwise. The ids sit
+  // beside their indexes while sorting, rather than being reached through
+  // each event at every comparison.
   const size_t n = batch.events.size();
+  std::vector<std::pair<absl::string_view, uint32_t>> ids;
+  ids.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    ids.emplace_back(batch.events[i].event().event_id(), i);
+  }
+  std::sort(ids.begin(), ids.end());
   std::vector<rocksdb::Slice> keys;
   keys.reserve(n);
-  for (uint32_t i : batch.id_order) {
-    keys.emplace_back(batch.events[i].event().event_id());
-  }
+  for (const auto& [id, unused] : ids) keys.emplace_back(id.data(), id.size());
   std::vector<rocksdb::PinnableSlice> found(n);
   std::vector<rocksdb::Status> statuses(n);
   if (n > 0) {
@@ -1126,7 +1116,7 @@ absl::Status EventLog::Prepare(Batch& batch) const {
                   found.data(), statuses.data(), /*sorted_input=*/true);
   }
   for (size_t k = 0; k < n; ++k) {
-    Batch::Candidate& c = batch.events[batch.id_order[k]];
+    Batch::Candidate& c = batch.events[ids[k].second];
     c.logged = statuses[k].ok();
     if (c.logged) {
       // The sequence, then the hash.
@@ -1142,21 +1132,23 @@ absl::Status EventLog::Prepare(Batch& batch) const {
   return absl::OkStatus();
 }
 
-std::optional<uint64_t> EventLog::FindInMemory(absl::string_view id) const {
-  if (const IdTable::Entry* entry = active_->Find(id); entry != nullptr) {
-    return entry->sequence;
+const IdTable::Entry* EventLog::FindInMemory(absl::string_view id) const {
+  const IdTable::Entry* entry = active_->Find(id);
+  for (auto it = frozen_.rbegin(); entry == nullptr && it != frozen_.rend();
+       ++it) {
+    entry = (*it)->table->Find(id);
   }
-  for (auto it = frozen_.rbegin(); it != frozen_.rend(); ++it) {
-    if (const IdTable::Entry* entry = (*it)->table->Find(id)) {
-      return entry->sequence;
-    }
-  }
-  return std::nullopt;
+  return entry;
 }
 
 absl::StatusOr<std::optional<uint64_t>> EventLog::FindId(
     absl::string_view id) const {
-  if (std::optional<uint64_t> sequence = FindInMemory(id)) return sequence;
+  if (const IdTable::Entry* entry = FindInMemory(id)) return entry->sequence;
+  return FindInRuns(id);
+}
+
+absl::StatusOr<std::optional<uint64_t>> EventLog::FindInRuns(
+    absl::string_view id) const {
   std::string value;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handles_[kDedup],
                                rocksdb::Slice(id.data(), id.size()), &value);
@@ -1235,20 +1227,11 @@ void EventLog::WriteRuns() {
     {
       absl::MutexLock lock(&index_mu_);
       auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(index_mu_) {
-        if (stop_writer_) return true;
-        for (const auto& frozen : frozen_) {
-          if (!frozen->written) return true;
-        }
-        return false;
+        return stop_writer_ || Unwritten() != nullptr;
       };
       index_mu_.Await(absl::Condition(&ready));
       if (stop_writer_) return;
-      for (const auto& frozen : frozen_) {
-        if (!frozen->written) {
-          next = frozen;
-          break;
-        }
-      }
+      next = Unwritten();
     }
     // A frozen table no longer changes: it is read here without the lock.
     const absl::Time start = absl::Now();
@@ -1281,11 +1264,9 @@ absl::Status EventLog::WriteRun(const IdTable& table, uint64_t covered) {
   const std::string path = (std::filesystem::path(options_.path) /
                             absl::StrCat(kRunPrefix, covered, ".sst"))
                                .string();
-  rocksdb::ColumnFamilyOptions base;
-  base.OptimizeLevelStyleCompaction();
   rocksdb::SstFileWriter writer(
       rocksdb::EnvOptions(),
-      rocksdb::Options(rocksdb::DBOptions(), IdIndexOptions(base)),
+      rocksdb::Options(rocksdb::DBOptions(), IdIndexOptions()),
       handles_[kDedup]);
   if (absl::Status s = FromRocks(writer.Open(path), "opening a run"); !s.ok()) {
     return s;
@@ -1352,12 +1333,16 @@ void EventLog::AwaitIdRuns() const {
   absl::MutexLock lock(&index_mu_);
   index_mu_.Await(absl::Condition(
       +[](const EventLog* log) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        for (const auto& frozen : log->frozen_) {
-          if (!frozen->written) return log->stop_writer_;
-        }
-        return true;
+        return log->stop_writer_ || log->Unwritten() == nullptr;
       },
       this));
+}
+
+std::shared_ptr<EventLog::FrozenTable> EventLog::Unwritten() const {
+  for (const auto& frozen : frozen_) {
+    if (!frozen->written) return frozen;
+  }
+  return nullptr;
 }
 
 absl::Status EventLog::SyncWal() {

@@ -140,11 +140,10 @@ struct Batch {
 
   std::shared_ptr<google::protobuf::Arena> arena;
   std::vector<Candidate> events;
-  // Set by EventLog::Prepare(): `events` indexes in event_id order, and how
-  // many in-memory tables of the id index had been dropped (after their run
-  // was ingested) when it looked the ids up.
+  // Set by EventLog::Prepare(): how many in-memory tables of the id index
+  // had been dropped (after their run was ingested) when it looked the ids
+  // up.
   bool prepared = false;
-  std::vector<uint32_t> id_order;
   uint64_t prepared_after = 0;
   std::vector<okrd::v1::RejectedRecord> rejects;
   // Next offset to consume per partition, after this batch.
@@ -290,18 +289,22 @@ class EventLog {
   absl::Status EnsureIdIndex() const;
   // Moves the active table to the frozen ones once full.
   void MaybeFreeze(uint64_t covered) ABSL_EXCLUSIVE_LOCKS_REQUIRED(index_mu_);
-  // The sequence of `id` in the in-memory tables.
-  std::optional<uint64_t> FindInMemory(absl::string_view id) const
+  // The entry of `id` in the in-memory tables, newest first, or null.
+  const IdTable::Entry* FindInMemory(absl::string_view id) const
       ABSL_SHARED_LOCKS_REQUIRED(index_mu_);
+  // The sequence of `id` in the runs on disk.
+  absl::StatusOr<std::optional<uint64_t>> FindInRuns(
+      absl::string_view id) const;
   // The sequence of `id` anywhere in the index.
   absl::StatusOr<std::optional<uint64_t>> FindId(absl::string_view id) const
+      ABSL_SHARED_LOCKS_REQUIRED(index_mu_);
+  // The oldest frozen table whose run is not written yet, or null.
+  std::shared_ptr<FrozenTable> Unwritten() const
       ABSL_SHARED_LOCKS_REQUIRED(index_mu_);
   // The background thread that writes frozen tables as runs.
   void WriteRuns();
   absl::Status WriteRun(const IdTable& table, uint64_t covered);
 
-  // Fills batch.id_order.
-  static void SortById(Batch& batch);
   // Finds what `event` (a correction or retraction) amends. Sets `reason`
   // and `detail` when it must be rejected; errors only on I/O failures.
   // Targets in the batch being appended are after `before`.

@@ -15,7 +15,6 @@ const IdTable::Entry* IdTable::Find(absl::string_view id) const {
 bool IdTable::Insert(absl::string_view id, const Entry& entry) {
   if (map_.contains(id)) return false;
   map_.emplace(Store(id), entry);
-  max_sequence_ = std::max(max_sequence_, entry.sequence);
   return true;
 }
 

@@ -47,8 +47,6 @@ class IdTable {
 
   size_t size() const { return map_.size(); }
   bool empty() const { return map_.empty(); }
-  // The largest sequence ever inserted, 0 if none.
-  uint64_t max_sequence() const { return max_sequence_; }
   // The entries in id order, as a sorted run is written.
   std::vector<std::pair<absl::string_view, const Entry*>> Sorted() const;
   // Bytes held: the hash table's slots and the ids' blocks.
@@ -64,7 +62,6 @@ class IdTable {
   std::vector<std::unique_ptr<char[]>> long_ids_;  // one each
   size_t long_id_bytes_ = 0;
   absl::flat_hash_map<absl::string_view, Entry> map_;
-  uint64_t max_sequence_ = 0;
 };
 
 }  // namespace okrd::eventlog
