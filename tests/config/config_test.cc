@@ -379,6 +379,21 @@ TEST(ConfigTest, PseudonymKeyFile) {
       "\"/nonexistent/key\"");
 }
 
+TEST(ConfigTest, IdIndexMemoryIds) {
+  auto config = ParseConfig(
+      std::string(kValid) + "storage:\n  id_index_memory_ids: 5000\n",
+      "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ((*config)->storage.id_index_memory_ids, 5000);
+  auto fallback = ParseConfig(kValid, "test.yaml");
+  ASSERT_TRUE(fallback.ok());
+  EXPECT_EQ((*fallback)->storage.id_index_memory_ids, 200000);
+  EXPECT_EQ(
+      ErrorOf(std::string(kValid) + "storage:\n  id_index_memory_ids: 10\n"),
+      "test.yaml:11: storage.id_index_memory_ids: expected an integer in "
+      "[100, 67108864], got \"10\"");
+}
+
 TEST(ConfigTest, MaxSeries) {
   auto config = ParseConfig(
       std::string(kValid) + "export:\n  max_series: 100000\n", "test.yaml");
