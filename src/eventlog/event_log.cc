@@ -50,11 +50,17 @@ enum Cf {
   kSnapshots,
   kMeta,
   kAmendments,
-  kLayout
+  kLayout,
+  kBlocks,
+  kCfCount
 };
-const char* const kCfNames[] = {"default", "events",     "dedup",
-                                "offsets", "rejected",   "snapshots",
-                                "meta",    "amendments", "layout"};
+const char* const kCfNames[] = {
+    "default",   "events", "dedup",      "offsets", "rejected",
+    "snapshots", "meta",   "amendments", "layout",  "event_blocks"};
+// A block of event records is closed once it holds this many bytes: a
+// batch is a few dozen RocksDB records instead of one per event, and
+// reading one event reads at most a block.
+constexpr size_t kBlockBytes = 32 << 10;
 const char kIdIndexCoveredKey[] = "id_index_covered";
 // Runs of the id index are written here, then moved into RocksDB.
 const char kRunPrefix[] = "id-run-";
@@ -183,8 +189,97 @@ bool Amends(const okrd::v1::KpiEvent& event) {
          event.kind() == okrd::v1::RETRACTION;
 }
 
-// Calls `fn` for the records of a sequence-keyed column family from `from`
-// on, in order, until it returns false.
+// Adds `record` to a block of event records: its size as a varint, then its
+// bytes. A block's records have consecutive sequences from its key on.
+void AddToBlock(absl::string_view record, std::string* block) {
+  uint8_t size[5];  // a varint32 at most
+  const uint8_t* end =
+      google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(
+          static_cast<uint32_t>(record.size()), size);
+  block->append(reinterpret_cast<const char*>(size),
+                static_cast<size_t>(end - size));
+  block->append(record.data(), record.size());
+}
+
+// Calls `fn` for the records of the block that starts at sequence `first`
+// from sequence `from` on, until it returns false (then sets `*stopped`).
+// False when the block cannot be read.
+bool ReadBlock(absl::string_view block, uint64_t first, uint64_t from,
+               const RawRecordFn& fn, bool* stopped) {
+  google::protobuf::io::CodedInputStream in(
+      reinterpret_cast<const uint8_t*>(block.data()),
+      static_cast<int>(block.size()));
+  for (uint64_t sequence = first;
+       in.CurrentPosition() < static_cast<int>(block.size()); ++sequence) {
+    uint32_t size = 0;
+    if (!in.ReadVarint32(&size) ||
+        size > block.size() - static_cast<size_t>(in.CurrentPosition())) {
+      return false;
+    }
+    const absl::string_view record =
+        block.substr(static_cast<size_t>(in.CurrentPosition()), size);
+    if (!in.Skip(static_cast<int>(size))) return false;
+    if (sequence >= from && !fn(sequence, record)) {
+      *stopped = true;
+      return true;
+    }
+  }
+  return true;
+}
+
+// Calls `fn` for the records of a sequence-keyed column family (`cf`, null
+// when the log has none) from `from` on, in order, until it returns false
+// (then sets `*stopped`). With `blocks`, each RocksDB record is a block of
+// event records keyed by the first one's sequence.
+absl::Status ReadRecords(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
+                         const rocksdb::ReadOptions& read, bool blocks,
+                         uint64_t from, absl::string_view what,
+                         const RawRecordFn& fn, bool* stopped) {
+  if (cf == nullptr) return absl::OkStatus();
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read, cf));
+  const std::string start = EncodeU64(from);
+  if (blocks) {
+    // The block that holds `from` starts at or before it.
+    it->SeekForPrev(start);
+    if (!it->Valid()) it->Seek(start);
+  } else {
+    it->Seek(start);
+  }
+  for (; it->Valid(); it->Next()) {
+    const uint64_t key =
+        DecodeU64(absl::string_view(it->key().data(), it->key().size()));
+    const absl::string_view value(it->value().data(), it->value().size());
+    if (!blocks) {
+      if (!fn(key, value)) {
+        *stopped = true;
+        break;
+      }
+      continue;
+    }
+    if (!ReadBlock(value, key, from, fn, stopped)) {
+      return absl::DataLossError(
+          absl::StrCat("the block of ", what, "s at ", key, " does not parse"));
+    }
+    if (*stopped) break;
+  }
+  return FromRocks(it->status(), absl::StrCat("reading ", what, "s"));
+}
+
+// A scan reads the log once, front to back: read ahead, and keep its blocks
+// out of the cache that serves the daemon's point lookups.
+rocksdb::ReadOptions ScanOptions() {
+  rocksdb::ReadOptions read;
+  read.readahead_size = 4 << 20;
+  read.fill_cache = false;
+  return read;
+}
+
+// Calls `fn` for raw records with their sequences, in order, until it
+// returns false; returns what stopped it.
+using RawRecordSource = std::function<absl::Status(const RawRecordFn& fn)>;
+
+// Calls `fn` for the records `source` reads, parsed as `Record`, in order,
+// until it returns false.
 //
 // Reading the log and folding it take about the same time, so they run as
 // a pipeline: a reader thread copies batches of raw records out of RocksDB,
@@ -192,8 +287,7 @@ bool Amends(const okrd::v1::KpiEvent& event) {
 // allocates by bumping a pointer) and hands the records to `fn`. At most
 // kQueuedBatches wait between the two.
 template <typename Record>
-absl::Status Scan(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
-                  uint64_t from, absl::string_view what,
+absl::Status Scan(const RawRecordSource& source, absl::string_view what,
                   const std::function<bool(const Record&)>& fn) {
   constexpr size_t kBatchRecords = 1024;
   constexpr size_t kQueuedBatches = 8;
@@ -210,12 +304,6 @@ absl::Status Scan(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
   absl::Status status;      // the reader's, once done
 
   std::thread reader([&] {
-    // A scan reads the log once, front to back: read ahead, and keep its
-    // blocks out of the cache that serves the daemon's point lookups.
-    rocksdb::ReadOptions read;
-    read.readahead_size = 4 << 20;
-    read.fill_cache = false;
-    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read, cf));
     Batch batch;
     auto hand_over = [&]() {
       absl::MutexLock lock(&mu);
@@ -226,16 +314,17 @@ absl::Status Scan(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
       changed.SignalAll();
       return true;
     };
-    for (it->Seek(EncodeU64(from)); it->Valid(); it->Next()) {
-      batch.bytes.append(it->value().data(), it->value().size());
+    bool quit = false;
+    absl::Status read = source([&](uint64_t key, absl::string_view value) {
+      batch.bytes.append(value.data(), value.size());
       batch.ends.push_back(batch.bytes.size());
-      batch.keys.push_back(
-          DecodeU64(absl::string_view(it->key().data(), it->key().size())));
-      if (batch.ends.size() == kBatchRecords && !hand_over()) break;
-    }
-    if (!batch.ends.empty()) hand_over();
+      batch.keys.push_back(key);
+      if (batch.ends.size() == kBatchRecords && !hand_over()) quit = true;
+      return !quit;
+    });
+    if (!quit && !batch.ends.empty()) hand_over();
     absl::MutexLock lock(&mu);
-    status = FromRocks(it->status(), absl::StrCat("reading ", what, "s"));
+    status = std::move(read);
     done = true;
     changed.SignalAll();
   });
@@ -529,33 +618,46 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
   events_options.memtable_insert_with_hint_prefix_extractor.reset(
       rocksdb::NewFixedPrefixTransform(6));
 
-  // A log from before the id index's runs has no `layout` column family:
-  // it is opened without and given one (see event_log.h).
-  bool has_layout = true;
+  // A log from before the id index's runs has no `layout` column family,
+  // one from before the blocks no `event_blocks`: it is opened without and
+  // given them (see event_log.h).
+  std::vector<bool> present(kCfCount, true);
   if (exists) {
     std::vector<std::string> names;
     if (rocksdb::DB::ListColumnFamilies(db_options, options.path, &names)
             .ok()) {
-      has_layout = std::find(names.begin(), names.end(), kCfNames[kLayout]) !=
-                   names.end();
+      for (int cf : {kLayout, kBlocks}) {
+        present[cf] =
+            std::find(names.begin(), names.end(), kCfNames[cf]) != names.end();
+      }
     }
   }
+  auto options_of = [&](int cf) {
+    return cf == kDedup                     ? dedup_options
+           : cf == kEvents || cf == kBlocks ? events_options
+                                            : cf_options;
+  };
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (int cf = kDefault; cf <= kLayout; ++cf) {
-    if (cf == kLayout && !has_layout) break;
-    descriptors.emplace_back(kCfNames[cf], cf == kDedup    ? dedup_options
-                                           : cf == kEvents ? events_options
-                                                           : cf_options);
+  std::vector<int> opened;
+  for (int cf = kDefault; cf < kCfCount; ++cf) {
+    if (!present[cf]) continue;
+    descriptors.emplace_back(kCfNames[cf], options_of(cf));
+    opened.push_back(cf);
   }
   auto log = std::unique_ptr<EventLog>(new EventLog());
   log->options_ = options;
   rocksdb::DB* raw = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::Status s =
       options.read_only
           ? rocksdb::DB::OpenForReadOnly(db_options, options.path, descriptors,
-                                         &log->handles_, &raw)
-          : rocksdb::DB::Open(db_options, options.path, descriptors,
-                              &log->handles_, &raw);
+                                         &handles, &raw)
+          : rocksdb::DB::Open(db_options, options.path, descriptors, &handles,
+                              &raw);
+  log->handles_.assign(kCfCount, nullptr);
+  for (size_t i = 0; i < handles.size() && i < opened.size(); ++i) {
+    log->handles_[opened[i]] = handles[i];
+  }
   if (!s.ok()) {
     if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -571,19 +673,14 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
         "cannot open event log ", options.path, ": ", s.ToString()));
   }
   log->db_.reset(raw);
-  if (!has_layout) {
-    if (options.read_only) {
-      log->handles_.push_back(nullptr);
-    } else {
-      rocksdb::ColumnFamilyHandle* layout = nullptr;
-      if (absl::Status created =
-              FromRocks(log->db_->CreateColumnFamily(
-                            cf_options, kCfNames[kLayout], &layout),
-                        "adding the layout column family");
-          !created.ok()) {
-        return created;
-      }
-      log->handles_.push_back(layout);
+  for (int cf = kDefault; cf < kCfCount && !options.read_only; ++cf) {
+    if (present[cf]) continue;
+    if (absl::Status created = FromRocks(
+            log->db_->CreateColumnFamily(options_of(cf), kCfNames[cf],
+                                         &log->handles_[cf]),
+            absl::StrCat("adding the ", kCfNames[cf], " column family"));
+        !created.ok()) {
+      return created;
     }
   }
   if (absl::Status loaded = log->Load(); !loaded.ok()) return loaded;
@@ -720,9 +817,75 @@ absl::Status EventLog::Load() {
     absl::MutexLock lock(&index_mu_);
     covered_ = covered;
   }
+  // Events from the first block on are in blocks; a log without any yet
+  // writes its first one after its newest event.
+  blocks_from_ = stats.last_sequence + 1;
+  if (handles_[kBlocks] != nullptr) {
+    it.reset(db_->NewIterator(rocksdb::ReadOptions(), handles_[kBlocks]));
+    it->SeekToFirst();
+    if (it->Valid()) {
+      blocks_from_ =
+          DecodeU64(absl::string_view(it->key().data(), it->key().size()));
+    }
+    if (absl::Status s = FromRocks(it->status(), "reading the log"); !s.ok()) {
+      return s;
+    }
+  }
   absl::MutexLock lock(&mu_);
   stats_ = std::move(stats);
   return absl::OkStatus();
+}
+
+absl::Status EventLog::ForEachRecord(uint64_t from,
+                                     const rocksdb::ReadOptions& read,
+                                     const RawRecordFn& fn) const {
+  bool stopped = false;  // by `fn`
+  if (from < blocks_from_) {
+    bool ended = false;  // by `fn`, or at the first block
+    absl::Status s = ReadRecords(
+        db_.get(), handles_[kEvents], read, /*blocks=*/false, from,
+        "event log record",
+        [&](uint64_t sequence, absl::string_view record) {
+          if (sequence >= blocks_from_) return false;
+          if (!fn(sequence, record)) stopped = true;
+          return !stopped;
+        },
+        &ended);
+    if (!s.ok() || stopped) return s;
+  }
+  return ReadRecords(db_.get(), handles_[kBlocks], read, /*blocks=*/true,
+                     std::max(from, blocks_from_), "event log record", fn,
+                     &stopped);
+}
+
+absl::StatusOr<uint64_t> EventLog::LastEventSequence() const {
+  if (handles_[kBlocks] != nullptr) {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), handles_[kBlocks]));
+    it->SeekToLast();
+    if (it->Valid()) {
+      const uint64_t first =
+          DecodeU64(absl::string_view(it->key().data(), it->key().size()));
+      uint64_t last = 0;
+      bool stopped = false;
+      if (!ReadBlock(
+              absl::string_view(it->value().data(), it->value().size()), first,
+              first,
+              [&](uint64_t sequence, absl::string_view) {
+                last = sequence;
+                return true;
+              },
+              &stopped)) {
+        return absl::DataLossError(absl::StrCat(
+            "the block of event log records at ", first, " does not parse"));
+      }
+      return last;
+    }
+    if (absl::Status s = FromRocks(it->status(), "reading the log"); !s.ok()) {
+      return s;
+    }
+  }
+  return LastKey(kEvents);
 }
 
 // The newest key of column family `cf` as a sequence, 0 when it is empty.
@@ -743,7 +906,8 @@ absl::Status EventLog::CheckAtStart() const {
        {std::tuple{kEvents, "record", stats.last_sequence},
         std::tuple{kRejected, "rejected record",
                    stats.last_rejected_sequence}}) {
-    absl::StatusOr<uint64_t> last = LastKey(cf);
+    absl::StatusOr<uint64_t> last =
+        cf == kEvents ? LastEventSequence() : LastKey(cf);
     if (!last.ok()) return last.status();
     if (*last != recorded) {
       return absl::DataLossError(
@@ -922,9 +1086,19 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
   }
   AppendResult result;
   result.arena = batch.arena;
-  // Room for the events and their dedup entries, so the batch is not
-  // copied as it grows.
+  // Room for the events, so the batch is not copied as it grows.
   rocksdb::WriteBatch wb(batch.events.size() * 256);
+  // The block being filled, and the sequence of its first record.
+  std::string block;
+  uint64_t block_first = 0;
+  auto add_to_block = [&](uint64_t sequence, absl::string_view record) {
+    if (block.empty()) block_first = sequence;
+    AddToBlock(record, &block);
+    if (block.size() >= kBlockBytes) {
+      wb.Put(handles_[kBlocks], EncodeU64(block_first), block);
+      block.clear();
+    }
+  };
   const int64_t ingest_us = absl::ToUnixMicros(batch.ingest_time);
 
   // Prepare() looked the ids up in the runs, or does so now; the ids
@@ -1003,7 +1177,7 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     if (amendment.target_sequence() != 0) *stored.mutable_amends() = amendment;
     stored.set_ingest_time_us(ingest_us);
     SerializeRecord(stored, c.event_bytes, &value);
-    wb.Put(handles_[kEvents], EncodeU64(sequence), value);
+    add_to_block(sequence, value);
     result.appended.push_back(&stored);
     active_->Insert(id, {.sequence = sequence, .hash = c.hash});
     inserted.push_back(id);
@@ -1022,8 +1196,9 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     tick.set_ingest_time_us(ingest_us);
     tick.mutable_tick()->set_wall_time_us(ingest_us);
     tick.SerializeToString(&value);
-    wb.Put(handles_[kEvents], EncodeU64(tick.sequence()), value);
+    add_to_block(tick.sequence(), value);
   }
+  if (!block.empty()) wb.Put(handles_[kBlocks], EncodeU64(block_first), block);
   for (okrd::v1::RejectedRecord& r : batch.rejects) {
     result.rejected.push_back(std::move(r));
   }
@@ -1187,32 +1362,28 @@ absl::Status EventLog::RebuildIdIndex() {
   }
   // Only the id and the event's bytes are needed: the record is read
   // field by field rather than parsed whole.
-  rocksdb::ReadOptions read;
-  read.readahead_size = 4 << 20;
-  read.fill_cache = false;
-  std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(read, handles_[kEvents]));
-  uint64_t sequence = covered_;
-  for (it->Seek(EncodeU64(covered_ + 1)); it->Valid(); it->Next()) {
-    sequence = DecodeU64(absl::string_view(it->key().data(), it->key().size()));
-    // StoredEvent.event, then KpiEvent.event_id.
-    std::optional<std::string> event;
-    std::optional<std::string> id;
-    if (!ReadBytesField(
-            absl::string_view(it->value().data(), it->value().size()), 2,
-            &event) ||
-        (event && !ReadBytesField(*event, 1, &id))) {
-      return absl::DataLossError(
-          absl::StrCat("event log record ", sequence, " does not parse"));
-    }
-    if (!event) continue;  // a clock tick
-    active_->Insert(id.value_or(""),
-                    {.sequence = sequence, .hash = Sha256(*event)});
-    MaybeFreeze(sequence);
-  }
-  if (absl::Status s = FromRocks(it->status(), "reading the log"); !s.ok()) {
-    return s;
-  }
+  absl::Status damage;
+  absl::Status s = ForEachRecord(
+      covered_ + 1, ScanOptions(),
+      [&](uint64_t sequence, absl::string_view record)
+          ABSL_EXCLUSIVE_LOCKS_REQUIRED(index_mu_) {
+            // StoredEvent.event, then KpiEvent.event_id.
+            std::optional<std::string> event;
+            std::optional<std::string> id;
+            if (!ReadBytesField(record, 2, &event) ||
+                (event && !ReadBytesField(*event, 1, &id))) {
+              damage = absl::DataLossError(absl::StrCat(
+                  "event log record ", sequence, " does not parse"));
+              return false;
+            }
+            if (!event) return true;  // a clock tick
+            active_->Insert(id.value_or(""),
+                            {.sequence = sequence, .hash = Sha256(*event)});
+            MaybeFreeze(sequence);
+            return true;
+          });
+  if (!s.ok()) return s;
+  if (!damage.ok()) return damage;
   if (total >= 100000) {
     spdlog::info("id index: {} ids in memory after {}", active_->size(),
                  absl::FormatDuration(absl::Now() - start));
@@ -1420,24 +1591,41 @@ absl::Status EventLog::ResolveAmendment(
 absl::Status EventLog::ForEach(
     uint64_t from,
     const std::function<bool(const okrd::v1::StoredEvent&)>& fn) const {
-  return Scan(db_.get(), handles_[kEvents], from, "event log record", fn);
+  return Scan(
+      [&](const RawRecordFn& raw) {
+        return ForEachRecord(from, ScanOptions(), raw);
+      },
+      "event log record", fn);
 }
 
 absl::Status EventLog::ForEachRejected(
     uint64_t from,
     const std::function<bool(const okrd::v1::RejectedRecord&)>& fn) const {
-  return Scan(db_.get(), handles_[kRejected], from, "rejected record", fn);
+  return Scan(
+      [&](const RawRecordFn& raw) {
+        bool stopped = false;
+        return ReadRecords(db_.get(), handles_[kRejected], ScanOptions(),
+                           /*blocks=*/false, from, "rejected record", raw,
+                           &stopped);
+      },
+      "rejected record", fn);
 }
 
 absl::StatusOr<std::optional<okrd::v1::StoredEvent>> EventLog::Get(
     uint64_t sequence) const {
-  std::string value;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handles_[kEvents],
-                               EncodeU64(sequence), &value);
-  if (s.IsNotFound()) return std::nullopt;
-  if (!s.ok()) return FromRocks(s, "get");
-  okrd::v1::StoredEvent record;
-  if (!record.ParseFromString(value)) {
+  std::optional<okrd::v1::StoredEvent> record;
+  bool parsed = true;
+  absl::Status s =
+      ForEachRecord(sequence, rocksdb::ReadOptions(),
+                    [&](uint64_t found, absl::string_view bytes) {
+                      if (found == sequence) {
+                        parsed = record.emplace().ParseFromArray(
+                            bytes.data(), static_cast<int>(bytes.size()));
+                      }
+                      return false;
+                    });
+  if (!s.ok()) return s;
+  if (!parsed) {
     return absl::DataLossError(
         absl::StrCat("event log record ", sequence, " does not parse"));
   }

@@ -3,7 +3,10 @@
 
 // EventLog is okrd's durable source of truth on its node: a RocksDB database
 // with the column families
-//   events    big-endian u64 sequence -> StoredEvent
+//   event_blocks big-endian u64 sequence -> a block of StoredEvents with
+//             consecutive sequences from there on (below)
+//   events    big-endian u64 sequence -> StoredEvent: the events of a log
+//             written before the blocks, read as they are
 //   dedup     event_id -> u64 sequence + SHA-256 of the event: the id index,
 //             written in sorted runs (below)
 //   offsets   topic NUL partition -> next Kafka offset to consume
@@ -14,6 +17,14 @@
 //   layout    "id_index_covered" -> u64: every event up to this sequence is
 //             in `dedup`. Its presence marks the layout: a build from
 //             before it refuses such a log instead of missing ids.
+//
+// Events are stored in blocks: each appended batch writes its records (the
+// events, then the tick) as a few RocksDB records of about 32 KiB, each
+// record size-prefixed, rather than one RocksDB record per event; reading
+// one event seeks to the block at or before its sequence. A build from
+// before the blocks refuses the log (RocksDB will not open it without the
+// `event_blocks` column family); a log from before them keeps its events in
+// `events` and appends blocks after them.
 //
 // The id index answers "was this event_id logged, with which payload?" over
 // the whole history. The ids of recent events live in memory (IdTable), not
@@ -69,6 +80,7 @@
 namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
+struct ReadOptions;
 }  // namespace rocksdb
 
 namespace okrd::eventlog {
@@ -90,6 +102,10 @@ struct Options {
   // the start-up replay of the tail is bounded by about twice this.
   size_t id_run_ids = 200000;
 };
+
+// Receives a stored record's sequence and bytes; returns false to stop.
+using RawRecordFn =
+    std::function<bool(uint64_t sequence, absl::string_view record)>;
 
 // (topic, partition)
 using PartitionKey = std::pair<std::string, int32_t>;
@@ -277,6 +293,12 @@ class EventLog {
   // dedup index. Cheap: a few seeks, whatever the log's size.
   absl::Status CheckAtStart() const;
   absl::StatusOr<uint64_t> LastKey(int cf) const;
+  // The sequence of the newest stored event record, 0 when there is none.
+  absl::StatusOr<uint64_t> LastEventSequence() const;
+  // Calls `fn` for each stored event record from `from` on, in order, until
+  // it returns false: the ones in `events`, then the blocks.
+  absl::Status ForEachRecord(uint64_t from, const rocksdb::ReadOptions& read,
+                             const RawRecordFn& fn) const;
   // A full table of the id index, waiting for its run to be written.
   struct FrozenTable {
     std::unique_ptr<IdTable> table;
@@ -317,7 +339,11 @@ class EventLog {
 
   Options options_;
   std::unique_ptr<rocksdb::DB> db_;
+  // By column family; null for one a read-only log lacks.
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  // Events from this sequence on are in blocks, the ones before in
+  // `events`. Set at open.
+  uint64_t blocks_from_ = 1;
 
   mutable absl::Mutex mu_;
   Stats stats_ ABSL_GUARDED_BY(mu_);

@@ -418,6 +418,30 @@ TEST_F(EventLogTest, OpensALogFromBeforeTheIdRuns) {
   EXPECT_EQ(log->id_index_stats().covered_sequence, 139u);
   EXPECT_EQ(log->Verify([](absl::string_view, uint64_t, uint64_t) {}),
             absl::OkStatus());
+
+  // Reopened, it reads its old records and then the blocks after them.
+  log.reset();
+  log = Open();
+  ASSERT_NE(log, nullptr);
+  EXPECT_EQ(log->last_sequence(), 139u);
+  std::vector<std::string> ids;
+  ASSERT_TRUE(log->ForEach(136,
+                           [&](const okrd::v1::StoredEvent& e) {
+                             ids.push_back(e.has_event() ? e.event().event_id()
+                                                         : "tick");
+                             return true;
+                           })
+                  .ok());
+  ASSERT_EQ(ids.size(), 4u);
+  EXPECT_EQ(ids[2], "after-upgrade-1");
+  EXPECT_EQ(ids[3], "after-upgrade-2");
+  for (const std::string& id :
+       {first.event().event_id(), std::string("after-upgrade-2")}) {
+    auto by_id = log->GetByEventId(id);
+    ASSERT_TRUE(by_id.ok() && by_id->has_value()) << id;
+  }
+  EXPECT_EQ(log->Verify([](absl::string_view, uint64_t, uint64_t) {}),
+            absl::OkStatus());
 }
 
 // As in ingest: one thread prepares the next batches while another appends,
@@ -559,6 +583,63 @@ TEST_F(EventLogTest, ScansInOrderAcrossBatchesAndStopsEarly) {
                            })
                   .ok());
   EXPECT_EQ(seen, 101);
+}
+
+// A batch is stored as blocks of about 32 KiB: every event is found by its
+// sequence and its id wherever in a block it sits, scans start inside a
+// block, and a reopened log finds its newest record at the end of the last
+// block.
+TEST_F(EventLogTest, FindsEventsInsideTheirBlocks) {
+  constexpr int kPerBatch = 3000;  // ~100 bytes each: ten blocks a batch
+  {
+    auto log = Open();
+    for (int b = 0; b < 2; ++b) {
+      Batch batch;
+      for (int i = 0; i < kPerBatch; ++i) {
+        const int n = b * kPerBatch + i;
+        Event(batch, absl::StrCat("block-", n), n, n);
+      }
+      batch.next_offsets[{"kpi-events", 0}] = (b + 1) * kPerBatch;
+      batch.tick = true;
+      ASSERT_TRUE(log->Append(std::move(batch)).ok());
+    }
+  }
+  auto log = Open();
+  ASSERT_NE(log, nullptr);
+  // Two batches of events, each followed by its tick.
+  const uint64_t last = 2 * (kPerBatch + 1);
+  EXPECT_EQ(log->last_sequence(), last);
+  for (uint64_t sequence :
+       {uint64_t{1}, uint64_t{2}, uint64_t{299}, uint64_t{300}, uint64_t{1777},
+        uint64_t{3000}, uint64_t{3001}, uint64_t{3002}, last}) {
+    auto got = log->Get(sequence);
+    ASSERT_TRUE(got.ok() && got->has_value()) << sequence;
+    EXPECT_EQ((*got)->sequence(), sequence);
+    if (sequence == kPerBatch + 1 || sequence == last) {
+      EXPECT_TRUE((*got)->has_tick()) << sequence;
+      continue;
+    }
+    // The second batch's events come after the first one's tick.
+    const uint64_t n = sequence <= kPerBatch ? sequence - 1 : sequence - 2;
+    EXPECT_EQ((*got)->event().event_id(), absl::StrCat("block-", n));
+    auto by_id = log->GetByEventId(absl::StrCat("block-", n));
+    ASSERT_TRUE(by_id.ok() && by_id->has_value());
+    EXPECT_EQ((*by_id)->sequence(), sequence);
+  }
+  auto beyond = log->Get(last + 1);
+  ASSERT_TRUE(beyond.ok());
+  EXPECT_FALSE(beyond->has_value());
+  uint64_t expected = 1777;
+  ASSERT_TRUE(log->ForEach(1777,
+                           [&](const okrd::v1::StoredEvent& e) {
+                             EXPECT_EQ(e.sequence(), expected);
+                             ++expected;
+                             return true;
+                           })
+                  .ok());
+  EXPECT_EQ(expected, last + 1);
+  EXPECT_EQ(log->Verify([](absl::string_view, uint64_t, uint64_t) {}),
+            absl::OkStatus());
 }
 
 TEST_F(EventLogTest, SecondWriterIsRefused) {
