@@ -160,6 +160,8 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
       if (!producer.ok()) return producer.status();
       dlq_ = std::move(*producer);
     }
+    queue_.reset(rd_kafka_queue_get_consumer(consumer_->c_ptr()));
+    if (!queue_) return absl::InternalError("no consumer queue");
     const RdKafka::ErrorCode sub = consumer_->subscribe(kafka.topics);
     if (sub != RdKafka::ERR_NO_ERROR) {
       return absl::UnavailableError(
@@ -215,11 +217,16 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
         next_tick = now + config_->projection.tick_interval;
       }
       if (!filled.batch.next_offsets.empty() || filled.batch.tick) {
-        // The dedup lookup runs here, beside the appender's writes, which
-        // are the pipeline's slowest stage.
-        if (absl::Status s = log_->Prepare(filled.batch); !s.ok()) {
-          Fail(s);
-          break;
+        // The dedup lookup goes to whichever of the two threads has time:
+        // here while the appender is busy (this thread would only wait for
+        // it), else on the appender, which Append() does for a batch not
+        // prepared. Either stage can be the slower one, by input and
+        // machine.
+        if (!to_append_.TakerWaiting()) {
+          if (absl::Status s = log_->Prepare(filled.batch); !s.ok()) {
+            Fail(s);
+            break;
+          }
         }
         if (!to_append_.Put(std::move(filled))) break;
       }
@@ -393,12 +400,22 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
   // and, with at least one message in hand, as soon as the appender is
   // free and no message is waiting (group commit): under load a batch
   // grows while the write before it runs, when quiet it goes at once.
+  //
+  // Messages are taken from librdkafka's queue as many at a time as are
+  // ready (rd_kafka_consume_batch_queue), which costs one queue lock and
+  // one clock read per call instead of per message. Rebalance and event
+  // callbacks run inside that call as inside consume(); messages of a
+  // partition revoked meanwhile are dropped by librdkafka (its barrier),
+  // and any that came anyway are valid messages at their offsets, which
+  // the log deduplicates.
   void FillBatch(eventlog::Batch& batch, const std::atomic<bool>& stop) {
     const config::KafkaOptions& kafka = config_->kafka;
     absl::Time now = clock_->Now();
     const absl::Time deadline = now + kafka.batch_max_wait;
     int taken = 0;
     batch.events.reserve(static_cast<size_t>(kafka.batch_max_messages));
+    constexpr int kChunk = 256;
+    rd_kafka_message_t* messages[kChunk];
     while (taken < kafka.batch_max_messages && !stop.load() &&
            !failed_.load()) {
       const int64_t remaining_ms =
@@ -411,48 +428,73 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
           : appender_free
               ? 0
               : static_cast<int>(std::min<int64_t>(remaining_ms, 1));
-      std::unique_ptr<RdKafka::Message> msg(consumer_->consume(timeout));
-      // One clock read per message: validation and the batch deadline share
+      const size_t want = static_cast<size_t>(
+          std::min(kChunk, kafka.batch_max_messages - taken));
+      // What is ready; else wait up to `timeout` for one message (a batch
+      // call would wait for all of `want`).
+      ssize_t n = rd_kafka_consume_batch_queue(queue_.get(), 0, messages, want);
+      if (n == 0 && timeout > 0) {
+        n = rd_kafka_consume_batch_queue(queue_.get(), timeout, messages, 1);
+      }
+      // One clock read per call: validation and the batch deadline share
       // it.
       now = clock_->Now();
-      switch (msg->err()) {
-        case RdKafka::ERR_NO_ERROR:
-          Take(*msg, now, batch);
-          ++taken;
-          break;
-        case RdKafka::ERR__TIMED_OUT:
-        case RdKafka::ERR__PARTITION_EOF:
-          // Nothing for 100 ms: back to the loop, which keeps the clock,
-          // lag and ownership current whatever batch_max_wait says.
-          if (taken == 0 || appender_free || now >= deadline) return;
-          break;
-        default:
-          spdlog::warn("kafka consume: {}", msg->errstr());
-          return;
+      if (n < 0) {
+        spdlog::warn("kafka consume: {}",
+                     rd_kafka_err2str(rd_kafka_last_error()));
+        return;
       }
-      if (taken > 0 && now >= deadline) return;
+      if (n == 0) {
+        // Nothing for 100 ms: back to the loop, which keeps the clock,
+        // lag and ownership current whatever batch_max_wait says.
+        if (taken == 0 || appender_free || now >= deadline) return;
+        continue;
+      }
+      bool failed = false;
+      for (ssize_t i = 0; i < n; ++i) {
+        rd_kafka_message_t* message = messages[i];
+        if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+          Take(*message, now, batch);
+          ++taken;
+        } else if (message->err != RD_KAFKA_RESP_ERR__PARTITION_EOF &&
+                   !failed) {
+          spdlog::warn("kafka consume: {}", rd_kafka_message_errstr(message));
+          // The messages after it in this call are taken still: dropping
+          // them would skip their offsets.
+          failed = true;
+        }
+        rd_kafka_message_destroy(message);
+      }
+      if (failed || (taken > 0 && now >= deadline)) return;
     }
   }
 
   // Decodes one message into the batch as a candidate event or a rejection.
-  void Take(RdKafka::Message& msg, absl::Time now, eventlog::Batch& batch) {
-    const eventlog::PartitionKey key{msg.topic_name(), msg.partition()};
-    if (!fresh_.empty() && fresh_.erase(key) > 0 && msg.offset() > 0) {
+  void Take(const rd_kafka_message_t& msg, absl::Time now,
+            eventlog::Batch& batch) {
+    // Messages of a poll come in runs per partition: the key of the last
+    // one is kept rather than built for each.
+    const char* topic = rd_kafka_topic_name(msg.rkt);
+    if (msg.partition != last_key_.second || last_key_.first != topic) {
+      last_key_ = {topic, msg.partition};
+    }
+    const eventlog::PartitionKey& key = last_key_;
+    if (!fresh_.empty() && fresh_.erase(key) > 0 && msg.offset > 0) {
       spdlog::warn(
           "partition {}/{}: the log never held it and its first message is "
           "at offset {}: earlier messages are gone (retention), and its "
           "counts and values miss them "
           "(okrd_partition_history_incomplete)",
-          key.first, key.second, msg.offset());
+          key.first, key.second, msg.offset);
     }
-    batch.next_offsets[key] = msg.offset() + 1;
-    batch.first_offsets.try_emplace(key, msg.offset());
+    batch.next_offsets[key] = msg.offset + 1;
+    batch.first_offsets.try_emplace(key, msg.offset);
     // Read in place: the C++ Message::headers() copies every header.
     std::string content_type;
     rd_kafka_headers_t* headers = nullptr;
     const void* value = nullptr;
     size_t value_size = 0;
-    if (rd_kafka_message_headers(msg.c_ptr(), &headers) ==
+    if (rd_kafka_message_headers(&msg, &headers) ==
             RD_KAFKA_RESP_ERR_NO_ERROR &&
         rd_kafka_header_get_last(headers, "content-type", &value,
                                  &value_size) == RD_KAFKA_RESP_ERR_NO_ERROR &&
@@ -461,8 +503,8 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
       content_type = ValidUtf8(
           absl::string_view(static_cast<const char*>(value), value_size));
     }
-    const absl::string_view payload(static_cast<const char*>(msg.payload()),
-                                    msg.payload() == nullptr ? 0 : msg.len());
+    const absl::string_view payload(static_cast<const char*>(msg.payload),
+                                    msg.payload == nullptr ? 0 : msg.len);
     const Encoding encoding =
         EncodingFor(content_type, json_topics_.contains(key.first));
 
@@ -476,7 +518,7 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
       candidate.record->set_schema_id(schema_id);
       // Hashed on the append thread (Append() seals what is not), which
       // since the id index moved into memory has the lighter load.
-      SetPosition(key, msg.offset(), &candidate.position());
+      SetPosition(key, msg.offset, &candidate.position());
       candidate.raw = batch.Keep(payload);
       candidate.content_type = std::move(content_type);
       batch.events.push_back(std::move(candidate));
@@ -488,7 +530,7 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
     record.set_raw(
         std::string(payload.substr(0, config_->limits.max_message_bytes)));
     record.set_content_type(std::move(content_type));
-    SetPosition(key, msg.offset(), record.mutable_position());
+    SetPosition(key, msg.offset, record.mutable_position());
   }
 
   static void SetPosition(const eventlog::PartitionKey& key, int64_t offset,
@@ -731,6 +773,16 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
   SeriesGate* gate_;
   std::set<std::string> json_topics_;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+  // The consumer's queue, polled through the C API (FillBatch); released
+  // before the consumer.
+  struct QueueDeleter {
+    void operator()(rd_kafka_queue_t* queue) const {
+      rd_kafka_queue_destroy(queue);
+    }
+  };
+  std::unique_ptr<rd_kafka_queue_t, QueueDeleter> queue_;
+  // The partition of the last message taken.
+  eventlog::PartitionKey last_key_{"", -1};
   std::unique_ptr<Producer> dlq_;
   bool closed_ = false;
 

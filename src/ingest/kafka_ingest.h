@@ -13,8 +13,9 @@
 // kafka.dlq_topic is set, produced there with the reason in headers.
 //
 // Run() works on three threads, each on its own batch: the calling one
-// consumes, decodes, validates and looks the event ids up in the log's
-// dedup index; an appender settles duplicates and writes to the log; a
+// consumes, decodes, validates and, while the appender is busy, looks the
+// event ids up in the log's dedup index; an appender does that lookup when
+// it was idle, settles duplicates and writes to the log; a
 // publisher waits for that write to be durable (one fsync covers every batch
 // written before it) and hands the batch to the BatchSink.
 //
