@@ -8,8 +8,12 @@
 //
 // With --latency-seconds, it then produces at fixed rates (1k/s, and 50%
 // and 90% of the durable rate just measured) for S seconds each, and prints
-// percentiles of the time from each send to the event's fold into the
-// projection, which is when the next /metrics scrape shows it.
+// percentiles (after 0.5 s of warm-up) of the time from each send to the
+// event's fold into the
+// projection, which is when the next /metrics scrape shows it. Before each
+// rate, a floor line: the same producer and consumer settings with the
+// messages only consumed and decoded, which is what the broker, the client
+// library and the machine's load cost at that rate.
 //
 // Event ids are "bench-N" by default; --random-ids makes them 32 random hex
 // digits, as UUID-keyed producers send, which scatters each batch's dedup
@@ -36,6 +40,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <random>
 #include <thread>
@@ -305,6 +310,14 @@ double FloorRate(const config::Config& config, const std::string& brokers,
   return secs > 0 ? static_cast<double>(timed) / secs : 0;
 }
 
+// Events sent before this (Unix microseconds) are warm-up: the consumer's
+// first fetches, not its pace. Set by the latency producer.
+std::atomic<int64_t> count_from_us{std::numeric_limits<int64_t>::max()};
+
+bool Counted(const okrd::v1::KpiEvent& e) {
+  return absl::ToUnixMicros(FromProto(e.event_time())) >= count_from_us.load();
+}
+
 // Folds batches and records, per event, the time since its event_time,
 // which the latency producer sets to the moment it sends the event.
 class LatencySink final : public ingest::BatchSink {
@@ -319,13 +332,15 @@ class LatencySink final : public ingest::BatchSink {
     const absl::Time now = absl::Now();
     for (const okrd::v1::StoredEvent* e : result.appended) {
       if (!e->has_event()) continue;
+      ++seen_;
+      if (!Counted(e->event())) continue;
       latencies_ms_.push_back(
           absl::ToDoubleMilliseconds(now - FromProto(e->event().event_time())));
     }
   }
   size_t seen() const {
     absl::MutexLock lock(&mu_);
-    return latencies_ms_.size();
+    return seen_;
   }
   std::vector<double> latencies_ms() const {
     absl::MutexLock lock(&mu_);
@@ -335,15 +350,102 @@ class LatencySink final : public ingest::BatchSink {
  private:
   mutable absl::Mutex mu_;
   projection::KpiProjection projection_;
+  size_t seen_ = 0;
   std::vector<double> latencies_ms_;
 };
 
+// The latency floor's consumer: KafkaIngest's consumer settings, each
+// message decoded and its send-to-consume time recorded, nothing stored.
+class RawLatencyConsumer {
+ public:
+  static std::unique_ptr<RawLatencyConsumer> Start(const config::Config& config,
+                                                   const std::string& brokers,
+                                                   const std::string& topic) {
+    std::unique_ptr<RdKafka::Conf> conf(
+        RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+    std::string err;
+    for (const auto& [key, value] : std::map<std::string, std::string>{
+             {"bootstrap.servers", brokers},
+             {"group.id", absl::StrCat("latency-", topic)},
+             {"enable.auto.commit", "false"},
+             {"enable.partition.eof", "false"},
+             {"partition.assignment.strategy", "cooperative-sticky"},
+             {"auto.offset.reset", "earliest"},
+             {"fetch.wait.max.ms", "5"},
+             {"queued.min.messages", "1000000"}}) {
+      if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK) return nullptr;
+    }
+    for (const auto& [key, value] : config.kafka.properties) {
+      if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK) return nullptr;
+    }
+    auto self = std::make_unique<RawLatencyConsumer>();
+    self->consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
+    if (!self->consumer_ ||
+        self->consumer_->subscribe({topic}) != RdKafka::ERR_NO_ERROR) {
+      return nullptr;
+    }
+    self->thread_ = std::thread([raw = self.get()] { raw->Loop(); });
+    return self;
+  }
+  ~RawLatencyConsumer() {
+    stop_.store(true);
+    if (thread_.joinable()) thread_.join();
+    if (consumer_) consumer_->close();
+  }
+  bool assigned() const { return assigned_.load(); }
+  size_t seen() const {
+    absl::MutexLock lock(&mu_);
+    return seen_;
+  }
+  std::vector<double> latencies_ms() const {
+    absl::MutexLock lock(&mu_);
+    return latencies_ms_;
+  }
+
+ private:
+  void Loop() {
+    okrd::v1::KpiEvent e;
+    while (!stop_.load()) {
+      std::unique_ptr<RdKafka::Message> msg(consumer_->consume(100));
+      if (!assigned_.load()) {
+        std::vector<RdKafka::TopicPartition*> assignment;
+        if (!consumer_->assignment(assignment) && !assignment.empty()) {
+          assigned_.store(true);
+        }
+        RdKafka::TopicPartition::destroy(assignment);
+      }
+      if (msg->err() != RdKafka::ERR_NO_ERROR) continue;
+      if (!e.ParseFromArray(msg->payload(), static_cast<int>(msg->len()))) {
+        continue;
+      }
+      const double ms =
+          absl::ToDoubleMilliseconds(absl::Now() - FromProto(e.event_time()));
+      absl::MutexLock lock(&mu_);
+      ++seen_;
+      if (Counted(e)) latencies_ms_.push_back(ms);
+    }
+  }
+
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> assigned_{false};
+  mutable absl::Mutex mu_;
+  size_t seen_ = 0;
+  std::vector<double> latencies_ms_;
+};
+
+// The first events of each rate are not counted (see count_from_us).
+constexpr absl::Duration kWarmUp = absl::Milliseconds(500);
+
 // Produces `rate` events a second for `seconds` into a fresh topic that a
-// durable ingest (sync on) consumes; returns "p50 / p99 / max" of the send
-// to fold latency in ms, or an empty string.
+// durable ingest (sync on) consumes, or with `floor` the raw consumer above;
+// returns "p50 / p99 / max" of the send to fold (or consume) latency in ms,
+// or an empty string.
 std::string LatencyAt(const std::shared_ptr<config::Config>& config,
                       const std::string& brokers, const std::string& topic,
-                      double rate, double seconds, long long subjects) {
+                      double rate, double seconds, long long subjects,
+                      bool floor) {
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path() /
       absl::StrCat("okrd-latency-", getpid(), "-", topic);
@@ -354,17 +456,33 @@ std::string LatencyAt(const std::shared_ptr<config::Config>& config,
   run_config->kafka.topics = {topic};
   run_config->kafka.group_id = absl::StrCat("latency-", topic);
   LatencySink sink(run_config);
-  auto ingest = ingest::KafkaIngest::Create(run_config, brokers, log->get(),
-                                            &sink, &Clock::Real());
-  if (!ingest.ok()) return "";
+  std::unique_ptr<RawLatencyConsumer> raw;
+  absl::StatusOr<std::unique_ptr<ingest::KafkaIngest>> ingest =
+      absl::UnavailableError("not started");
+  if (floor) {
+    raw = RawLatencyConsumer::Start(*run_config, brokers, topic);
+    if (!raw) return "";
+  } else {
+    ingest = ingest::KafkaIngest::Create(run_config, brokers, log->get(), &sink,
+                                         &Clock::Real());
+    if (!ingest.ok()) return "";
+  }
   std::atomic<bool> stop{false};
   absl::Status status;
-  std::thread runner([&] { status = (*ingest)->Run(stop); });
+  std::thread runner([&] {
+    if (!floor) status = (*ingest)->Run(stop);
+  });
+  auto assigned = [&] {
+    return floor ? raw->assigned() : (*ingest)->assigned();
+  };
+  auto seen = [&] { return floor ? raw->seen() : sink.seen(); };
   const absl::Time joined_by = absl::Now() + absl::Seconds(30);
-  while (!(*ingest)->assigned() && absl::Now() < joined_by) {
+  while (!assigned() && absl::Now() < joined_by) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   auto producer = ingest::Producer::Create(brokers, {{"linger.ms", "1"}});
+  ThreadCpu cpu_before;
+  absl::Time sending_started = absl::InfinitePast();
   const long long total = static_cast<long long>(rate * seconds);
   if (producer.ok()) {
     okrd::v1::KpiEvent e;
@@ -372,6 +490,9 @@ std::string LatencyAt(const std::shared_ptr<config::Config>& config,
     e.set_unit("count");
     std::string payload;
     const absl::Time start = absl::Now();
+    count_from_us.store(absl::ToUnixMicros(start + kWarmUp));
+    cpu_before = ReadThreadCpu();
+    sending_started = start;
     for (long long i = 0; i < total; ++i) {
       const absl::Time due =
           start + absl::Seconds(static_cast<double>(i) / rate);
@@ -387,22 +508,37 @@ std::string LatencyAt(const std::shared_ptr<config::Config>& config,
     (void)(*producer)->Flush(absl::Seconds(30));
   }
   const absl::Time done_by = absl::Now() + absl::Seconds(60);
-  while (sink.seen() < static_cast<size_t>(total) && absl::Now() < done_by) {
+  while (seen() < static_cast<size_t>(total) && absl::Now() < done_by) {
     absl::SleepFor(absl::Milliseconds(20));
+  }
+  // The whole process (producer, broker and consumer) from the first send
+  // to the last event's arrival.
+  const double elapsed = absl::ToDoubleSeconds(absl::Now() - sending_started);
+  double busy_seconds = 0;
+  for (const auto& [name, used] : ReadThreadCpu()) {
+    auto before = cpu_before.find(name);
+    busy_seconds += used - (before == cpu_before.end() ? 0 : before->second);
   }
   stop.store(true);
   runner.join();
-  ingest->reset();
+  std::vector<double> ms = floor ? raw->latencies_ms() : sink.latencies_ms();
+  const size_t seen_all = seen();
+  raw.reset();
+  if (ingest.ok()) ingest->reset();
   log->reset();
   std::filesystem::remove_all(dir);
-  std::vector<double> ms = sink.latencies_ms();
-  if (!status.ok() || ms.size() < static_cast<size_t>(total)) return "";
+  if (!status.ok() || seen_all < static_cast<size_t>(total) || ms.empty()) {
+    return "";
+  }
   std::sort(ms.begin(), ms.end());
   auto at = [&](double q) {
     return ms[std::min(ms.size() - 1, static_cast<size_t>(q * ms.size()))];
   };
-  return absl::StrFormat("p50 %.1f ms, p99 %.1f ms, max %.1f ms (%zu events)",
-                         at(0.5), at(0.99), ms.back(), ms.size());
+  return absl::StrFormat(
+      "p50 %.1f ms, p99 %.1f ms, max %.1f ms (%zu events after the first 0.5 "
+      "s); %.2f cores busy",
+      at(0.5), at(0.99), ms.back(), ms.size(),
+      elapsed > 0 ? busy_seconds / elapsed : 0);
 }
 
 double Median(std::vector<double> values) {
@@ -485,7 +621,8 @@ int Main(int argc, char** argv) {
   // The latency runs each read a topic of their own from its start.
   auto broker = ingest::EmbeddedBroker::Start(
       static_cast<int>(partitions),
-      {kTopic, "latency-0", "latency-1", "latency-2"});
+      {kTopic, "latency-0", "latency-1", "latency-2", "latency-3", "latency-4",
+       "latency-5"});
   if (!broker.ok()) return 1;
   const std::string brokers = (*broker)->bootstrap();
 
@@ -593,12 +730,19 @@ int Main(int argc, char** argv) {
     for (const auto& [label, rate] :
          {std::pair{"1k/s", 1000.0}, std::pair{"50% of max", 0.5 * sync_rate},
           std::pair{"90% of max", 0.9 * sync_rate}}) {
-      const std::string topic = absl::StrCat("latency-", n++);
-      const std::string got =
-          LatencyAt(config, brokers, topic, rate,
-                    static_cast<double>(latency_seconds), subjects);
-      std::printf("send -> fold, sync on, %-10s (%6.0f/s): %s\n", label, rate,
-                  got.empty() ? "failed" : got.c_str());
+      // The floor first: the same producer and consumer settings, the
+      // messages only decoded, which is what the broker and the client
+      // library cost at this rate on this machine.
+      for (bool raw_only : {true, false}) {
+        const std::string topic = absl::StrCat("latency-", n++);
+        const std::string got =
+            LatencyAt(config, brokers, topic, rate,
+                      static_cast<double>(latency_seconds), subjects, raw_only);
+        std::printf(
+            "%s %-10s (%6.0f/s): %s\n",
+            raw_only ? "send -> consume, floor:" : "send -> fold, sync on:",
+            label, rate, got.empty() ? "failed" : got.c_str());
+      }
     }
   }
   return 0;
