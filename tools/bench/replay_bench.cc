@@ -1,12 +1,20 @@
 // replay_bench: how fast the projection is rebuilt from the log, and how
 // soon a restarted okrd can serve a consistent scrape when a snapshot exists.
 //
-//   replay_bench [--events N] [--subjects S] [--tail T] [--dir DIR]
+//   replay_bench [--events N] [--subjects S] [--tail T] [--crash-tail K]
+//                [--dir DIR]
 //
 // Loads N events (4 KPIs, S subjects, two months) into a fresh log, then
 // measures: (1) a full replay (log read + fold) in records/s; (2) storing a
 // snapshot; (3) start-up as okrd does it: open the log, restore the newest
-// snapshot, fold the T records after it, render /metrics.
+// snapshot, fold the T records after it, render /metrics. With --crash-tail,
+// (4): a child appends K more events and exits as kill -9 leaves it (no
+// close, nothing flushed), and the start-up of (3) is timed again: WAL
+// replay, the id index's rebuild from the tail, the snapshot, T + K records
+// folded, first scrape; its state is checked against a full replay.
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -48,19 +56,79 @@ int Fail(const absl::Status& s) {
   return 1;
 }
 
+// Appends events [from, to) of a load of `events` events in batches of
+// 10000, as the load below spreads them.
+absl::Status AppendEvents(eventlog::EventLog& log, const config::Config& config,
+                          long long from, long long to, long long events,
+                          long long subjects) {
+  const absl::Time base = absl::FromUnixSeconds(1793491200);  // 2026-11-01
+  for (long long i = from; i < to;) {
+    eventlog::Batch batch;
+    batch.ingest_time = base + absl::Seconds(i / 100);
+    for (int b = 0; b < 10000 && i < to; ++b, ++i) {
+      // As consumed from one partition, whose offsets the batch carries.
+      eventlog::Batch::Candidate& c = batch.AddCandidate();
+      c.position().set_topic("kpi-events");
+      c.position().set_offset(i);
+      batch.next_offsets[{"kpi-events", 0}] = i + 1;
+      okrd::v1::KpiEvent& e = c.event();
+      e.set_event_id(absl::StrCat("e", i));
+      e.set_kpi(config.kpis[i % 4].id);
+      e.set_subject(absl::StrCat("subject-", (i / 4) % subjects));
+      e.set_value(static_cast<double>(i % 97));
+      // Spread over October and November.
+      ToProto(
+          base - absl::Hours(24 * 30) + absl::Seconds((i * 5184000LL / events)),
+          e.mutable_event_time());
+    }
+    auto result = log.Append(std::move(batch));
+    if (!result.ok()) return result.status();
+  }
+  return absl::OkStatus();
+}
+
+// Start-up as okrd does it: open the log, restore the newest snapshot, fold
+// the records after it, render a scrape. Returns the projection.
+absl::StatusOr<std::unique_ptr<projection::KpiProjection>> StartUp(
+    const std::filesystem::path& dir,
+    const std::shared_ptr<const config::Config>& config, size_t* scrape_bytes,
+    uint64_t* folded) {
+  auto log = eventlog::EventLog::Open({.path = dir.string(), .sync = true});
+  if (!log.ok()) return log.status();
+  auto restarted = std::make_unique<projection::KpiProjection>(config);
+  auto found = (*log)->LatestSnapshot(projection::ConfigHash(*config));
+  if (!found.ok()) return found.status();
+  if (!found->has_value()) return absl::NotFoundError("no snapshot");
+  if (absl::Status s = restarted->Restore(**found); !s.ok()) return s;
+  *folded = 0;
+  absl::Status s = (*log)->ForEach(restarted->sequence() + 1,
+                                   [&](const okrd::v1::StoredEvent& e) {
+                                     restarted->Apply(e);
+                                     ++*folded;
+                                     return true;
+                                   });
+  if (!s.ok()) return s;
+  exporter::DaemonState state;
+  state.log = (*log)->GetStats();
+  *scrape_bytes = exporter::RenderMetrics(*restarted, state).size();
+  return restarted;
+}
+
 int Main(int argc, char** argv) {
   (void)InitLogging("warn");
-  Args args({"events", "subjects", "tail", "dir"}, {});
+  Args args({"events", "subjects", "tail", "crash-tail", "dir"}, {});
   if (absl::Status s =
           args.Parse(std::vector<std::string>(argv + 1, argv + argc));
       !s.ok()) {
     return Fail(s);
   }
-  long long events = 0, subjects = 0, tail = 0;
-  for (auto [name, fallback, out] : {std::tuple{"events", 1000000LL, &events},
-                                     std::tuple{"subjects", 1000LL, &subjects},
-                                     std::tuple{"tail", 10000LL, &tail}}) {
-    if (absl::Status s = args.GetInt(name, 1, 1000000000, fallback, out);
+  long long events = 0, subjects = 0, tail = 0, crash_tail = 0;
+  for (auto [name, least, fallback, out] :
+       {std::tuple{"events", 1LL, 1000000LL, &events},
+        std::tuple{"subjects", 1LL, 1000LL, &subjects},
+        std::tuple{"tail", 1LL, 10000LL, &tail},
+        std::tuple{"crash-tail", 0LL, 0LL, &crash_tail}}) {
+    if (absl::Status s = args.GetInt(name, least, 1000000000, fallback, out);
         !s.ok()) {
       return Fail(s);
     }
@@ -77,23 +145,10 @@ int Main(int argc, char** argv) {
   {
     auto log = eventlog::EventLog::Open({.path = dir.string(), .sync = false});
     if (!log.ok()) return Fail(log.status());
-    const absl::Time base = absl::FromUnixSeconds(1793491200);  // 2026-11-01
-    for (long long i = 0; i < events;) {
-      eventlog::Batch batch;
-      batch.ingest_time = base + absl::Seconds(i / 100);
-      for (int b = 0; b < 10000 && i < events; ++b, ++i) {
-        okrd::v1::KpiEvent& e = batch.AddCandidate().event();
-        e.set_event_id(absl::StrCat("e", i));
-        e.set_kpi(config->kpis[i % 4].id);
-        e.set_subject(absl::StrCat("subject-", (i / 4) % subjects));
-        e.set_value(static_cast<double>(i % 97));
-        // Spread over October and November.
-        ToProto(base - absl::Hours(24 * 30) +
-                    absl::Seconds((i * 5184000LL / events)),
-                e.mutable_event_time());
-      }
-      auto result = (*log)->Append(std::move(batch));
-      if (!result.ok()) return Fail(result.status());
+    if (absl::Status s =
+            AppendEvents(**log, *config, 0, events, events, subjects);
+        !s.ok()) {
+      return Fail(s);
     }
   }
   std::printf("load:    %lld events in %.1f s (%.0f events/s)\n", events,
@@ -143,31 +198,64 @@ int Main(int argc, char** argv) {
 
   // Start-up with the snapshot: open, restore, fold the tail, first scrape.
   start = absl::Now();
-  log = eventlog::EventLog::Open({.path = dir.string(), .sync = true});
-  if (!log.ok()) return Fail(log.status());
-  projection::KpiProjection restarted(config);
-  auto found = (*log)->LatestSnapshot(projection::ConfigHash(*config));
-  if (!found.ok() || !found->has_value()) return Fail(found.status());
-  if (s = restarted.Restore(**found); !s.ok()) return Fail(s);
-  s = (*log)->ForEach(restarted.sequence() + 1,
-                      [&](const okrd::v1::StoredEvent& e) {
-                        restarted.Apply(e);
-                        return true;
-                      });
-  if (!s.ok()) return Fail(s);
-  exporter::DaemonState state;
-  state.log = (*log)->GetStats();
-  const std::string scrape = exporter::RenderMetrics(restarted, state);
+  size_t scrape_bytes = 0;
+  uint64_t folded = 0;
+  auto restarted = StartUp(dir, config, &scrape_bytes, &folded);
+  if (!restarted.ok()) return Fail(restarted.status());
   std::printf(
       "start-up with snapshot: first consistent scrape after %.3f s "
-      "(%lld-record tail, %zu-byte scrape)\n",
-      Seconds(start), tail, scrape.size());
-  if (exporter::RenderBusinessMetrics(restarted) !=
+      "(%llu-record tail, %zu-byte scrape)\n",
+      Seconds(start), static_cast<unsigned long long>(folded), scrape_bytes);
+  if (exporter::RenderBusinessMetrics(**restarted) !=
       exporter::RenderBusinessMetrics(full)) {
     std::fprintf(stderr, "replay_bench: restarted state differs from replay\n");
     return 1;
   }
-  log->reset();
+  restarted->reset();
+
+  if (crash_tail > 0) {
+    // A child appends the crash tail and exits without closing the log, as
+    // kill -9 would leave it: the tail is only in the WAL.
+    const pid_t child = fork();
+    if (child == 0) {
+      auto writer =
+          eventlog::EventLog::Open({.path = dir.string(), .sync = true});
+      if (!writer.ok() || !AppendEvents(**writer, *config, events,
+                                        events + crash_tail, events, subjects)
+                               .ok()) {
+        _exit(1);
+      }
+      _exit(0);
+    }
+    int status = 0;
+    if (child < 0 || waitpid(child, &status, 0) != child ||
+        !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      std::fprintf(stderr, "replay_bench: the crash-tail writer failed\n");
+      return 1;
+    }
+    start = absl::Now();
+    restarted = StartUp(dir, config, &scrape_bytes, &folded);
+    if (!restarted.ok()) return Fail(restarted.status());
+    std::printf(
+        "start-up after kill -9: first consistent scrape after %.3f s (%lld "
+        "events unflushed, %llu records folded after the snapshot)\n",
+        Seconds(start), crash_tail, static_cast<unsigned long long>(folded));
+    projection::KpiProjection all(config);
+    auto reopened =
+        eventlog::EventLog::Open({.path = dir.string(), .sync = true});
+    if (!reopened.ok()) return Fail(reopened.status());
+    s = (*reopened)->ForEach(1, [&](const okrd::v1::StoredEvent& e) {
+      all.Apply(e);
+      return true;
+    });
+    if (!s.ok()) return Fail(s);
+    if (exporter::RenderBusinessMetrics(**restarted) !=
+        exporter::RenderBusinessMetrics(all)) {
+      std::fprintf(stderr,
+                   "replay_bench: state after the crash differs from replay\n");
+      return 1;
+    }
+  }
   if (!args.Get("dir")) std::filesystem::remove_all(dir);
   return 0;
 }
