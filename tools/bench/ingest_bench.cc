@@ -4,17 +4,17 @@
 //
 //   ingest_bench [--events N] [--partitions P] [--subjects S] [--batch B]
 //                [--runs R] [--kafka-property KEY=VALUE]... [--random-ids]
-//                [--format protobuf|json]
+//                [--format protobuf|json] [--latency-fractions F,F...]
 //                [--latency-seconds S]
 //
-// With --latency-seconds, it then produces at fixed rates (1k/s, and 50%
-// and 90% of the durable rate just measured) for S seconds each, and prints
-// percentiles (after 0.5 s of warm-up) of the time from each send to the
-// event's fold into the
-// projection, which is when the next /metrics scrape shows it. Before each
-// rate, a floor line: the same producer and consumer settings with the
-// messages only consumed and decoded, which is what the broker, the client
-// library and the machine's load cost at that rate.
+// With --latency-seconds, it then produces at fixed rates (1k/s, and
+// --latency-fractions of the durable rate just measured, 0.5,0.9 by default)
+// for S seconds each, and prints percentiles (after 0.5 s of warm-up) of the
+// time from each send to the event's fold into the projection, which is when
+// the next /metrics scrape shows it. Before each rate, a floor line: the same
+// producer and consumer settings with the messages only consumed and decoded,
+// which is what the broker, the client library and the machine's load cost at
+// that rate.
 //
 // --format json sends the events as proto3 JSON on a topic listed in
 // kafka.json_topics (about 2.5 times the bytes: fewer fit the embedded
@@ -599,9 +599,10 @@ double IngestRate(const std::shared_ptr<config::Config>& config,
 int Main(int argc, char** argv) {
   (void)InitLogging("warn");
   exporter::KeepLargeBuffers();  // as okrd does
-  Args args({"events", "partitions", "subjects", "batch", "runs",
-             "kafka-property", "latency-seconds", "format"},
-            {"random-ids"});
+  Args args(
+      {"events", "partitions", "subjects", "batch", "runs", "kafka-property",
+       "latency-seconds", "latency-fractions", "format"},
+      {"random-ids"});
   if (absl::Status s =
           args.Parse(std::vector<std::string>(argv + 1, argv + argc));
       !s.ok()) {
@@ -622,11 +623,28 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
-  // The latency runs each read a topic of their own from its start.
-  auto broker = ingest::EmbeddedBroker::Start(
-      static_cast<int>(partitions),
-      {kTopic, "latency-0", "latency-1", "latency-2", "latency-3", "latency-4",
-       "latency-5"});
+  // Latency rates as fractions of the durable rate, after the fixed 1k/s.
+  std::vector<double> fractions;
+  for (absl::string_view part :
+       absl::StrSplit(args.Get("latency-fractions").value_or("0.5,0.9"), ',')) {
+    double fraction = 0;
+    if (!absl::SimpleAtod(part, &fraction) || fraction <= 0 || fraction > 1) {
+      std::fprintf(stderr,
+                   "ingest_bench: --latency-fractions: \"%s\" is not a "
+                   "fraction in (0, 1]\n",
+                   std::string(part).c_str());
+      return 2;
+    }
+    fractions.push_back(fraction);
+  }
+  // The latency runs (a floor and okrd per rate) each read a topic of their
+  // own from its start.
+  std::vector<std::string> topics = {kTopic};
+  for (size_t i = 0; i < 2 * (fractions.size() + 1); ++i) {
+    topics.push_back(absl::StrCat("latency-", i));
+  }
+  auto broker =
+      ingest::EmbeddedBroker::Start(static_cast<int>(partitions), topics);
   if (!broker.ok()) return 1;
   const std::string brokers = (*broker)->bootstrap();
 
@@ -743,11 +761,15 @@ int Main(int argc, char** argv) {
                  std::string(s.message()).c_str());
     return 2;
   }
+  std::vector<std::pair<std::string, double>> latency_rates = {
+      {"1k/s", 1000.0}};
+  for (double fraction : fractions) {
+    latency_rates.emplace_back(absl::StrFormat("%.0f%% of max", 100 * fraction),
+                               fraction * sync_rate);
+  }
   if (latency_seconds > 0) {
     int n = 0;
-    for (const auto& [label, rate] :
-         {std::pair{"1k/s", 1000.0}, std::pair{"50% of max", 0.5 * sync_rate},
-          std::pair{"90% of max", 0.9 * sync_rate}}) {
+    for (const auto& [label, rate] : latency_rates) {
       // The floor first: the same producer and consumer settings, the
       // messages only decoded, which is what the broker and the client
       // library cost at this rate on this machine.
@@ -759,7 +781,7 @@ int Main(int argc, char** argv) {
         std::printf(
             "%s %-10s (%6.0f/s): %s\n",
             raw_only ? "send -> consume, floor:" : "send -> fold, sync on:",
-            label, rate, got.empty() ? "failed" : got.c_str());
+            label.c_str(), rate, got.empty() ? "failed" : got.c_str());
       }
     }
   }
