@@ -11,6 +11,8 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -263,6 +265,69 @@ absl::Status ReadRecords(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
     if (*stopped) break;
   }
   return FromRocks(it->status(), absl::StrCat("reading ", what, "s"));
+}
+
+// Bytes at the end of write-ahead log `path` that do not complete a
+// record: an unfinished write, which RocksDB's recovery drops without a
+// word (kTolerateCorruptedTailRecords). Walks the records' framing (32 KiB
+// blocks of fragments: crc32c, 2-byte length, type, then 4 more header
+// bytes for the recyclable types; a fragmented record runs FIRST, MIDDLE...
+// LAST) without checking checksums: damage inside a record fails the open
+// anyway. Zeros after the last record are preallocated space, not a write.
+uint64_t TornWalTail(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  const std::string wal{std::istreambuf_iterator<char>(in), {}};
+  constexpr size_t kBlock = 32768;
+  auto byte = [&](size_t i) { return static_cast<uint8_t>(wal[i]); };
+  size_t pos = 0;
+  size_t whole_end = 0;          // after the last complete record
+  size_t data_end = wal.size();  // before the preallocated zeros
+  bool inside = false;           // after a FIRST fragment, before its LAST
+  while (pos < wal.size()) {
+    const size_t left_in_block = kBlock - pos % kBlock;
+    if (left_in_block < 7) {  // the block's zero trailer
+      pos = std::min(pos + left_in_block, wal.size());
+      if (!inside) whole_end = pos;
+      continue;
+    }
+    if (pos + 7 > wal.size()) break;  // a header cut short
+    const uint8_t type = byte(pos + 6);
+    const size_t length = byte(pos + 4) | (size_t{byte(pos + 5)} << 8);
+    if (type == 0 && length == 0) {
+      if (wal.find_first_not_of('\0', pos) == std::string::npos) {
+        data_end = pos;
+      }
+      break;
+    }
+    const size_t header = type >= 5 ? 11 : 7;          // the recyclable types
+    if (pos + header + length > wal.size()) break;     // a fragment cut short
+    const uint8_t kind = type >= 5 ? type - 4 : type;  // FULL FIRST MIDDLE LAST
+    inside = kind == 2 || kind == 3;
+    pos += header + length;
+    if (!inside) whole_end = pos;
+  }
+  return data_end > whole_end ? data_end - whole_end : 0;
+}
+
+// The newest write-ahead log of the log in `dir`, if any.
+std::optional<std::filesystem::path> NewestWal(
+    const std::filesystem::path& dir) {
+  std::optional<std::filesystem::path> newest;
+  uint64_t newest_number = 0;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    const std::string name = entry.path().filename().string();
+    uint64_t number = 0;
+    if (!name.ends_with(".log") ||
+        !absl::SimpleAtoi(name.substr(0, name.size() - 4), &number)) {
+      continue;
+    }
+    if (!newest || number > newest_number) {
+      newest = entry.path();
+      newest_number = number;
+    }
+  }
+  return newest;
 }
 
 // A scan reads the log once, front to back: read ahead, and keep its blocks
@@ -588,6 +653,13 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
       }
     }
   }
+  // What RocksDB's recovery will drop, measured before it does.
+  uint64_t torn_tail = 0;
+  if (exists && !options.read_only) {
+    if (std::optional<std::filesystem::path> wal = NewestWal(dir)) {
+      torn_tail = TornWalTail(*wal);
+    }
+  }
   rocksdb::Options db_options;
   db_options.create_if_missing = !options.read_only;
   db_options.create_missing_column_families = !options.read_only && !exists;
@@ -684,6 +756,16 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
     }
   }
   if (absl::Status loaded = log->Load(); !loaded.ok()) return loaded;
+  if (torn_tail > 0) {
+    spdlog::error(
+        "event log {}: its write-ahead log ended in {} bytes of an unfinished "
+        "write, which recovery dropped: the batches in it were never "
+        "confirmed durable, and their messages are consumed again from the "
+        "offsets the log kept (okrd_eventlog_recovery_dropped_bytes)",
+        options.path, torn_tail);
+    absl::MutexLock lock(&log->mu_);
+    log->stats_.recovery_dropped_bytes = torn_tail;
+  }
   if (absl::Status checked =
           options.read_only ? absl::OkStatus() : log->CheckAtStart();
       !checked.ok()) {

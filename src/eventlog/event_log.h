@@ -202,6 +202,9 @@ struct Stats {
   // means the partition's earlier history was gone when okrd first read it.
   // Absent for partitions first read by a build that did not record it.
   std::map<PartitionKey, int64_t> first_offsets;
+  // Bytes of an unfinished write at the end of the write-ahead log that
+  // this open's recovery dropped (batches never confirmed durable).
+  uint64_t recovery_dropped_bytes = 0;
 };
 
 class EventLog {

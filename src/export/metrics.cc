@@ -365,6 +365,12 @@ void AddDaemonFamilies(Families& f, const DaemonState& state) {
         "I/O error); ingest pauses and retries.",
         MetricKind::kCounter)
       .Add({}, static_cast<double>(state.write_errors));
+  f.Add("okrd_eventlog_recovery_dropped_bytes",
+        "Bytes of an unfinished write at the end of the write-ahead log that "
+        "the last start-up's recovery dropped; those batches were never "
+        "confirmed durable and are consumed again.",
+        MetricKind::kGauge)
+      .Add({}, static_cast<double>(state.log.recovery_dropped_bytes));
   f.Add("okrd_eventlog_last_sequence",
         "Sequence number of the newest log record (event or clock tick).",
         MetricKind::kGauge)

@@ -122,10 +122,10 @@ TEST_F(EventLogTest, CountsPerPartitionAndKeepsFirstOffsets) {
 }
 
 // A log of `batches` batches of 500 events, closed.
-void WriteLog(const std::filesystem::path& dir, int batches) {
+void WriteLog(const std::filesystem::path& dir, int batches, int first = 0) {
   auto log = EventLog::Open({.path = dir.string(), .sync = false});
   ASSERT_TRUE(log.ok()) << log.status();
-  for (int b = 0; b < batches; ++b) {
+  for (int b = first; b < first + batches; ++b) {
     Batch batch;
     for (int i = 0; i < 500; ++i) {
       const int64_t offset = b * 500 + i;
@@ -200,6 +200,46 @@ TEST_F(EventLogTest, RefusesGarbageInTheMiddleOfTheWal) {
                          << (*log)->last_sequence();
   EXPECT_NE(log.status().message().find("damaged"), std::string::npos)
       << log.status();
+}
+
+// A write cut short at the end of the WAL (a crash mid-write) is dropped by
+// recovery, as it was never confirmed; the log says how much it dropped.
+TEST_F(EventLogTest, SaysWhenRecoveryDropsAnUnfinishedWrite) {
+  WriteLog(dir_, 8);
+  {
+    auto log = Open();
+    ASSERT_NE(log, nullptr);
+    EXPECT_EQ(log->GetStats().recovery_dropped_bytes, 0u);
+  }
+  WriteLog(dir_, 0);  // reopened once more: still nothing dropped
+  auto log = Open();
+  ASSERT_NE(log, nullptr);
+  EXPECT_EQ(log->GetStats().recovery_dropped_bytes, 0u);
+  log.reset();
+
+  // Two more batches of 500 (sequences to 5000), the second one cut short.
+  WriteLog(dir_, 2, /*first=*/8);
+  // The newest write-ahead log: RocksDB names them by a rising number.
+  std::filesystem::path newest;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_)) {
+    const std::string name = entry.path().filename().string();
+    if (name.ends_with(".log") &&
+        (newest.empty() || name > newest.filename().string())) {
+      newest = entry.path();
+    }
+  }
+  ASSERT_FALSE(newest.empty());
+  const auto size = std::filesystem::file_size(newest);
+  ASSERT_GT(size, 300u);
+  std::filesystem::resize_file(newest, size - 300);
+  log = Open();
+  ASSERT_NE(log, nullptr);
+  // The last batch is gone whole, and the drop is counted.
+  EXPECT_EQ(log->last_sequence(), 4500u);
+  EXPECT_GT(log->GetStats().recovery_dropped_bytes, 0u);
+  EXPECT_LT(log->GetStats().recovery_dropped_bytes, size);
+  EXPECT_EQ(log->Verify([](absl::string_view, uint64_t, uint64_t) {}),
+            absl::OkStatus());
 }
 
 TEST_F(EventLogTest, RefusesALogWithoutCurrent) {
