@@ -479,6 +479,22 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
       last_key_ = {topic, msg.partition};
     }
     const eventlog::PartitionKey& key = last_key_;
+    // A message this run has taken already: librdkafka hands back messages
+    // it had queued when a rebalance in the same consume call re-assigned
+    // their partition, which was then sought to where this run stood. It is
+    // the same Kafka message, not a producer's duplicate: dropped uncounted.
+    auto [next, first_of_batch] = batch.next_offsets.try_emplace(key, 0);
+    if (first_of_batch) {
+      auto consumed = consumed_.find(key);
+      if (consumed != consumed_.end() && msg.offset < consumed->second) {
+        batch.next_offsets.erase(next);
+        return;
+      }
+      batch.first_offsets.try_emplace(key, msg.offset);
+    } else if (msg.offset < next->second) {
+      return;
+    }
+    next->second = msg.offset + 1;
     if (!fresh_.empty() && fresh_.erase(key) > 0 && msg.offset > 0) {
       spdlog::warn(
           "partition {}/{}: the log never held it and its first message is "
@@ -487,8 +503,6 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
           "(okrd_partition_history_incomplete)",
           key.first, key.second, msg.offset);
     }
-    batch.next_offsets[key] = msg.offset + 1;
-    batch.first_offsets.try_emplace(key, msg.offset);
     // Read in place: the C++ Message::headers() copies every header.
     std::string content_type;
     rd_kafka_headers_t* headers = nullptr;
