@@ -212,6 +212,37 @@ double KcatRate(const std::string& brokers, long long events) {
   return static_cast<double>(events) / absl::ToDoubleSeconds(took);
 }
 
+// A consumer of `topic` in group `group`, set as KafkaIngest sets its own,
+// for the floors; null if librdkafka refuses a setting.
+std::unique_ptr<RdKafka::KafkaConsumer> FloorConsumer(
+    const config::Config& config, const std::string& brokers,
+    const std::string& group, const std::string& topic) {
+  std::unique_ptr<RdKafka::Conf> conf(
+      RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  std::string err;
+  std::map<std::string, std::string> settings = {
+      {"bootstrap.servers", brokers},
+      {"group.id", group},
+      {"enable.auto.commit", "false"},
+      {"enable.partition.eof", "false"},
+      {"partition.assignment.strategy", "cooperative-sticky"},
+      {"auto.offset.reset", "earliest"},
+      {"fetch.wait.max.ms", "5"},
+      {"queued.min.messages", "1000000"}};
+  for (const auto& [key, value] : config.kafka.properties) {
+    settings[key] = value;
+  }
+  for (const auto& [key, value] : settings) {
+    if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK) return nullptr;
+  }
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer(
+      RdKafka::KafkaConsumer::create(conf.get(), err));
+  if (!consumer || consumer->subscribe({topic}) != RdKafka::ERR_NO_ERROR) {
+    return nullptr;
+  }
+  return consumer;
+}
+
 // The durability floor (see the top): messages per second after the first
 // batch, or -1. Also adds its CPU time per thread to `cpu`.
 double FloorRate(const config::Config& config, const std::string& brokers,
@@ -225,29 +256,9 @@ double FloorRate(const config::Config& config, const std::string& brokers,
   rocksdb::DB* raw_db = nullptr;
   if (!rocksdb::DB::Open(options, dir.string(), &raw_db).ok()) return -1;
   std::unique_ptr<rocksdb::DB> db(raw_db);
-  std::unique_ptr<RdKafka::Conf> conf(
-      RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-  std::string err;
-  // As KafkaIngest sets them.
-  for (const auto& [key, value] : std::map<std::string, std::string>{
-           {"bootstrap.servers", brokers},
-           {"group.id", absl::StrCat("floor-", run)},
-           {"enable.auto.commit", "false"},
-           {"enable.partition.eof", "false"},
-           {"partition.assignment.strategy", "cooperative-sticky"},
-           {"auto.offset.reset", "earliest"},
-           {"fetch.wait.max.ms", "5"},
-           {"queued.min.messages", "1000000"}}) {
-    if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK) return -1;
-  }
-  for (const auto& [key, value] : config.kafka.properties) {
-    if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK) return -1;
-  }
-  std::unique_ptr<RdKafka::KafkaConsumer> consumer(
-      RdKafka::KafkaConsumer::create(conf.get(), err));
-  if (!consumer || consumer->subscribe({kTopic}) != RdKafka::ERR_NO_ERROR) {
-    return -1;
-  }
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer =
+      FloorConsumer(config, brokers, absl::StrCat("floor-", run), kTopic);
+  if (!consumer) return -1;
   rocksdb::WriteOptions sync;
   sync.sync = true;
   uint64_t seen = 0;
@@ -322,40 +333,51 @@ bool Counted(const okrd::v1::KpiEvent& e) {
   return absl::ToUnixMicros(FromProto(e.event_time())) >= count_from_us.load();
 }
 
-// Folds batches and records, per event, the time since its event_time,
-// which the latency producer sets to the moment it sends the event.
-class LatencySink final : public ingest::BatchSink {
+// Per event seen, the time since its event_time, which the latency
+// producer sets to the moment it sends the event. Thread-safe.
+class Latencies {
  public:
-  explicit LatencySink(std::shared_ptr<const config::Config> config)
-      : projection_(std::move(config)) {}
-  void OnAppended(const eventlog::AppendResult& result) override {
+  void Add(const okrd::v1::KpiEvent& e, absl::Time now) {
     absl::MutexLock lock(&mu_);
-    for (const okrd::v1::StoredEvent* e : result.appended) {
-      projection_.Apply(*e);
-    }
-    const absl::Time now = absl::Now();
-    for (const okrd::v1::StoredEvent* e : result.appended) {
-      if (!e->has_event()) continue;
-      ++seen_;
-      if (!Counted(e->event())) continue;
-      latencies_ms_.push_back(
-          absl::ToDoubleMilliseconds(now - FromProto(e->event().event_time())));
+    ++seen_;
+    if (Counted(e)) {
+      ms_.push_back(
+          absl::ToDoubleMilliseconds(now - FromProto(e.event_time())));
     }
   }
   size_t seen() const {
     absl::MutexLock lock(&mu_);
     return seen_;
   }
-  std::vector<double> latencies_ms() const {
+  std::vector<double> ms() const {
     absl::MutexLock lock(&mu_);
-    return latencies_ms_;
+    return ms_;
   }
 
  private:
   mutable absl::Mutex mu_;
-  projection::KpiProjection projection_;
-  size_t seen_ = 0;
-  std::vector<double> latencies_ms_;
+  size_t seen_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<double> ms_ ABSL_GUARDED_BY(mu_);
+};
+
+// Folds batches and records each event's latency at its fold.
+class LatencySink final : public ingest::BatchSink {
+ public:
+  explicit LatencySink(std::shared_ptr<const config::Config> config)
+      : projection_(std::move(config)) {}
+  void OnAppended(const eventlog::AppendResult& result) override {
+    for (const okrd::v1::StoredEvent* e : result.appended) {
+      projection_.Apply(*e);
+    }
+    const absl::Time now = absl::Now();
+    for (const okrd::v1::StoredEvent* e : result.appended) {
+      if (e->has_event()) latencies.Add(e->event(), now);
+    }
+  }
+  Latencies latencies;
+
+ private:
+  projection::KpiProjection projection_;  // on the publisher thread only
 };
 
 // The latency floor's consumer: KafkaIngest's consumer settings, each
@@ -365,29 +387,10 @@ class RawLatencyConsumer {
   static std::unique_ptr<RawLatencyConsumer> Start(const config::Config& config,
                                                    const std::string& brokers,
                                                    const std::string& topic) {
-    std::unique_ptr<RdKafka::Conf> conf(
-        RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-    std::string err;
-    for (const auto& [key, value] : std::map<std::string, std::string>{
-             {"bootstrap.servers", brokers},
-             {"group.id", absl::StrCat("latency-", topic)},
-             {"enable.auto.commit", "false"},
-             {"enable.partition.eof", "false"},
-             {"partition.assignment.strategy", "cooperative-sticky"},
-             {"auto.offset.reset", "earliest"},
-             {"fetch.wait.max.ms", "5"},
-             {"queued.min.messages", "1000000"}}) {
-      if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK) return nullptr;
-    }
-    for (const auto& [key, value] : config.kafka.properties) {
-      if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK) return nullptr;
-    }
     auto self = std::make_unique<RawLatencyConsumer>();
-    self->consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
-    if (!self->consumer_ ||
-        self->consumer_->subscribe({topic}) != RdKafka::ERR_NO_ERROR) {
-      return nullptr;
-    }
+    self->consumer_ =
+        FloorConsumer(config, brokers, absl::StrCat("latency-", topic), topic);
+    if (!self->consumer_) return nullptr;
     self->thread_ = std::thread([raw = self.get()] { raw->Loop(); });
     return self;
   }
@@ -397,14 +400,7 @@ class RawLatencyConsumer {
     if (consumer_) consumer_->close();
   }
   bool assigned() const { return assigned_.load(); }
-  size_t seen() const {
-    absl::MutexLock lock(&mu_);
-    return seen_;
-  }
-  std::vector<double> latencies_ms() const {
-    absl::MutexLock lock(&mu_);
-    return latencies_ms_;
-  }
+  Latencies latencies;
 
  private:
   void Loop() {
@@ -422,11 +418,7 @@ class RawLatencyConsumer {
       if (!e.ParseFromArray(msg->payload(), static_cast<int>(msg->len()))) {
         continue;
       }
-      const double ms =
-          absl::ToDoubleMilliseconds(absl::Now() - FromProto(e.event_time()));
-      absl::MutexLock lock(&mu_);
-      ++seen_;
-      if (Counted(e)) latencies_ms_.push_back(ms);
+      latencies.Add(e, absl::Now());
     }
   }
 
@@ -434,9 +426,6 @@ class RawLatencyConsumer {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> assigned_{false};
-  mutable absl::Mutex mu_;
-  size_t seen_ = 0;
-  std::vector<double> latencies_ms_;
 };
 
 // The first events of each rate are not counted (see count_from_us).
@@ -479,7 +468,7 @@ std::string LatencyAt(const std::shared_ptr<config::Config>& config,
   auto assigned = [&] {
     return floor ? raw->assigned() : (*ingest)->assigned();
   };
-  auto seen = [&] { return floor ? raw->seen() : sink.seen(); };
+  const Latencies& latencies = floor ? raw->latencies : sink.latencies;
   const absl::Time joined_by = absl::Now() + absl::Seconds(30);
   while (!assigned() && absl::Now() < joined_by) {
     absl::SleepFor(absl::Milliseconds(20));
@@ -512,7 +501,8 @@ std::string LatencyAt(const std::shared_ptr<config::Config>& config,
     (void)(*producer)->Flush(absl::Seconds(30));
   }
   const absl::Time done_by = absl::Now() + absl::Seconds(60);
-  while (seen() < static_cast<size_t>(total) && absl::Now() < done_by) {
+  while (latencies.seen() < static_cast<size_t>(total) &&
+         absl::Now() < done_by) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   // The whole process (producer, broker and consumer) from the first send
@@ -525,8 +515,8 @@ std::string LatencyAt(const std::shared_ptr<config::Config>& config,
   }
   stop.store(true);
   runner.join();
-  std::vector<double> ms = floor ? raw->latencies_ms() : sink.latencies_ms();
-  const size_t seen_all = seen();
+  std::vector<double> ms = latencies.ms();
+  const size_t seen_all = latencies.seen();
   raw.reset();
   if (ingest.ok()) ingest->reset();
   log->reset();
