@@ -406,8 +406,8 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
   // one clock read per call instead of per message. Rebalance and event
   // callbacks run inside that call as inside consume(); messages of a
   // partition revoked meanwhile are dropped by librdkafka (its barrier),
-  // and any that came anyway are valid messages at their offsets, which
-  // the log deduplicates.
+  // and any of them that come back after the partition was re-assigned are
+  // dropped by Take().
   void FillBatch(eventlog::Batch& batch, const std::atomic<bool>& stop) {
     const config::KafkaOptions& kafka = config_->kafka;
     absl::Time now = clock_->Now();
