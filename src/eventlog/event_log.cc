@@ -271,9 +271,10 @@ absl::Status ReadRecords(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
 // record: an unfinished write, which RocksDB's recovery drops without a
 // word (kTolerateCorruptedTailRecords). Walks the records' framing (32 KiB
 // blocks of fragments: crc32c, 2-byte length, type, then 4 more header
-// bytes for the recyclable types; a fragmented record runs FIRST, MIDDLE...
-// LAST) without checking checksums: damage inside a record fails the open
-// anyway. Zeros after the last record are preallocated space, not a write.
+// bytes for the recyclable types 5-8; a fragmented record runs FIRST,
+// MIDDLE..., LAST) without checking checksums: damage inside a record
+// fails the open anyway. Zeros after the last record are preallocated
+// space, not a write.
 uint64_t TornWalTail(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   const std::string wal{std::istreambuf_iterator<char>(in), {}};
@@ -299,9 +300,11 @@ uint64_t TornWalTail(const std::filesystem::path& path) {
       }
       break;
     }
-    const size_t header = type >= 5 ? 11 : 7;          // the recyclable types
-    if (pos + header + length > wal.size()) break;     // a fragment cut short
-    const uint8_t kind = type >= 5 ? type - 4 : type;  // FULL FIRST MIDDLE LAST
+    const bool recyclable = type >= 5 && type <= 8;
+    const size_t header = recyclable ? 11 : 7;
+    if (pos + header + length > wal.size()) break;  // a fragment cut short
+    // FULL, FIRST, MIDDLE, LAST; other types are whole records.
+    const uint8_t kind = recyclable ? type - 4 : type;
     inside = kind == 2 || kind == 3;
     pos += header + length;
     if (!inside) whole_end = pos;
