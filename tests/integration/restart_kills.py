@@ -34,15 +34,26 @@ def events(n):
                "eventTime": "2026-11-20T10:00:00Z"}
 
 
-def start_raw(okrd_bin, config, log_path):
-    out = open(log_path, "a")
-    return subprocess.Popen([okrd_bin, "--config", config], stdout=out, stderr=out), out
-
-
 def read_from(path, start):
     with open(path) as f:
         f.seek(start)
         return f.read()
+
+
+def kill_after(okrd_bin, config, log_path, line, delay=0.0):
+    """Starts okrd, kills it with SIGKILL `delay` seconds after it logs
+    `line`, and returns what this run logged."""
+    start = os.path.getsize(log_path) if os.path.exists(log_path) else 0
+    with open(log_path, "a") as out:
+        proc = subprocess.Popen([okrd_bin, "--config", config], stdout=out, stderr=out)
+        try:
+            wait_for(f"okrd logging {line!r}", lambda: line in read_from(log_path, start), timeout=60,
+                     interval=0.001)
+            time.sleep(delay)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+    return read_from(log_path, start)
 
 
 def kill_during_rebuild(a, work):
@@ -59,17 +70,8 @@ def kill_during_rebuild(a, work):
     okrd_log = os.path.join(work, "okrd.log")
     with cluster:
         landed = 0
-        for attempt in range(ATTEMPTS):
-            start = os.path.getsize(okrd_log) if os.path.exists(okrd_log) else 0
-            proc, out = start_raw(a.okrd, config, okrd_log)
-            try:
-                wait_for("the id index rebuild", lambda: "id index: reading the" in read_from(okrd_log, start),
-                         timeout=60, interval=0.002)
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(timeout=10)
-            finally:
-                out.close()
-            if "ids in memory after" not in read_from(okrd_log, start):
+        for _ in range(ATTEMPTS):
+            if "ids in memory after" not in kill_after(a.okrd, config, okrd_log, "id index: reading the"):
                 landed += 1
         log(f"{landed} of {ATTEMPTS} kills landed while the id index was being rebuilt")
         assert landed >= 1, "no kill landed during the rebuild"
@@ -122,18 +124,8 @@ def kill_during_takeover(a, work, rng):
     # id index's coverage) within about 20 ms of its first line, and serves
     # right after: a kill between the two lands in the open.
     in_open = 0
-    for attempt in range(ATTEMPTS):
-        start = os.path.getsize(okrd_log) if os.path.exists(okrd_log) else 0
-        proc, out = start_raw(a.okrd, config, okrd_log)
-        try:
-            wait_for("okrd's first line", lambda: "starting with config" in read_from(okrd_log, start),
-                     timeout=30, interval=0.001)
-            time.sleep(rng.uniform(0.0, 0.02))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
-        finally:
-            out.close()
-        if "serving http" not in read_from(okrd_log, start):
+    for _ in range(ATTEMPTS):
+        if "serving http" not in kill_after(a.okrd, config, okrd_log, "starting with config", rng.uniform(0.0, 0.02)):
             in_open += 1
         verify = subprocess.run([a.okrctl, "log", "verify", "--data-dir", data], capture_output=True,
                                 text=True, timeout=120)
