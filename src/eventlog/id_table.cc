@@ -13,9 +13,13 @@ const IdTable::Entry* IdTable::Find(absl::string_view id) const {
 }
 
 bool IdTable::Insert(absl::string_view id, const Entry& entry) {
-  if (map_.contains(id)) return false;
-  map_.emplace(Store(id), entry);
-  return true;
+  // One probe: the id is copied into the table's blocks only when new.
+  bool inserted = false;
+  map_.lazy_emplace(id, [&](const auto& construct) {
+    construct(Store(id), entry);
+    inserted = true;
+  });
+  return inserted;
 }
 
 void IdTable::Erase(absl::string_view id) { map_.erase(id); }
