@@ -1217,11 +1217,23 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     const absl::string_view id = c.event().event_id();
     bool seen = c.logged;
     absl::string_view existing = c.logged_hash;
-    if (!seen) {
-      if (const IdTable::Entry* entry = FindInMemory(id); entry != nullptr) {
-        seen = true;
-        existing = absl::string_view(entry->hash.data(), kHashBytes);
-      }
+    // Older in-memory tables first; then the active one, which takes a new
+    // id in the same probe. A correction's id goes in only once its target
+    // is resolved (it could name itself).
+    const bool amends = Amends(c.event());
+    std::optional<IdTable::Entry> present;
+    if (!seen) present = FindInFrozen(id);
+    if (!seen && !present) {
+      present =
+          amends
+              ? active_->Find(id)
+              : active_->InsertOrFind(
+                    id, {.sequence = next.last_sequence + 1, .hash = c.hash});
+      if (!present && !amends) inserted.push_back(id);
+    }
+    if (present) {
+      seen = true;
+      existing = absl::string_view(present->hash.data(), kHashBytes);
     }
     if (seen) {
       if (existing == hash) {
@@ -1236,7 +1248,7 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
       continue;
     }
     okrd::v1::Amendment amendment;
-    if (Amends(c.event())) {
+    if (amends) {
       std::string reason;
       std::string detail;
       absl::Status s = ResolveAmendment(c.event(), result, before, amended,
@@ -1264,8 +1276,10 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     SerializeRecord(stored, c.event_bytes, &value);
     add_to_block(sequence, value);
     result.appended.push_back(&stored);
-    active_->Insert(id, {.sequence = sequence, .hash = c.hash});
-    inserted.push_back(id);
+    if (amends) {
+      active_->InsertOrFind(id, {.sequence = sequence, .hash = c.hash});
+      inserted.push_back(id);
+    }
     ++accepted;
     tally.Add(stored.position(), "accepted", "");
   }
@@ -1392,18 +1406,26 @@ absl::Status EventLog::Prepare(Batch& batch) const {
   return absl::OkStatus();
 }
 
-const IdTable::Entry* EventLog::FindInMemory(absl::string_view id) const {
-  const IdTable::Entry* entry = active_->Find(id);
-  for (auto it = frozen_.rbegin(); entry == nullptr && it != frozen_.rend();
-       ++it) {
+std::optional<IdTable::Entry> EventLog::FindInFrozen(
+    absl::string_view id) const {
+  std::optional<IdTable::Entry> entry;
+  for (auto it = frozen_.rbegin(); !entry && it != frozen_.rend(); ++it) {
     entry = (*it)->table->Find(id);
   }
   return entry;
 }
 
+std::optional<IdTable::Entry> EventLog::FindInMemory(
+    absl::string_view id) const {
+  std::optional<IdTable::Entry> entry = active_->Find(id);
+  return entry ? entry : FindInFrozen(id);
+}
+
 absl::StatusOr<std::optional<uint64_t>> EventLog::FindId(
     absl::string_view id) const {
-  if (const IdTable::Entry* entry = FindInMemory(id)) return entry->sequence;
+  if (std::optional<IdTable::Entry> entry = FindInMemory(id)) {
+    return entry->sequence;
+  }
   return FindInRuns(id);
 }
 
@@ -1462,8 +1484,8 @@ absl::Status EventLog::RebuildIdIndex() {
               return false;
             }
             if (!event) return true;  // a clock tick
-            active_->Insert(id.value_or(""),
-                            {.sequence = sequence, .hash = Sha256(*event)});
+            active_->InsertOrFind(id.value_or(""), {.sequence = sequence,
+                                                    .hash = Sha256(*event)});
             MaybeFreeze(sequence);
             return true;
           });
@@ -1528,9 +1550,10 @@ absl::Status EventLog::WriteRun(const IdTable& table, uint64_t covered) {
     return s;
   }
   std::string value;
-  for (const auto& [id, entry] : table.Sorted()) {
-    value = EncodeU64(entry->sequence);
-    value.append(entry->hash.data(), entry->hash.size());
+  for (const IdTable::Slot& slot : table.Sorted()) {
+    const absl::string_view id = slot.id;
+    value = EncodeU64(slot.sequence);
+    value.append(slot.hash.data(), slot.hash.size());
     if (absl::Status s =
             FromRocks(writer.Put(rocksdb::Slice(id.data(), id.size()), value),
                       "writing a run");

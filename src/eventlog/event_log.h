@@ -314,8 +314,11 @@ class EventLog {
   absl::Status EnsureIdIndex() const;
   // Moves the active table to the frozen ones once full.
   void MaybeFreeze(uint64_t covered) ABSL_EXCLUSIVE_LOCKS_REQUIRED(index_mu_);
-  // The entry of `id` in the in-memory tables, newest first, or null.
-  const IdTable::Entry* FindInMemory(absl::string_view id) const
+  // The entry of `id` in the in-memory tables, newest first, or nothing.
+  std::optional<IdTable::Entry> FindInMemory(absl::string_view id) const
+      ABSL_SHARED_LOCKS_REQUIRED(index_mu_);
+  // The same in the frozen tables only.
+  std::optional<IdTable::Entry> FindInFrozen(absl::string_view id) const
       ABSL_SHARED_LOCKS_REQUIRED(index_mu_);
   // The sequence of `id` in the runs on disk.
   absl::StatusOr<std::optional<uint64_t>> FindInRuns(

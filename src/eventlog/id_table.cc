@@ -7,56 +7,71 @@ namespace okrd::eventlog {
 
 IdTable::IdTable(size_t expected) { map_.reserve(expected); }
 
-const IdTable::Entry* IdTable::Find(absl::string_view id) const {
-  auto it = map_.find(id);
-  return it == map_.end() ? nullptr : &it->second;
+absl::string_view IdTable::HashOf(absl::string_view stored_id) {
+  return absl::string_view(stored_id.data() - kHashBytes, kHashBytes);
 }
 
-bool IdTable::Insert(absl::string_view id, const Entry& entry) {
+std::optional<IdTable::Entry> IdTable::Find(absl::string_view id) const {
+  auto it = map_.find(id);
+  if (it == map_.end()) return std::nullopt;
+  Entry entry{.sequence = it->second};
+  const absl::string_view hash = HashOf(it->first);
+  std::copy(hash.begin(), hash.end(), entry.hash.begin());
+  return entry;
+}
+
+std::optional<IdTable::Entry> IdTable::InsertOrFind(absl::string_view id,
+                                                    const Entry& entry) {
   // One probe: the id is copied into the table's blocks only when new.
   bool inserted = false;
-  map_.lazy_emplace(id, [&](const auto& construct) {
-    construct(Store(id), entry);
+  auto it = map_.lazy_emplace(id, [&](const auto& construct) {
+    construct(Store(id, entry.hash), entry.sequence);
     inserted = true;
   });
-  return inserted;
+  if (inserted) return std::nullopt;
+  Entry present{.sequence = it->second};
+  const absl::string_view hash = HashOf(it->first);
+  std::copy(hash.begin(), hash.end(), present.hash.begin());
+  return present;
 }
 
 void IdTable::Erase(absl::string_view id) { map_.erase(id); }
 
-std::vector<std::pair<absl::string_view, const IdTable::Entry*>>
-IdTable::Sorted() const {
-  std::vector<std::pair<absl::string_view, const Entry*>> sorted;
+std::vector<IdTable::Slot> IdTable::Sorted() const {
+  std::vector<Slot> sorted;
   sorted.reserve(map_.size());
-  for (const auto& [id, entry] : map_) sorted.emplace_back(id, &entry);
+  for (const auto& [id, sequence] : map_) {
+    sorted.push_back({.id = id, .sequence = sequence, .hash = HashOf(id)});
+  }
   std::sort(sorted.begin(), sorted.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
+            [](const Slot& a, const Slot& b) { return a.id < b.id; });
   return sorted;
 }
 
 size_t IdTable::MemoryBytes() const {
   // A slot is its key, its value and one control byte.
-  return map_.capacity() * (sizeof(absl::string_view) + sizeof(Entry) + 1) +
+  return map_.capacity() * (sizeof(absl::string_view) + sizeof(uint64_t) + 1) +
          blocks_.size() * kBlockBytes + long_id_bytes_;
 }
 
-absl::string_view IdTable::Store(absl::string_view id) {
-  if (id.empty()) return absl::string_view();
+absl::string_view IdTable::Store(absl::string_view id, const Digest& hash) {
+  const size_t size = kHashBytes + id.size();
   char* copy = nullptr;
-  if (id.size() > kBlockBytes / 8) {
+  if (size > kBlockBytes / 8) {
     // A rare long id gets a block of its own.
-    copy = long_ids_.emplace_back(std::make_unique<char[]>(id.size())).get();
-    long_id_bytes_ += id.size();
+    copy = long_ids_.emplace_back(std::make_unique<char[]>(size)).get();
+    long_id_bytes_ += size;
   } else {
-    if (block_used_ + id.size() > kBlockBytes) {
+    if (block_used_ + size > kBlockBytes) {
       blocks_.push_back(std::make_unique<char[]>(kBlockBytes));
       block_used_ = 0;
     }
     copy = blocks_.back().get() + block_used_;
-    block_used_ += id.size();
+    block_used_ += size;
   }
-  std::memcpy(copy, id.data(), id.size());
-  return absl::string_view(copy, id.size());
+  std::memcpy(copy, hash.data(), kHashBytes);
+  if (!id.empty()) std::memcpy(copy + kHashBytes, id.data(), id.size());
+  return absl::string_view(copy + kHashBytes, id.size());
 }
 
 }  // namespace okrd::eventlog

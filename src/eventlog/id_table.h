@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -32,36 +33,49 @@ class IdTable {
     uint64_t sequence = 0;
     Digest hash{};
   };
+  // One id of Sorted(): views into the table.
+  struct Slot {
+    absl::string_view id;
+    uint64_t sequence = 0;
+    absl::string_view hash;
+  };
 
   // Room for `expected` ids without rehashing.
   explicit IdTable(size_t expected = 0);
   IdTable(const IdTable&) = delete;
   IdTable& operator=(const IdTable&) = delete;
 
-  // The entry of `id`, or null. The pointer is valid until the next insert.
-  const Entry* Find(absl::string_view id) const;
-  // Adds `id`; false (and no change) when it is already present.
-  bool Insert(absl::string_view id, const Entry& entry);
+  // The entry of `id`, or nothing.
+  std::optional<Entry> Find(absl::string_view id) const;
+  // Adds `id` with `entry` and returns nothing; when `id` is already present,
+  // changes nothing and returns its entry. One probe either way.
+  std::optional<Entry> InsertOrFind(absl::string_view id, const Entry& entry);
   // Removes `id` (its bytes stay until the table is freed).
   void Erase(absl::string_view id);
 
   size_t size() const { return map_.size(); }
   bool empty() const { return map_.empty(); }
   // The entries in id order, as a sorted run is written.
-  std::vector<std::pair<absl::string_view, const Entry*>> Sorted() const;
+  std::vector<Slot> Sorted() const;
   // Bytes held: the hash table's slots and the ids' blocks.
   size_t MemoryBytes() const;
 
  private:
-  // A copy of `id` in the table's blocks.
-  absl::string_view Store(absl::string_view id);
+  // A copy of `hash` then `id` in the table's blocks; views the id's copy,
+  // whose hash is the kHashBytes before it.
+  absl::string_view Store(absl::string_view id, const Digest& hash);
+  static absl::string_view HashOf(absl::string_view stored_id);
 
+  static constexpr size_t kHashBytes = sizeof(Digest);
   static constexpr size_t kBlockBytes = 256 << 10;
   std::vector<std::unique_ptr<char[]>> blocks_;
   size_t block_used_ = kBlockBytes;  // bytes used of blocks_.back()
   std::vector<std::unique_ptr<char[]>> long_ids_;  // one each
   size_t long_id_bytes_ = 0;
-  absl::flat_hash_map<absl::string_view, Entry> map_;
+  // id -> sequence. The slot is 24 bytes; the hash, read only when an id is
+  // seen again, sits in the blocks next to the id, so the table's random
+  // accesses touch less memory.
+  absl::flat_hash_map<absl::string_view, uint64_t> map_;
 };
 
 }  // namespace okrd::eventlog

@@ -768,6 +768,9 @@ TEST_F(EventLogTest, BadCorrectionTargetsAreRejected) {
   Amend(batch, "c4", "m2", okrd::v1::CORRECTION, 1)
       .event()
       .set_subject("team-b");
+  // A correction naming itself: its own id is not taken before its target
+  // is found.
+  Amend(batch, "c5", "c5", okrd::v1::CORRECTION, 1);
   auto result = log->Append(std::move(batch));
   ASSERT_TRUE(result.ok());
   std::vector<std::string> reasons;
@@ -775,9 +778,19 @@ TEST_F(EventLogTest, BadCorrectionTargetsAreRejected) {
   EXPECT_EQ(reasons,
             (std::vector<std::string>{
                 "unknown_correction_target", "retracted_target",
-                "invalid_correction_target", "invalid_correction_target"}));
+                "invalid_correction_target", "invalid_correction_target",
+                "unknown_correction_target"}));
   ASSERT_EQ(result->appended.size(), 1u);
   EXPECT_EQ(result->appended[0]->event().event_id(), "m2");
+
+  // A rejected correction's id stays free: the same id, now valid, goes in.
+  Batch again;
+  Amend(again, "c1", "m2", okrd::v1::CORRECTION, 7);
+  auto retried = log->Append(std::move(again));
+  ASSERT_TRUE(retried.ok());
+  ASSERT_EQ(retried->appended.size(), 1u);
+  EXPECT_EQ(retried->appended[0]->amends().previous_value(), 5);
+  EXPECT_EQ(retried->duplicates, 0u);
 }
 
 // Append() writes each record from the event's sealed bytes instead of

@@ -1,5 +1,6 @@
 #include "eventlog/id_table.h"
 
+#include <optional>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -18,46 +19,59 @@ TEST(IdTableTest, KeepsItsOwnCopyOfEachId) {
   IdTable table(4);
   {
     std::string id = "event-1";
-    EXPECT_TRUE(table.Insert(id, At(1)));
+    EXPECT_EQ(table.InsertOrFind(id, At(1)), std::nullopt);
     id = "overwritten";  // the caller's buffer changes, the table's does not
   }
-  const IdTable::Entry* found = table.Find("event-1");
-  ASSERT_NE(found, nullptr);
+  const std::optional<IdTable::Entry> found = table.Find("event-1");
+  ASSERT_TRUE(found.has_value());
   EXPECT_EQ(found->sequence, 1u);
   EXPECT_EQ(found->hash[0], 1);
-  EXPECT_EQ(table.Find("overwritten"), nullptr);
+  EXPECT_EQ(table.Find("overwritten"), std::nullopt);
 }
 
 TEST(IdTableTest, FirstInsertWinsAndEraseForgets) {
   IdTable table;
-  EXPECT_TRUE(table.Insert("a", At(1)));
-  EXPECT_FALSE(table.Insert("a", At(2)));
+  EXPECT_EQ(table.InsertOrFind("a", At(1)), std::nullopt);
+  // Present: the first entry comes back, hash and all, and stays.
+  const std::optional<IdTable::Entry> present = table.InsertOrFind("a", At(2));
+  ASSERT_TRUE(present.has_value());
+  EXPECT_EQ(present->sequence, 1u);
+  EXPECT_EQ(present->hash, At(1).hash);
   EXPECT_EQ(table.Find("a")->sequence, 1u);
   table.Erase("a");
-  EXPECT_EQ(table.Find("a"), nullptr);
-  EXPECT_TRUE(table.Insert("a", At(3)));
+  EXPECT_EQ(table.Find("a"), std::nullopt);
+  EXPECT_EQ(table.InsertOrFind("a", At(3)), std::nullopt);
   EXPECT_EQ(table.Find("a")->sequence, 3u);
+  EXPECT_EQ(table.Find("a")->hash, At(3).hash);
   EXPECT_EQ(table.size(), 1u);
+  // The empty id is an id like any other.
+  EXPECT_EQ(table.InsertOrFind("", At(4)), std::nullopt);
+  EXPECT_EQ(table.Find("")->hash, At(4).hash);
 }
 
 TEST(IdTableTest, SortsByIdBytesAndKeepsLongIds) {
   IdTable table;
   const std::string long_id(100000, 'z');  // beyond a block's share
-  table.Insert("b", At(2));
-  table.Insert(long_id, At(4));
-  table.Insert("a", At(1));
-  table.Insert(std::string("a\0b", 3), At(3));
+  table.InsertOrFind("b", At(2));
+  table.InsertOrFind(long_id, At(4));
+  table.InsertOrFind("a", At(1));
+  table.InsertOrFind(std::string("a\0b", 3), At(3));
   // Enough short ids to need several blocks.
-  for (int i = 0; i < 20000; ++i) table.Insert("x" + std::to_string(i), At(9));
+  for (int i = 0; i < 20000; ++i) {
+    table.InsertOrFind("x" + std::to_string(i), At(9));
+  }
   const auto sorted = table.Sorted();
   ASSERT_EQ(sorted.size(), 20004u);
-  EXPECT_EQ(sorted[0].first, "a");
-  EXPECT_EQ(sorted[1].first, std::string("a\0b", 3));
-  EXPECT_EQ(sorted[2].first, "b");
-  EXPECT_EQ(sorted.back().first, long_id);
-  EXPECT_EQ(sorted.back().second->sequence, 4u);
+  EXPECT_EQ(sorted[0].id, "a");
+  EXPECT_EQ(sorted[1].id, std::string("a\0b", 3));
+  EXPECT_EQ(sorted[2].id, "b");
+  EXPECT_EQ(sorted.back().id, long_id);
+  EXPECT_EQ(sorted.back().sequence, 4u);
+  const IdTable::Entry four = At(4);
+  EXPECT_EQ(sorted.back().hash,
+            absl::string_view(four.hash.data(), four.hash.size()));
   for (size_t i = 1; i < sorted.size(); ++i) {
-    EXPECT_LT(sorted[i - 1].first, sorted[i].first);
+    EXPECT_LT(sorted[i - 1].id, sorted[i].id);
   }
   EXPECT_GE(table.MemoryBytes(), long_id.size() + 20000 * 5);
 }
