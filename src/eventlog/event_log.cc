@@ -586,6 +586,16 @@ Digest PayloadHash(const okrd::v1::KpiEvent& event) {
   return HashOf(event, &bytes);
 }
 
+std::map<CounterKey, uint64_t> WithKnownCounters(
+    std::map<CounterKey, uint64_t> counters) {
+  counters.try_emplace({"accepted", ""}, 0);
+  counters.try_emplace({"duplicate", ""}, 0);
+  for (std::string_view reason : kRejectionReasons) {
+    counters.try_emplace({"rejected", std::string(reason)}, 0);
+  }
+  return counters;
+}
+
 Batch::Candidate& Batch::AddCandidate() {
   return events.emplace_back(NewCandidate());
 }

@@ -62,6 +62,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -188,6 +189,32 @@ struct AppendResult {
 
 // Counter key: (outcome, reason). Outcomes: accepted, duplicate, rejected.
 using CounterKey = std::pair<std::string, std::string>;
+
+// Every reason a message is rejected for (README, "Rejection reasons").
+inline constexpr std::array<std::string_view, 16> kRejectionReasons = {
+    "malformed",
+    "bad_frame",
+    "unknown_schema",
+    "missing_field",
+    "non_finite",
+    "unknown_kpi",
+    "unit_mismatch",
+    "oversize",
+    "future_event_time",
+    "invalid_event_time",
+    "too_late",
+    "conflict",
+    "unknown_correction_target",
+    "invalid_correction_target",
+    "retracted_target",
+    "series_limit"};
+
+// `counters` with the ones known before any message (accepted, duplicate,
+// each rejection reason) added at 0 where absent, as Prometheus expects of
+// counters whose labels are known in advance: rate() and increase() then
+// see their first step.
+std::map<CounterKey, uint64_t> WithKnownCounters(
+    std::map<CounterKey, uint64_t> counters);
 
 struct Stats {
   uint64_t last_sequence = 0;

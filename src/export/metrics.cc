@@ -336,7 +336,7 @@ void AddPartitionFamilies(Families& f,
       "so the largest count over instances is the partition's exact count.",
       MetricKind::kCounter);
   for (const auto& [key, counters] : state.log.partition_counters) {
-    for (const auto& [counter, count] : counters) {
+    for (const auto& [counter, count] : eventlog::WithKnownCounters(counters)) {
       std::vector<Label> l = labels(key);
       l.push_back({"outcome", counter.first});
       l.push_back({"reason", counter.second});
@@ -356,7 +356,8 @@ void AddDaemonFamilies(Families& f, const DaemonState& state) {
             "Kafka messages by outcome (accepted, duplicate, rejected) and "
             "rejection reason; persisted in the event log.",
             MetricKind::kCounter);
-  for (const auto& [key, count] : state.log.counters) {
+  for (const auto& [key, count] :
+       eventlog::WithKnownCounters(state.log.counters)) {
     events.Add({{"outcome", key.first}, {"reason", key.second}},
                static_cast<double>(count));
   }

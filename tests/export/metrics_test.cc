@@ -6,9 +6,14 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <string>
+#include <string_view>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "core/pseudonym.h"
 #include "core/time_util.h"
 #include "export/http_server.h"
@@ -74,6 +79,68 @@ TEST(RenderMetricsTest, RendersKpiAndDaemonSeries) {
           "okr_kpi_last_event_timestamp_seconds{kpi=\"signups\",subject="
           "\"team \\\"a\\\"\"} 1795634300",
       });
+}
+
+// Counters whose labels are known in advance start at 0, so that rate()
+// and increase() see their first step; per partition too, for each one the
+// log has taken from.
+TEST(RenderMetricsTest, KnownCountersStartAtZero) {
+  projection::KpiProjection projection(OneKpi());
+  DaemonState state;
+  state.log.counters[{"rejected", "malformed"}] = 3;
+  state.log.counters[{"rejected", "from_a_newer_build"}] = 1;
+  state.log.partition_counters[{"kpi-events", 2}][{"accepted", ""}] = 5;
+  const std::string text = RenderMetrics(projection, state);
+  ExpectContainsAll(text,
+                    {"okrd_events_total{outcome=\"accepted\",reason=\"\"} 0",
+                     "okrd_events_total{outcome=\"duplicate\",reason=\"\"} 0",
+                     "okrd_events_total{outcome=\"rejected\",reason="
+                     "\"malformed\"} 3",
+                     "okrd_events_total{outcome=\"rejected\",reason="
+                     "\"from_a_newer_build\"} 1",
+                     "okrd_partition_events_total{topic=\"kpi-events\","
+                     "partition=\"2\",outcome=\"accepted\",reason=\"\"} 5",
+                     "okrd_partition_events_total{topic=\"kpi-events\","
+                     "partition=\"2\",outcome=\"duplicate\",reason=\"\"} 0"});
+  for (std::string_view reason : eventlog::kRejectionReasons) {
+    if (reason == "malformed") continue;
+    const std::string series =
+        absl::StrCat("okrd_events_total{outcome=\"rejected\",reason=\"",
+                     std::string(reason), "\"} 0\n");
+    EXPECT_NE(text.find(series), std::string::npos) << series;
+    const std::string per_partition = absl::StrCat(
+        "okrd_partition_events_total{topic=\"kpi-events\",partition=\"2\","
+        "outcome=\"rejected\",reason=\"",
+        std::string(reason), "\"} 0\n");
+    EXPECT_NE(text.find(per_partition), std::string::npos) << per_partition;
+  }
+}
+
+// The reasons exported at 0 are the ones the README lists.
+TEST(RenderMetricsTest, KnownReasonsAreTheReadmesList) {
+  std::ifstream in(std::string(OKRD_SOURCE_DIR) + "/README.md");
+  const std::string readme((std::istreambuf_iterator<char>(in)),
+                           std::istreambuf_iterator<char>());
+  const size_t start = readme.find("Rejection reasons (");
+  ASSERT_NE(start, std::string::npos);
+  const size_t colon = readme.find("):", start);
+  const size_t end = readme.find(". Each", start);
+  ASSERT_NE(end, std::string::npos);
+  // Every `word` of the paragraph after its heading, in order.
+  std::vector<std::string> listed;
+  for (size_t at = readme.find('`', colon); at < end;
+       at = readme.find('`', at + 1)) {
+    const size_t close = readme.find('`', at + 1);
+    const std::string word = readme.substr(at + 1, close - at - 1);
+    if (word.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") ==
+        std::string::npos) {
+      listed.push_back(word);
+    }
+    at = close;
+  }
+  const std::vector<std::string> known(eventlog::kRejectionReasons.begin(),
+                                       eventlog::kRejectionReasons.end());
+  EXPECT_EQ(listed, known);
 }
 
 // Objective "growth" titled `title`, over the ten days either side of the

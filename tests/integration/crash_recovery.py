@@ -65,7 +65,7 @@ PIP_PATH = ["watch", "triggered", "recovered", "ok", "watch"]
 def checked(metrics):
     """The series whose exact values this test predicts; PIP transitions
     summed over the source partitions they are counted by."""
-    out = {k: v for k, v in metrics.items() if k.startswith(("okr_kpi_value{", "okrd_events_total{"))}
+    out = harness.business(metrics)
     for k, v in metrics.items():
         if k.startswith("okr_pip_transitions_total{"):
             key = re.sub(r',topic="[^"]*",partition="[^"]*"', "", k)

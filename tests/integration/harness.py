@@ -236,8 +236,10 @@ def events_total(metrics):
 
 
 def business(metrics):
-    """The okr_kpi_value series and the event counters: what must survive."""
-    return {k: v for k, v in metrics.items() if k.startswith(("okr_kpi_value{", "okrd_events_total{"))}
+    """The okr_kpi_value series and the event counters that moved (the rest
+    are exported at 0): what must survive."""
+    return {k: v for k, v in metrics.items()
+            if k.startswith("okr_kpi_value{") or (k.startswith("okrd_events_total{") and v)}
 
 
 def business_text(exposition):
