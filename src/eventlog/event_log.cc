@@ -689,6 +689,11 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
   // seldom fill a memtable; without a cap they would pin every WAL file and
   // crash recovery would replay the whole history.
   db_options.max_total_wal_size = 64 << 20;
+  // A memtable flush writes tens of MB; left to the kernel's writeback they
+  // pile up as dirty pages that the next WAL fsync then waits behind (the
+  // file system's journal commits them together), a stall of the whole
+  // pipeline. Written back as they go, they never pile up.
+  db_options.bytes_per_sync = 1 << 20;
   db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   // RocksDB's own log goes to okrd's, not to a LOG file on the data disk:
   // on a full disk Debian's assertion-enabled build aborts writing it.
