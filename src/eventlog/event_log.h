@@ -405,6 +405,12 @@ okrd::v1::RejectedRecord RejectCandidate(const Batch::Candidate& candidate,
 // event whether it arrived as binary protobuf or JSON.
 Digest PayloadHash(const okrd::v1::KpiEvent& event);
 
+// Into `*out`, the serialization of `record`, whose event serializes to
+// `event_bytes`: byte for byte what protobuf writes, without serializing the
+// event again.
+void SerializeRecord(const okrd::v1::StoredEvent& record,
+                     absl::string_view event_bytes, std::string* out);
+
 }  // namespace okrd::eventlog
 
 #endif  // OKRD_EVENTLOG_EVENT_LOG_H_

@@ -6,6 +6,7 @@
 #include <deque>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <random>
 #include <set>
 #include <string>
@@ -819,6 +820,56 @@ TEST_F(EventLogTest, StoredRecordsReadBackAsAppended) {
         << "stored:   " << (*stored)->ShortDebugString()
         << "\nappended: " << appended->ShortDebugString();
   }
+}
+
+// The record writer is protobuf's serialization, byte for byte, at the edges
+// of every field it writes by hand.
+TEST(SerializeRecordTest, WritesWhatProtobufWrites) {
+  okrd::v1::KpiEvent event;
+  event.set_event_id("e-1");
+  event.set_kpi("signups");
+  event.set_value(3);
+  struct Position {
+    std::string topic;
+    int32_t partition;
+    int64_t offset;
+  };
+  for (const Position& p : std::vector<Position>{
+           {"", 0, 0},
+           {"kpi-events", 0, 0},
+           {"kpi-events", 7, 1},
+           {"", -1, -1},
+           {std::string(200, 't'), std::numeric_limits<int32_t>::max(),
+            std::numeric_limits<int64_t>::max()},
+           {"k\xc3\xa9", std::numeric_limits<int32_t>::min(),
+            std::numeric_limits<int64_t>::min()}}) {
+    for (bool with_amends : {false, true}) {
+      okrd::v1::StoredEvent record;
+      record.set_sequence(42);
+      *record.mutable_event() = event;
+      record.mutable_position()->set_topic(p.topic);
+      record.mutable_position()->set_partition(p.partition);
+      record.mutable_position()->set_offset(p.offset);
+      record.set_ingest_time_us(1795634400123456);
+      if (with_amends) {
+        record.mutable_amends()->set_target_sequence(7);
+        record.mutable_amends()->set_previous_value(1.5);
+        record.set_schema_id(3);
+      }
+      record.ByteSizeLong();  // caches the sizes the writer reads
+      std::string written;
+      SerializeRecord(record, event.SerializeAsString(), &written);
+      EXPECT_EQ(written, record.SerializeAsString())
+          << record.ShortDebugString();
+    }
+  }
+  okrd::v1::StoredEvent bare;
+  bare.set_sequence(1);
+  bare.mutable_event()->set_event_id("e-2");
+  bare.ByteSizeLong();
+  std::string written;
+  SerializeRecord(bare, bare.event().SerializeAsString(), &written);
+  EXPECT_EQ(written, bare.SerializeAsString());
 }
 
 TEST_F(EventLogTest, KeepsTheNewestSnapshotsAndMatchesTheirHash) {
