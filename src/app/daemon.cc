@@ -586,7 +586,9 @@ int RunDaemon(int argc, char** argv) {
                         writer->OnWriteError(error, attempt);
                },
            .id_run_ids =
-               static_cast<size_t>(config->storage.id_index_memory_ids)});
+               static_cast<size_t>(config->storage.id_index_memory_ids),
+           .memory_bytes = static_cast<size_t>(config->storage.memory_mb)
+                           << 20});
   if (!log.ok()) {
     spdlog::critical("{}", log.status().message());
     return 1;

@@ -545,7 +545,8 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
       ReadKafka(r, root["kafka"], &config->kafka);
     }
     if (const YAML::Node storage = root["storage"]; storage && r.ok()) {
-      if (r.Map(storage, "storage", {"path", "sync", "id_index_memory_ids"})) {
+      if (r.Map(storage, "storage",
+                {"path", "sync", "id_index_memory_ids", "memory_mb"})) {
         if (auto v = r.String(storage, "storage", "path", false)) {
           if (v->empty())
             r.Fail(storage["path"], "storage.path", "must not be empty");
@@ -554,6 +555,8 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
         r.Bool(storage, "storage", "sync", &config->storage.sync);
         r.Int(storage, "storage", "id_index_memory_ids", 100, 1 << 26,
               &config->storage.id_index_memory_ids);
+        r.Int(storage, "storage", "memory_mb", 16, 1 << 20,
+              &config->storage.memory_mb);
       }
     }
     if (const YAML::Node http = root["http"]; http && r.ok()) {

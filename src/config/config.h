@@ -86,6 +86,9 @@ struct StorageOptions {
   // one sorted run: bounds its memory and the start-up replay of the log's
   // tail. Default 200000.
   int id_index_memory_ids = 200000;
+  // RocksDB's memtables and block cache together, in MiB; memtables are
+  // flushed once they hold half. Default 256.
+  int memory_mb = 256;
 };
 
 struct HttpOptions {

@@ -102,6 +102,11 @@ struct Options {
   // Ids the id index keeps in memory before writing them as a sorted run;
   // the start-up replay of the tail is bounded by about twice this.
   size_t id_run_ids = 200000;
+  // RocksDB's memtables and block cache together stay within this; the
+  // memtables are flushed once they hold half of it. The id index's filters
+  // and indexes (about 1.6 bytes per id on disk) and its in-memory tables
+  // come on top.
+  size_t memory_bytes = size_t{256} << 20;
 };
 
 // Receives a stored record's sequence and bytes; returns false to stop.

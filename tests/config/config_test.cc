@@ -394,6 +394,19 @@ TEST(ConfigTest, IdIndexMemoryIds) {
       "[100, 67108864], got \"10\"");
 }
 
+TEST(ConfigTest, StorageMemory) {
+  auto config = ParseConfig(std::string(kValid) + "storage:\n  memory_mb: 64\n",
+                            "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ((*config)->storage.memory_mb, 64);
+  auto fallback = ParseConfig(kValid, "test.yaml");
+  ASSERT_TRUE(fallback.ok());
+  EXPECT_EQ((*fallback)->storage.memory_mb, 256);
+  EXPECT_EQ(ErrorOf(std::string(kValid) + "storage:\n  memory_mb: 8\n"),
+            "test.yaml:11: storage.memory_mb: expected an integer in "
+            "[16, 1048576], got \"8\"");
+}
+
 TEST(ConfigTest, MaxSeries) {
   auto config = ParseConfig(
       std::string(kValid) + "export:\n  max_series: 100000\n", "test.yaml");

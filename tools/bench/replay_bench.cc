@@ -2,9 +2,11 @@
 // soon a restarted okrd can serve a consistent scrape when a snapshot exists.
 //
 //   replay_bench [--events N] [--subjects S] [--tail T] [--crash-tail K]
-//                [--dir DIR]
+//                [--dir DIR] [--memory-mb M]
 //
-// Loads N events (4 KPIs, S subjects, two months) into a fresh log, then
+// Loads N events (4 KPIs, S subjects, two months) into a fresh log, folding
+// them as okrd does and printing the resident memory after each million
+// (RocksDB within storage.memory_mb = M, 256 by default), then
 // measures: (1) a full replay (log read + fold) in records/s; (2) storing a
 // snapshot; (3) start-up as okrd does it: open the log, restore the newest
 // snapshot, fold the T records after it, render /metrics. With --crash-tail,
@@ -16,8 +18,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -57,10 +61,11 @@ int Fail(const absl::Status& s) {
 }
 
 // Appends events [from, to) of a load of `events` events in batches of
-// 10000, as the load below spreads them.
+// 10000, as the load below spreads them; folds them into `fold` when set.
 absl::Status AppendEvents(eventlog::EventLog& log, const config::Config& config,
                           long long from, long long to, long long events,
-                          long long subjects) {
+                          long long subjects,
+                          projection::KpiProjection* fold = nullptr) {
   const absl::Time base = absl::FromUnixSeconds(1793491200);  // 2026-11-01
   for (long long i = from; i < to;) {
     eventlog::Batch batch;
@@ -83,8 +88,20 @@ absl::Status AppendEvents(eventlog::EventLog& log, const config::Config& config,
     }
     auto result = log.Append(std::move(batch));
     if (!result.ok()) return result.status();
+    if (fold != nullptr) {
+      for (const okrd::v1::StoredEvent* record : result->appended) {
+        fold->Apply(*record);
+      }
+    }
   }
   return absl::OkStatus();
+}
+
+long ResidentBytes() {
+  std::ifstream statm("/proc/self/statm");
+  long pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * sysconf(_SC_PAGESIZE);
 }
 
 // Start-up as okrd does it: open the log, restore the newest snapshot, fold
@@ -116,18 +133,23 @@ absl::StatusOr<std::unique_ptr<projection::KpiProjection>> StartUp(
 
 int Main(int argc, char** argv) {
   (void)InitLogging("warn");
-  Args args({"events", "subjects", "tail", "crash-tail", "dir"}, {});
+  Args args({"events", "subjects", "tail", "crash-tail", "dir", "memory-mb"},
+            {});
   if (absl::Status s =
           args.Parse(std::vector<std::string>(argv + 1, argv + argc));
       !s.ok()) {
     return Fail(s);
   }
-  long long events = 0, subjects = 0, tail = 0, crash_tail = 0;
+  long long events = 0, subjects = 0, tail = 0, crash_tail = 0, memory_mb = 0;
   for (auto [name, least, fallback, out] :
        {std::tuple{"events", 1LL, 1000000LL, &events},
         std::tuple{"subjects", 1LL, 1000LL, &subjects},
         std::tuple{"tail", 1LL, 10000LL, &tail},
-        std::tuple{"crash-tail", 0LL, 0LL, &crash_tail}}) {
+        std::tuple{"crash-tail", 0LL, 0LL, &crash_tail},
+        std::tuple{
+            "memory-mb", 16LL,
+            static_cast<long long>(eventlog::Options().memory_bytes >> 20),
+            &memory_mb}}) {
     if (absl::Status s = args.GetInt(name, least, 1000000000, fallback, out);
         !s.ok()) {
       return Fail(s);
@@ -140,15 +162,28 @@ int Main(int argc, char** argv) {
   std::filesystem::remove_all(dir);
   const auto config = BenchConfig();
 
-  // Load.
+  // Load, folded as okrd folds, with the process's resident memory after
+  // each million events.
   absl::Time start = absl::Now();
   {
-    auto log = eventlog::EventLog::Open({.path = dir.string(), .sync = false});
+    auto log = eventlog::EventLog::Open(
+        {.path = dir.string(),
+         .sync = false,
+         .memory_bytes = static_cast<size_t>(memory_mb) << 20});
     if (!log.ok()) return Fail(log.status());
-    if (absl::Status s =
-            AppendEvents(**log, *config, 0, events, events, subjects);
-        !s.ok()) {
-      return Fail(s);
+    projection::KpiProjection live(config);
+    constexpr long long kStep = 1000000;
+    for (long long from = 0; from < events; from += kStep) {
+      const long long to = std::min(events, from + kStep);
+      if (absl::Status s =
+              AppendEvents(**log, *config, from, to, events, subjects, &live);
+          !s.ok()) {
+        return Fail(s);
+      }
+      std::printf(
+          "load:    %lld events, RSS %.0f MB (RocksDB memtables and "
+          "cache within %lld MB)\n",
+          to, static_cast<double>(ResidentBytes()) / 1e6, memory_mb);
     }
   }
   std::printf("load:    %lld events in %.1f s (%.0f events/s)\n", events,
