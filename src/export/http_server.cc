@@ -2,6 +2,7 @@
 
 #include <openssl/sha.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <utility>
@@ -21,6 +22,7 @@
 #include "core/log.h"
 #include "export/status_page.h"
 #include "export/tls_frontend.h"
+#include "export/view.h"
 #include "spdlog/spdlog.h"
 #include "zlib.h"
 
@@ -109,6 +111,32 @@ class StatusPageHandler final : public ReadOnlyHandler {
     Reply(conn, 200, kHtmlContentType, body);
     return true;
   }
+
+ private:
+  const SnapshotSource* source_;
+};
+
+// /api/v1/<resource>: JSON views of the same snapshot /metrics renders
+// (export/view.h).
+class ApiHandler final : public ReadOnlyHandler {
+ public:
+  explicit ApiHandler(const SnapshotSource* source) : source_(source) {}
+  bool handleGet(CivetServer*, mg_connection* conn) override {
+    const mg_request_info* request = mg_get_request_info(conn);
+    absl::string_view resource(request->local_uri);
+    resource.remove_prefix(std::min(resource.size(), sizeof(kApiPrefix) - 1));
+    const absl::string_view query(
+        request->query_string == nullptr ? "" : request->query_string);
+    ApiAnswer answer;
+    source_->Read(
+        [&](const projection::KpiProjection& p, const DaemonState& s) {
+          answer = AnswerApi(resource, query, p, s);
+        });
+    Reply(conn, answer.status, kJsonContentType, answer.body);
+    return true;
+  }
+
+  static constexpr char kApiPrefix[] = "/api/v1/";
 
  private:
   const SnapshotSource* source_;
@@ -246,6 +274,7 @@ struct HttpServer::State {
   std::unique_ptr<HealthHandler> health;
   std::unique_ptr<ReadyHandler> ready;
   std::unique_ptr<StatusPageHandler> status;
+  std::unique_ptr<ApiHandler> api;
 };
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
@@ -272,7 +301,8 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   // Authorization first, so no request is served before it is in place.
   if (web != nullptr && !web->users.empty()) {
     state->auth = std::make_unique<BasicAuth>(web->users);
-    for (const char* uri : {"/", "/metrics", "/healthz", "/readyz"}) {
+    for (const char* uri :
+         {"/", "/metrics", "/healthz", "/readyz", "/api/v1"}) {
       state->server->addAuthHandler(uri, state->auth.get());
     }
   }
@@ -282,6 +312,8 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   state->server->addHandler("/metrics", state->metrics.get());
   state->server->addHandler("/healthz", state->health.get());
   state->server->addHandler("/readyz", state->ready.get());
+  state->api = std::make_unique<ApiHandler>(source);
+  state->server->addHandler("/api/v1", state->api.get());
   state->status = std::make_unique<StatusPageHandler>(source);
   state->server->addHandler("/", state->status.get());
   auto server = std::unique_ptr<HttpServer>(new HttpServer());

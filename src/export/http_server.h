@@ -5,6 +5,7 @@
 //   /metrics  Prometheus text 0.0.4 of one consistent snapshot, gzip-encoded
 //             when the scraper accepts it
 //   /         status page (export/status_page.h)
+//   /api/v1/  JSON views of the same snapshot (export/view.h)
 //   /healthz  200 while the process serves requests
 //   /readyz   200 once the log is open, the consumer assigned and the
 //             projection rebuilt; 503 with the missing parts otherwise

@@ -1,6 +1,8 @@
 // okrd's own exposition and HTTP code: label values escaped so that they
 // read back as written, sample values that parse back to the same double,
-// Accept-Encoding headers of any shape, and gzip bodies that inflate back.
+// Accept-Encoding headers of any shape, gzip bodies that inflate back, and
+// JSON API query strings and resource names of any shape answered with 200,
+// 400 or 404 and a body that parses as the answer's schema.
 
 #include <zlib.h>
 
@@ -9,11 +11,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include "export/http_server.h"
 #include "export/text_format.h"
+#include "export/view.h"
 #include "fuzz/check.h"
+#include "google/protobuf/util/json_util.h"
 
 namespace {
 
@@ -53,6 +58,44 @@ std::string Gunzip(const std::string& gz) {
   return out;
 }
 
+// A projection with one series, for the API's answers.
+const okrd::projection::KpiProjection& Projection() {
+  static const okrd::projection::KpiProjection* projection = [] {
+    auto config = std::make_shared<okrd::config::Config>();
+    okrd::config::KpiOptions kpi;
+    kpi.id = "signups";
+    kpi.aggregation = okrd::config::Aggregation::kSum;
+    config->kpis.push_back(kpi);
+    auto* p = new okrd::projection::KpiProjection(config);
+    okrd::v1::StoredEvent record;
+    record.set_sequence(1);
+    record.set_ingest_time_us(1795634360000000);
+    record.mutable_event()->set_kpi("signups");
+    record.mutable_event()->set_subject("team a");
+    record.mutable_event()->set_value(2);
+    record.mutable_event()->mutable_event_time()->set_seconds(1795634300);
+    p->Apply(record);
+    return p;
+  }();
+  return *projection;
+}
+
+template <typename Answer>
+void CheckAnswer(const okrd::exporter::ApiAnswer& answer) {
+  if (answer.status == 200) {
+    Answer parsed;
+    FUZZ_CHECK(
+        google::protobuf::util::JsonStringToMessage(answer.body, &parsed).ok());
+    FUZZ_CHECK(parsed.sequence() == 1);
+    return;
+  }
+  FUZZ_CHECK(answer.status == 400 || answer.status == 404);
+  okrd::v1::ApiError error;
+  FUZZ_CHECK(
+      google::protobuf::util::JsonStringToMessage(answer.body, &error).ok());
+  FUZZ_CHECK(!error.error().empty());
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -76,5 +119,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
   if (size < 4096) FUZZ_CHECK(Gunzip(okrd::exporter::Gzip(input)) == input);
+
+  const okrd::exporter::DaemonState state;
+  CheckAnswer<okrd::v1::KpisAnswer>(
+      okrd::exporter::AnswerApi("kpis", input, Projection(), state));
+  CheckAnswer<okrd::v1::PipsAnswer>(
+      okrd::exporter::AnswerApi("pips", input, Projection(), state));
+  const okrd::exporter::ApiAnswer named =
+      okrd::exporter::AnswerApi(input, "", Projection(), state);
+  FUZZ_CHECK(named.status == 200 || named.status == 404);
   return 0;
 }

@@ -12,6 +12,7 @@
 #include "core/time_util.h"
 #include "eventlog/event_log.h"
 #include "export/metrics.h"
+#include "export/view.h"
 #include "google/protobuf/util/json_util.h"
 #include "okrctl/commands.h"
 #include "okrctl/progress.h"
@@ -23,42 +24,10 @@ namespace okrd::okrctl {
 namespace {
 
 std::string RenderJson(const projection::KpiProjection& kpis) {
-  okrd::v1::ProjectionView view;
-  view.set_sequence(kpis.sequence());
-  if (kpis.clock() != absl::InfinitePast()) {
-    view.set_clock(FormatUtc(kpis.clock()));
-  }
-  kpis.ForEachSeries([&](const projection::KpiSeries& s) {
-    okrd::v1::KpiSeriesView* item = view.add_kpis();
-    item->set_kpi(s.kpi->id);
-    item->set_subject(exporter::SubjectLabel(kpis.config(), *s.subject));
-    item->set_period(s.period_label);
-    item->set_period_start(FormatUtc(s.period.start));
-    item->set_value(s.value);
-  });
-  const projection::OkrState okrs =
-      projection::EvaluateOkrs(kpis.config(), kpis);
-  for (const projection::KeyResultState& kr : okrs.key_results) {
-    okrd::v1::KeyResultView* item = view.add_key_results();
-    item->set_objective(kr.objective->id);
-    item->set_key_result(kr.key_result->id);
-    if (kr.value) item->set_value(*kr.value);
-    item->set_progress(kr.progress);
-    item->set_expected_progress(kr.expected);
-    item->set_status(std::string(projection::KrStatusName(kr.status)));
-  }
-  for (const projection::ObjectiveState& o : okrs.objectives) {
-    okrd::v1::ObjectiveView* item = view.add_objectives();
-    item->set_objective(o.objective->id);
-    item->set_progress(o.progress);
-  }
-  std::string out;
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.preserve_proto_field_names = true;
-  options.always_print_primitive_fields = true;
-  (void)google::protobuf::util::MessageToJsonString(view, &out, options);
-  return out;
+  // Everything, as a daemon that owns every partition shows it.
+  const projection::Ownership all;
+  return exporter::ViewJson(
+      exporter::BuildView(kpis, all.MaskFor(kpis.partitions())));
 }
 
 }  // namespace

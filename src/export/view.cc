@@ -1,0 +1,260 @@
+#include "export/view.h"
+
+#include <map>
+#include <optional>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "civetweb.h"
+#include "core/time_util.h"
+#include "core/utf8.h"
+#include "google/protobuf/util/json_util.h"
+#include "projection/okr.h"
+#include "projection/pip.h"
+
+namespace okrd::exporter {
+namespace {
+
+std::string TimeOrEmpty(absl::Time t) {
+  return t == absl::InfinitePast() ? std::string() : FormatUtc(t);
+}
+
+std::string TimeOrEmpty(const google::protobuf::Timestamp& t) {
+  return t.seconds() == 0 && t.nanos() == 0 ? std::string()
+                                            : FormatUtc(FromProto(t));
+}
+
+void AddKpis(const projection::KpiProjection& projection,
+             const projection::Ownership::Mask& mask,
+             okrd::v1::ProjectionView* view) {
+  projection.ForEachSeries([&](const projection::KpiSeries& s) {
+    if (!mask.Exports(s.partition)) return;
+    okrd::v1::KpiSeriesView* item = view->add_kpis();
+    item->set_kpi(s.kpi->id);
+    item->set_subject(SubjectLabel(projection.config(), *s.subject));
+    item->set_period(s.period_label);
+    item->set_period_start(FormatUtc(s.period.start));
+    item->set_value(s.value);
+  });
+}
+
+// As /metrics: a key result another instance exports is left out, and so is
+// the progress of every objective above it (here it would be partial).
+void AddOkrs(const projection::KpiProjection& projection,
+             const projection::Ownership::Mask& mask,
+             okrd::v1::ProjectionView* view) {
+  const projection::OkrState okrs =
+      projection::EvaluateOkrs(projection.config(), projection);
+  std::set<const config::ObjectiveOptions*> partial;
+  for (const projection::KeyResultState& kr : okrs.key_results) {
+    if (!mask.ExportsPair(projection, kr.key_result->kpi,
+                          kr.key_result->subject)) {
+      for (const auto& c : kr.contributions) partial.insert(c.objective);
+      continue;
+    }
+    okrd::v1::KeyResultView* item = view->add_key_results();
+    item->set_objective(kr.objective->id);
+    item->set_key_result(kr.key_result->id);
+    if (kr.value) item->set_value(*kr.value);
+    item->set_progress(kr.progress);
+    item->set_expected_progress(kr.expected);
+    item->set_status(std::string(projection::KrStatusName(kr.status)));
+  }
+  for (const projection::ObjectiveState& o : okrs.objectives) {
+    if (partial.contains(o.objective)) continue;
+    okrd::v1::ObjectiveView* item = view->add_objectives();
+    item->set_objective(o.objective->id);
+    item->set_progress(o.progress);
+  }
+}
+
+void AddPips(const projection::KpiProjection& projection,
+             const projection::Ownership::Mask& mask,
+             okrd::v1::ProjectionView* view) {
+  const config::Config& config = projection.config();
+  for (const projection::PipSubjectState& p :
+       projection::EvaluatePips(config, projection)) {
+    if (!mask.ExportsPair(projection, p.policy->kpi, p.subject)) continue;
+    okrd::v1::PipView* item = view->add_pips();
+    item->set_policy(p.policy->id);
+    item->set_subject(SubjectLabel(config, p.subject));
+    item->set_state(std::string(projection::PipStateName(p.state)));
+    item->set_breach_streak_periods(p.streak);
+    item->set_insufficient_periods(p.insufficient_periods);
+    if (p.triggered_at != absl::InfinitePast()) {
+      item->set_triggered_at(TimeOrEmpty(p.triggered_at));
+      item->set_deadline(TimeOrEmpty(p.deadline));
+      item->set_milestones_missed(p.milestones_missed);
+    }
+  }
+  // Subjects in fired transitions are already pseudonymized where
+  // configured; they are counted by the partition of the policy's KPI and
+  // the subject, as okr_pip_transitions_total is.
+  for (const okrd::v1::PipTransition& t : projection.pip_transitions()) {
+    const config::PipPolicyOptions* policy = config.FindPipPolicy(t.policy());
+    const uint32_t partition =
+        policy == nullptr ? projection::kNoPartition
+                          : projection.PartitionOf(policy->kpi, t.subject());
+    if (!mask.Exports(partition)) continue;
+    okrd::v1::PipTransitionView* item = view->add_pip_transitions();
+    item->set_id(t.id());
+    item->set_policy(t.policy());
+    item->set_subject(t.subject());
+    item->set_from(t.from_state());
+    item->set_to(t.to_state());
+    item->set_at(TimeOrEmpty(t.at()));
+    item->set_plan_deadline(TimeOrEmpty(t.plan_deadline()));
+  }
+}
+
+ApiAnswer Error(int status, absl::string_view message) {
+  okrd::v1::ApiError error;
+  error.set_error(ValidUtf8(message));
+  return {.status = status, .body = ViewJson(error)};
+}
+
+// The parameters of `query` (application/x-www-form-urlencoded), each
+// allowed at most once, or the reason they are refused.
+std::optional<std::string> ParseQuery(absl::string_view query,
+                                      const std::set<std::string>& allowed,
+                                      std::map<std::string, std::string>* out) {
+  for (absl::string_view part : absl::StrSplit(query, '&', absl::SkipEmpty())) {
+    const std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(part, absl::MaxSplits('=', 1));
+    std::string decoded[2];
+    const absl::string_view raw[2] = {kv.first, kv.second};
+    for (int i = 0; i < 2; ++i) {
+      // Decoding never lengthens; one more byte for civetweb's NUL.
+      decoded[i].resize(raw[i].size() + 1);
+      const int n = mg_url_decode(
+          raw[i].data(), static_cast<int>(raw[i].size()), decoded[i].data(),
+          static_cast<int>(decoded[i].size()), 1);
+      if (n < 0) return "a query parameter does not decode";
+      decoded[i].resize(static_cast<size_t>(n));
+      if (ValidUtf8(decoded[i]) != decoded[i]) {
+        return "a query parameter is not UTF-8";
+      }
+    }
+    if (!allowed.contains(decoded[0])) {
+      return absl::StrCat("unknown parameter \"", decoded[0], "\"");
+    }
+    if (!out->emplace(decoded[0], decoded[1]).second) {
+      return absl::StrCat("parameter \"", decoded[0], "\" given twice");
+    }
+  }
+  return std::nullopt;
+}
+
+template <typename Answer>
+void SetHead(const okrd::v1::ProjectionView& view, Answer* answer) {
+  answer->set_sequence(view.sequence());
+  answer->set_clock(view.clock());
+}
+
+}  // namespace
+
+okrd::v1::ProjectionView BuildView(const projection::KpiProjection& projection,
+                                   const projection::Ownership::Mask& mask) {
+  okrd::v1::ProjectionView view;
+  view.set_sequence(projection.sequence());
+  view.set_clock(TimeOrEmpty(projection.clock()));
+  AddKpis(projection, mask, &view);
+  AddOkrs(projection, mask, &view);
+  AddPips(projection, mask, &view);
+  return view;
+}
+
+std::string ViewJson(const google::protobuf::Message& message) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  // Every string set here is UTF-8, so printing cannot fail.
+  (void)google::protobuf::util::MessageToJsonString(message, &out, options);
+  return out;
+}
+
+ApiAnswer AnswerApi(absl::string_view resource, absl::string_view query,
+                    const projection::KpiProjection& projection,
+                    const DaemonState& state) {
+  static const std::map<std::string, std::set<std::string>> kParameters = {
+      {"objectives", {}},
+      {"key_results", {}},
+      {"kpis", {"kpi", "subject"}},
+      {"pips", {"state"}}};
+  const auto known = kParameters.find(std::string(resource));
+  if (known == kParameters.end()) {
+    return Error(404,
+                 absl::StrCat("no such resource: /api/v1/", ValidUtf8(resource),
+                              " (objectives, key_results, kpis, pips)"));
+  }
+  std::map<std::string, std::string> params;
+  if (std::optional<std::string> bad =
+          ParseQuery(query, known->second, &params)) {
+    return Error(400, *bad);
+  }
+  if (auto it = params.find("state"); it != params.end()) {
+    bool valid = false;
+    for (projection::PipState s : projection::kAllPipStates) {
+      valid = valid || projection::PipStateName(s) == it->second;
+    }
+    if (!valid) {
+      return Error(400,
+                   absl::StrCat("state must be one of ok, watch, triggered, "
+                                "recovered, expired; got \"",
+                                it->second, "\""));
+    }
+  }
+  // A standby instance (no partition owned) shows nothing, as on /metrics.
+  okrd::v1::ProjectionView view;
+  if (state.ownership.standby()) {
+    view.set_sequence(projection.sequence());
+    view.set_clock(TimeOrEmpty(projection.clock()));
+  } else {
+    view =
+        BuildView(projection, state.ownership.MaskFor(projection.partitions()));
+  }
+  auto param = [&](const char* name) -> const std::string* {
+    auto it = params.find(name);
+    return it == params.end() ? nullptr : &it->second;
+  };
+  if (resource == "objectives") {
+    okrd::v1::ObjectivesAnswer answer;
+    SetHead(view, &answer);
+    *answer.mutable_objectives() = view.objectives();
+    return {.body = ViewJson(answer)};
+  }
+  if (resource == "key_results") {
+    okrd::v1::KeyResultsAnswer answer;
+    SetHead(view, &answer);
+    *answer.mutable_key_results() = view.key_results();
+    return {.body = ViewJson(answer)};
+  }
+  if (resource == "kpis") {
+    okrd::v1::KpisAnswer answer;
+    SetHead(view, &answer);
+    const std::string* kpi = param("kpi");
+    const std::string* subject = param("subject");
+    for (const okrd::v1::KpiSeriesView& s : view.kpis()) {
+      if ((kpi == nullptr || s.kpi() == *kpi) &&
+          (subject == nullptr || s.subject() == *subject)) {
+        *answer.add_kpis() = s;
+      }
+    }
+    return {.body = ViewJson(answer)};
+  }
+  okrd::v1::PipsAnswer answer;
+  SetHead(view, &answer);
+  const std::string* wanted = param("state");
+  for (const okrd::v1::PipView& p : view.pips()) {
+    if (wanted == nullptr || p.state() == *wanted) *answer.add_pips() = p;
+  }
+  *answer.mutable_pip_transitions() = view.pip_transitions();
+  return {.body = ViewJson(answer)};
+}
+
+}  // namespace okrd::exporter
