@@ -55,13 +55,17 @@ def main():
         assert curl("--cacert", ca, "-u", "alice:s3cret", f"{url}/metrics") == "200"
         assert curl("--cacert", ca, f"{url}/metrics") == "401"
         assert curl("--cacert", ca, "-u", "alice:wrong", f"{url}/metrics") == "401"
+        # The JSON API sits behind the same TLS and password.
+        assert curl("--cacert", ca, "-u", "alice:s3cret", f"{url}/api/v1/objectives") == "200"
+        assert curl("--cacert", ca, f"{url}/api/v1/kpis?kpi=x") == "401"
         assert curl("--cacert", ca, "-u", "alice:s3cret", f"{url}/") == "200"
         # Plain HTTP on the TLS port gets no metrics; a client not trusting
         # the certificate refuses it.
         assert curl(f"http://127.0.0.1:{okrd.port}/metrics") != "200"
         assert curl("-u", "alice:s3cret", f"{url}/metrics").startswith("curl exit 60")
         assert okrd.terminate() == 0
-        log("TLS and basic auth from the web config: 200 with the password, 401 without or wrong")
+        log("TLS and basic auth from the web config: 200 with the password, 401 without or wrong, "
+            "/metrics and /api/v1 alike")
 
         # A client certificate required and verified against client_ca_file.
         write_web("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
