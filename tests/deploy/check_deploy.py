@@ -1,5 +1,6 @@
 """Checks the deploy kit with what can run here: promtool on the Prometheus
-config and rules (and the rules' unit tests), YAML and JSON parsing of every
+config and rules (and the rules' unit tests), amtool on the Alertmanager
+config, YAML and JSON parsing of every
 file, the dashboard's uid and variables, `systemd-analyze verify` of the unit,
 and that every okrd metric the rules and the dashboard use is one okrd
 exports."""
@@ -39,6 +40,8 @@ def main():
     for t in sorted(glob.glob(os.path.join(tests_dir, "*.test.yml"))):
         run(["promtool", "test", "rules", os.path.basename(t)], cwd=tests_dir)
     print("promtool: config, rules and rule tests pass")
+    run(["amtool", "check-config", os.path.join(deploy, "alertmanager/alertmanager.yml")])
+    print("amtool check-config: the Alertmanager routing is valid")
 
     for path in glob.glob(os.path.join(deploy, "**/*.y*ml"), recursive=True):
         with open(path) as f:

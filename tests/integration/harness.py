@@ -265,17 +265,21 @@ def free_port():
 
 class Prometheus:
     """Debian's prometheus scraping `targets` (host:port) every second as job
-    okrd, with `rules` loaded."""
+    okrd, with `rules` loaded, sending alerts to `alertmanager` (host:port)
+    when given."""
 
-    def __init__(self, work, targets, rules):
+    def __init__(self, work, targets, rules, alertmanager=None):
         self.port = free_port()
         config = os.path.join(work, "prometheus.yml")
+        settings = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": rules,
+            "scrape_configs": [{"job_name": "okrd", "static_configs": [{"targets": list(targets)}]}],
+        }
+        if alertmanager is not None:
+            settings["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
         with open(config, "w") as f:
-            yaml.safe_dump({
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": rules,
-                "scrape_configs": [{"job_name": "okrd", "static_configs": [{"targets": list(targets)}]}],
-            }, f)
+            yaml.safe_dump(settings, f)
         self.log_path = os.path.join(work, "prometheus.log")
         self.log_file = open(self.log_path, "w")
         self.proc = subprocess.Popen(
