@@ -14,10 +14,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 from harness import log, wait_for  # noqa: E402
 
-CONFIG = """  - id: lead_time
-    aggregation: mean
-    period: week
-objectives:
+CONFIG = harness.LEAD_TIME_KPI + """objectives:
   - id: delivery
     title: Ship faster
     start: 2026-01-01
@@ -25,16 +22,7 @@ objectives:
     key_results:
       - {id: platform-fast, kpi: lead_time, subject: platform, direction: at_most, target: 20}
       - {id: payments-fast, kpi: lead_time, subject: payments, direction: at_most, target: 20}
-pip_policies:
-  - id: slow-deploys
-    kpi: lead_time
-    comparator: above
-    trigger: 24
-    recovery: 18
-    consecutive_periods: 2
-    cooldown_periods: 0
-    plan_days: 30
-"""
+""" + harness.SLOW_DEPLOYS_POLICY
 TEAMS = ["platform", "payments"]
 
 

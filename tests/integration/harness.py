@@ -134,6 +134,24 @@ def replay_business(okrctl, config, data_dir, sequence):
                           check=True, timeout=120).stdout
 
 
+# A weekly mean lead time, and a PIP policy on it that triggers after two
+# slow weeks (above 24) and recovers below 18, for the PIP tests.
+LEAD_TIME_KPI = """  - id: lead_time
+    aggregation: mean
+    period: week
+"""
+SLOW_DEPLOYS_POLICY = """pip_policies:
+  - id: slow-deploys
+    kpi: lead_time
+    comparator: above
+    trigger: 24
+    recovery: 18
+    consecutive_periods: 2
+    cooldown_periods: 0
+    plan_days: 30
+"""
+
+
 # One monthly sum KPI, for tests that only count events.
 ORDERS_KPI = """  - id: orders
     aggregation: sum

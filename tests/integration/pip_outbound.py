@@ -13,19 +13,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 from harness import log, wait_for  # noqa: E402
 
-KPIS = """  - id: lead_time
-    aggregation: mean
-    period: week
-pip_policies:
-  - id: slow-deploys
-    kpi: lead_time
-    comparator: above
-    trigger: 24
-    recovery: 18
-    consecutive_periods: 2
-    cooldown_periods: 0
-    plan_days: 30
-pip:
+KPIS = harness.LEAD_TIME_KPI + harness.SLOW_DEPLOYS_POLICY + """pip:
   outbound_topic: pip-transitions
 """
 
