@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "civetweb.h"
 #include "core/time_util.h"
@@ -27,14 +28,20 @@ std::string TimeOrEmpty(const google::protobuf::Timestamp& t) {
                                             : FormatUtc(FromProto(t));
 }
 
+// The KPI series, only those of `kpi` and of the subject labelled `subject`
+// when set: a narrow answer costs no view of the rest.
 void AddKpis(const projection::KpiProjection& projection,
-             const projection::Ownership::Mask& mask,
-             okrd::v1::ProjectionView* view) {
+             const projection::Ownership::Mask& mask, const std::string* kpi,
+             const std::string* subject,
+             google::protobuf::RepeatedPtrField<okrd::v1::KpiSeriesView>* out) {
   projection.ForEachSeries([&](const projection::KpiSeries& s) {
     if (!mask.Exports(s.partition)) return;
-    okrd::v1::KpiSeriesView* item = view->add_kpis();
+    if (kpi != nullptr && s.kpi->id != *kpi) return;
+    std::string label = SubjectLabel(projection.config(), *s.subject);
+    if (subject != nullptr && label != *subject) return;
+    okrd::v1::KpiSeriesView* item = out->Add();
     item->set_kpi(s.kpi->id);
-    item->set_subject(SubjectLabel(projection.config(), *s.subject));
+    item->set_subject(std::move(label));
     item->set_period(s.period_label);
     item->set_period_start(FormatUtc(s.period.start));
     item->set_value(s.value);
@@ -43,9 +50,11 @@ void AddKpis(const projection::KpiProjection& projection,
 
 // As /metrics: a key result another instance exports is left out, and so is
 // the progress of every objective above it (here it would be partial).
-void AddOkrs(const projection::KpiProjection& projection,
-             const projection::Ownership::Mask& mask,
-             okrd::v1::ProjectionView* view) {
+void AddOkrs(
+    const projection::KpiProjection& projection,
+    const projection::Ownership::Mask& mask,
+    google::protobuf::RepeatedPtrField<okrd::v1::KeyResultView>* key_results,
+    google::protobuf::RepeatedPtrField<okrd::v1::ObjectiveView>* objectives) {
   const projection::OkrState okrs =
       projection::EvaluateOkrs(projection.config(), projection);
   std::set<const config::ObjectiveOptions*> partial;
@@ -55,7 +64,8 @@ void AddOkrs(const projection::KpiProjection& projection,
       for (const auto& c : kr.contributions) partial.insert(c.objective);
       continue;
     }
-    okrd::v1::KeyResultView* item = view->add_key_results();
+    if (key_results == nullptr) continue;
+    okrd::v1::KeyResultView* item = key_results->Add();
     item->set_objective(kr.objective->id);
     item->set_key_result(kr.key_result->id);
     if (kr.value) item->set_value(*kr.value);
@@ -64,21 +74,28 @@ void AddOkrs(const projection::KpiProjection& projection,
     item->set_status(std::string(projection::KrStatusName(kr.status)));
   }
   for (const projection::ObjectiveState& o : okrs.objectives) {
+    if (objectives == nullptr) break;
     if (partial.contains(o.objective)) continue;
-    okrd::v1::ObjectiveView* item = view->add_objectives();
+    okrd::v1::ObjectiveView* item = objectives->Add();
     item->set_objective(o.objective->id);
     item->set_progress(o.progress);
   }
 }
 
-void AddPips(const projection::KpiProjection& projection,
-             const projection::Ownership::Mask& mask,
-             okrd::v1::ProjectionView* view) {
+// The PIP states, only those in `state` when set, and the transitions.
+void AddPips(
+    const projection::KpiProjection& projection,
+    const projection::Ownership::Mask& mask, const std::string* state,
+    google::protobuf::RepeatedPtrField<okrd::v1::PipView>* pips,
+    google::protobuf::RepeatedPtrField<okrd::v1::PipTransitionView>* fired) {
   const config::Config& config = projection.config();
   for (const projection::PipSubjectState& p :
        projection::EvaluatePips(config, projection)) {
     if (!mask.ExportsPair(projection, p.policy->kpi, p.subject)) continue;
-    okrd::v1::PipView* item = view->add_pips();
+    if (state != nullptr && projection::PipStateName(p.state) != *state) {
+      continue;
+    }
+    okrd::v1::PipView* item = pips->Add();
     item->set_policy(p.policy->id);
     item->set_subject(SubjectLabel(config, p.subject));
     item->set_state(std::string(projection::PipStateName(p.state)));
@@ -99,7 +116,7 @@ void AddPips(const projection::KpiProjection& projection,
         policy == nullptr ? projection::kNoPartition
                           : projection.PartitionOf(policy->kpi, t.subject());
     if (!mask.Exports(partition)) continue;
-    okrd::v1::PipTransitionView* item = view->add_pip_transitions();
+    okrd::v1::PipTransitionView* item = fired->Add();
     item->set_id(t.id());
     item->set_policy(t.policy());
     item->set_subject(t.subject());
@@ -148,10 +165,11 @@ std::optional<std::string> ParseQuery(absl::string_view query,
   return std::nullopt;
 }
 
+// The answer's sequence and clock: the projection's.
 template <typename Answer>
-void SetHead(const okrd::v1::ProjectionView& view, Answer* answer) {
-  answer->set_sequence(view.sequence());
-  answer->set_clock(view.clock());
+void SetHead(const projection::KpiProjection& projection, Answer* answer) {
+  answer->set_sequence(projection.sequence());
+  answer->set_clock(TimeOrEmpty(projection.clock()));
 }
 
 }  // namespace
@@ -159,11 +177,12 @@ void SetHead(const okrd::v1::ProjectionView& view, Answer* answer) {
 okrd::v1::ProjectionView BuildView(const projection::KpiProjection& projection,
                                    const projection::Ownership::Mask& mask) {
   okrd::v1::ProjectionView view;
-  view.set_sequence(projection.sequence());
-  view.set_clock(TimeOrEmpty(projection.clock()));
-  AddKpis(projection, mask, &view);
-  AddOkrs(projection, mask, &view);
-  AddPips(projection, mask, &view);
+  SetHead(projection, &view);
+  AddKpis(projection, mask, nullptr, nullptr, view.mutable_kpis());
+  AddOkrs(projection, mask, view.mutable_key_results(),
+          view.mutable_objectives());
+  AddPips(projection, mask, nullptr, view.mutable_pips(),
+          view.mutable_pip_transitions());
   return view;
 }
 
@@ -199,61 +218,57 @@ ApiAnswer AnswerApi(absl::string_view resource, absl::string_view query,
   }
   if (auto it = params.find("state"); it != params.end()) {
     bool valid = false;
+    std::vector<absl::string_view> names;
     for (projection::PipState s : projection::kAllPipStates) {
-      valid = valid || projection::PipStateName(s) == it->second;
+      names.push_back(projection::PipStateName(s));
+      valid = valid || names.back() == it->second;
     }
     if (!valid) {
-      return Error(400,
-                   absl::StrCat("state must be one of ok, watch, triggered, "
-                                "recovered, expired; got \"",
-                                it->second, "\""));
+      return Error(
+          400, absl::StrCat("state must be one of ", absl::StrJoin(names, ", "),
+                            "; got \"", it->second, "\""));
     }
-  }
-  // A standby instance (no partition owned) shows nothing, as on /metrics.
-  okrd::v1::ProjectionView view;
-  if (state.ownership.standby()) {
-    view.set_sequence(projection.sequence());
-    view.set_clock(TimeOrEmpty(projection.clock()));
-  } else {
-    view =
-        BuildView(projection, state.ownership.MaskFor(projection.partitions()));
   }
   auto param = [&](const char* name) -> const std::string* {
     auto it = params.find(name);
     return it == params.end() ? nullptr : &it->second;
   };
+  // Built under the caller's lock: only what the answer holds. A standby
+  // instance (no partition owned) shows nothing, as on /metrics.
+  const bool standby = state.ownership.standby();
+  const projection::Ownership::Mask mask =
+      state.ownership.MaskFor(projection.partitions());
   if (resource == "objectives") {
     okrd::v1::ObjectivesAnswer answer;
-    SetHead(view, &answer);
-    *answer.mutable_objectives() = view.objectives();
+    SetHead(projection, &answer);
+    if (!standby) {
+      AddOkrs(projection, mask, nullptr, answer.mutable_objectives());
+    }
     return {.body = ViewJson(answer)};
   }
   if (resource == "key_results") {
     okrd::v1::KeyResultsAnswer answer;
-    SetHead(view, &answer);
-    *answer.mutable_key_results() = view.key_results();
+    SetHead(projection, &answer);
+    if (!standby) {
+      AddOkrs(projection, mask, answer.mutable_key_results(), nullptr);
+    }
     return {.body = ViewJson(answer)};
   }
   if (resource == "kpis") {
     okrd::v1::KpisAnswer answer;
-    SetHead(view, &answer);
-    const std::string* kpi = param("kpi");
-    const std::string* subject = param("subject");
-    for (const okrd::v1::KpiSeriesView& s : view.kpis()) {
-      if ((kpi == nullptr || s.kpi() == *kpi) &&
-          (subject == nullptr || s.subject() == *subject)) {
-        *answer.add_kpis() = s;
-      }
+    SetHead(projection, &answer);
+    if (!standby) {
+      AddKpis(projection, mask, param("kpi"), param("subject"),
+              answer.mutable_kpis());
     }
     return {.body = ViewJson(answer)};
   }
   okrd::v1::PipsAnswer answer;
-  SetHead(view, &answer);
-  const std::string* wanted = param("state");
-  for (const okrd::v1::PipView& p : view.pips()) {
-    if (wanted == nullptr || p.state() == *wanted) *answer.add_pips() = p;
+  SetHead(projection, &answer);
+  if (!standby) {
+    AddPips(projection, mask, param("state"), answer.mutable_pips(),
+            answer.mutable_pip_transitions());
   }
-  *answer.mutable_pip_transitions() = view.pip_transitions();
   return {.body = ViewJson(answer)};
 }
 

@@ -8,7 +8,7 @@
 //   GET /api/v1/objectives
 //   GET /api/v1/key_results
 //   GET /api/v1/kpis[?kpi=ID][&subject=LABEL]
-//   GET /api/v1/pips[?state=ok|watch|triggered|recovered|expired]
+//   GET /api/v1/pips[?state=ok|watch|triggered|recovered|plan_expired]
 //
 // Each answer holds what one /metrics scrape would show at the same log
 // sequence (its `sequence`), with the same ownership and pseudonymization:

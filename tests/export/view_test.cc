@@ -116,7 +116,8 @@ TEST(AnswerApiTest, BadRequestsSayWhy) {
       AnswerApi("pips", "state=sleepy", projection, state);
   EXPECT_EQ(state_answer.status, 400);
   EXPECT_EQ(ErrorOf(state_answer),
-            "state must be one of ok, watch, triggered, recovered, expired; "
+            "state must be one of ok, watch, triggered, recovered, "
+            "plan_expired; "
             "got \"sleepy\"");
   EXPECT_EQ(AnswerApi("objectives", "kpi=x", projection, state).status, 400);
   const ApiAnswer missing = AnswerApi("kpis/x", "", projection, state);
