@@ -121,15 +121,12 @@ void AddOkrFamilies(Families& f, const projection::KpiProjection& projection,
       "an ancestor): summed over key results, and over okrd instances, it "
       "is the objective's progress.",
       MetricKind::kGauge);
-  // Objectives with a key result below them that another instance exports:
-  // their progress here would be partial, so only the contributions go out.
-  std::set<const config::ObjectiveOptions*> partial;
+  // Of a partial objective only the contributions go out.
+  const std::set<const config::ObjectiveOptions*> partial =
+      PartialObjectives(okrs, projection, mask);
   for (const projection::KeyResultState& kr : okrs.key_results) {
     const config::KeyResultOptions& opts = *kr.key_result;
-    if (!mask.ExportsPair(projection, opts.kpi, opts.subject)) {
-      for (const auto& c : kr.contributions) partial.insert(c.objective);
-      continue;
-    }
+    if (!mask.ExportsPair(projection, opts.kpi, opts.subject)) continue;
     const Label labels[] = {{"objective", kr.objective->id},
                             {"key_result", opts.id}};
     for (const auto& c : kr.contributions) {
@@ -233,11 +230,7 @@ void AddPipFamilies(Families& f, const projection::KpiProjection& projection,
            double>
       transitions;
   for (const okrd::v1::PipTransition& t : projection.pip_transitions()) {
-    const config::PipPolicyOptions* policy =
-        projection.config().FindPipPolicy(t.policy());
-    const uint32_t partition =
-        policy == nullptr ? projection::kNoPartition
-                          : projection.PartitionOf(policy->kpi, t.subject());
+    const uint32_t partition = TransitionPartition(projection, t);
     if (!mask.Exports(partition)) continue;
     std::optional<projection::SourcePartition> source;
     if (partition != projection::kNoPartition) {
@@ -428,6 +421,29 @@ std::string Render(const projection::KpiProjection& projection,
 }
 
 }  // namespace
+
+uint32_t TransitionPartition(const projection::KpiProjection& projection,
+                             const okrd::v1::PipTransition& transition) {
+  const config::PipPolicyOptions* policy =
+      projection.config().FindPipPolicy(transition.policy());
+  return policy == nullptr
+             ? projection::kNoPartition
+             : projection.PartitionOf(policy->kpi, transition.subject());
+}
+
+std::set<const config::ObjectiveOptions*> PartialObjectives(
+    const projection::OkrState& okrs,
+    const projection::KpiProjection& projection,
+    const projection::Ownership::Mask& mask) {
+  std::set<const config::ObjectiveOptions*> partial;
+  for (const projection::KeyResultState& kr : okrs.key_results) {
+    if (!mask.ExportsPair(projection, kr.key_result->kpi,
+                          kr.key_result->subject)) {
+      for (const auto& c : kr.contributions) partial.insert(c.objective);
+    }
+  }
+  return partial;
+}
 
 std::string SubjectLabel(const config::Config& config,
                          const std::string& subject) {

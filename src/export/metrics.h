@@ -11,10 +11,12 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 
 #include "eventlog/event_log.h"
 #include "projection/kpi_projection.h"
+#include "projection/okr.h"
 #include "projection/ownership.h"
 
 namespace okrd::exporter {
@@ -69,6 +71,19 @@ inline constexpr char kContentType[] =
 // keyed pseudonym when export.pseudonymize_subjects is configured.
 std::string SubjectLabel(const config::Config& config,
                          const std::string& subject);
+
+// What /metrics and the JSON API (export/view.h) both follow, so that they
+// show the same:
+// The partition a fired transition is counted by: that of its policy's KPI
+// and subject (kNoPartition for an unknown policy or an imported subject).
+uint32_t TransitionPartition(const projection::KpiProjection& projection,
+                             const okrd::v1::PipTransition& transition);
+// The objectives with a key result below them that `mask` leaves to another
+// instance: their progress here would be partial.
+std::set<const config::ObjectiveOptions*> PartialObjectives(
+    const projection::OkrState& okrs,
+    const projection::KpiProjection& projection,
+    const projection::Ownership::Mask& mask);
 
 // Business series (okr_*) and okrd_projection_sequence: a pure function of
 // the projection, equal for a live daemon that owns every partition and

@@ -57,14 +57,12 @@ void AddOkrs(
     google::protobuf::RepeatedPtrField<okrd::v1::ObjectiveView>* objectives) {
   const projection::OkrState okrs =
       projection::EvaluateOkrs(projection.config(), projection);
-  std::set<const config::ObjectiveOptions*> partial;
   for (const projection::KeyResultState& kr : okrs.key_results) {
+    if (key_results == nullptr) break;
     if (!mask.ExportsPair(projection, kr.key_result->kpi,
                           kr.key_result->subject)) {
-      for (const auto& c : kr.contributions) partial.insert(c.objective);
       continue;
     }
-    if (key_results == nullptr) continue;
     okrd::v1::KeyResultView* item = key_results->Add();
     item->set_objective(kr.objective->id);
     item->set_key_result(kr.key_result->id);
@@ -73,8 +71,10 @@ void AddOkrs(
     item->set_expected_progress(kr.expected);
     item->set_status(std::string(projection::KrStatusName(kr.status)));
   }
+  if (objectives == nullptr) return;
+  const std::set<const config::ObjectiveOptions*> partial =
+      PartialObjectives(okrs, projection, mask);
   for (const projection::ObjectiveState& o : okrs.objectives) {
-    if (objectives == nullptr) break;
     if (partial.contains(o.objective)) continue;
     okrd::v1::ObjectiveView* item = objectives->Add();
     item->set_objective(o.objective->id);
@@ -108,14 +108,9 @@ void AddPips(
     }
   }
   // Subjects in fired transitions are already pseudonymized where
-  // configured; they are counted by the partition of the policy's KPI and
-  // the subject, as okr_pip_transitions_total is.
+  // configured; shown where okr_pip_transitions_total counts them.
   for (const okrd::v1::PipTransition& t : projection.pip_transitions()) {
-    const config::PipPolicyOptions* policy = config.FindPipPolicy(t.policy());
-    const uint32_t partition =
-        policy == nullptr ? projection::kNoPartition
-                          : projection.PartitionOf(policy->kpi, t.subject());
-    if (!mask.Exports(partition)) continue;
+    if (!mask.Exports(TransitionPartition(projection, t))) continue;
     okrd::v1::PipTransitionView* item = fired->Add();
     item->set_id(t.id());
     item->set_policy(t.policy());

@@ -13,12 +13,9 @@
 #include "eventlog/event_log.h"
 #include "export/metrics.h"
 #include "export/view.h"
-#include "google/protobuf/util/json_util.h"
 #include "okrctl/commands.h"
 #include "okrctl/progress.h"
-#include "okrd/v1/projection_view.pb.h"
 #include "projection/kpi_projection.h"
-#include "projection/okr.h"
 
 namespace okrd::okrctl {
 namespace {
