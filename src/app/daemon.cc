@@ -195,17 +195,25 @@ class State final : public ingest::BatchSink,
       const config::ProjectionOptions& options =
           projection_->config().projection;
       const uint64_t sequence = projection_->sequence();
+      const absl::Time now = absl::Now();
+      // Snapshots grow with the state: however often they are asked for,
+      // they take at most a tenth of this thread's time.
       if (sequence > last_snapshot_sequence_ &&
           (sequence - last_snapshot_sequence_ >=
                static_cast<uint64_t>(options.snapshot_every_records) ||
-           absl::Now() - last_snapshot_time_ >= options.snapshot_interval)) {
+           now - last_snapshot_time_ >= options.snapshot_interval) &&
+          now - last_snapshot_time_ >= 9 * snapshot_cost_) {
         snapshot = projection_->Snapshot();
         last_snapshot_sequence_ = sequence;
-        last_snapshot_time_ = absl::Now();
+        last_snapshot_time_ = now;
       }
     }
     // Written outside the lock: scrapes go on meanwhile.
-    if (snapshot) StoreSnapshot(*snapshot);
+    if (snapshot) {
+      StoreSnapshot(*snapshot);
+      absl::MutexLock lock(&mu_);
+      snapshot_cost_ = absl::Now() - last_snapshot_time_;
+    }
   }
 
   // Producers should key messages by subject (README, "Scale-out"); each
@@ -409,6 +417,8 @@ class State final : public ingest::BatchSink,
   std::pair<uint64_t, uint64_t> evaluated_ ABSL_GUARDED_BY(mu_);
   uint64_t last_snapshot_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time last_snapshot_time_ ABSL_GUARDED_BY(mu_);
+  // What the last snapshot cost, taken and stored.
+  absl::Duration snapshot_cost_ ABSL_GUARDED_BY(mu_);
 
   void StoreSnapshot(const okrd::v1::ProjectionSnapshot& snapshot) {
     const absl::Time started = absl::Now();

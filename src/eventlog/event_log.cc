@@ -344,6 +344,138 @@ rocksdb::ReadOptions ScanOptions() {
   return read;
 }
 
+// Snapshots are stored as one ingested table file each (see SnapshotEntry
+// in snapshot.proto): they never pass through the memtables and the WAL,
+// which would hold a copy of each until flushed and write it twice more.
+const char kSnapshotFilePrefix[] = "snapshot-";
+constexpr size_t kSnapshotChunkBytes = 1 << 20;
+
+std::string SnapshotEntryKey(uint64_t sequence) {
+  return absl::StrCat("m", EncodeU64(sequence));
+}
+
+std::string SnapshotChunkPrefix(uint64_t sequence) {
+  return absl::StrCat("c", EncodeU64(sequence));
+}
+
+std::string SnapshotChunkKey(uint64_t sequence, uint32_t chunk) {
+  std::string key = SnapshotChunkPrefix(sequence);
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    key.push_back(static_cast<char>((chunk >> shift) & 0xff));
+  }
+  return key;
+}
+
+// Hands protobuf's serializer buffers of kSnapshotChunkBytes and puts each
+// into `writer` as the next chunk once filled, so a snapshot is never whole
+// in memory as bytes.
+class ChunkOutputStream final
+    : public google::protobuf::io::ZeroCopyOutputStream {
+ public:
+  ChunkOutputStream(rocksdb::SstFileWriter* writer, uint64_t sequence)
+      : writer_(writer), sequence_(sequence) {}
+
+  bool Next(void** data, int* size) override {
+    if (!Flush()) return false;
+    buffer_.resize(kSnapshotChunkBytes);
+    used_ = buffer_.size();
+    *data = buffer_.data();
+    *size = static_cast<int>(buffer_.size());
+    return true;
+  }
+  void BackUp(int count) override { used_ -= static_cast<size_t>(count); }
+  int64_t ByteCount() const override {
+    return static_cast<int64_t>(bytes_ + used_);
+  }
+
+  // Puts what the last buffer holds.
+  bool Flush() {
+    if (used_ == 0 || !status_.ok()) return status_.ok();
+    status_ = writer_->Put(SnapshotChunkKey(sequence_, chunks_),
+                           rocksdb::Slice(buffer_.data(), used_));
+    ++chunks_;
+    bytes_ += used_;
+    used_ = 0;
+    return status_.ok();
+  }
+  const rocksdb::Status& status() const { return status_; }
+  uint32_t chunks() const { return chunks_; }
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  rocksdb::SstFileWriter* writer_;
+  uint64_t sequence_;
+  std::string buffer_;
+  size_t used_ = 0;
+  uint32_t chunks_ = 0;
+  uint64_t bytes_ = 0;
+  rocksdb::Status status_;
+};
+
+// Reads the chunks of one snapshot in order, straight from `it`'s blocks.
+// complete() says whether every chunk the entry names was there.
+class ChunkInputStream final
+    : public google::protobuf::io::ZeroCopyInputStream {
+ public:
+  ChunkInputStream(rocksdb::Iterator* it, uint64_t sequence, uint32_t chunks)
+      : it_(it), sequence_(sequence), chunks_(chunks) {}
+
+  bool Next(const void** data, int* size) override {
+    if (backed_up_ > 0) {
+      *data = current_.data() + current_.size() - backed_up_;
+      *size = static_cast<int>(backed_up_);
+      bytes_ += backed_up_;
+      backed_up_ = 0;
+      return true;
+    }
+    if (next_chunk_ == chunks_) return false;
+    const std::string key = SnapshotChunkKey(sequence_, next_chunk_);
+    if (next_chunk_ == 0) {
+      it_->Seek(key);
+    } else {
+      it_->Next();
+    }
+    if (!it_->Valid() || it_->key() != key) {
+      return false;  // a chunk is missing: complete() says so
+    }
+    ++next_chunk_;
+    current_ = it_->value();
+    *data = current_.data();
+    *size = static_cast<int>(current_.size());
+    bytes_ += current_.size();
+    return true;
+  }
+  void BackUp(int count) override {
+    backed_up_ = static_cast<size_t>(count);
+    bytes_ -= backed_up_;
+  }
+  bool Skip(int count) override {
+    const void* data = nullptr;
+    int size = 0;
+    while (count > 0) {
+      if (!Next(&data, &size)) return false;
+      if (size > count) {
+        BackUp(size - count);
+        return true;
+      }
+      count -= size;
+    }
+    return true;
+  }
+  int64_t ByteCount() const override { return static_cast<int64_t>(bytes_); }
+
+  bool complete() const { return next_chunk_ == chunks_ && backed_up_ == 0; }
+
+ private:
+  rocksdb::Iterator* it_;
+  uint64_t sequence_;
+  uint32_t chunks_;
+  uint32_t next_chunk_ = 0;
+  rocksdb::Slice current_;
+  size_t backed_up_ = 0;
+  uint64_t bytes_ = 0;
+};
+
 // Calls `fn` for raw records with their sequences, in order, until it
 // returns false; returns what stopped it.
 using RawRecordSource = std::function<absl::Status(const RawRecordFn& fn)>;
@@ -845,10 +977,12 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
         options.path, ")"));
   }
   if (!options.read_only) {
-    // Runs a crash left half-written.
+    // Runs and snapshots a crash left half-written.
     std::error_code error;
     for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
-      if (entry.path().filename().string().starts_with(kRunPrefix)) {
+      const std::string name = entry.path().filename().string();
+      if (name.starts_with(kRunPrefix) ||
+          name.starts_with(kSnapshotFilePrefix)) {
         std::filesystem::remove(entry.path(), error);
       }
     }
@@ -1824,38 +1958,139 @@ absl::Status EventLog::PutSnapshot(
   if (options_.read_only) {
     return absl::FailedPreconditionError("event log is open read-only");
   }
-  rocksdb::WriteBatch wb;
-  wb.Put(handles_[kSnapshots], EncodeU64(snapshot.sequence()),
-         snapshot.SerializeAsString());
+  const uint64_t sequence = snapshot.sequence();
+  const std::string path = (std::filesystem::path(options_.path) /
+                            absl::StrCat(kSnapshotFilePrefix, sequence, ".sst"))
+                               .string();
+  auto failed = [&](const rocksdb::Status& s, absl::string_view what) {
+    std::error_code ignored;
+    std::filesystem::remove(path, ignored);
+    return FromRocks(s, what);
+  };
+  rocksdb::SstFileWriter writer(
+      rocksdb::EnvOptions(),
+      rocksdb::Options(rocksdb::DBOptions(), BaseOptions(nullptr)),
+      handles_[kSnapshots]);
+  if (rocksdb::Status s = writer.Open(path); !s.ok()) {
+    return failed(s, "opening a snapshot file");
+  }
+  okrd::v1::SnapshotEntry entry;
+  entry.set_sequence(sequence);
+  entry.set_config_hash(snapshot.config_hash());
+  ChunkOutputStream chunks(&writer, sequence);
+  if (!snapshot.SerializeToZeroCopyStream(&chunks) || !chunks.Flush()) {
+    return failed(chunks.status().ok()
+                      ? rocksdb::Status::Corruption("snapshot not serializable")
+                      : chunks.status(),
+                  "writing a snapshot");
+  }
+  entry.set_chunks(chunks.chunks());
+  entry.set_bytes(chunks.bytes());
+  // "m" sorts after "c": the entry is the file's last key.
+  if (rocksdb::Status s =
+          writer.Put(SnapshotEntryKey(sequence), entry.SerializeAsString());
+      !s.ok()) {
+    return failed(s, "writing a snapshot");
+  }
+  if (rocksdb::Status s = writer.Finish(); !s.ok()) {
+    return failed(s, "finishing a snapshot");
+  }
+  // Never ahead of the log: the records it covers are durable first, even
+  // without a sync per batch.
+  if (!options_.sync) {
+    if (rocksdb::Status s = db_->FlushWAL(/*sync=*/true); !s.ok()) {
+      return failed(s, "syncing the write-ahead log");
+    }
+  }
+  rocksdb::IngestExternalFileOptions ingest;
+  ingest.move_files = true;
+  if (rocksdb::Status s =
+          db_->IngestExternalFile(handles_[kSnapshots], {path}, ingest);
+      !s.ok()) {
+    return failed(s, "ingesting a snapshot");
+  }
+  return DropOldSnapshots();
+}
+
+absl::Status EventLog::DropOldSnapshots() {
+  rocksdb::ReadOptions read;
+  read.fill_cache = false;
   std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(rocksdb::ReadOptions(), handles_[kSnapshots]));
-  int kept = 1;  // the one being written
-  for (it->SeekToLast(); it->Valid(); it->Prev()) {
-    if (DecodeU64(it->key().ToString()) == snapshot.sequence()) continue;
+      db_->NewIterator(read, handles_[kSnapshots]));
+  // Newest first: entries of chunked snapshots, then whole ones as logs
+  // before them stored (key: the bare sequence, which sorts before "c").
+  rocksdb::WriteBatch wb;
+  int kept = 0;
+  for (it->SeekForPrev(SnapshotEntryKey(UINT64_MAX));
+       it->Valid() && it->key().starts_with("m"); it->Prev()) {
+    if (++kept <= kKeptSnapshots) continue;
+    const uint64_t sequence = DecodeU64(it->key().ToString().substr(1));
+    wb.Delete(handles_[kSnapshots], it->key());
+    wb.DeleteRange(handles_[kSnapshots], SnapshotChunkPrefix(sequence),
+                   SnapshotChunkPrefix(sequence + 1));
+  }
+  for (it->SeekForPrev("c"); it->Valid() && it->key().size() == 8; it->Prev()) {
     if (++kept > kKeptSnapshots) wb.Delete(handles_[kSnapshots], it->key());
   }
   if (absl::Status s = FromRocks(it->status(), "listing snapshots"); !s.ok()) {
     return s;
   }
+  if (wb.Count() == 0) return absl::OkStatus();
   rocksdb::WriteOptions write_options;
   write_options.sync = options_.sync;
-  return FromRocks(db_->Write(write_options, &wb), "writing snapshot");
+  return FromRocks(db_->Write(write_options, &wb), "dropping old snapshots");
 }
 
 absl::StatusOr<std::optional<okrd::v1::ProjectionSnapshot>>
 EventLog::LatestSnapshot(const std::string& config_hash) const {
+  rocksdb::ReadOptions read;
+  read.fill_cache = false;
   std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(rocksdb::ReadOptions(), handles_[kSnapshots]));
+      db_->NewIterator(read, handles_[kSnapshots]));
+  std::unique_ptr<rocksdb::Iterator> chunks(
+      db_->NewIterator(read, handles_[kSnapshots]));
+  const uint64_t last = last_sequence();
+  // A snapshot is trusted only up to what the log holds.
+  auto usable = [&](uint64_t sequence) {
+    if (sequence <= last) return true;
+    spdlog::warn(
+        "projection snapshot at sequence {} is past the log's last sequence "
+        "{}; not used",
+        sequence, last);
+    return false;
+  };
   okrd::v1::ProjectionSnapshot snapshot;
-  for (it->SeekToLast(); it->Valid(); it->Prev()) {
+  for (it->SeekForPrev(SnapshotEntryKey(UINT64_MAX));
+       it->Valid() && it->key().starts_with("m"); it->Prev()) {
+    okrd::v1::SnapshotEntry entry;
+    if (!entry.ParseFromArray(it->value().data(),
+                              static_cast<int>(it->value().size())) ||
+        entry.config_hash() != config_hash || !usable(entry.sequence())) {
+      continue;
+    }
+    ChunkInputStream in(chunks.get(), entry.sequence(), entry.chunks());
+    if (snapshot.ParseFromZeroCopyStream(&in) && in.complete() &&
+        static_cast<uint64_t>(in.ByteCount()) == entry.bytes() &&
+        snapshot.sequence() == entry.sequence()) {
+      return snapshot;
+    }
+    // Only costs a longer replay.
+    spdlog::warn("projection snapshot at sequence {} is unreadable; not used",
+                 entry.sequence());
+  }
+  for (it->SeekForPrev("c"); it->Valid() && it->key().size() == 8; it->Prev()) {
     if (!snapshot.ParseFromArray(it->value().data(),
                                  static_cast<int>(it->value().size()))) {
       continue;  // an unreadable snapshot only costs a longer replay
     }
-    if (snapshot.config_hash() == config_hash) return snapshot;
+    if (snapshot.config_hash() == config_hash && usable(snapshot.sequence())) {
+      return snapshot;
+    }
   }
-  if (absl::Status s = FromRocks(it->status(), "reading snapshots"); !s.ok()) {
-    return s;
+  for (const auto* i : {it.get(), chunks.get()}) {
+    if (absl::Status s = FromRocks(i->status(), "reading snapshots"); !s.ok()) {
+      return s;
+    }
   }
   return std::nullopt;
 }

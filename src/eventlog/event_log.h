@@ -286,10 +286,11 @@ class EventLog {
       uint64_t from,
       const std::function<bool(const okrd::v1::RejectedRecord&)>& fn) const;
 
-  // Stores a projection snapshot (its own write, after the events it
-  // covers are durable) and keeps only the newest kKeptSnapshots.
+  // Stores a projection snapshot (one ingested table file, after the
+  // events it covers are durable) and keeps only the newest kKeptSnapshots.
   absl::Status PutSnapshot(const okrd::v1::ProjectionSnapshot& snapshot);
-  // The newest snapshot with `config_hash`, if any.
+  // The newest snapshot with `config_hash` and a sequence the log holds,
+  // if any.
   absl::StatusOr<std::optional<okrd::v1::ProjectionSnapshot>> LatestSnapshot(
       const std::string& config_hash) const;
   static constexpr int kKeptSnapshots = 3;
@@ -364,6 +365,8 @@ class EventLog {
   // The background thread that writes frozen tables as runs.
   void WriteRuns();
   absl::Status WriteRun(const IdTable& table, uint64_t covered);
+  // Keeps the newest kKeptSnapshots snapshots, of either layout.
+  absl::Status DropOldSnapshots();
 
   // Finds what `event` (a correction or retraction) amends. Sets `reason`
   // and `detail` when it must be rejected; errors only on I/O failures.

@@ -80,6 +80,7 @@ class MetricsHandler final : public ReadOnlyHandler {
  public:
   explicit MetricsHandler(const SnapshotSource* source) : source_(source) {}
   bool handleGet(CivetServer*, mg_connection* conn) override {
+    UseRenderArena();
     std::string body;
     source_->Read([&](const projection::KpiProjection& p,
                       const DaemonState& s) { body = RenderMetrics(p, s); });
@@ -101,6 +102,7 @@ class StatusPageHandler final : public ReadOnlyHandler {
  public:
   explicit StatusPageHandler(const SnapshotSource* source) : source_(source) {}
   bool handleGet(CivetServer*, mg_connection* conn) override {
+    UseRenderArena();
     if (std::strcmp(mg_get_request_info(conn)->local_uri, "/") != 0) {
       Reply(conn, 404, "text/plain; charset=utf-8", "not found\n");
       return true;
@@ -122,6 +124,7 @@ class ApiHandler final : public ReadOnlyHandler {
  public:
   explicit ApiHandler(const SnapshotSource* source) : source_(source) {}
   bool handleGet(CivetServer*, mg_connection* conn) override {
+    UseRenderArena();
     const mg_request_info* request = mg_get_request_info(conn);
     absl::string_view resource(request->local_uri);
     resource.remove_prefix(std::min(resource.size(), sizeof(kApiPrefix) - 1));

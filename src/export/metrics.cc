@@ -451,25 +451,53 @@ std::string SubjectLabel(const config::Config& config,
   return std::string(SubjectView(config, subject, &scratch));
 }
 
+namespace {
+
+using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
+
+// jemalloc's control, which okrd links unless built with sanitizers; looked
+// up at run time, as the tests run on glibc.
+Mallctl Jemalloc() {
+  static const Mallctl mallctl =
+      reinterpret_cast<Mallctl>(dlsym(RTLD_DEFAULT, "mallctl"));
+  return mallctl;
+}
+
+// The jemalloc arena that keeps its freed pages; 0 while there is none.
+std::atomic<unsigned> scrape_arena{0};
+
+}  // namespace
+
 void KeepLargeBuffers() {
   // glibc serves allocations above M_MMAP_THRESHOLD with their own mmap and
   // unmaps them on free; below it they come from the heap, which is trimmed
   // only past M_TRIM_THRESHOLD.
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  // jemalloc, which okrd links unless built with sanitizers, hands freed
-  // pages back ten seconds after their last use: sooner than the next scrape
-  // at common intervals. Looked up at run time, as the tests run on glibc.
-  using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
-  if (auto mallctl =
-          reinterpret_cast<Mallctl>(dlsym(RTLD_DEFAULT, "mallctl"))) {
+  // jemalloc hands freed pages back ten seconds after their last use:
+  // sooner than the next scrape at common intervals. One arena of its own,
+  // which never does, serves the threads that render; every other arena
+  // keeps returning what the rest of okrd frees (a snapshot being stored,
+  // an id run being written), so those peaks do not stay resident.
+  if (Mallctl mallctl = Jemalloc()) {
+    unsigned arena = 0;
+    size_t size = sizeof(arena);
+    if (mallctl("arenas.create", &arena, &size, nullptr, 0) != 0) return;
     ssize_t never = -1;
-    // Arenas made from now on, and the one that exists before any threads.
-    for (const char* name :
-         {"arenas.dirty_decay_ms", "arena.0.dirty_decay_ms"}) {
-      mallctl(name, nullptr, nullptr, &never, sizeof(never));
+    const std::string name = absl::StrCat("arena.", arena, ".dirty_decay_ms");
+    if (mallctl(name.c_str(), nullptr, nullptr, &never, sizeof(never)) == 0) {
+      scrape_arena.store(arena, std::memory_order_release);
     }
   }
+}
+
+void UseRenderArena() {
+  thread_local bool bound = false;
+  if (bound) return;
+  bound = true;
+  unsigned arena = scrape_arena.load(std::memory_order_acquire);
+  if (arena == 0) return;
+  Jemalloc()("thread.arena", nullptr, nullptr, &arena, sizeof(arena));
 }
 
 std::string RenderMetrics(const projection::KpiProjection& projection,

@@ -98,9 +98,14 @@ std::string RenderMetrics(const projection::KpiProjection& projection,
 // Keeps freed multi-megabyte buffers (an exposition of a million series is
 // about 90 MB) in the heap for the next scrape instead of returning them to
 // the kernel, which would cost a page fault per 4 KiB on every scrape. Under
-// glibc malloc and under jemalloc.
+// jemalloc only for the threads that called UseRenderArena(); under glibc
+// malloc for every thread.
 // Call once at start-up, before any threads.
 void KeepLargeBuffers();
+
+// Makes this thread allocate from the arena KeepLargeBuffers() set up: call
+// it on each thread that renders /metrics or the API.
+void UseRenderArena();
 
 }  // namespace okrd::exporter
 

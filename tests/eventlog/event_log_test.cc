@@ -18,6 +18,7 @@
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "rocksdb/db.h"
 
 namespace okrd::eventlog {
 namespace {
@@ -53,6 +54,14 @@ class EventLogTest : public ::testing::Test {
     c.position().set_offset(offset);
     c.raw = batch.Keep("raw-" + id);
     return c;
+  }
+
+  // Appends `n` events with ids e-1 .. e-n, one batch.
+  static void AppendEvents(EventLog& log, int n) {
+    Batch batch;
+    for (int i = 1; i <= n; ++i) Event(batch, absl::StrCat("e-", i), i, i - 1);
+    batch.next_offsets[{"kpi-events", 0}] = n;
+    ASSERT_TRUE(log.Append(std::move(batch)).ok());
   }
 
   std::filesystem::path dir_;
@@ -874,6 +883,7 @@ TEST(SerializeRecordTest, WritesWhatProtobufWrites) {
 
 TEST_F(EventLogTest, KeepsTheNewestSnapshotsAndMatchesTheirHash) {
   auto log = Open();
+  AppendEvents(*log, 50);
   for (uint64_t sequence : {10u, 20u, 30u, 40u}) {
     okrd::v1::ProjectionSnapshot snapshot;
     snapshot.set_sequence(sequence);
@@ -901,6 +911,113 @@ TEST_F(EventLogTest, KeepsTheNewestSnapshotsAndMatchesTheirHash) {
   auto oldest = reopened->LatestSnapshot("old");
   ASSERT_TRUE(oldest.ok() && oldest->has_value());
   EXPECT_EQ((*oldest)->sequence(), 30u);  // 20 dropped as well now
+}
+
+// A snapshot bigger than a chunk comes back whole, after a reopen too, and
+// leaves no file behind in the data directory.
+TEST_F(EventLogTest, StoresLargeSnapshotsInChunks) {
+  auto log = Open();
+  AppendEvents(*log, 3);
+  okrd::v1::ProjectionSnapshot snapshot;
+  snapshot.set_sequence(3);
+  snapshot.set_config_hash("h");
+  for (int i = 0; i < 60000; ++i) {
+    okrd::v1::SubjectSnapshot* s = snapshot.add_subjects();
+    s->set_kpi("churn_rate");
+    s->set_subject(absl::StrCat("subject-", i));
+    okrd::v1::PeriodSnapshot* p = s->add_periods();
+    p->set_count(static_cast<uint64_t>(i));
+    p->add_latest_value(i * 0.5);
+  }
+  ASSERT_GT(snapshot.ByteSizeLong(), 2u << 20);
+  ASSERT_TRUE(log->PutSnapshot(snapshot).ok());
+  log.reset();
+  log = Open();
+  auto got = log->LatestSnapshot("h");
+  ASSERT_TRUE(got.ok() && got->has_value()) << got.status();
+  EXPECT_TRUE(
+      google::protobuf::util::MessageDifferencer::Equals(**got, snapshot));
+  for (const auto& entry : std::filesystem::directory_iterator(dir_)) {
+    EXPECT_FALSE(entry.path().filename().string().starts_with("snapshot-"))
+        << entry.path();
+  }
+}
+
+// A snapshot is never trusted past the log: after a lost tail, sequences
+// it covered will be given to other events.
+TEST_F(EventLogTest, IgnoresASnapshotPastTheLog) {
+  auto log = Open();
+  AppendEvents(*log, 5);
+  okrd::v1::ProjectionSnapshot behind;
+  behind.set_sequence(4);
+  behind.set_config_hash("h");
+  ASSERT_TRUE(log->PutSnapshot(behind).ok());
+  okrd::v1::ProjectionSnapshot ahead;
+  ahead.set_sequence(6);
+  ahead.set_config_hash("h");
+  ASSERT_TRUE(log->PutSnapshot(ahead).ok());
+  auto got = log->LatestSnapshot("h");
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->sequence(), 4u);
+}
+
+// Logs written before chunked snapshots kept each one whole under its bare
+// sequence: those are still read, and dropped as newer ones come.
+TEST_F(EventLogTest, ReadsAndDropsSnapshotsOfTheEarlierLayout) {
+  {
+    auto log = Open();
+    AppendEvents(*log, 9);
+  }
+  {
+    rocksdb::DBOptions options;
+    std::vector<std::string> names;
+    ASSERT_TRUE(
+        rocksdb::DB::ListColumnFamilies(options, dir_.string(), &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+    for (const std::string& name : names) {
+      descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(
+        rocksdb::DB::Open(options, dir_.string(), descriptors, &handles, &raw)
+            .ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    const auto at = std::find(names.begin(), names.end(), "snapshots");
+    ASSERT_NE(at, names.end());
+    okrd::v1::ProjectionSnapshot whole;
+    whole.set_sequence(2);
+    whole.set_config_hash("old");
+    ASSERT_TRUE(db->Put({}, handles[at - names.begin()],
+                        std::string("\0\0\0\0\0\0\0\2", 8),
+                        whole.SerializeAsString())
+                    .ok());
+    for (rocksdb::ColumnFamilyHandle* h : handles) {
+      ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+    }
+  }
+  auto log = Open();
+  auto got = log->LatestSnapshot("old");
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->sequence(), 2u);
+  for (uint64_t sequence : {3u, 4u}) {
+    okrd::v1::ProjectionSnapshot snapshot;
+    snapshot.set_sequence(sequence);
+    snapshot.set_config_hash("new");
+    ASSERT_TRUE(log->PutSnapshot(snapshot).ok());
+  }
+  got = log->LatestSnapshot("old");
+  ASSERT_TRUE(got.ok() && got->has_value());  // still among the newest three
+  okrd::v1::ProjectionSnapshot newest;
+  newest.set_sequence(5);
+  newest.set_config_hash("new");
+  ASSERT_TRUE(log->PutSnapshot(newest).ok());
+  got = log->LatestSnapshot("old");
+  ASSERT_TRUE(got.ok());
+  EXPECT_FALSE(got->has_value());
+  got = log->LatestSnapshot("new");
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->sequence(), 5u);
 }
 
 TEST(PayloadHashTest, IgnoresAttributeOrderAndSeesValueChanges) {

@@ -139,6 +139,7 @@ class Source final : public exporter::SnapshotSource {
 
 int RunOkrd(long series, int scrapes) {
   exporter::KeepLargeBuffers();
+  exporter::UseRenderArena();  // it renders on this thread
   auto config = std::make_shared<config::Config>();
   config::KpiOptions kpi;
   kpi.id = "signups";
