@@ -4,6 +4,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -368,6 +369,8 @@ class State final : public ingest::BatchSink,
                               const std::atomic<bool>& cancel) const {
     const absl::Time started = absl::Now();
     Built built{std::make_unique<projection::KpiProjection>(config), 0};
+    built.projection->SetHistory(
+        std::bind_front(&eventlog::EventLog::ForEach, log_));
     absl::StatusOr<std::optional<okrd::v1::ProjectionSnapshot>> snapshot =
         log_->LatestSnapshot(projection::ConfigHash(*config));
     if (!snapshot.ok()) return snapshot.status();

@@ -11,19 +11,64 @@
 
 namespace okrd::projection {
 
-void Aggregate::Add(double value, absl::Time event_time, uint64_t sequence) {
+void Aggregate::Add(double value, absl::Time event_time, uint64_t sequence,
+                    size_t kept) {
+  const bool letting_go = let_go() > 0;
   ++count_;
   sum_ += value;
+  first_sequence_ = std::min(first_sequence_, sequence);
+  if (needs_refill_) return;  // Refill() replaces what is held
   switch (aggregation_) {
     case config::Aggregation::kMin:
     case config::Aggregation::kMax:
+      // Once some were let go, only a value as extreme as the least extreme
+      // held one is held: every value let go stays less extreme than those.
+      if (letting_go && (aggregation_ == config::Aggregation::kMin
+                             ? value > values_.rbegin()->first
+                             : value < values_.begin()->first)) {
+        return;
+      }
       ++values_[value];
+      ++held_;
+      break;
+    case config::Aggregation::kLatest: {
+      // The latest measurement wins; among equal times, the later-logged one.
+      const std::pair<int64_t, uint64_t> key(absl::ToUnixNanos(event_time),
+                                             sequence);
+      if (letting_go && key < by_time_.begin()->first) return;
+      // Measurements mostly arrive in time order: hint the end.
+      if (by_time_.insert_or_assign(by_time_.end(), key, value),
+          by_time_.size() > held_) {
+        ++held_;
+      }
+      break;
+    }
+    default:
+      return;
+  }
+  Trim(kept);
+}
+
+void Aggregate::Trim(size_t kept) {
+  switch (aggregation_) {
+    case config::Aggregation::kMin:
+      while (values_.size() > kept) {
+        auto least = std::prev(values_.end());
+        held_ -= least->second;
+        values_.erase(least);
+      }
+      break;
+    case config::Aggregation::kMax:
+      while (values_.size() > kept) {
+        held_ -= values_.begin()->second;
+        values_.erase(values_.begin());
+      }
       break;
     case config::Aggregation::kLatest:
-      // The latest measurement wins; among equal times, the later-logged one.
-      // Measurements mostly arrive in time order: hint the end.
-      by_time_.insert_or_assign(
-          by_time_.end(), {absl::ToUnixNanos(event_time), sequence}, value);
+      while (by_time_.size() > kept) {
+        by_time_.erase(by_time_.begin());
+        --held_;
+      }
       break;
     default:
       break;
@@ -34,20 +79,41 @@ void Aggregate::Remove(double value, absl::Time event_time, uint64_t sequence) {
   if (count_ == 0) return;
   --count_;
   sum_ = count_ == 0 ? 0 : sum_ - value;
+  if (count_ == 0) {
+    values_.clear();
+    by_time_.clear();
+    held_ = 0;
+    needs_refill_ = false;
+    return;
+  }
+  if (needs_refill_) return;
   switch (aggregation_) {
     case config::Aggregation::kMin:
     case config::Aggregation::kMax:
-      if (auto it = values_.find(value);
-          it != values_.end() && --it->second == 0) {
-        values_.erase(it);
+      // Not found: it was let go.
+      if (auto it = values_.find(value); it != values_.end()) {
+        --held_;
+        if (--it->second == 0) values_.erase(it);
       }
       break;
     case config::Aggregation::kLatest:
-      by_time_.erase({absl::ToUnixNanos(event_time), sequence});
+      held_ -= static_cast<uint32_t>(
+          by_time_.erase({absl::ToUnixNanos(event_time), sequence}));
       break;
     default:
-      break;
+      return;
   }
+  // Only values let go are left, and which of them is extreme is not known.
+  if (held_ == 0) needs_refill_ = true;
+}
+
+void Aggregate::Refill(const Aggregate& full, size_t kept) {
+  values_ = full.values_;
+  by_time_ = full.by_time_;
+  held_ = full.held_;
+  first_sequence_ = std::min(first_sequence_, full.first_sequence_);
+  needs_refill_ = false;
+  Trim(kept);
 }
 
 double Aggregate::Value() const {
@@ -71,6 +137,7 @@ double Aggregate::Value() const {
 void Aggregate::SaveTo(okrd::v1::PeriodSnapshot* out) const {
   out->set_count(count_);
   out->set_sum(sum_);
+  if (first_sequence_ != UINT64_MAX) out->set_first_sequence(first_sequence_);
   for (const auto& [value, n] : values_) {
     out->add_values(value);
     out->add_value_counts(n);
@@ -82,13 +149,18 @@ void Aggregate::SaveTo(okrd::v1::PeriodSnapshot* out) const {
   }
 }
 
-void Aggregate::LoadFrom(const okrd::v1::PeriodSnapshot& in) {
+void Aggregate::LoadFrom(const okrd::v1::PeriodSnapshot& in, size_t kept) {
   count_ = in.count();
   sum_ = in.sum();
+  // Snapshots from before it have none: the log is read from its start.
+  first_sequence_ = in.first_sequence();
   values_.clear();
   by_time_.clear();
+  held_ = 0;
+  needs_refill_ = false;
   for (int i = 0; i < in.values_size() && i < in.value_counts_size(); ++i) {
-    values_[in.values(i)] = in.value_counts(i);
+    values_[in.values(i)] += in.value_counts(i);
+    held_ += in.value_counts(i);
   }
   for (int i = 0; i < in.latest_time_ns_size() &&
                   i < in.latest_sequence_size() && i < in.latest_value_size();
@@ -96,6 +168,8 @@ void Aggregate::LoadFrom(const okrd::v1::PeriodSnapshot& in) {
     by_time_[{in.latest_time_ns(i), in.latest_sequence(i)}] =
         in.latest_value(i);
   }
+  held_ += static_cast<uint32_t>(by_time_.size());
+  Trim(kept);
 }
 
 std::string ConfigHash(const config::Config& config) {
@@ -191,21 +265,76 @@ absl::Status KpiProjection::Restore(
     state.last_event_time = time_of(s.last_event_time_us());
     for (const okrd::v1::PeriodSnapshot& p : s.periods()) {
       state.periods.try_emplace(p.start_us(), kpi->aggregation)
-          .first->second.LoadFrom(p);
+          .first->second.LoadFrom(p, kept_);
     }
   }
   return absl::OkStatus();
 }
 
-Aggregate& KpiProjection::PeriodAt(SubjectState& state, absl::Time t) {
-  const config::KpiOptions& kpi = *state.kpi;
+Period KpiProjection::PeriodOf(const config::KpiOptions& kpi, absl::Time t) {
   Period& cached = period_cache_[&kpi - config_->kpis.data()];
   if (!cached.Contains(t)) cached = PeriodContaining(t, kpi);
+  return cached;
+}
+
+Aggregate& KpiProjection::AggregateOf(SubjectState& state,
+                                      const Period& period) {
   // Most events land in the newest period: hint the end.
   return state.periods
-      .try_emplace(state.periods.end(), absl::ToUnixMicros(cached.start),
-                   kpi.aggregation)
+      .try_emplace(state.periods.end(), absl::ToUnixMicros(period.start),
+                   state.kpi->aggregation)
       ->second;
+}
+
+void KpiProjection::FoldInto(Aggregate& aggregate, const Period& period,
+                             const okrd::v1::StoredEvent& record, size_t kept) {
+  const okrd::v1::KpiEvent& event = record.event();
+  if (event.kind() == okrd::v1::CORRECTION ||
+      event.kind() == okrd::v1::RETRACTION) {
+    // The log resolved what is amended; without that there is nothing to do.
+    if (!record.has_amends()) return;
+    const okrd::v1::Amendment& a = record.amends();
+    const absl::Time target_time = FromProto(a.target_event_time());
+    if (!period.Contains(target_time)) return;
+    aggregate.Remove(a.previous_value(), target_time, a.target_sequence());
+    if (event.kind() == okrd::v1::CORRECTION) {
+      aggregate.Add(event.value(), target_time, a.target_sequence(), kept);
+    }
+    return;
+  }
+  const absl::Time event_time = FromProto(event.event_time());
+  if (!period.Contains(event_time)) return;
+  aggregate.Add(event.value(), event_time, record.sequence(), kept);
+}
+
+void KpiProjection::SetHistory(History history, size_t kept) {
+  history_ = std::move(history);
+  kept_ = history_ ? kept : SIZE_MAX;
+}
+
+void KpiProjection::Refill(const config::KpiOptions& kpi,
+                           absl::string_view subject, const Period& period,
+                           Aggregate& aggregate) {
+  if (!history_) return;
+  // Everything folded so far, and nothing after: the log may hold more.
+  const uint64_t until = sequence_;
+  Aggregate full(kpi.aggregation);
+  absl::Status read =
+      history_(std::max<uint64_t>(aggregate.first_sequence(), 1),
+               [&](const okrd::v1::StoredEvent& record) {
+                 if (record.sequence() > until) return false;
+                 if (record.has_event() && record.event().kpi() == kpi.id &&
+                     record.event().subject() == subject) {
+                   FoldInto(full, period, record, SIZE_MAX);
+                 }
+                 return true;
+               });
+  ++refills_;
+  // A log that cannot be read leaves the aggregate without a value
+  // (ForEachSeries skips it) rather than with a wrong one.
+  if (read.ok() && full.count() == aggregate.count()) {
+    aggregate.Refill(full, kept_);
+  }
 }
 
 KpiProjection::SubjectState& KpiProjection::StateOf(absl::string_view kpi,
@@ -251,21 +380,21 @@ void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
     NotePartition(state, event.kpi(), event.subject(), record.position());
   }
   if (pip_watched_[kpi - config_->kpis.data()]) pip_dirty_ = true;
+  absl::Time t = event_time;
   if (event.kind() == okrd::v1::CORRECTION ||
       event.kind() == okrd::v1::RETRACTION) {
     // The log resolved what is amended; without that there is nothing to do.
     if (!record.has_amends()) return;
-    const okrd::v1::Amendment& a = record.amends();
-    const absl::Time target_time = FromProto(a.target_event_time());
-    Aggregate& period = PeriodAt(state, target_time);
-    period.Remove(a.previous_value(), target_time, a.target_sequence());
-    if (event.kind() == okrd::v1::CORRECTION) {
-      period.Add(event.value(), target_time, a.target_sequence());
-    }
-    return;
+    t = FromProto(record.amends().target_event_time());
+  } else {
+    state.last_event_time = std::max(state.last_event_time, event_time);
   }
-  state.last_event_time = std::max(state.last_event_time, event_time);
-  PeriodAt(state, event_time).Add(event.value(), event_time, record.sequence());
+  const Period period = PeriodOf(*kpi, t);
+  Aggregate& aggregate = AggregateOf(state, period);
+  FoldInto(aggregate, period, record, kept_);
+  if (aggregate.needs_refill()) {
+    Refill(*kpi, event.subject(), period, aggregate);
+  }
 }
 
 uint32_t KpiProjection::PartitionIndex(const std::string& topic,
@@ -359,7 +488,8 @@ void KpiProjection::ForEachSeries(
          {std::pair{"current", current}, std::pair{"previous", previous}}) {
       auto found = state.periods.find(absl::ToUnixMicros(period.start));
       // A period whose every value was retracted has no value.
-      if (found == state.periods.end() || found->second.count() == 0) {
+      if (found == state.periods.end() || found->second.count() == 0 ||
+          found->second.needs_refill()) {
         continue;
       }
       fn(KpiSeries{state.kpi, &key.second, label, period, found->second.Value(),
@@ -390,7 +520,9 @@ std::optional<double> KpiProjection::LatestValueWithin(
        found != periods.begin();) {
     --found;
     if (found->first < first) break;
-    if (found->second.count() > 0) return found->second.Value();
+    if (found->second.count() > 0 && !found->second.needs_refill()) {
+      return found->second.Value();
+    }
   }
   return std::nullopt;
 }

@@ -40,32 +40,60 @@ namespace okrd::projection {
 
 // The running aggregate of one KPI, subject and period. Holds just what its
 // aggregation needs to also take values out again (corrections,
-// retractions): sum and count always, the multiset of values for min/max,
-// values by (event time, sequence) for latest.
+// retractions): sum and count always; for min and max the smallest or
+// largest values, for latest the newest ones by (event time, sequence).
+//
+// Those are bounded by `kept` (given to Add): past it, the least extreme
+// values are let go and only counted. Since every value let go is less
+// extreme than every value held, the value stays exact until retractions
+// take out every held one while some let go remain; then needs_refill()
+// says so, and the owner rebuilds the aggregate from the log (Refill).
 class Aggregate {
  public:
   explicit Aggregate(config::Aggregation aggregation)
       : aggregation_(aggregation) {}
 
-  void Add(double value, absl::Time event_time, uint64_t sequence);
+  // Folds in a value; `sequence` is its event's (for a correction, the
+  // corrected event's).
+  void Add(double value, absl::Time event_time, uint64_t sequence,
+           size_t kept = SIZE_MAX);
   // Takes out a value added before with the same time and sequence.
   void Remove(double value, absl::Time event_time, uint64_t sequence);
 
   uint64_t count() const { return count_; }
   double sum() const { return sum_; }
+  // The smallest sequence ever added: the log before it holds nothing of
+  // this aggregate.
+  uint64_t first_sequence() const { return first_sequence_; }
+  bool needs_refill() const { return needs_refill_; }
+  // Takes the values of `full`, the same aggregate rebuilt from the log with
+  // every value held, keeping `kept` of them.
+  void Refill(const Aggregate& full, size_t kept);
 
   void SaveTo(okrd::v1::PeriodSnapshot* out) const;
-  void LoadFrom(const okrd::v1::PeriodSnapshot& in);
+  void LoadFrom(const okrd::v1::PeriodSnapshot& in, size_t kept = SIZE_MAX);
   // The value okr_kpi_value reports; requires count() > 0.
   double Value() const;
 
  private:
+  // Values counted but let go.
+  uint64_t let_go() const { return count_ - held_; }
+  // Lets go of the least extreme values past `kept` distinct ones.
+  void Trim(size_t kept);
+
   config::Aggregation aggregation_;
+  bool needs_refill_ = false;
+  uint32_t held_ = 0;  // values in values_ or by_time_
   uint64_t count_ = 0;
   double sum_ = 0;
+  uint64_t first_sequence_ = UINT64_MAX;
   absl::btree_map<double, uint32_t> values_;                       // min, max
   absl::btree_map<std::pair<int64_t, uint64_t>, double> by_time_;  // latest
 };
+
+// How many extreme values a latest, min or max aggregate holds when its
+// projection can read the log (KpiProjection::SetHistory).
+inline constexpr size_t kKeptExtremes = 16;
 
 // A Kafka (topic, partition) that events came from.
 using SourcePartition = std::pair<std::string, int32_t>;
@@ -92,6 +120,19 @@ std::string ConfigHash(const config::Config& config);
 class KpiProjection {
  public:
   explicit KpiProjection(std::shared_ptr<const config::Config> config);
+
+  // Reads the log's records from `from` on, in order, until `fn` returns
+  // false.
+  using History = std::function<absl::Status(
+      uint64_t from,
+      const std::function<bool(const okrd::v1::StoredEvent&)>& fn)>;
+  // Lets latest, min and max aggregates hold at most `kept` values each,
+  // and rebuild one from `history` in the rare case retractions leave it
+  // without its extreme (Aggregate). Without a history every value is held.
+  // The state and every value are the same either way.
+  void SetHistory(History history, size_t kept = kKeptExtremes);
+  // Aggregates rebuilt from the history so far.
+  uint64_t refills() const { return refills_; }
 
   KpiProjection(const KpiProjection&) = delete;
   KpiProjection& operator=(const KpiProjection&) = delete;
@@ -212,8 +253,17 @@ class KpiProjection {
   // Finds or adds the state of `kpi`/`subject`.
   SubjectState& StateOf(absl::string_view kpi, absl::string_view subject);
 
-  // The aggregate of the period of `state`'s KPI containing `t`.
-  Aggregate& PeriodAt(SubjectState& state, absl::Time t);
+  // The period of `kpi` containing `t`.
+  Period PeriodOf(const config::KpiOptions& kpi, absl::Time t);
+  // The aggregate of `state` for `period`.
+  static Aggregate& AggregateOf(SubjectState& state, const Period& period);
+  // Folds `record` (of `aggregate`'s KPI and subject) into `aggregate`
+  // when it falls in `period`.
+  static void FoldInto(Aggregate& aggregate, const Period& period,
+                       const okrd::v1::StoredEvent& record, size_t kept);
+  // Rebuilds `aggregate` of `kpi`/`subject` and `period` from the history.
+  void Refill(const config::KpiOptions& kpi, absl::string_view subject,
+              const Period& period, Aggregate& aggregate);
 
   void RecordPipTransitions();
 
@@ -225,6 +275,9 @@ class KpiProjection {
                      const okrd::v1::SourcePosition& position);
 
   std::shared_ptr<const config::Config> config_;
+  History history_;
+  size_t kept_ = SIZE_MAX;
+  uint64_t refills_ = 0;
   std::vector<okrd::v1::PipTransition> pip_fired_;
   absl::flat_hash_set<std::string> pip_fired_ids_;
   // Ticks come every few seconds; the machines' answer changes only with a

@@ -177,7 +177,9 @@ std::vector<PipSubjectState> EvaluatePips(const config::Config& config,
         PeriodSample& sample = periods.emplace_back();
         sample.start = p.start;
         sample.end = p.end;
-        if (const Aggregate* a = kpis.Find(kpi->id, subject, p.start)) {
+        const Aggregate* a = kpis.Find(kpi->id, subject, p.start);
+        // One the log could not refill has no value (KpiProjection).
+        if (a != nullptr && !a->needs_refill()) {
           sample.count = a->count();
           if (a->count() > 0) sample.value = a->Value();
         }

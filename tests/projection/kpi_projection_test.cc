@@ -1,7 +1,11 @@
 #include "projection/kpi_projection.h"
 
+#include <functional>
 #include <map>
+#include <memory>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "core/time_util.h"
 #include "gtest/gtest.h"
@@ -208,6 +212,101 @@ TEST_F(KpiProjectionTest, SnapshotRestoresAnEquivalentProjection) {
   EXPECT_EQ(restored.Snapshot().SerializeAsString(),
             projection_->Snapshot().SerializeAsString());
   EXPECT_EQ(Series().at("max/team-b/current"), 9);
+}
+
+// Latest, min and max aggregates that hold two values each, refilled from
+// the log, export what aggregates holding every value export, through
+// random measurements, corrections and retractions over two periods; so
+// do projections restored from their snapshots midway.
+TEST_F(KpiProjectionTest, HoldingFewValuesGivesTheSameValues) {
+  std::vector<okrd::v1::StoredEvent> log;
+  auto history =
+      [&log](uint64_t from,
+             const std::function<bool(const okrd::v1::StoredEvent&)>& fn) {
+        for (const okrd::v1::StoredEvent& record : log) {
+          if (record.sequence() >= from && !fn(record)) break;
+        }
+        return absl::OkStatus();
+      };
+  KpiProjection bounded(config_);
+  bounded.SetHistory(history, /*kept=*/2);
+  std::unique_ptr<KpiProjection> restored;
+  std::mt19937 random(20261201);
+  struct Live {
+    std::string kpi;
+    absl::Time time;
+    double value;
+  };
+  std::map<uint64_t, Live> live;  // by sequence
+  const char* kpis[] = {"latest", "min", "max"};
+  const absl::Time october = At("2026-10-01T00:00:00Z");
+  auto series_of = [](const KpiProjection& p) {
+    std::map<std::string, double> out;
+    p.ForEachSeries([&](const KpiSeries& s) {
+      out[s.kpi->id + "/" + *s.subject + "/" + s.period_label] = s.value;
+    });
+    return out;
+  };
+  for (int step = 0; step < 3000; ++step) {
+    okrd::v1::StoredEvent record;
+    record.set_sequence(++sequence_);
+    record.set_ingest_time_us(absl::ToUnixMicros(At("2026-11-25T12:00:00Z")));
+    auto* e = record.mutable_event();
+    e->set_event_id("r" + std::to_string(sequence_));
+    e->set_subject("team-a");
+    const int op = static_cast<int>(random() % 10);
+    // Values from a small range, so min and max see ties.
+    const double value = static_cast<double>(random() % 12);
+    if (op < 4 || live.empty()) {
+      const Live added{kpis[random() % 3],
+                       october + absl::Hours(random() % (24 * 61)), value};
+      e->set_kpi(added.kpi);
+      e->set_value(value);
+      ToProto(added.time, e->mutable_event_time());
+      live[record.sequence()] = added;
+    } else {
+      auto target = live.begin();
+      std::advance(target, random() % live.size());
+      e->set_kpi(target->second.kpi);
+      e->set_kind(op < 7 ? okrd::v1::RETRACTION : okrd::v1::CORRECTION);
+      e->set_value(value);
+      ToProto(At("2026-11-25T12:00:00Z"), e->mutable_event_time());
+      auto* a = record.mutable_amends();
+      a->set_target_sequence(target->first);
+      ToProto(target->second.time, a->mutable_target_event_time());
+      a->set_previous_value(target->second.value);
+      if (e->kind() == okrd::v1::RETRACTION) {
+        live.erase(target);
+      } else {
+        target->second.value = value;
+      }
+    }
+    log.push_back(record);
+    projection_->Apply(record);
+    bounded.Apply(record);
+    if (restored != nullptr) restored->Apply(record);
+    ASSERT_EQ(series_of(bounded), Series()) << "step " << step;
+    if (restored != nullptr) {
+      ASSERT_EQ(series_of(*restored), Series()) << "step " << step;
+    }
+    if (step == 1500) {
+      restored = std::make_unique<KpiProjection>(config_);
+      restored->SetHistory(history, 2);
+      ASSERT_TRUE(restored->Restore(bounded.Snapshot()).ok());
+    }
+  }
+  EXPECT_GT(bounded.refills(), 10u);
+  EXPECT_EQ(projection_->refills(), 0u);
+  // Bounded means bounded: two distinct values per period at most.
+  for (const char* kpi : kpis) {
+    for (const char* month : {"2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z"}) {
+      const Aggregate* a = bounded.Find(kpi, "team-a", At(month));
+      ASSERT_NE(a, nullptr);
+      okrd::v1::PeriodSnapshot saved;
+      a->SaveTo(&saved);
+      EXPECT_LE(saved.values_size() + saved.latest_value_size(), 2);
+    }
+  }
 }
 
 TEST_F(KpiProjectionTest, SnapshotOfOtherKpiDefinitionsIsRefused) {

@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -172,6 +173,7 @@ int Main(int argc, char** argv) {
          .memory_bytes = static_cast<size_t>(memory_mb) << 20});
     if (!log.ok()) return Fail(log.status());
     projection::KpiProjection live(config);
+    live.SetHistory(std::bind_front(&eventlog::EventLog::ForEach, log->get()));
     constexpr long long kStep = 1000000;
     for (long long from = 0; from < events; from += kStep) {
       const long long to = std::min(events, from + kStep);
@@ -200,6 +202,7 @@ int Main(int argc, char** argv) {
   // Full replay.
   start = absl::Now();
   projection::KpiProjection full(config);
+  full.SetHistory(std::bind_front(&eventlog::EventLog::ForEach, log->get()));
   uint64_t records = 0;
   absl::Status s = (*log)->ForEach(1, [&](const okrd::v1::StoredEvent& e) {
     full.Apply(e);
@@ -215,6 +218,7 @@ int Main(int argc, char** argv) {
 
   // Snapshot at (last - tail), so that start-up has a tail to fold.
   projection::KpiProjection partial(config);
+  partial.SetHistory(std::bind_front(&eventlog::EventLog::ForEach, log->get()));
   const uint64_t cut =
       records > static_cast<uint64_t>(tail) ? records - tail : 0;
   s = (*log)->ForEach(1, [&](const okrd::v1::StoredEvent& e) {

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,7 @@ int ReplayCommand(const std::vector<std::string>& argv) {
     return 1;
   }
   projection::KpiProjection kpis(*config);
+  kpis.SetHistory(std::bind_front(&eventlog::EventLog::ForEach, log->get()));
   const uint64_t last = (*log)->last_sequence();
   Progress progress("replay", "records",
                     std::min<uint64_t>(last, static_cast<uint64_t>(until_seq)));
