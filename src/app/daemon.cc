@@ -259,9 +259,13 @@ class State final : public ingest::BatchSink,
   void Read(const std::function<void(const projection::KpiProjection&,
                                      const exporter::DaemonState&)>& fn)
       const override {
+    // Before the lock: the log takes its own locks, which a failing append
+    // holds while it reports to this state.
+    const eventlog::EventLog::MemoryUse log_memory = log_->memory_use();
     absl::MutexLock lock(&mu_);
     exporter::DaemonState state = daemon_;
     state.write_errors = write_errors_;
+    state.log_memory = log_memory;
     if (ingest_ != nullptr) {
       state.lag = ingest_->Lag();
       state.ownership = ingest_->Ownership(folded_offsets_);

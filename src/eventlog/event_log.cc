@@ -61,6 +61,9 @@ enum Cf {
 const char* const kCfNames[] = {
     "default",   "events", "dedup",      "offsets", "rejected",
     "snapshots", "meta",   "amendments", "layout",  "event_blocks"};
+// Full id tables waiting for their runs to be written, at most; appends
+// wait beyond (about 20 MB per table at the default 200k ids).
+constexpr size_t kMaxUnwrittenTables = 4;
 // A block of event records is closed once it holds this many bytes: a
 // batch is a few dozen RocksDB records instead of one per event, and
 // reading one event reads at most a block.
@@ -905,9 +908,17 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
       }
     }
   }
+  // Each snapshot is a level-0 file until compaction merges them: however
+  // far compaction is behind (the log's column families go first), their
+  // count must not slow the log's writes down, which RocksDB does for the
+  // whole database.
+  rocksdb::ColumnFamilyOptions snapshots_options = cf_options;
+  snapshots_options.level0_slowdown_writes_trigger = 1 << 20;
+  snapshots_options.level0_stop_writes_trigger = 1 << 20;
   auto options_of = [&](int cf) {
     return cf == kDedup                     ? dedup_options
            : cf == kEvents || cf == kBlocks ? events_options
+           : cf == kSnapshots               ? snapshots_options
                                             : cf_options;
   };
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
@@ -1390,6 +1401,19 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
   // appended since are in memory. A table dropped since the lookup (its run
   // went in meanwhile) would leave a gap: look up again then.
   absl::MutexLock index_lock(&index_mu_);
+  // A run writer that cannot keep up holds appends back, rather than full
+  // tables piling up in memory; one whose writes fail does not (its tables
+  // wait in memory for the disk, see WriteRuns).
+  if (UnwrittenTables() >= kMaxUnwrittenTables) {
+    const absl::Time start = absl::Now();
+    index_mu_.Await(absl::Condition(
+        +[](EventLog* log) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          return log->stop_writer_ || log->run_failing_ ||
+                 log->UnwrittenTables() < kMaxUnwrittenTables;
+        },
+        this));
+    held_back_ += absl::Now() - start;
+  }
   while (!frozen_.empty() && frozen_.front()->written) {
     frozen_.pop_front();
     tables_dropped_.fetch_add(1);
@@ -1559,6 +1583,10 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     db_->Resume().PermitUncheckedError();
   }
   MaybeFreeze(next.last_sequence);
+  size_t table_bytes = active_->MemoryBytes();
+  for (const auto& frozen : frozen_)
+    table_bytes += frozen->table->MemoryBytes();
+  id_table_bytes_.store(table_bytes, std::memory_order_relaxed);
   {
     absl::MutexLock lock(&mu_);
     stats_ = std::move(next);
@@ -1720,6 +1748,7 @@ void EventLog::WriteRuns() {
                    absl::FormatDuration(absl::Now() - start), next->covered);
     }
     absl::MutexLock lock(&index_mu_);
+    run_failing_ = !s.ok();
     if (s.ok()) {
       next->written = true;
       covered_ = next->covered;
@@ -1789,6 +1818,7 @@ EventLog::IdIndexStats EventLog::id_index_stats() const {
     absl::MutexLock lock(&index_mu_);
     stats.covered_sequence = covered_;
     stats.runs_written = runs_written_;
+    stats.held_back = held_back_;
     if (active_ != nullptr) {
       stats.memory_ids += active_->size();
       stats.memory_bytes += active_->MemoryBytes();
@@ -1807,6 +1837,25 @@ EventLog::IdIndexStats EventLog::id_index_stats() const {
   return stats;
 }
 
+EventLog::MemoryUse EventLog::memory_use() const {
+  MemoryUse use;
+  uint64_t value = 0;
+  if (db_->GetAggregatedIntProperty("rocksdb.size-all-mem-tables", &value)) {
+    use.memtables = value;
+  }
+  if (db_->GetAggregatedIntProperty("rocksdb.estimate-table-readers-mem",
+                                    &value)) {
+    use.table_readers = value;
+  }
+  if (db_->GetIntProperty("rocksdb.block-cache-usage", &value)) {
+    use.block_cache = value;
+  }
+  // Not id_index_stats(): an append retrying a write on a full disk holds
+  // the index's lock, and a scrape must not wait for it.
+  use.id_tables = id_table_bytes_.load(std::memory_order_relaxed);
+  return use;
+}
+
 void EventLog::AwaitIdRuns() const {
   if (!run_writer_.joinable()) return;  // read-only: nothing writes runs
   absl::MutexLock lock(&index_mu_);
@@ -1815,6 +1864,13 @@ void EventLog::AwaitIdRuns() const {
         return log->stop_writer_ || log->Unwritten() == nullptr;
       },
       this));
+}
+
+size_t EventLog::UnwrittenTables() const {
+  if (!run_writer_.joinable()) return 0;  // read-only, or still opening
+  size_t n = 0;
+  for (const auto& frozen : frozen_) n += frozen->written ? 0 : 1;
+  return n;
 }
 
 std::shared_ptr<EventLog::FrozenTable> EventLog::Unwritten() const {
@@ -1958,6 +2014,8 @@ absl::Status EventLog::PutSnapshot(
   if (options_.read_only) {
     return absl::FailedPreconditionError("event log is open read-only");
   }
+  absl::StatusOr<DroppedSnapshots> dropped = SnapshotsToDrop();
+  if (!dropped.ok()) return dropped.status();
   const uint64_t sequence = snapshot.sequence();
   const std::string path = (std::filesystem::path(options_.path) /
                             absl::StrCat(kSnapshotFilePrefix, sequence, ".sst"))
@@ -1974,6 +2032,20 @@ absl::Status EventLog::PutSnapshot(
   if (rocksdb::Status s = writer.Open(path); !s.ok()) {
     return failed(s, "opening a snapshot file");
   }
+  // The file also drops the snapshots no longer kept, in key order with the
+  // rest: nothing goes through the memtable, whose flush every snapshot
+  // would otherwise force, one more level-0 file each.
+  rocksdb::Status s;
+  for (uint64_t old : dropped->whole) {
+    if (s.ok()) s = writer.DeleteRange(EncodeU64(old), EncodeU64(old + 1));
+  }
+  for (uint64_t old : dropped->chunked) {
+    if (s.ok()) {
+      s = writer.DeleteRange(SnapshotChunkPrefix(old),
+                             SnapshotChunkPrefix(old + 1));
+    }
+  }
+  if (!s.ok()) return failed(s, "writing a snapshot");
   okrd::v1::SnapshotEntry entry;
   entry.set_sequence(sequence);
   entry.set_config_hash(snapshot.config_hash());
@@ -1986,59 +2058,59 @@ absl::Status EventLog::PutSnapshot(
   }
   entry.set_chunks(chunks.chunks());
   entry.set_bytes(chunks.bytes());
-  // "m" sorts after "c": the entry is the file's last key.
-  if (rocksdb::Status s =
-          writer.Put(SnapshotEntryKey(sequence), entry.SerializeAsString());
-      !s.ok()) {
-    return failed(s, "writing a snapshot");
+  // "m" sorts after "c": the entries come last, the new one after the
+  // dropped ones.
+  for (uint64_t old : dropped->chunked) {
+    if (s.ok()) s = writer.Delete(SnapshotEntryKey(old));
   }
-  if (rocksdb::Status s = writer.Finish(); !s.ok()) {
-    return failed(s, "finishing a snapshot");
+  if (s.ok()) {
+    s = writer.Put(SnapshotEntryKey(sequence), entry.SerializeAsString());
   }
+  if (s.ok()) s = writer.Finish();
+  if (!s.ok()) return failed(s, "writing a snapshot");
   // Never ahead of the log: the records it covers are durable first, even
   // without a sync per batch.
   if (!options_.sync) {
-    if (rocksdb::Status s = db_->FlushWAL(/*sync=*/true); !s.ok()) {
+    if (s = db_->FlushWAL(/*sync=*/true); !s.ok()) {
       return failed(s, "syncing the write-ahead log");
     }
   }
   rocksdb::IngestExternalFileOptions ingest;
   ingest.move_files = true;
-  if (rocksdb::Status s =
-          db_->IngestExternalFile(handles_[kSnapshots], {path}, ingest);
+  if (s = db_->IngestExternalFile(handles_[kSnapshots], {path}, ingest);
       !s.ok()) {
     return failed(s, "ingesting a snapshot");
   }
-  return DropOldSnapshots();
+  return absl::OkStatus();
 }
 
-absl::Status EventLog::DropOldSnapshots() {
+absl::StatusOr<EventLog::DroppedSnapshots> EventLog::SnapshotsToDrop() const {
   rocksdb::ReadOptions read;
   read.fill_cache = false;
   std::unique_ptr<rocksdb::Iterator> it(
       db_->NewIterator(read, handles_[kSnapshots]));
-  // Newest first: entries of chunked snapshots, then whole ones as logs
-  // before them stored (key: the bare sequence, which sorts before "c").
-  rocksdb::WriteBatch wb;
-  int kept = 0;
+  // Newest first, counting the one being added: entries of chunked
+  // snapshots, then whole ones as earlier logs stored them (key: the bare
+  // sequence, which sorts before "c").
+  DroppedSnapshots dropped;
+  int kept = 1;
   for (it->SeekForPrev(SnapshotEntryKey(UINT64_MAX));
        it->Valid() && it->key().starts_with("m"); it->Prev()) {
     if (++kept <= kKeptSnapshots) continue;
-    const uint64_t sequence = DecodeU64(it->key().ToString().substr(1));
-    wb.Delete(handles_[kSnapshots], it->key());
-    wb.DeleteRange(handles_[kSnapshots], SnapshotChunkPrefix(sequence),
-                   SnapshotChunkPrefix(sequence + 1));
+    dropped.chunked.push_back(DecodeU64(it->key().ToString().substr(1)));
   }
   for (it->SeekForPrev("c"); it->Valid() && it->key().size() == 8; it->Prev()) {
-    if (++kept > kKeptSnapshots) wb.Delete(handles_[kSnapshots], it->key());
+    if (++kept > kKeptSnapshots) {
+      dropped.whole.push_back(DecodeU64(it->key().ToString()));
+    }
   }
   if (absl::Status s = FromRocks(it->status(), "listing snapshots"); !s.ok()) {
     return s;
   }
-  if (wb.Count() == 0) return absl::OkStatus();
-  rocksdb::WriteOptions write_options;
-  write_options.sync = options_.sync;
-  return FromRocks(db_->Write(write_options, &wb), "dropping old snapshots");
+  // In key order, as the file takes them.
+  std::sort(dropped.chunked.begin(), dropped.chunked.end());
+  std::sort(dropped.whole.begin(), dropped.whole.end());
+  return dropped;
 }
 
 absl::StatusOr<std::optional<okrd::v1::ProjectionSnapshot>>

@@ -310,8 +310,21 @@ class EventLog {
     size_t memory_bytes = 0;        // what those tables hold
     size_t run_reader_bytes = 0;    // RocksDB's readers of the runs (filters)
     uint64_t runs_written = 0;      // by this process
+    // Time appends waited for runs to be written (full tables in memory are
+    // bounded; a writer behind ingest slows ingest down to its pace).
+    absl::Duration held_back;
   };
   IdIndexStats id_index_stats() const;
+
+  // Memory the log holds, by where (bytes); RocksDB's from its own
+  // accounting.
+  struct MemoryUse {
+    size_t memtables = 0;      // every column family's, flushing ones too
+    size_t block_cache = 0;    // data blocks, and the memtables charged to it
+    size_t table_readers = 0;  // filters and indexes held outside the cache
+    size_t id_tables = 0;      // the id index's tables in memory
+  };
+  MemoryUse memory_use() const;
   // Waits until every full in-memory table is written as a run (tests,
   // benchmarks); returns at once on a read-only log.
   void AwaitIdRuns() const;
@@ -362,11 +375,18 @@ class EventLog {
   // The oldest frozen table whose run is not written yet, or null.
   std::shared_ptr<FrozenTable> Unwritten() const
       ABSL_SHARED_LOCKS_REQUIRED(index_mu_);
+  // How many frozen tables wait for their runs; 0 without a run writer.
+  size_t UnwrittenTables() const ABSL_SHARED_LOCKS_REQUIRED(index_mu_);
   // The background thread that writes frozen tables as runs.
   void WriteRuns();
   absl::Status WriteRun(const IdTable& table, uint64_t covered);
-  // Keeps the newest kKeptSnapshots snapshots, of either layout.
-  absl::Status DropOldSnapshots();
+  // The snapshots a new one replaces, beyond the newest kKeptSnapshots, by
+  // sequence and layout, in key order.
+  struct DroppedSnapshots {
+    std::vector<uint64_t> chunked;
+    std::vector<uint64_t> whole;  // stored by builds before chunks
+  };
+  absl::StatusOr<DroppedSnapshots> SnapshotsToDrop() const;
 
   // Finds what `event` (a correction or retraction) amends. Sets `reason`
   // and `detail` when it must be rejected; errors only on I/O failures.
@@ -398,6 +418,11 @@ class EventLog {
   uint64_t covered_ ABSL_GUARDED_BY(index_mu_) = 0;
   uint64_t runs_written_ ABSL_GUARDED_BY(index_mu_) = 0;
   bool stop_writer_ ABSL_GUARDED_BY(index_mu_) = false;
+  // The last run write failed: appends do not wait for runs then.
+  bool run_failing_ ABSL_GUARDED_BY(index_mu_) = false;
+  absl::Duration held_back_ ABSL_GUARDED_BY(index_mu_);
+  // What the id tables held after the last append (memory_use()).
+  std::atomic<size_t> id_table_bytes_{0};
   // Frozen tables dropped after their run went in; read by Prepare().
   std::atomic<uint64_t> tables_dropped_{0};
   std::thread run_writer_;

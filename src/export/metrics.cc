@@ -2,8 +2,12 @@
 
 #include <dlfcn.h>
 #include <malloc.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
@@ -11,7 +15,9 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "core/pseudonym.h"
 #include "core/version.h"
 #include "export/text_format.h"
@@ -175,8 +181,6 @@ void AddOkrFamilies(Families& f, const projection::KpiProjection& projection,
 
 void AddPipFamilies(Families& f, const projection::KpiProjection& projection,
                     const projection::Ownership::Mask& mask) {
-  const std::vector<projection::PipSubjectState> pips =
-      projection::EvaluatePips(projection.config(), projection);
   TextFamily& state = f.Add(
       "okr_pip_state",
       "PIP trigger state per policy and subject: one series per state, 1 on "
@@ -200,8 +204,8 @@ void AddPipFamilies(Families& f, const projection::KpiProjection& projection,
       f.Add("okr_pip_milestones_missed",
             "Milestones of the current or last plan not reached by their day.",
             MetricKind::kGauge);
-  for (const projection::PipSubjectState& p : pips) {
-    if (!mask.ExportsPair(projection, p.policy->kpi, p.subject)) continue;
+  projection.ForEachPipState([&](const projection::PipSubjectState& p) {
+    if (!mask.ExportsPair(projection, p.policy->kpi, p.subject)) return;
     std::string scratch;
     const Label labels[] = {
         {"policy", p.policy->id},
@@ -217,7 +221,7 @@ void AddPipFamilies(Families& f, const projection::KpiProjection& projection,
       missed.Add(labels, p.milestones_missed);
     }
     insufficient.Add(labels, p.insufficient_periods);
-  }
+  });
   // Fired transitions are facts recorded at logged clock ticks, so the
   // counter never goes down, whatever arrives late. Counted per source
   // partition: a partition's series move whole between instances, so each
@@ -343,6 +347,67 @@ void AddPartitionFamilies(Families& f,
       .Add({}, static_cast<double>(projection.partition_conflicts()));
 }
 
+// The process collector's series, as Prometheus' client libraries name
+// them, read from /proc.
+void AddProcessFamilies(Families& f) {
+  const long page = sysconf(_SC_PAGESIZE);
+  const long ticks = sysconf(_SC_CLK_TCK);
+  std::ifstream stat("/proc/self/stat");
+  std::string line;
+  std::getline(stat, line);
+  // Fields after the command's closing parenthesis, from field 3 on.
+  const size_t close = line.rfind(')');
+  std::vector<std::string> fields;
+  if (close != std::string::npos) {
+    fields = absl::StrSplit(line.substr(close + 2), ' ', absl::SkipEmpty());
+  }
+  auto field = [&](size_t n) {  // n as proc(5) numbers them
+    double v = 0;
+    if (n >= 3 && n - 3 < fields.size()) {
+      (void)absl::SimpleAtod(fields[n - 3], &v);
+    }
+    return v;
+  };
+  f.Add("process_cpu_seconds_total",
+        "Total user and system CPU time spent "
+        "in seconds.",
+        MetricKind::kCounter)
+      .Add({}, (field(14) + field(15)) / static_cast<double>(ticks));
+  f.Add("process_virtual_memory_bytes", "Virtual memory size in bytes.",
+        MetricKind::kGauge)
+      .Add({}, field(23));
+  f.Add("process_resident_memory_bytes", "Resident memory size in bytes.",
+        MetricKind::kGauge)
+      .Add({}, field(24) * static_cast<double>(page));
+  static const double start_time = [&] {
+    std::ifstream uptime_file("/proc/uptime");
+    double uptime = 0;
+    uptime_file >> uptime;
+    const double boot = absl::ToUnixSeconds(absl::Now()) - uptime;
+    return boot + field(22) / static_cast<double>(ticks);
+  }();
+  f.Add("process_start_time_seconds",
+        "Start time of the process since unix epoch in seconds.",
+        MetricKind::kGauge)
+      .Add({}, start_time);
+  size_t fds = 0;
+  std::error_code error;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", error);
+       !error && it != std::filesystem::directory_iterator();
+       it.increment(error)) {
+    ++fds;
+  }
+  f.Add("process_open_fds", "Number of open file descriptors.",
+        MetricKind::kGauge)
+      .Add({}, static_cast<double>(fds));
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0) {
+    f.Add("process_max_fds", "Maximum number of open file descriptors.",
+          MetricKind::kGauge)
+        .Add({}, static_cast<double>(limit.rlim_cur));
+  }
+}
+
 void AddDaemonFamilies(Families& f, const DaemonState& state) {
   TextFamily& events =
       f.Add("okrd_events_total",
@@ -383,6 +448,20 @@ void AddDaemonFamilies(Families& f, const DaemonState& state) {
         "and replay of the log's tail.",
         MetricKind::kGauge)
       .Add({}, state.rebuild_seconds);
+  TextFamily& memory = f.Add(
+      "okrd_eventlog_memory_bytes",
+      "Memory the event log holds: RocksDB's memtables, its block cache "
+      "(which the memtables are charged to, within storage.memory_mb), the "
+      "table readers' filters and indexes, and the id index's tables.",
+      MetricKind::kGauge);
+  for (const auto& [where, bytes] :
+       {std::pair{"memtables", state.log_memory.memtables},
+        std::pair{"block_cache", state.log_memory.block_cache},
+        std::pair{"table_readers", state.log_memory.table_readers},
+        std::pair{"id_tables", state.log_memory.id_tables}}) {
+    memory.Add({{"kind", where}}, static_cast<double>(bytes));
+  }
+  AddProcessFamilies(f);
   f.Add("okrd_build_info", "Build of the running okrd; always 1.",
         MetricKind::kGauge)
       .Add({{"version", Version()}}, 1);

@@ -31,6 +31,8 @@ struct DaemonState {
   projection::Ownership ownership;
   // Failed attempts to write a batch to the event log (a full disk).
   uint64_t write_errors = 0;
+  // What the event log holds in memory.
+  eventlog::EventLog::MemoryUse log_memory;
 };
 
 // What /readyz reports.

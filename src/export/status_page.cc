@@ -226,13 +226,12 @@ class Page {
   void Pips() {
     out_.append("<section id=\"pips\"><h2>PIP triggers open now</h2>\n");
     std::vector<projection::PipSubjectState> open;
-    for (projection::PipSubjectState& p :
-         projection::EvaluatePips(config_, projection_)) {
+    projection_.ForEachPipState([&](const projection::PipSubjectState& p) {
       if (p.state == projection::PipState::kTriggered &&
           mask_.ExportsPair(projection_, p.policy->kpi, p.subject)) {
-        open.push_back(std::move(p));
+        open.push_back(p);
       }
-    }
+    });
     if (open.empty()) {
       out_.append("<p>None open.</p>");
     } else {

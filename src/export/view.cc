@@ -89,11 +89,10 @@ void AddPips(
     google::protobuf::RepeatedPtrField<okrd::v1::PipView>* pips,
     google::protobuf::RepeatedPtrField<okrd::v1::PipTransitionView>* fired) {
   const config::Config& config = projection.config();
-  for (const projection::PipSubjectState& p :
-       projection::EvaluatePips(config, projection)) {
-    if (!mask.ExportsPair(projection, p.policy->kpi, p.subject)) continue;
+  projection.ForEachPipState([&](const projection::PipSubjectState& p) {
+    if (!mask.ExportsPair(projection, p.policy->kpi, p.subject)) return;
     if (state != nullptr && projection::PipStateName(p.state) != *state) {
-      continue;
+      return;
     }
     okrd::v1::PipView* item = pips->Add();
     item->set_policy(p.policy->id);
@@ -106,7 +105,7 @@ void AddPips(
       item->set_deadline(TimeOrEmpty(p.deadline));
       item->set_milestones_missed(p.milestones_missed);
     }
-  }
+  });
   // Subjects in fired transitions are already pseudonymized where
   // configured; shown where okr_pip_transitions_total counts them.
   for (const okrd::v1::PipTransition& t : projection.pip_transitions()) {

@@ -247,6 +247,7 @@ absl::Status KpiProjection::Restore(
     pip_fired_ids_.insert(t.id());
   }
   pip_dirty_ = true;  // judge again at the next tick; ids keep it idempotent
+  pip_states_ = std::make_unique<PipStates>();
   partitions_.clear();
   partition_index_.clear();
   partition_conflicts_ = snapshot.partition_conflicts();
@@ -337,19 +338,88 @@ void KpiProjection::Refill(const config::KpiOptions& kpi,
   }
 }
 
-KpiProjection::SubjectState& KpiProjection::StateOf(absl::string_view kpi,
-                                                    absl::string_view subject) {
+KpiProjection::Node& KpiProjection::NodeOf(absl::string_view kpi,
+                                           absl::string_view subject) {
   auto it = subjects_.find(KeyView(kpi, subject));
   if (it == subjects_.end()) {
     it = subjects_.try_emplace(Key(kpi, subject)).first;
     ordered_.emplace(ViewOf(it->first), &*it);
   }
-  return it->second;
+  return *it;
+}
+
+struct KpiProjection::PipStates {
+  bool valid = false;
+  // Without new data the states change only at a period close or a plan's
+  // deadline: not before this.
+  absl::Time valid_until = absl::InfinitePast();
+  // Per policy (config order), by subject.
+  std::vector<absl::btree_map<std::string, PipSubjectState>> by_policy;
+  // Pairs of watched KPIs with data folded since the states were judged.
+  absl::flat_hash_set<const Node*> dirty;
+
+  void Keep(size_t policy, PipSubjectState state, absl::Time now) {
+    if (state.state == PipState::kTriggered && state.deadline > now) {
+      valid_until = std::min(valid_until, state.deadline);
+    }
+    std::string subject = state.subject;
+    by_policy[policy].insert_or_assign(std::move(subject), std::move(state));
+  }
+};
+
+KpiProjection::~KpiProjection() = default;
+
+void KpiProjection::UpdatePipStates() const {
+  PipStates& s = *pip_states_;
+  const std::vector<config::PipPolicyOptions>& policies = config_->pip_policies;
+  if (!s.valid || clock_ >= s.valid_until) {
+    s.by_policy.assign(policies.size(), {});
+    s.dirty.clear();
+    s.valid_until = clock_ == absl::InfinitePast()
+                        ? absl::InfinitePast()
+                        : NextPipPeriodClose(*config_, clock_);
+    for (size_t i = 0; i < policies.size(); ++i) {
+      const config::KpiOptions* kpi = config_->FindKpi(policies[i].kpi);
+      if (kpi == nullptr) continue;
+      ForEachSubjectOf(
+          kpi->id, [&](const std::string& subject, absl::Time first) {
+            if (PipWatches(policies[i], subject)) {
+              s.Keep(i, EvaluatePip(policies[i], *kpi, subject, first, *this),
+                     clock_);
+            }
+          });
+    }
+    s.valid = true;
+    return;
+  }
+  for (const Node* node : s.dirty) {
+    const auto& [key, state] = *node;
+    if (state.periods.empty()) continue;
+    const absl::Time first = absl::FromUnixMicros(state.periods.begin()->first);
+    for (size_t i = 0; i < policies.size(); ++i) {
+      if (policies[i].kpi != key.first ||
+          !PipWatches(policies[i], key.second)) {
+        continue;
+      }
+      s.Keep(i, EvaluatePip(policies[i], *state.kpi, key.second, first, *this),
+             clock_);
+    }
+  }
+  s.dirty.clear();
+}
+
+void KpiProjection::ForEachPipState(
+    const std::function<void(const PipSubjectState&)>& fn) const {
+  UpdatePipStates();
+  for (const auto& subjects : pip_states_->by_policy) {
+    for (const auto& [subject, state] : subjects) fn(state);
+  }
 }
 
 KpiProjection::KpiProjection(std::shared_ptr<const config::Config> config)
     : config_(std::move(config)),
       pip_watched_(config_->kpis.size(), false),
+      pip_states_(std::make_unique<PipStates>()),
       period_cache_(config_->kpis.size(),
                     Period{absl::InfiniteFuture(), absl::InfiniteFuture()}) {
   for (const config::PipPolicyOptions& policy : config_->pip_policies) {
@@ -374,12 +444,16 @@ void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
   AdvanceClock(event_time);
   const config::KpiOptions* kpi = config_->FindKpi(event.kpi());
   if (kpi == nullptr) return;
-  SubjectState& state = StateOf(event.kpi(), event.subject());
+  Node& node = NodeOf(event.kpi(), event.subject());
+  SubjectState& state = node.second;
   state.kpi = kpi;
   if (FromKafka(record.position())) {
     NotePartition(state, event.kpi(), event.subject(), record.position());
   }
-  if (pip_watched_[kpi - config_->kpis.data()]) pip_dirty_ = true;
+  if (pip_watched_[kpi - config_->kpis.data()]) {
+    pip_dirty_ = true;
+    if (pip_states_->valid) pip_states_->dirty.insert(&node);
+  }
   absl::Time t = event_time;
   if (event.kind() == okrd::v1::CORRECTION ||
       event.kind() == okrd::v1::RETRACTION) {
@@ -449,10 +523,16 @@ void KpiProjection::AdvanceClock(absl::Time now) {
 void KpiProjection::RecordPipTransitions() {
   if (config_->pip_policies.empty()) return;
   if (!pip_dirty_ && clock_ < pip_wakeup_) return;
-  const std::vector<PipSubjectState> states = EvaluatePips(*config_, *this);
   pip_dirty_ = false;
-  pip_wakeup_ = NextPipChange(*config_, states, clock_);
-  for (const PipSubjectState& p : states) {
+  // When the answer can next change without new measurements: a period
+  // close, or a plan's deadline.
+  absl::Time wakeup = clock_ == absl::InfinitePast()
+                          ? absl::InfinitePast()
+                          : NextPipPeriodClose(*config_, clock_);
+  ForEachPipState([&](const PipSubjectState& p) {
+    if (p.state == PipState::kTriggered && p.deadline > clock_) {
+      wakeup = std::min(wakeup, p.deadline);
+    }
     for (const PipTransition& t : p.transitions) {
       if (!pip_fired_ids_.insert(t.id).second) continue;
       okrd::v1::PipTransition& m = pip_fired_.emplace_back();
@@ -467,7 +547,8 @@ void KpiProjection::RecordPipTransitions() {
                 m.mutable_plan_deadline());
       }
     }
-  }
+  });
+  pip_wakeup_ = wakeup;
 }
 
 void KpiProjection::ForEachSeries(

@@ -95,6 +95,8 @@ class Aggregate {
 // projection can read the log (KpiProjection::SetHistory).
 inline constexpr size_t kKeptExtremes = 16;
 
+struct PipSubjectState;  // pip.h
+
 // A Kafka (topic, partition) that events came from.
 using SourcePartition = std::pair<std::string, int32_t>;
 
@@ -134,6 +136,7 @@ class KpiProjection {
   // Aggregates rebuilt from the history so far.
   uint64_t refills() const { return refills_; }
 
+  ~KpiProjection();
   KpiProjection(const KpiProjection&) = delete;
   KpiProjection& operator=(const KpiProjection&) = delete;
 
@@ -208,6 +211,14 @@ class KpiProjection {
     return pip_fired_;
   }
 
+  // Calls `fn` for the state of every (PIP policy, subject) at the clock,
+  // in EvaluatePips' order and equal to its answer. The states are kept:
+  // only those of subjects with new measurements are judged again, and all
+  // of them once the clock passes a period close or a plan's deadline, so
+  // a scrape renders what is there instead of running every machine.
+  void ForEachPipState(
+      const std::function<void(const PipSubjectState&)>& fn) const;
+
   // The state as a snapshot, stamped with ConfigHash(config()).
   okrd::v1::ProjectionSnapshot Snapshot() const;
   // Replaces the state with `snapshot`; fails when it was taken under a
@@ -251,7 +262,12 @@ class KpiProjection {
   };
 
   // Finds or adds the state of `kpi`/`subject`.
-  SubjectState& StateOf(absl::string_view kpi, absl::string_view subject);
+  SubjectState& StateOf(absl::string_view kpi, absl::string_view subject) {
+    return NodeOf(kpi, subject).second;
+  }
+  using Node =
+      std::pair<const std::pair<std::string, std::string>, SubjectState>;
+  Node& NodeOf(absl::string_view kpi, absl::string_view subject);
 
   // The period of `kpi` containing `t`.
   Period PeriodOf(const config::KpiOptions& kpi, absl::Time t);
@@ -266,6 +282,8 @@ class KpiProjection {
               const Period& period, Aggregate& aggregate);
 
   void RecordPipTransitions();
+  // Brings the kept PIP states up to the clock and the data.
+  void UpdatePipStates() const;
 
   // The index of `topic`/`partition` in partitions_, added when new.
   uint32_t PartitionIndex(const std::string& topic, int32_t partition);
@@ -286,11 +304,14 @@ class KpiProjection {
   std::vector<bool> pip_watched_;  // per KPI, config order
   bool pip_dirty_ = true;
   absl::Time pip_wakeup_ = absl::InfinitePast();
+  // The kept PIP states (ForEachPipState); changed by reads, which the
+  // owner serialises with Apply() anyway.
+  struct PipStates;
+  mutable std::unique_ptr<PipStates> pip_states_;
   // The state of every (KPI id, subject), found by hash. Nodes never move,
   // so `ordered_` holds views of their keys and pointers to their states.
   absl::node_hash_map<Key, SubjectState, KeyHash, KeyEq> subjects_;
   // The same pairs in (KPI id, subject) order, for rendering and snapshots.
-  using Node = std::pair<const Key, SubjectState>;
   absl::btree_map<KeyView, Node*> ordered_;
   // Per KPI (config order), the period last looked up: most events of a
   // KPI fall in the same period, and the calendar arithmetic is not free.

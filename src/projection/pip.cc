@@ -143,10 +143,7 @@ absl::Duration ClosingDelay(const config::KpiOptions& kpi) {
 
 }  // namespace
 
-absl::Time NextPipChange(const config::Config& config,
-                         const std::vector<PipSubjectState>& states,
-                         absl::Time now) {
-  if (now == absl::InfinitePast()) return now;
+absl::Time NextPipPeriodClose(const config::Config& config, absl::Time now) {
   absl::Time next = absl::InfiniteFuture();
   for (const config::PipPolicyOptions& policy : config.pip_policies) {
     const config::KpiOptions* kpi = config.FindKpi(policy.kpi);
@@ -154,6 +151,14 @@ absl::Time NextPipChange(const config::Config& config,
     const absl::Duration delay = ClosingDelay(*kpi);
     next = std::min(next, PeriodContaining(now - delay, *kpi).end + delay);
   }
+  return next;
+}
+
+absl::Time NextPipChange(const config::Config& config,
+                         const std::vector<PipSubjectState>& states,
+                         absl::Time now) {
+  if (now == absl::InfinitePast()) return now;
+  absl::Time next = NextPipPeriodClose(config, now);
   for (const PipSubjectState& s : states) {
     if (s.state == PipState::kTriggered && s.deadline > now) {
       next = std::min(next, s.deadline);
@@ -162,41 +167,48 @@ absl::Time NextPipChange(const config::Config& config,
   return next;
 }
 
+bool PipWatches(const config::PipPolicyOptions& policy,
+                const std::string& subject) {
+  auto has = [&subject](const std::vector<std::string>& list) {
+    return std::find(list.begin(), list.end(), subject) != list.end();
+  };
+  return policy.subjects.empty() ? !has(policy.exclude) : has(policy.subjects);
+}
+
+PipSubjectState EvaluatePip(const config::PipPolicyOptions& policy,
+                            const config::KpiOptions& kpi,
+                            const std::string& subject, absl::Time first,
+                            const KpiProjection& kpis) {
+  const absl::Time now = kpis.clock();
+  const absl::Duration lateness = ClosingDelay(kpi);
+  std::vector<PeriodSample> periods;
+  for (Period p = PeriodContaining(first, kpi); p.end + lateness <= now;
+       p = PeriodContaining(p.end, kpi)) {
+    PeriodSample& sample = periods.emplace_back();
+    sample.start = p.start;
+    sample.end = p.end;
+    const Aggregate* a = kpis.Find(kpi.id, subject, p.start);
+    // One the log could not refill has no value (KpiProjection).
+    if (a != nullptr && !a->needs_refill()) {
+      sample.count = a->count();
+      if (a->count() > 0) sample.value = a->Value();
+    }
+  }
+  return RunPipMachine(policy, subject, periods, now);
+}
+
 std::vector<PipSubjectState> EvaluatePips(const config::Config& config,
                                           const KpiProjection& kpis) {
   std::vector<PipSubjectState> out;
-  const absl::Time now = kpis.clock();
   for (const config::PipPolicyOptions& policy : config.pip_policies) {
     const config::KpiOptions* kpi = config.FindKpi(policy.kpi);
     if (kpi == nullptr) continue;
-    const absl::Duration lateness = ClosingDelay(*kpi);
-    auto evaluate = [&](const std::string& subject, absl::Time first) {
-      std::vector<PeriodSample> periods;
-      for (Period p = PeriodContaining(first, *kpi); p.end + lateness <= now;
-           p = PeriodContaining(p.end, *kpi)) {
-        PeriodSample& sample = periods.emplace_back();
-        sample.start = p.start;
-        sample.end = p.end;
-        const Aggregate* a = kpis.Find(kpi->id, subject, p.start);
-        // One the log could not refill has no value (KpiProjection).
-        if (a != nullptr && !a->needs_refill()) {
-          sample.count = a->count();
-          if (a->count() > 0) sample.value = a->Value();
-        }
-      }
-      out.push_back(RunPipMachine(policy, subject, periods, now));
-    };
-    // Listed subjects, or every subject of the KPI but the excluded ones;
-    // each is watched from its first period with data.
-    const std::set<std::string> listed(policy.subjects.begin(),
-                                       policy.subjects.end());
-    const std::set<std::string> excluded(policy.exclude.begin(),
-                                         policy.exclude.end());
+    // Each subject is watched from its first period with data.
     kpis.ForEachSubjectOf(
         kpi->id, [&](const std::string& subject, absl::Time first) {
-          const bool watched = listed.empty() ? !excluded.contains(subject)
-                                              : listed.contains(subject);
-          if (watched) evaluate(subject, first);
+          if (PipWatches(policy, subject)) {
+            out.push_back(EvaluatePip(policy, *kpi, subject, first, kpis));
+          }
         });
   }
   return out;

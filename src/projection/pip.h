@@ -81,6 +81,22 @@ PipSubjectState RunPipMachine(const config::PipPolicyOptions& policy,
                               const std::vector<PeriodSample>& periods,
                               absl::Time now);
 
+// Whether `policy` watches `subject`: one it lists, or, listing none, any
+// but those it excludes.
+bool PipWatches(const config::PipPolicyOptions& policy,
+                const std::string& subject);
+
+// The machine of `policy` (on `kpi`) for `subject`, whose first period with
+// data starts at `first`, over the periods closed at the projection's
+// clock.
+PipSubjectState EvaluatePip(const config::PipPolicyOptions& policy,
+                            const config::KpiOptions& kpi,
+                            const std::string& subject, absl::Time first,
+                            const KpiProjection& kpis);
+
+// The next time a period of a KPI some policy watches closes after `now`.
+absl::Time NextPipPeriodClose(const config::Config& config, absl::Time now);
+
 // Every (policy, subject) of the config, at the projection's clock.
 std::vector<PipSubjectState> EvaluatePips(const config::Config& config,
                                           const KpiProjection& kpis);

@@ -1,8 +1,11 @@
 #include "projection/pip.h"
 
+#include <random>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "core/time_util.h"
 #include "gtest/gtest.h"
 
@@ -273,6 +276,73 @@ TEST(EvaluatePipsTest, QuietTicksStillFireOnPeriodCloseAndDeadline) {
   Tick(kpis, ++sequence, monday + 2 * week + absl::Hours(24 * 60));
   ASSERT_EQ(kpis.pip_transitions().size(), 3u);
   EXPECT_EQ(kpis.pip_transitions()[2].to_state(), "plan_expired");
+}
+
+// What a PIP machine's state says, field by field, for comparisons.
+std::string Describe(const PipSubjectState& p) {
+  std::string out = absl::StrCat(
+      p.policy->id, "/", p.subject, " ", PipStateName(p.state), " streak ",
+      p.streak, " insufficient ", p.insufficient_periods, " missed ",
+      p.milestones_missed, " triggered ", absl::FormatTime(p.triggered_at),
+      " deadline ", absl::FormatTime(p.deadline));
+  for (const PipTransition& t : p.transitions) absl::StrAppend(&out, " ", t.id);
+  return out;
+}
+
+// The states the projection keeps, judging again only subjects with new
+// data and everything at a period close or a deadline, equal what running
+// every machine gives, read at random moments of a random stream of
+// measurements (late ones too) and ticks, with a plan's deadline passing.
+TEST(EvaluatePipsTest, KeptStatesEqualEveryMachineRunAgain) {
+  auto config = WeeklyRevenue(config::Aggregation::kMean);
+  config::PipPolicyOptions quota = Policy();
+  quota.min_samples = 1;
+  quota.plan_days = 10;
+  quota.milestones = {{.day = 3, .threshold = 85}};
+  config::PipPolicyOptions listed = quota;
+  listed.id = "listed";
+  listed.comparator = config::Comparator::kAbove;
+  listed.trigger = 120;
+  listed.recovery = 100;
+  listed.subjects = {"s1", "s3"};
+  config->pip_policies = {quota, listed};
+  KpiProjection kpis(config);
+  std::mt19937 random(7);
+  uint64_t sequence = 0;
+  absl::Time now = kMonday;
+  int compared = 0;
+  for (int step = 0; step < 4000; ++step) {
+    const int op = static_cast<int>(random() % 10);
+    if (op < 6) {
+      const std::string subject = absl::StrCat("s", random() % 6);
+      // Mostly now, sometimes up to two weeks late.
+      const absl::Time at =
+          op == 0 ? now - absl::Hours(random() % (24 * 14)) : now;
+      Measure(kpis, ++sequence, subject, static_cast<double>(random() % 160),
+              at, now);
+    } else {
+      now += absl::Hours(random() % 30);
+      Tick(kpis, ++sequence, now);
+    }
+    if (random() % 3 != 0) continue;
+    std::vector<std::string> kept;
+    kpis.ForEachPipState(
+        [&](const PipSubjectState& p) { kept.push_back(Describe(p)); });
+    std::vector<std::string> again;
+    for (const PipSubjectState& p : EvaluatePips(*config, kpis)) {
+      again.push_back(Describe(p));
+    }
+    ASSERT_EQ(kept, again) << "step " << step;
+    ++compared;
+  }
+  EXPECT_GT(compared, 1000);
+  // The stream went through every state.
+  std::set<std::string> reached;
+  for (const okrd::v1::PipTransition& t : kpis.pip_transitions()) {
+    reached.insert(t.to_state());
+  }
+  EXPECT_EQ(reached, (std::set<std::string>{"watch", "ok", "triggered",
+                                            "recovered", "plan_expired"}));
 }
 
 // Over a real projection: subject selection and period closing.

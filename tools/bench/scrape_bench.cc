@@ -2,6 +2,7 @@
 // exporter side by side with the plain prometheus-cpp path.
 //
 //   scrape_bench [--series 10000,100000,1000000] [--scrapes N]
+//   scrape_bench --config FILE [--subjects 100000,1000000] [--scrapes N]
 //
 // For each series count, in a fresh child process each:
 //   okrd         a KPI projection whose subjects give that many series
@@ -13,6 +14,15 @@
 // then scrapes it over 127.0.0.1 N times (plain text, then gzip for okrd)
 // and prints p50/p99 latency, body size and resident bytes per series (RSS
 // growth from building the series, divided by their count).
+//
+// With --config, a user's mix of series instead: each subject gets one
+// event per KPI of the config (as `okrctl produce --config FILE --subjects
+// N --count N*KPIs` sends them), a logged tick judges the PIP policies,
+// and every series /metrics then exports (KPI values, objectives, key
+// results, PIP states) is measured. prometheus-cpp gets the same series,
+// read back from okrd's body, as gauges. Also printed: the time to render
+// alone, per 100k series, and the whole process's resident set per series
+// and per subject after the scrapes.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -23,14 +33,19 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "config/config.h"
 #include "core/args.h"
 #include "core/log.h"
 #include "core/time_util.h"
@@ -215,6 +230,170 @@ int RunPrometheusCpp(long series, int scrapes) {
   return 0;
 }
 
+// Where the --config cases hand okrd's body to the prometheus-cpp one.
+std::string BodyPath() {
+  return absl::StrCat("/tmp/scrape_bench_body_", getppid(), ".txt");
+}
+
+// A value in the ranges the example's units have, varying by subject.
+double SampleValue(const std::string& unit, long i) {
+  if (unit == "percent") return static_cast<double>(i % 1000) / 10;
+  if (unit == "hours") return static_cast<double>(i % 97) + 0.5;
+  return static_cast<double>(i % 5000);
+}
+
+int RunOkrdConfig(const std::string& path, long subjects, int scrapes) {
+  exporter::KeepLargeBuffers();
+  exporter::UseRenderArena();  // it renders on this thread
+  const long before = ResidentBytes();
+  auto config = config::LoadConfig(path);
+  if (!config.ok()) {
+    std::fprintf(stderr, "scrape_bench: %s\n",
+                 std::string(config.status().message()).c_str());
+    return 2;
+  }
+  projection::KpiProjection projection(*config);
+  const absl::Time now = absl::Now();
+  okrd::v1::StoredEvent record;
+  record.set_ingest_time_us(absl::ToUnixMicros(now));
+  uint64_t sequence = 0;
+  for (long i = 0; i < subjects; ++i) {
+    for (const config::KpiOptions& kpi : (*config)->kpis) {
+      record.set_sequence(++sequence);
+      okrd::v1::KpiEvent* e = record.mutable_event();
+      e->set_kpi(kpi.id);
+      e->set_subject(SubjectName(i));
+      e->set_value(SampleValue(kpi.unit, i));
+      ToProto(now - absl::Seconds(static_cast<double>(sequence % 60)),
+              e->mutable_event_time());
+      projection.Apply(record);
+    }
+  }
+  okrd::v1::StoredEvent tick;
+  tick.set_sequence(++sequence);
+  tick.mutable_tick()->set_wall_time_us(absl::ToUnixMicros(now));
+  projection.Apply(tick);
+  const long built = ResidentBytes() - before;
+  std::string body =
+      exporter::RenderMetrics(projection, exporter::DaemonState());
+  long series = 0;
+  for (absl::string_view line : absl::StrSplit(body, '\n')) {
+    if (!line.empty() && line[0] != '#') ++series;
+  }
+  {
+    std::ofstream out(BodyPath());
+    out << body;
+  }
+  body.clear();
+  body.shrink_to_fit();
+  std::vector<double> ms;
+  for (int i = 0; i < scrapes; ++i) {
+    const absl::Time start = absl::Now();
+    const std::string text =
+        exporter::RenderMetrics(projection, exporter::DaemonState());
+    ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
+  }
+  std::sort(ms.begin(), ms.end());
+  const double p99 = ms[std::min(ms.size() - 1, ms.size() * 99 / 100)];
+  std::printf(
+      "okrd %ld subjects, %ld series: render alone p50 %.2f ms, p99 %.2f ms "
+      "(%.2f ms per 100k series)\n",
+      subjects, series, ms[ms.size() / 2], p99,
+      p99 * 1e5 / static_cast<double>(series));
+  Source source(&projection);
+  auto server = exporter::HttpServer::Start("127.0.0.1:0", &source);
+  if (!server.ok()) return 1;
+  const Result plain = Measure((*server)->port(), scrapes, false);
+  Print("okrd", series, built, "plain", plain);
+  Print("okrd", series, built, "gzip",
+        Measure((*server)->port(), scrapes, true));
+  std::printf(
+      "okrd %ld series: plain p99 %.2f ms per 100k series; whole process "
+      "after %d scrapes: RSS %.0f MB, %.0f B per series, %.0f B per "
+      "subject\n",
+      series, plain.p99_ms * 1e5 / static_cast<double>(series), 2 * scrapes,
+      static_cast<double>(ResidentBytes()) / 1e6,
+      static_cast<double>(ResidentBytes()) / static_cast<double>(series),
+      static_cast<double>(ResidentBytes()) / static_cast<double>(subjects));
+  return 0;
+}
+
+// Reads back `text` lines `name{label="value",...} value` (okrd's body).
+struct Sample {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  double value = 0;
+};
+bool ParseSample(absl::string_view line, Sample* out) {
+  out->labels.clear();
+  size_t i = line.find_first_of("{ ");
+  if (i == absl::string_view::npos) return false;
+  out->name = std::string(line.substr(0, i));
+  if (line[i] == '{') {
+    ++i;
+    while (i < line.size() && line[i] != '}') {
+      const size_t eq = line.find("=\"", i);
+      if (eq == absl::string_view::npos) return false;
+      std::string key(line.substr(i, eq - i));
+      std::string value;
+      size_t j = eq + 2;
+      for (; j < line.size() && line[j] != '"'; ++j) {
+        if (line[j] == '\\' && j + 1 < line.size()) {
+          ++j;
+          value.push_back(line[j] == 'n' ? '\n' : line[j]);
+        } else {
+          value.push_back(line[j]);
+        }
+      }
+      out->labels[key] = value;
+      i = j + 1;
+      if (i < line.size() && line[i] == ',') ++i;
+    }
+    ++i;  // past '}'
+  }
+  return absl::SimpleAtod(absl::StripAsciiWhitespace(line.substr(i)),
+                          &out->value);
+}
+
+int RunPrometheusCppConfig(long subjects, int scrapes) {
+  std::ifstream in(BodyPath());
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line[0] != '#') lines.push_back(std::move(line));
+  }
+  std::remove(BodyPath().c_str());
+  const long before = ResidentBytes();
+  auto registry = std::make_shared<prometheus::Registry>();
+  std::map<std::string, prometheus::Family<prometheus::Gauge>*> families;
+  Sample sample;
+  long series = 0;
+  for (const std::string& line : lines) {
+    if (!ParseSample(line, &sample)) continue;
+    auto [it, added] = families.try_emplace(sample.name, nullptr);
+    if (added) {
+      it->second = &prometheus::BuildGauge()
+                        .Name(sample.name)
+                        .Help(sample.name)
+                        .Register(*registry);
+    }
+    it->second->Add(sample.labels).Set(sample.value);
+    ++series;
+  }
+  lines.clear();
+  lines.shrink_to_fit();
+  const long rss = ResidentBytes() - before;
+  prometheus::Exposer exposer("127.0.0.1:0");
+  exposer.RegisterCollectable(registry);
+  const std::vector<int> ports = exposer.GetListeningPorts();
+  if (ports.empty()) return 1;
+  const Result plain = Measure(ports.front(), scrapes, false);
+  Print("prometheus-cpp", series, rss, "plain", plain);
+  std::printf(
+      "prometheus-cpp %ld subjects: plain p99 %.2f ms per 100k series\n",
+      subjects, plain.p99_ms * 1e5 / static_cast<double>(series));
+  return 0;
+}
+
 // Runs `fn` in a child so each case starts from a fresh heap.
 int InChild(int (*fn)(long, int), long series, int scrapes) {
   const pid_t pid = fork();
@@ -226,7 +405,7 @@ int InChild(int (*fn)(long, int), long series, int scrapes) {
 
 int Main(int argc, char** argv) {
   (void)InitLogging("warn");
-  Args args({"series", "scrapes"}, {});
+  Args args({"series", "scrapes", "config", "subjects"}, {});
   if (absl::Status s =
           args.Parse(std::vector<std::string>(argv + 1, argv + argc));
       !s.ok()) {
@@ -241,18 +420,35 @@ int Main(int argc, char** argv) {
                  std::string(s.message()).c_str());
     return 2;
   }
+  const std::optional<std::string> config = args.Get("config");
   std::vector<long> counts;
   for (absl::string_view item : absl::StrSplit(
-           args.Get("series").value_or("10000,100000,1000000"), ',')) {
+           config ? args.Get("subjects").value_or("100000,1000000")
+                  : args.Get("series").value_or("10000,100000,1000000"),
+           ',')) {
     long n = 0;
     if (!absl::SimpleAtoi(item, &n) || n < kSeriesPerSubject) {
-      std::fprintf(stderr, "scrape_bench: --series: bad count '%.*s'\n",
+      std::fprintf(stderr, "scrape_bench: --%s: bad count '%.*s'\n",
+                   config ? "subjects" : "series",
                    static_cast<int>(item.size()), item.data());
       return 2;
     }
     counts.push_back(n);
   }
   int failed = 0;
+  if (config) {
+    for (long n : counts) {
+      const pid_t pid = fork();
+      if (pid == 0) _exit(RunOkrdConfig(*config, n, static_cast<int>(scrapes)));
+      int status = 0;
+      waitpid(pid, &status, 0);
+      const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+      failed |= ok ? 0 : 1;
+      if (ok)
+        failed |= InChild(RunPrometheusCppConfig, n, static_cast<int>(scrapes));
+    }
+    return failed;
+  }
   for (long n : counts) {
     failed |= InChild(RunOkrd, n, static_cast<int>(scrapes));
     failed |= InChild(RunPrometheusCpp, n, static_cast<int>(scrapes));

@@ -122,7 +122,7 @@ int ProduceCommand(const std::vector<std::string>& argv) {
   }
   long long count = 0, rate = 0, subjects = 0, seed = 0, schema_id = 0;
   for (auto [name, min, max, fallback, out] :
-       {std::tuple{"count", 0LL, 100000000LL, 100LL, &count},
+       {std::tuple{"count", 0LL, 1000000000LL, 100LL, &count},
         std::tuple{"rate", 0LL, 10000000LL, 0LL, &rate},
         std::tuple{"subjects", 1LL, 10000000LL, 5LL, &subjects},
         std::tuple{"seed", 0LL, (1LL << 62), 1LL, &seed},
