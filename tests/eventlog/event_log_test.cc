@@ -56,6 +56,15 @@ class EventLogTest : public ::testing::Test {
     return c;
   }
 
+  // Stores an empty snapshot at `sequence` under `hash`.
+  static void PutSnapshot(EventLog& log, uint64_t sequence,
+                          const std::string& hash) {
+    okrd::v1::ProjectionSnapshot snapshot;
+    snapshot.set_sequence(sequence);
+    snapshot.set_config_hash(hash);
+    ASSERT_TRUE(log.PutSnapshot(snapshot).ok());
+  }
+
   // Appends `n` events with ids e-1 .. e-n, one batch.
   static void AppendEvents(EventLog& log, int n) {
     Batch batch;
@@ -885,10 +894,7 @@ TEST_F(EventLogTest, KeepsTheNewestSnapshotsAndMatchesTheirHash) {
   auto log = Open();
   AppendEvents(*log, 50);
   for (uint64_t sequence : {10u, 20u, 30u, 40u}) {
-    okrd::v1::ProjectionSnapshot snapshot;
-    snapshot.set_sequence(sequence);
-    snapshot.set_config_hash(sequence == 40 ? "new" : "old");
-    ASSERT_TRUE(log->PutSnapshot(snapshot).ok());
+    PutSnapshot(*log, sequence, sequence == 40 ? "new" : "old");
   }
   auto old_hash = log->LatestSnapshot("old");
   ASSERT_TRUE(old_hash.ok() && old_hash->has_value());
@@ -903,10 +909,7 @@ TEST_F(EventLogTest, KeepsTheNewestSnapshotsAndMatchesTheirHash) {
   log.reset();
   auto reopened = Open();
   for (uint64_t sequence : {50u}) {
-    okrd::v1::ProjectionSnapshot snapshot;
-    snapshot.set_sequence(sequence);
-    snapshot.set_config_hash("new");
-    ASSERT_TRUE(reopened->PutSnapshot(snapshot).ok());
+    PutSnapshot(*reopened, sequence, "new");
   }
   auto oldest = reopened->LatestSnapshot("old");
   ASSERT_TRUE(oldest.ok() && oldest->has_value());
@@ -948,14 +951,8 @@ TEST_F(EventLogTest, StoresLargeSnapshotsInChunks) {
 TEST_F(EventLogTest, IgnoresASnapshotPastTheLog) {
   auto log = Open();
   AppendEvents(*log, 5);
-  okrd::v1::ProjectionSnapshot behind;
-  behind.set_sequence(4);
-  behind.set_config_hash("h");
-  ASSERT_TRUE(log->PutSnapshot(behind).ok());
-  okrd::v1::ProjectionSnapshot ahead;
-  ahead.set_sequence(6);
-  ahead.set_config_hash("h");
-  ASSERT_TRUE(log->PutSnapshot(ahead).ok());
+  PutSnapshot(*log, 4, "h");
+  PutSnapshot(*log, 6, "h");
   auto got = log->LatestSnapshot("h");
   ASSERT_TRUE(got.ok() && got->has_value());
   EXPECT_EQ((*got)->sequence(), 4u);
@@ -1001,17 +998,11 @@ TEST_F(EventLogTest, ReadsAndDropsSnapshotsOfTheEarlierLayout) {
   ASSERT_TRUE(got.ok() && got->has_value());
   EXPECT_EQ((*got)->sequence(), 2u);
   for (uint64_t sequence : {3u, 4u}) {
-    okrd::v1::ProjectionSnapshot snapshot;
-    snapshot.set_sequence(sequence);
-    snapshot.set_config_hash("new");
-    ASSERT_TRUE(log->PutSnapshot(snapshot).ok());
+    PutSnapshot(*log, sequence, "new");
   }
   got = log->LatestSnapshot("old");
   ASSERT_TRUE(got.ok() && got->has_value());  // still among the newest three
-  okrd::v1::ProjectionSnapshot newest;
-  newest.set_sequence(5);
-  newest.set_config_hash("new");
-  ASSERT_TRUE(log->PutSnapshot(newest).ok());
+  PutSnapshot(*log, 5, "new");
   got = log->LatestSnapshot("old");
   ASSERT_TRUE(got.ok());
   EXPECT_FALSE(got->has_value());
