@@ -18,6 +18,12 @@ void Aggregate::Add(double value, absl::Time event_time, uint64_t sequence,
   sum_ += value;
   first_sequence_ = std::min(first_sequence_, sequence);
   if (needs_refill_) return;  // Refill() replaces what is held
+  if (letting_go && held_ == 0 && HoldsValues()) {
+    // Nothing held to compare with (a snapshot taken while a refill was
+    // due): only the log can tell.
+    needs_refill_ = true;
+    return;
+  }
   switch (aggregation_) {
     case config::Aggregation::kMin:
     case config::Aggregation::kMax:
@@ -37,10 +43,9 @@ void Aggregate::Add(double value, absl::Time event_time, uint64_t sequence,
                                              sequence);
       if (letting_go && key < by_time_.begin()->first) return;
       // Measurements mostly arrive in time order: hint the end.
-      if (by_time_.insert_or_assign(by_time_.end(), key, value),
-          by_time_.size() > held_) {
-        ++held_;
-      }
+      const size_t before = by_time_.size();
+      by_time_.insert_or_assign(by_time_.end(), key, value);
+      held_ += static_cast<uint32_t>(by_time_.size() - before);
       break;
     }
     default:
@@ -170,6 +175,7 @@ void Aggregate::LoadFrom(const okrd::v1::PeriodSnapshot& in, size_t kept) {
   }
   held_ += static_cast<uint32_t>(by_time_.size());
   Trim(kept);
+  needs_refill_ = HoldsValues() && held_ == 0 && count_ > 0;
 }
 
 std::string ConfigHash(const config::Config& config) {
@@ -265,8 +271,14 @@ absl::Status KpiProjection::Restore(
     state.partition_conflict = s.partition_conflict();
     state.last_event_time = time_of(s.last_event_time_us());
     for (const okrd::v1::PeriodSnapshot& p : s.periods()) {
-      state.periods.try_emplace(p.start_us(), kpi->aggregation)
-          .first->second.LoadFrom(p, kept_);
+      Aggregate& aggregate =
+          state.periods.try_emplace(p.start_us(), kpi->aggregation)
+              .first->second;
+      aggregate.LoadFrom(p, kept_);
+      if (aggregate.needs_refill()) {
+        Refill(*kpi, s.subject(),
+               PeriodOf(*kpi, absl::FromUnixMicros(p.start_us())), aggregate);
+      }
     }
   }
   return absl::OkStatus();

@@ -78,6 +78,11 @@ class Aggregate {
  private:
   // Values counted but let go.
   uint64_t let_go() const { return count_ - held_; }
+  bool HoldsValues() const {
+    return aggregation_ == config::Aggregation::kMin ||
+           aggregation_ == config::Aggregation::kMax ||
+           aggregation_ == config::Aggregation::kLatest;
+  }
   // Lets go of the least extreme values past `kept` distinct ones.
   void Trim(size_t kept);
 

@@ -309,6 +309,41 @@ TEST_F(KpiProjectionTest, HoldingFewValuesGivesTheSameValues) {
   }
 }
 
+// A snapshot taken while an aggregate's refill was due (its log was
+// unreadable then) holds a count and no values: restoring it reads them
+// back from the log.
+TEST_F(KpiProjectionTest, RestoreRefillsAnAggregateSavedWithoutValues) {
+  std::vector<okrd::v1::StoredEvent> log = {
+      Record("latest", "team-a", 4, "2026-11-02T00:00:00Z"),
+      Record("latest", "team-a", 7, "2026-11-03T00:00:00Z")};
+  for (const okrd::v1::StoredEvent& record : log) projection_->Apply(record);
+  okrd::v1::ProjectionSnapshot snapshot = projection_->Snapshot();
+  ASSERT_EQ(snapshot.subjects_size(), 1);
+  okrd::v1::PeriodSnapshot* period =
+      snapshot.mutable_subjects(0)->mutable_periods(0);
+  ASSERT_EQ(period->count(), 2u);
+  period->clear_latest_time_ns();
+  period->clear_latest_sequence();
+  period->clear_latest_value();
+  KpiProjection restored(config_);
+  restored.SetHistory(
+      [&log](uint64_t from,
+             const std::function<bool(const okrd::v1::StoredEvent&)>& fn) {
+        for (const okrd::v1::StoredEvent& record : log) {
+          if (record.sequence() >= from && !fn(record)) break;
+        }
+        return absl::OkStatus();
+      });
+  ASSERT_TRUE(restored.Restore(snapshot).ok());
+  EXPECT_EQ(restored.refills(), 1u);
+  std::map<std::string, double> series;
+  restored.ForEachSeries([&](const KpiSeries& s) {
+    series[s.kpi->id + "/" + *s.subject + "/" + s.period_label] = s.value;
+  });
+  EXPECT_EQ(series, Series());
+  EXPECT_EQ(series.at("latest/team-a/current"), 7);
+}
+
 TEST_F(KpiProjectionTest, SnapshotOfOtherKpiDefinitionsIsRefused) {
   Apply("sum", "team-a", 1, "2026-11-02T00:00:00Z");
   okrd::v1::ProjectionSnapshot snapshot = projection_->Snapshot();
