@@ -1404,16 +1404,12 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
   // A run writer that cannot keep up holds appends back, rather than full
   // tables piling up in memory; one whose writes fail does not (its tables
   // wait in memory for the disk, see WriteRuns).
-  if (UnwrittenTables() >= kMaxUnwrittenTables) {
-    const absl::Time start = absl::Now();
-    index_mu_.Await(absl::Condition(
-        +[](EventLog* log) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-          return log->stop_writer_ || log->run_failing_ ||
-                 log->UnwrittenTables() < kMaxUnwrittenTables;
-        },
-        this));
-    held_back_ += absl::Now() - start;
-  }
+  index_mu_.Await(absl::Condition(
+      +[](EventLog* log) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return log->stop_writer_ || log->run_failing_ ||
+               log->UnwrittenTables() < kMaxUnwrittenTables;
+      },
+      this));
   while (!frozen_.empty() && frozen_.front()->written) {
     frozen_.pop_front();
     tables_dropped_.fetch_add(1);
@@ -1583,10 +1579,7 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     db_->Resume().PermitUncheckedError();
   }
   MaybeFreeze(next.last_sequence);
-  size_t table_bytes = active_->MemoryBytes();
-  for (const auto& frozen : frozen_)
-    table_bytes += frozen->table->MemoryBytes();
-  id_table_bytes_.store(table_bytes, std::memory_order_relaxed);
+  id_table_bytes_.store(IdTablesInMemory().second, std::memory_order_relaxed);
   {
     absl::MutexLock lock(&mu_);
     stats_ = std::move(next);
@@ -1818,16 +1811,7 @@ EventLog::IdIndexStats EventLog::id_index_stats() const {
     absl::MutexLock lock(&index_mu_);
     stats.covered_sequence = covered_;
     stats.runs_written = runs_written_;
-    stats.held_back = held_back_;
-    if (active_ != nullptr) {
-      stats.memory_ids += active_->size();
-      stats.memory_bytes += active_->MemoryBytes();
-    }
-    for (const auto& frozen : frozen_) {
-      if (frozen->written) continue;  // dropped at the next append
-      stats.memory_ids += frozen->table->size();
-      stats.memory_bytes += frozen->table->MemoryBytes();
-    }
+    std::tie(stats.memory_ids, stats.memory_bytes) = IdTablesInMemory();
   }
   uint64_t readers = 0;
   if (db_->GetIntProperty(handles_[kDedup],
@@ -1864,6 +1848,21 @@ void EventLog::AwaitIdRuns() const {
         return log->stop_writer_ || log->Unwritten() == nullptr;
       },
       this));
+}
+
+std::pair<size_t, size_t> EventLog::IdTablesInMemory() const {
+  size_t ids = 0;
+  size_t bytes = 0;
+  if (active_ != nullptr) {
+    ids += active_->size();
+    bytes += active_->MemoryBytes();
+  }
+  for (const auto& frozen : frozen_) {
+    if (frozen->written) continue;  // dropped at the next append
+    ids += frozen->table->size();
+    bytes += frozen->table->MemoryBytes();
+  }
+  return {ids, bytes};
 }
 
 size_t EventLog::UnwrittenTables() const {

@@ -310,9 +310,6 @@ class EventLog {
     size_t memory_bytes = 0;        // what those tables hold
     size_t run_reader_bytes = 0;    // RocksDB's readers of the runs (filters)
     uint64_t runs_written = 0;      // by this process
-    // Time appends waited for runs to be written (full tables in memory are
-    // bounded; a writer behind ingest slows ingest down to its pace).
-    absl::Duration held_back;
   };
   IdIndexStats id_index_stats() const;
 
@@ -375,6 +372,10 @@ class EventLog {
   // The oldest frozen table whose run is not written yet, or null.
   std::shared_ptr<FrozenTable> Unwritten() const
       ABSL_SHARED_LOCKS_REQUIRED(index_mu_);
+  // Ids and bytes of the id tables in memory: the active one and the frozen
+  // ones whose runs are not written yet.
+  std::pair<size_t, size_t> IdTablesInMemory() const
+      ABSL_SHARED_LOCKS_REQUIRED(index_mu_);
   // How many frozen tables wait for their runs; 0 without a run writer.
   size_t UnwrittenTables() const ABSL_SHARED_LOCKS_REQUIRED(index_mu_);
   // The background thread that writes frozen tables as runs.
@@ -420,7 +421,6 @@ class EventLog {
   bool stop_writer_ ABSL_GUARDED_BY(index_mu_) = false;
   // The last run write failed: appends do not wait for runs then.
   bool run_failing_ ABSL_GUARDED_BY(index_mu_) = false;
-  absl::Duration held_back_ ABSL_GUARDED_BY(index_mu_);
   // What the id tables held after the last append (memory_use()).
   std::atomic<size_t> id_table_bytes_{0};
   // Frozen tables dropped after their run went in; read by Prepare().

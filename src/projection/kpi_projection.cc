@@ -536,15 +536,7 @@ void KpiProjection::RecordPipTransitions() {
   if (config_->pip_policies.empty()) return;
   if (!pip_dirty_ && clock_ < pip_wakeup_) return;
   pip_dirty_ = false;
-  // When the answer can next change without new measurements: a period
-  // close, or a plan's deadline.
-  absl::Time wakeup = clock_ == absl::InfinitePast()
-                          ? absl::InfinitePast()
-                          : NextPipPeriodClose(*config_, clock_);
   ForEachPipState([&](const PipSubjectState& p) {
-    if (p.state == PipState::kTriggered && p.deadline > clock_) {
-      wakeup = std::min(wakeup, p.deadline);
-    }
     for (const PipTransition& t : p.transitions) {
       if (!pip_fired_ids_.insert(t.id).second) continue;
       okrd::v1::PipTransition& m = pip_fired_.emplace_back();
@@ -560,7 +552,9 @@ void KpiProjection::RecordPipTransitions() {
       }
     }
   });
-  pip_wakeup_ = wakeup;
+  // The kept states know when they can next change without new
+  // measurements: a period close, or a plan's deadline (at worst earlier).
+  pip_wakeup_ = pip_states_->valid_until;
 }
 
 void KpiProjection::ForEachSeries(

@@ -154,19 +154,6 @@ absl::Time NextPipPeriodClose(const config::Config& config, absl::Time now) {
   return next;
 }
 
-absl::Time NextPipChange(const config::Config& config,
-                         const std::vector<PipSubjectState>& states,
-                         absl::Time now) {
-  if (now == absl::InfinitePast()) return now;
-  absl::Time next = NextPipPeriodClose(config, now);
-  for (const PipSubjectState& s : states) {
-    if (s.state == PipState::kTriggered && s.deadline > now) {
-      next = std::min(next, s.deadline);
-    }
-  }
-  return next;
-}
-
 bool PipWatches(const config::PipPolicyOptions& policy,
                 const std::string& subject) {
   auto has = [&subject](const std::vector<std::string>& list) {

@@ -101,13 +101,6 @@ absl::Time NextPipPeriodClose(const config::Config& config, absl::Time now);
 std::vector<PipSubjectState> EvaluatePips(const config::Config& config,
                                           const KpiProjection& kpis);
 
-// When EvaluatePips' answer, `states` at `now`, can next change without new
-// measurements of a watched KPI: the next period close of a watched KPI or
-// the next deadline of an open plan. InfinitePast when `now` is.
-absl::Time NextPipChange(const config::Config& config,
-                         const std::vector<PipSubjectState>& states,
-                         absl::Time now);
-
 }  // namespace okrd::projection
 
 #endif  // OKRD_PROJECTION_PIP_H_
