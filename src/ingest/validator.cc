@@ -11,8 +11,8 @@
 #include "core/log.h"
 #include "core/time_util.h"
 #include "core/utf8.h"
-#include "google/protobuf/util/json_util.h"
 #include "ingest/framing.h"
+#include "ingest/json_event.h"
 #include "projection/period.h"
 
 namespace okrd::ingest {
@@ -77,15 +77,10 @@ bool DecodeAndValidate(absl::string_view payload, Encoding encoding,
   }
   event->Clear();
   if (encoding == Encoding::kJson) {
-    google::protobuf::util::JsonParseOptions options;
-    options.ignore_unknown_fields = false;
-    const auto status = google::protobuf::util::JsonStringToMessage(
-        google::protobuf::StringPiece(payload.data(), payload.size()), event,
-        options);
-    if (!status.ok()) {
+    std::string error;
+    if (!DecodeJsonEvent(payload, event, &error)) {
       return Reject(rejection, "malformed",
-                    absl::StrCat("invalid KpiEvent JSON: ",
-                                 std::string(status.message())));
+                    absl::StrCat("invalid KpiEvent JSON: ", error));
     }
   } else {
     ProtobufComplaints complaints;

@@ -8,6 +8,7 @@
 #include "config/config.h"
 #include "core/time_util.h"
 #include "eventlog/event_log.h"
+#include "google/protobuf/util/json_util.h"
 #include "ingest/validator.h"
 #include "projection/kpi_projection.h"
 
@@ -49,6 +50,43 @@ void BM_DecodeAndValidate(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_DecodeAndValidate);
+
+// The same event as proto3 JSON, through okrd's decoder.
+void BM_DecodeAndValidateJson(benchmark::State& state) {
+  const auto config = BenchConfig();
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(Event(1), &json).ok()) {
+    state.SkipWithError("cannot print the event as JSON");
+    return;
+  }
+  const absl::Time now = absl::Now();
+  okrd::v1::KpiEvent out;
+  ingest::Rejection rejection;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(ingest::DecodeAndValidate(
+        json, ingest::Encoding::kJson, *config, now, &out, &rejection));
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.SetLabel(absl::StrCat(json.size(), " bytes"));
+}
+BENCHMARK(BM_DecodeAndValidateJson);
+
+// protobuf's own JSON parser on the same input, which okrd used before.
+void BM_ProtobufJsonParse(benchmark::State& state) {
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(Event(1), &json).ok()) {
+    state.SkipWithError("cannot print the event as JSON");
+    return;
+  }
+  okrd::v1::KpiEvent out;
+  for (auto _ : state) {
+    out.Clear();
+    benchmark::DoNotOptimize(
+        google::protobuf::util::JsonStringToMessage(json, &out).ok());
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_ProtobufJsonParse);
 
 // The dedup hash of one decoded event, as the consume thread computes it.
 void BM_PayloadHash(benchmark::State& state) {

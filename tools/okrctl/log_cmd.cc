@@ -164,6 +164,7 @@ int ImportCommand(const Args& args) {
   std::error_code size_error;
   const uint64_t file_bytes = std::filesystem::file_size(*file, size_error);
   Progress progress("import", "bytes", size_error ? 0 : file_bytes);
+  const absl::Time started = absl::Now();
   uint64_t bytes_read = 0;
   eventlog::Batch batch;
   auto flush = [&]() -> bool {
@@ -220,13 +221,17 @@ int ImportCommand(const Args& args) {
     --accepted;
   }
   progress.Finish(bytes_read);
-  std::fprintf(stderr,
-               "import: %llu lines: %llu accepted, %llu duplicate, %llu "
-               "rejected\n",
-               static_cast<unsigned long long>(lines),
-               static_cast<unsigned long long>(accepted),
-               static_cast<unsigned long long>(duplicates),
-               static_cast<unsigned long long>(rejected));
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - started);
+  std::fprintf(
+      stderr,
+      "import: %llu lines: %llu accepted, %llu duplicate, %llu "
+      "rejected, in %.2f s (%.0f lines/s, %.1f MB/s)\n",
+      static_cast<unsigned long long>(lines),
+      static_cast<unsigned long long>(accepted),
+      static_cast<unsigned long long>(duplicates),
+      static_cast<unsigned long long>(rejected), seconds,
+      seconds > 0 ? static_cast<double>(lines) / seconds : 0.0,
+      seconds > 0 ? static_cast<double>(bytes_read) / seconds / 1e6 : 0.0);
   return 0;
 }
 
