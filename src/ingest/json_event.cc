@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <iterator>
 #include <limits>
 #include <string_view>
 #include <utility>
@@ -35,10 +37,14 @@ enum class Field {
 // Both spellings of each field, its JSON name and its .proto name. Keys
 // are told apart by length first: this runs for every member of every
 // event.
+// A key of the length of `name` (N - 1), compared in constant-size pieces.
+template <size_t N>
+Field Is(std::string_view key, const char (&name)[N], Field field) {
+  return std::memcmp(key.data(), name, N - 1) == 0 ? field : Field::kUnknown;
+}
+
 Field FieldNamed(std::string_view key) {
-  auto is = [&](std::string_view name, Field field) {
-    return key == name ? field : Field::kUnknown;
-  };
+  auto is = [&](const auto& name, Field field) { return Is(key, name, field); };
   switch (key.size()) {
     case 3:
       return is("kpi", Field::kKpi);
@@ -121,14 +127,27 @@ int DaysInMonth(int year, int month) {
 // nanoseconds are cut off, as protobuf does. The range check against
 // Timestamp's limits is the validator's.
 bool ParseTimestamp(std::string_view s, int64_t* seconds, int32_t* nanos) {
-  int year, month, day, hour, minute, second;
-  if (s.size() < 20 || !Digits(s, 0, 4, &year) || s[4] != '-' ||
-      !Digits(s, 5, 2, &month) || s[7] != '-' || !Digits(s, 8, 2, &day) ||
-      s[10] != 'T' || !Digits(s, 11, 2, &hour) || s[13] != ':' ||
-      !Digits(s, 14, 2, &minute) || s[16] != ':' ||
-      !Digits(s, 17, 2, &second)) {
+  if (s.size() < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
+      s[13] != ':' || s[16] != ':') {
     return false;
   }
+  // The fixed-width fields' 14 digits, checked together.
+  static constexpr size_t kDigitAt[] = {0, 1,  2,  3,  5,  6,  8,
+                                        9, 11, 12, 14, 15, 17, 18};
+  unsigned d[std::size(kDigitAt)];
+  bool all_digits = true;
+  for (size_t i = 0; i < std::size(kDigitAt); ++i) {
+    d[i] = static_cast<unsigned char>(s[kDigitAt[i]]) - unsigned{'0'};
+    all_digits &= d[i] <= 9;
+  }
+  if (!all_digits) return false;
+  const int year =
+      static_cast<int>(d[0] * 1000 + d[1] * 100 + d[2] * 10 + d[3]);
+  const int month = static_cast<int>(d[4] * 10 + d[5]);
+  const int day = static_cast<int>(d[6] * 10 + d[7]);
+  const int hour = static_cast<int>(d[8] * 10 + d[9]);
+  const int minute = static_cast<int>(d[10] * 10 + d[11]);
+  const int second = static_cast<int>(d[12] * 10 + d[13]);
   size_t pos = 19;
   int32_t fraction = 0;
   if (s[pos] == '.') {

@@ -4,7 +4,8 @@
 //
 //   ingest_bench [--events N] [--partitions P] [--subjects S] [--batch B]
 //                [--runs R] [--kafka-property KEY=VALUE]... [--random-ids]
-//                [--format protobuf|json] [--latency-fractions F,F...]
+//                [--format protobuf|json|protobuf,json]
+//                [--latency-fractions F,F...]
 //                [--latency-seconds S]
 //
 // With --latency-seconds, it then produces at fixed rates (1k/s, and
@@ -18,9 +19,11 @@
 //
 // --format json sends the events as proto3 JSON on a topic listed in
 // kafka.json_topics (about 2.5 times the bytes: fewer fit the embedded
-// broker's partitions). Event ids are "bench-N" by default; --random-ids makes
-// them 32 random hex digits, as UUID-keyed producers send, which scatters each
-// batch's dedup entries over the whole index.
+// broker's partitions). --format protobuf,json loads both inputs and
+// measures them in turns within each run, then prints JSON's rate over
+// protobuf's, run by run. Event ids are "bench-N" by default; --random-ids
+// makes them 32 random hex digits, as UUID-keyed producers send, which scatters
+// each batch's dedup entries over the whole index.
 //
 // A third line is the floor that durability alone costs: the same consumer
 // settings and batch size, writing each poll batch's raw message bytes with
@@ -51,6 +54,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "config/config.h"
@@ -72,6 +76,7 @@ namespace okrd {
 namespace {
 
 constexpr char kTopic[] = "bench";
+constexpr char kSecondTopic[] = "bench-2";
 
 // CPU seconds used so far by this process's threads, summed by thread name
 // (utime + stime from /proc/self/task/*/stat).
@@ -201,9 +206,10 @@ struct CpuTally {
 // event, rather than at the end of every partition (-e): waiting for the
 // ends costs kcat about half a second, longer than consuming 400k messages
 // takes, and would flatter okrd.
-double KcatRate(const std::string& brokers, long long events) {
+double KcatRate(const std::string& brokers, const std::string& topic,
+                long long events) {
   const std::string cmd =
-      absl::StrCat("timeout 300 kcat -C -b ", brokers, " -t ", kTopic,
+      absl::StrCat("timeout 300 kcat -C -b ", brokers, " -t ", topic,
                    " -o beginning -c ", events, " -q > /dev/null 2>&1");
   const absl::Time start = absl::Now();
   const int rc = std::system(cmd.c_str());
@@ -247,6 +253,7 @@ std::unique_ptr<RdKafka::KafkaConsumer> FloorConsumer(
 // batch, or -1. Also adds its CPU time per thread to `cpu`.
 double FloorRate(const config::Config& config, const std::string& brokers,
                  long long events, const std::string& run, CpuTally* cpu) {
+  const std::string& topic = config.kafka.topics.front();
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path() /
       absl::StrCat("okrd-floor-", getpid(), "-", run);
@@ -257,7 +264,7 @@ double FloorRate(const config::Config& config, const std::string& brokers,
   if (!rocksdb::DB::Open(options, dir.string(), &raw_db).ok()) return -1;
   std::unique_ptr<rocksdb::DB> db(raw_db);
   std::unique_ptr<RdKafka::KafkaConsumer> consumer =
-      FloorConsumer(config, brokers, absl::StrCat("floor-", run), kTopic);
+      FloorConsumer(config, brokers, absl::StrCat("floor-", run), topic);
   if (!consumer) return -1;
   rocksdb::WriteOptions sync;
   sync.sync = true;
@@ -629,7 +636,7 @@ int Main(int argc, char** argv) {
   }
   // The latency runs (a floor and okrd per rate) each read a topic of their
   // own from its start.
-  std::vector<std::string> topics = {kTopic};
+  std::vector<std::string> topics = {kTopic, kSecondTopic};
   for (size_t i = 0; i < 2 * (fractions.size() + 1); ++i) {
     topics.push_back(absl::StrCat("latency-", i));
   }
@@ -638,31 +645,54 @@ int Main(int argc, char** argv) {
   if (!broker.ok()) return 1;
   const std::string brokers = (*broker)->bootstrap();
 
-  auto config = std::make_shared<config::Config>();
-  config->kafka.topics = {kTopic};
-  config->kafka.batch_max_messages = static_cast<int>(batch);
-  const std::string format = args.Get("format").value_or("protobuf");
-  if (format != "protobuf" && format != "json") {
-    std::fprintf(stderr, "ingest_bench: --format: must be protobuf or json\n");
+  // One input per format, each on a topic of its own; with two formats
+  // every run measures both, one after the other.
+  struct Format {
+    std::string name;
+    std::shared_ptr<config::Config> config;
+    size_t bytes = 0;
+    std::vector<double> kcat, floor, sync_on, sync_off;
+    CpuTally floor_cpu, sync_on_cpu, sync_off_cpu;
+    size_t series = 0;
+  };
+  std::vector<Format> formats;
+  for (absl::string_view name :
+       absl::StrSplit(args.Get("format").value_or("protobuf"), ',')) {
+    if (name != "protobuf" && name != "json") {
+      std::fprintf(stderr,
+                   "ingest_bench: --format: must be protobuf, json or "
+                   "protobuf,json\n");
+      return 2;
+    }
+    Format& f = formats.emplace_back();
+    f.name = std::string(name);
+    f.config = std::make_shared<config::Config>();
+    f.config->kafka.topics = {formats.size() == 1 ? kTopic : kSecondTopic};
+    if (name == "json") f.config->kafka.json_topics = f.config->kafka.topics;
+    f.config->kafka.batch_max_messages = static_cast<int>(batch);
+    if (absl::Status s =
+            args.GetPairs("kafka-property", &f.config->kafka.properties);
+        !s.ok()) {
+      std::fprintf(stderr, "ingest_bench: %s\n",
+                   std::string(s.message()).c_str());
+      return 2;
+    }
+    config::KpiOptions kpi;
+    kpi.id = "signups";
+    kpi.unit = "count";
+    kpi.aggregation = config::Aggregation::kSum;
+    f.config->kpis.push_back(kpi);
+  }
+  if (formats.size() > 2 ||
+      (formats.size() == 2 && formats[0].name == formats[1].name)) {
+    std::fprintf(stderr, "ingest_bench: --format: at most one of each\n");
     return 2;
   }
-  const bool json = format == "json";
-  if (json) config->kafka.json_topics = {kTopic};
-  if (absl::Status s =
-          args.GetPairs("kafka-property", &config->kafka.properties);
-      !s.ok()) {
-    std::fprintf(stderr, "ingest_bench: %s\n",
-                 std::string(s.message()).c_str());
-    return 2;
-  }
-  config::KpiOptions kpi;
-  kpi.id = "signups";
-  kpi.unit = "count";
-  kpi.aggregation = config::Aggregation::kSum;
-  config->kpis.push_back(kpi);
+  const std::shared_ptr<config::Config>& config = formats.front().config;
 
-  // Load the topic.
-  {
+  // Load the topics.
+  const bool random_ids = args.Has("random-ids");
+  for (Format& f : formats) {
     auto producer = ingest::Producer::Create(brokers, {{"linger.ms", "20"}});
     if (!producer.ok()) return 1;
     okrd::v1::KpiEvent e;
@@ -672,7 +702,7 @@ int Main(int argc, char** argv) {
     ToProto(absl::Now() - absl::Minutes(1), e.mutable_event_time());
     std::string payload;
     std::mt19937_64 random(42);
-    const bool random_ids = args.Has("random-ids");
+    const std::string& topic = f.config->kafka.topics.front();
     for (long long i = 0; i < events; ++i) {
       e.set_event_id(random_ids
                          ? absl::StrCat(absl::Hex(random(), absl::kZeroPad16),
@@ -680,7 +710,7 @@ int Main(int argc, char** argv) {
                          : absl::StrCat("bench-", i));
       e.set_subject(absl::StrCat("subject-", i % subjects));
       e.set_value(static_cast<double>(i % 100));
-      if (json) {
+      if (f.name == "json") {
         payload.clear();
         if (!google::protobuf::util::MessageToJsonString(e, &payload).ok()) {
           return 1;
@@ -688,61 +718,74 @@ int Main(int argc, char** argv) {
       } else {
         e.SerializeToString(&payload);
       }
-      if (!(*producer)->Send(kTopic, e.subject(), payload, {}).ok()) return 1;
+      if (!(*producer)->Send(topic, e.subject(), payload, {}).ok()) return 1;
     }
     if (!(*producer)->Flush(absl::Seconds(60)).ok()) return 1;
+    f.bytes = payload.size();
     std::printf(
         "input: %lld %s events of %zu bytes, %s ids, %lld subjects, %lld "
         "partitions, batch %lld\n",
-        events, format.c_str(), payload.size(),
-        random_ids ? "random" : "sequential", subjects, partitions, batch);
+        events, f.name.c_str(), f.bytes, random_ids ? "random" : "sequential",
+        subjects, partitions, batch);
   }
 
   // Rates swing between runs on a shared machine: each figure is the
-  // median of --runs runs, with the range beside it.
-  std::vector<double> kcat_rates;
+  // median of --runs runs, with the range beside it. The formats take
+  // turns within each run.
   for (long long r = 0; r < runs; ++r) {
-    kcat_rates.push_back(KcatRate(brokers, events));
-  }
-  const double kcat = Median(kcat_rates);
-  std::printf("kcat raw consume:            %10.0f events/s%s\n", kcat,
-              Range(kcat_rates).c_str());
-  double floor = 0;
-  {
-    std::vector<double> rates;
-    CpuTally cpu;
-    for (long long r = 0; r < runs; ++r) {
-      const double rate =
-          FloorRate(*config, brokers, events, absl::StrCat(r), &cpu);
-      if (rate < 0) return 1;
-      rates.push_back(rate);
+    for (Format& f : formats) {
+      const std::string run = absl::StrCat(f.name, "-", r);
+      f.kcat.push_back(
+          KcatRate(brokers, f.config->kafka.topics.front(), events));
+      const double floor =
+          FloorRate(*f.config, brokers, events, run, &f.floor_cpu);
+      if (floor < 0) return 1;
+      f.floor.push_back(floor);
+      for (bool sync : {true, false}) {
+        const double rate = IngestRate(f.config, brokers, events, sync,
+                                       absl::StrCat(sync, "-", run), &f.series,
+                                       sync ? &f.sync_on_cpu : &f.sync_off_cpu);
+        if (rate < 0) return 1;
+        (sync ? f.sync_on : f.sync_off).push_back(rate);
+      }
     }
-    floor = Median(rates);
+  }
+  for (Format& f : formats) {
+    if (formats.size() > 1) std::printf("%s:\n", f.name.c_str());
+    const double kcat = Median(f.kcat);
+    std::printf("kcat raw consume:            %10.0f events/s%s\n", kcat,
+                Range(f.kcat).c_str());
+    const double floor = Median(f.floor);
     std::printf(
         "floor, raw bytes + offsets, sync: %5.0f events/s (%.0f%% of kcat)%s\n",
-        floor, kcat > 0 ? 100 * floor / kcat : 0, Range(rates).c_str());
-    std::printf("  cpu, us/event by thread:   %s\n", cpu.Describe().c_str());
-  }
-  double sync_rate = 0;
-  for (bool sync : {true, false}) {
-    std::vector<double> rates;
-    size_t series = 0;
-    CpuTally cpu;
-    for (long long r = 0; r < runs; ++r) {
-      const double rate = IngestRate(config, brokers, events, sync,
-                                     absl::StrCat(sync, "-", r), &series, &cpu);
-      if (rate < 0) return 1;
-      rates.push_back(rate);
+        floor, kcat > 0 ? 100 * floor / kcat : 0, Range(f.floor).c_str());
+    std::printf("  cpu, us/event by thread:   %s\n",
+                f.floor_cpu.Describe().c_str());
+    for (bool sync : {true, false}) {
+      const std::vector<double>& rates = sync ? f.sync_on : f.sync_off;
+      const double rate = Median(rates);
+      std::printf(
+          "okrd ingest, sync %-3s:       %10.0f events/s (%.0f%% of kcat, "
+          "%.0f%% of the floor), %zu series%s\n",
+          sync ? "on" : "off", rate, kcat > 0 ? 100 * rate / kcat : 0,
+          floor > 0 ? 100 * rate / floor : 0, f.series, Range(rates).c_str());
+      std::printf("  cpu, us/event by thread:   %s\n",
+                  (sync ? f.sync_on_cpu : f.sync_off_cpu).Describe().c_str());
     }
-    const double rate = Median(rates);
-    if (sync) sync_rate = rate;
-    std::printf(
-        "okrd ingest, sync %-3s:       %10.0f events/s (%.0f%% of kcat, %.0f%% "
-        "of the floor), %zu series%s\n",
-        sync ? "on" : "off", rate, kcat > 0 ? 100 * rate / kcat : 0,
-        floor > 0 ? 100 * rate / floor : 0, series, Range(rates).c_str());
-    std::printf("  cpu, us/event by thread:   %s\n", cpu.Describe().c_str());
   }
+  if (formats.size() == 2) {
+    // Each run's second format over its first, measured back to back.
+    std::vector<std::string> paired;
+    std::vector<double> ratios;
+    for (long long r = 0; r < runs; ++r) {
+      ratios.push_back(formats[1].sync_on[r] / formats[0].sync_on[r]);
+      paired.push_back(absl::StrFormat("%.2f", ratios.back()));
+    }
+    std::printf("%s / %s, sync on: %.2f (per run: %s)\n",
+                formats[1].name.c_str(), formats[0].name.c_str(),
+                Median(ratios), absl::StrJoin(paired, ", ").c_str());
+  }
+  const double sync_rate = Median(formats.front().sync_on);
   long long latency_seconds = 0;
   if (absl::Status s =
           args.GetInt("latency-seconds", 0, 600, 0, &latency_seconds);
