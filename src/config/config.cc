@@ -35,6 +35,8 @@ absl::string_view AggregationName(Aggregation a) {
       return "min";
     case Aggregation::kMax:
       return "max";
+    case Aggregation::kQuantile:
+      return "quantile";
   }
   return "unknown";
 }
@@ -164,11 +166,38 @@ void ReadKafka(Reader& r, const YAML::Node& node, KafkaOptions* kafka) {
   }
 }
 
+// The quantile of a quantile KPI: named (median, p90, p95, p99), or
+// `aggregation: quantile` with `quantile: Q`, 0 < Q < 1.
+void ReadQuantile(Reader& r, const YAML::Node& node, const std::string& path,
+                  KpiOptions* kpi) {
+  const std::string name = node["aggregation"] && node["aggregation"].IsScalar()
+                               ? node["aggregation"].Scalar()
+                               : "";
+  static const std::pair<const char*, double> kNamed[] = {
+      {"median", 0.5}, {"p90", 0.9}, {"p95", 0.95}, {"p99", 0.99}};
+  for (const auto& [named, q] : kNamed) {
+    if (name == named) kpi->quantile = q;
+  }
+  const bool given = r.Double(node, path, "quantile", &kpi->quantile);
+  if (!r.ok()) return;
+  if (given && name != "quantile") {
+    r.Fail(node["quantile"], Reader::Join(path, "quantile"),
+           "only with aggregation: quantile");
+  } else if (name == "quantile" && !given) {
+    r.Fail(node["aggregation"], Reader::Join(path, "quantile"),
+           "required with aggregation: quantile (e.g. 0.9)");
+  } else if (given && !(kpi->quantile > 0 && kpi->quantile < 1)) {
+    r.Fail(node["quantile"], Reader::Join(path, "quantile"),
+           absl::StrCat("must be between 0 and 1, exclusive, got ",
+                        kpi->quantile));
+  }
+}
+
 void ReadKpi(Reader& r, const YAML::Node& node, const std::string& path,
              KpiOptions* kpi) {
   if (!r.Map(node, path,
-             {"id", "description", "unit", "aggregation", "period", "time_zone",
-              "week_start", "staleness"})) {
+             {"id", "description", "unit", "aggregation", "quantile", "period",
+              "time_zone", "week_start", "staleness"})) {
     return;
   }
   if (auto v = r.String(node, path, "id", true)) kpi->id = *v;
@@ -182,8 +211,14 @@ void ReadKpi(Reader& r, const YAML::Node& node, const std::string& path,
                          {"count", Aggregation::kCount},
                          {"mean", Aggregation::kMean},
                          {"min", Aggregation::kMin},
-                         {"max", Aggregation::kMax}},
+                         {"max", Aggregation::kMax},
+                         {"median", Aggregation::kQuantile},
+                         {"p90", Aggregation::kQuantile},
+                         {"p95", Aggregation::kQuantile},
+                         {"p99", Aggregation::kQuantile},
+                         {"quantile", Aggregation::kQuantile}},
                         &kpi->aggregation);
+  ReadQuantile(r, node, path, kpi);
   r.Choice<PeriodKind>(node, path, "period",
                        {{"day", PeriodKind::kDay},
                         {"week", PeriodKind::kWeek},

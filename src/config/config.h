@@ -23,7 +23,9 @@
 namespace okrd::config {
 
 // What okr_kpi_value reports for a period.
-enum class Aggregation { kLatest, kSum, kCount, kMean, kMin, kMax };
+// kQuantile: median, p90, p95, p99 or any `quantile` (KpiOptions::quantile),
+// from a sketch within 1% (projection/quantile_sketch.h).
+enum class Aggregation { kLatest, kSum, kCount, kMean, kMin, kMax, kQuantile };
 // The calendar period KPI values are grouped by, in the KPI's time zone.
 enum class PeriodKind { kDay, kWeek, kMonth, kQuarter };
 
@@ -36,6 +38,8 @@ struct KpiOptions {
   // Empty means "any": events may then carry any unit or none.
   std::string unit;
   Aggregation aggregation = Aggregation::kLatest;
+  // For kQuantile: which one, in (0, 1); 0.5 is the median.
+  double quantile = 0.5;
   PeriodKind period = PeriodKind::kMonth;
   // IANA zone name; periods start at local midnight there. Default "UTC".
   std::string time_zone = "UTC";

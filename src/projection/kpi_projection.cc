@@ -11,6 +11,13 @@
 
 namespace okrd::projection {
 
+Aggregate::Aggregate(config::Aggregation aggregation, double quantile)
+    : aggregation_(aggregation) {
+  if (aggregation == config::Aggregation::kQuantile) {
+    quantiles_ = std::make_unique<Quantiles>(Quantiles{quantile, {}});
+  }
+}
+
 void Aggregate::Add(double value, absl::Time event_time, uint64_t sequence,
                     size_t kept) {
   const bool letting_go = let_go() > 0;
@@ -48,6 +55,9 @@ void Aggregate::Add(double value, absl::Time event_time, uint64_t sequence,
       held_ += static_cast<uint32_t>(by_time_.size() - before);
       break;
     }
+    case config::Aggregation::kQuantile:
+      quantiles_->sketch.Add(value);
+      return;
     default:
       return;
   }
@@ -87,6 +97,7 @@ void Aggregate::Remove(double value, absl::Time event_time, uint64_t sequence) {
   if (count_ == 0) {
     values_.clear();
     by_time_.clear();
+    if (quantiles_ != nullptr) quantiles_->sketch = QuantileSketch();
     held_ = 0;
     needs_refill_ = false;
     return;
@@ -105,6 +116,9 @@ void Aggregate::Remove(double value, absl::Time event_time, uint64_t sequence) {
       held_ -= static_cast<uint32_t>(
           by_time_.erase({absl::ToUnixNanos(event_time), sequence}));
       break;
+    case config::Aggregation::kQuantile:
+      quantiles_->sketch.Remove(value);
+      return;
     default:
       return;
   }
@@ -135,6 +149,8 @@ double Aggregate::Value() const {
       return values_.empty() ? 0 : values_.begin()->first;
     case config::Aggregation::kMax:
       return values_.empty() ? 0 : values_.rbegin()->first;
+    case config::Aggregation::kQuantile:
+      return quantiles_->sketch.Quantile(quantiles_->q);
   }
   return 0;
 }
@@ -152,6 +168,7 @@ void Aggregate::SaveTo(okrd::v1::PeriodSnapshot* out) const {
     out->add_latest_sequence(key.second);
     out->add_latest_value(value);
   }
+  if (quantiles_ != nullptr) quantiles_->sketch.SaveTo(out);
 }
 
 void Aggregate::LoadFrom(const okrd::v1::PeriodSnapshot& in, size_t kept) {
@@ -174,6 +191,7 @@ void Aggregate::LoadFrom(const okrd::v1::PeriodSnapshot& in, size_t kept) {
         in.latest_value(i);
   }
   held_ += static_cast<uint32_t>(by_time_.size());
+  if (quantiles_ != nullptr) quantiles_->sketch.LoadFrom(in);
   Trim(kept);
   needs_refill_ = HoldsValues() && held_ == 0 && count_ > 0;
 }
@@ -187,6 +205,9 @@ std::string ConfigHash(const config::Config& config) {
         &canonical, "|", kpi.id, ",", config::AggregationName(kpi.aggregation),
         ",", config::PeriodName(kpi.period), ",", kpi.time_zone, ",",
         kpi.week_start, ",", absl::FormatDuration(kpi.allowed_lateness));
+    if (kpi.aggregation == config::Aggregation::kQuantile) {
+      absl::StrAppend(&canonical, ",q=", kpi.quantile);
+    }
   }
   for (const config::PipPolicyOptions& p : config.pip_policies) {
     absl::StrAppend(
@@ -272,7 +293,8 @@ absl::Status KpiProjection::Restore(
     state.last_event_time = time_of(s.last_event_time_us());
     for (const okrd::v1::PeriodSnapshot& p : s.periods()) {
       Aggregate& aggregate =
-          state.periods.try_emplace(p.start_us(), kpi->aggregation)
+          state.periods
+              .try_emplace(p.start_us(), kpi->aggregation, kpi->quantile)
               .first->second;
       aggregate.LoadFrom(p, kept_);
       if (aggregate.needs_refill()) {
@@ -295,7 +317,7 @@ Aggregate& KpiProjection::AggregateOf(SubjectState& state,
   // Most events land in the newest period: hint the end.
   return state.periods
       .try_emplace(state.periods.end(), absl::ToUnixMicros(period.start),
-                   state.kpi->aggregation)
+                   state.kpi->aggregation, state.kpi->quantile)
       ->second;
 }
 
@@ -331,7 +353,7 @@ void KpiProjection::Refill(const config::KpiOptions& kpi,
   if (!history_) return;
   // Everything folded so far, and nothing after: the log may hold more.
   const uint64_t until = sequence_;
-  Aggregate full(kpi.aggregation);
+  Aggregate full(kpi.aggregation, kpi.quantile);
   absl::Status read =
       history_(std::max<uint64_t>(aggregate.first_sequence(), 1),
                [&](const okrd::v1::StoredEvent& record) {

@@ -35,6 +35,7 @@
 #include "okrd/v1/records.pb.h"
 #include "okrd/v1/snapshot.pb.h"
 #include "projection/period.h"
+#include "projection/quantile_sketch.h"
 
 namespace okrd::projection {
 
@@ -48,10 +49,13 @@ namespace okrd::projection {
 // extreme than every value held, the value stays exact until retractions
 // take out every held one while some let go remain; then needs_refill()
 // says so, and the owner rebuilds the aggregate from the log (Refill).
+//
+// Quantile aggregates (median, p90, ...) keep a QuantileSketch of every
+// value instead, within its relative error and bounded in size.
 class Aggregate {
  public:
-  explicit Aggregate(config::Aggregation aggregation)
-      : aggregation_(aggregation) {}
+  // `quantile` is read for config::Aggregation::kQuantile only.
+  explicit Aggregate(config::Aggregation aggregation, double quantile = 0.5);
 
   // Folds in a value; `sequence` is its event's (for a correction, the
   // corrected event's).
@@ -94,6 +98,11 @@ class Aggregate {
   uint64_t first_sequence_ = UINT64_MAX;
   absl::btree_map<double, uint32_t> values_;                       // min, max
   absl::btree_map<std::pair<int64_t, uint64_t>, double> by_time_;  // latest
+  struct Quantiles {
+    double q;
+    QuantileSketch sketch;
+  };
+  std::unique_ptr<Quantiles> quantiles_;  // quantile KPIs only
 };
 
 // How many extreme values a latest, min or max aggregate holds when its

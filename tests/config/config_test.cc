@@ -60,8 +60,8 @@ TEST(ConfigTest, InvalidYamlNamesLine) {
 TEST(ConfigTest, UnknownFieldIsAnError) {
   EXPECT_EQ(ErrorOf(std::string(kValid) + "    colour: red\n"),
             "test.yaml:10: kpis[0].colour: unknown field (expected one of "
-            "aggregation, description, id, period, staleness, time_zone, unit, "
-            "week_start)");
+            "aggregation, description, id, period, quantile, staleness, "
+            "time_zone, unit, week_start)");
 }
 
 TEST(ConfigTest, MissingSectionsAndFields) {
@@ -95,7 +95,8 @@ TEST(ConfigTest, UnknownEnumValues) {
       ErrorOf(
           "kafka:\n  topics: [t]\nkpis:\n  - id: a\n    aggregation: avg\n"),
       "test.yaml:5: kpis[0].aggregation: unknown value \"avg\" (expected "
-      "one of latest, sum, count, mean, min, max)");
+      "one of latest, sum, count, mean, min, max, median, p90, p95, p99, "
+      "quantile)");
   EXPECT_EQ(
       ErrorOf("kafka:\n  topics: [t]\nkpis:\n  - id: a\n    period: year\n"),
       "test.yaml:5: kpis[0].period: unknown value \"year\" (expected one "
@@ -104,6 +105,32 @@ TEST(ConfigTest, UnknownEnumValues) {
                     "middle\nkpis:\n  - id: a\n"),
             "test.yaml:3: kafka.auto_offset_reset: unknown value \"middle\" "
             "(expected earliest or latest)");
+}
+
+TEST(ConfigTest, QuantileAggregations) {
+  auto config = ParseConfig(
+      "kafka:\n  topics: [t]\nkpis:\n  - id: a\n    aggregation: median\n"
+      "  - id: b\n    aggregation: p99\n  - id: c\n    aggregation: "
+      "quantile\n    quantile: 0.75\n",
+      "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  for (const auto& [i, q] :
+       {std::pair{0, 0.5}, std::pair{1, 0.99}, std::pair{2, 0.75}}) {
+    EXPECT_EQ((*config)->kpis[i].aggregation, Aggregation::kQuantile);
+    EXPECT_EQ((*config)->kpis[i].quantile, q);
+  }
+  const std::string base = "kafka:\n  topics: [t]\nkpis:\n  - id: a\n";
+  EXPECT_EQ(ErrorOf(base + "    aggregation: quantile\n"),
+            "test.yaml:5: kpis[0].quantile: required with aggregation: "
+            "quantile (e.g. 0.9)");
+  EXPECT_EQ(ErrorOf(base + "    aggregation: p90\n    quantile: 0.5\n"),
+            "test.yaml:6: kpis[0].quantile: only with aggregation: quantile");
+  EXPECT_EQ(ErrorOf(base + "    aggregation: quantile\n    quantile: 1\n"),
+            "test.yaml:6: kpis[0].quantile: must be between 0 and 1, "
+            "exclusive, got 1");
+  EXPECT_EQ(ErrorOf(base + "    aggregation: quantile\n    quantile: x\n"),
+            "test.yaml:6: kpis[0].quantile: expected a finite number, got "
+            "\"x\"");
 }
 
 TEST(ConfigTest, BadValues) {

@@ -35,6 +35,14 @@ class KpiProjectionTest : public ::testing::Test {
       kpi.aggregation = a;
       config->kpis.push_back(kpi);
     }
+    for (const auto& [id, q] :
+         {std::pair{"median", 0.5}, std::pair{"p90", 0.9}}) {
+      config::KpiOptions kpi;
+      kpi.id = id;
+      kpi.aggregation = Aggregation::kQuantile;
+      kpi.quantile = q;
+      config->kpis.push_back(kpi);
+    }
     config_ = config;
     projection_ = std::make_unique<KpiProjection>(config);
   }
@@ -182,6 +190,34 @@ TEST_F(KpiProjectionTest, CorrectionsAndRetractionsAcrossPeriods) {
   EXPECT_EQ(series.at("count/team-a/current"), 1);
 }
 
+// Quantiles answer within the sketch's 1% of the value of rank
+// floor(q * (n - 1)), and follow corrections and retractions of their
+// values, at the edges of their periods.
+TEST_F(KpiProjectionTest, QuantilesFollowCorrectionsAndRetractions) {
+  for (const char* kpi : {"median", "p90"}) {
+    // October's last second and November's first: two periods.
+    Apply(kpi, "team-a", 100, "2026-10-31T23:59:59Z");
+    const uint64_t october = sequence_;
+    for (int v = 1; v <= 10; ++v) {
+      Apply(kpi, "team-a", v, "2026-11-01T00:00:00Z");
+    }
+    // 3 -> 30, and 10 taken out: {1, 2, 4, ..., 9, 30}.
+    Amend(kpi, okrd::v1::CORRECTION, 30, october + 3, "2026-11-01T00:00:00Z",
+          3);
+    Amend(kpi, okrd::v1::RETRACTION, 0, october + 10, "2026-11-01T00:00:00Z",
+          10);
+  }
+  const auto series = Series();
+  EXPECT_NEAR(series.at("median/team-a/previous"), 100, 1);
+  EXPECT_NEAR(series.at("p90/team-a/previous"), 100, 1);
+  // Ten values: ranks 4 (the median) and 8 (p90).
+  EXPECT_NEAR(series.at("median/team-a/current"), 6, 0.06);
+  EXPECT_NEAR(series.at("p90/team-a/current"), 9, 0.09);
+  // Retracting October's only value leaves no October series.
+  Amend("median", okrd::v1::RETRACTION, 0, 1, "2026-10-31T23:59:59Z", 100);
+  EXPECT_EQ(Series().count("median/team-a/previous"), 0u);
+}
+
 TEST_F(KpiProjectionTest, RetractingEveryValueLeavesNoSeries) {
   Apply("sum", "team-a", 3, "2026-11-15T00:00:00Z");
   Amend("sum", okrd::v1::RETRACTION, 0, sequence_, "2026-11-15T00:00:00Z", 3);
@@ -189,7 +225,8 @@ TEST_F(KpiProjectionTest, RetractingEveryValueLeavesNoSeries) {
 }
 
 TEST_F(KpiProjectionTest, SnapshotRestoresAnEquivalentProjection) {
-  for (const char* kpi : {"latest", "sum", "count", "mean", "min", "max"}) {
+  for (const char* kpi :
+       {"latest", "sum", "count", "mean", "min", "max", "median", "p90"}) {
     Apply(kpi, "team-a", 4, "2026-10-02T00:00:00Z");
     Apply(kpi, "team-b", 6, "2026-11-20T00:00:00Z");
     Apply(kpi, "team-b", 2, "2026-11-21T00:00:00Z");
@@ -203,7 +240,7 @@ TEST_F(KpiProjectionTest, SnapshotRestoresAnEquivalentProjection) {
   EXPECT_EQ(restored.Snapshot().SerializeAsString(),
             snapshot.SerializeAsString());
   // The same next records give the same state on both.
-  for (const char* kpi : {"latest", "min", "max", "mean"}) {
+  for (const char* kpi : {"latest", "min", "max", "mean", "median"}) {
     const okrd::v1::StoredEvent next =
         Record(kpi, "team-b", 9, "2026-11-22T00:00:00Z");
     projection_->Apply(next);

@@ -15,12 +15,14 @@
 namespace okrd {
 namespace {
 
-std::shared_ptr<const config::Config> BenchConfig() {
+// One KPI, "signups", summed (or with `aggregation`, e.g. a median).
+std::shared_ptr<const config::Config> BenchConfig(
+    config::Aggregation aggregation = config::Aggregation::kSum) {
   auto config = std::make_shared<config::Config>();
   config::KpiOptions kpi;
   kpi.id = "signups";
   kpi.unit = "count";
-  kpi.aggregation = config::Aggregation::kSum;
+  kpi.aggregation = aggregation;
   config->kpis.push_back(kpi);
   return config;
 }
@@ -135,8 +137,11 @@ BENCHMARK(BM_AppendBatch)
     ->Args({5000, 1})
     ->UseRealTime();
 
+// Folding one event: a sum (range 0) or a median from its sketch (1).
 void BM_ProjectionApply(benchmark::State& state) {
-  projection::KpiProjection projection(BenchConfig());
+  projection::KpiProjection projection(
+      BenchConfig(state.range(0) == 0 ? config::Aggregation::kSum
+                                      : config::Aggregation::kQuantile));
   okrd::v1::StoredEvent record;
   record.set_ingest_time_us(absl::ToUnixMicros(absl::Now()));
   int64_t i = 0;
@@ -147,7 +152,7 @@ void BM_ProjectionApply(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_ProjectionApply);
+BENCHMARK(BM_ProjectionApply)->Arg(0)->Arg(1);
 
 }  // namespace
 }  // namespace okrd
