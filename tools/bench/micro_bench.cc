@@ -39,39 +39,32 @@ okrd::v1::KpiEvent Event(int64_t i) {
   return e;
 }
 
+// One event through decode and validation: as binary protobuf (range 0)
+// or as proto3 JSON (1), through okrd's decoder.
 void BM_DecodeAndValidate(benchmark::State& state) {
   const auto config = BenchConfig();
-  const std::string bytes = Event(1).SerializeAsString();
-  const absl::Time now = absl::Now();
-  okrd::v1::KpiEvent out;
-  ingest::Rejection rejection;
-  for (auto _ : state) {
-    benchmark::DoNotOptimize(ingest::DecodeAndValidate(
-        bytes, ingest::Encoding::kProtobuf, *config, now, &out, &rejection));
-  }
-  state.SetItemsProcessed(state.iterations());
-}
-BENCHMARK(BM_DecodeAndValidate);
-
-// The same event as proto3 JSON, through okrd's decoder.
-void BM_DecodeAndValidateJson(benchmark::State& state) {
-  const auto config = BenchConfig();
-  std::string json;
-  if (!google::protobuf::util::MessageToJsonString(Event(1), &json).ok()) {
-    state.SkipWithError("cannot print the event as JSON");
+  const bool json = state.range(0) == 1;
+  std::string payload;
+  if (json ? !google::protobuf::util::MessageToJsonString(Event(1), &payload)
+                  .ok()
+           : !Event(1).SerializeToString(&payload)) {
+    state.SkipWithError("cannot encode the event");
     return;
   }
+  const auto encoding =
+      json ? ingest::Encoding::kJson : ingest::Encoding::kProtobuf;
   const absl::Time now = absl::Now();
   okrd::v1::KpiEvent out;
   ingest::Rejection rejection;
   for (auto _ : state) {
     benchmark::DoNotOptimize(ingest::DecodeAndValidate(
-        json, ingest::Encoding::kJson, *config, now, &out, &rejection));
+        payload, encoding, *config, now, &out, &rejection));
   }
   state.SetItemsProcessed(state.iterations());
-  state.SetLabel(absl::StrCat(json.size(), " bytes"));
+  state.SetLabel(
+      absl::StrCat(json ? "json, " : "protobuf, ", payload.size(), " bytes"));
 }
-BENCHMARK(BM_DecodeAndValidateJson);
+BENCHMARK(BM_DecodeAndValidate)->Arg(0)->Arg(1);
 
 // protobuf's own JSON parser on the same input, which okrd used before.
 void BM_ProtobufJsonParse(benchmark::State& state) {
