@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -193,13 +194,53 @@ void ReadQuantile(Reader& r, const YAML::Node& node, const std::string& path,
   }
 }
 
+// `ratio: {numerator, denominator, scale}` or
+// `change: {of, against, as}`; the inputs are checked once every KPI is
+// read (ResolveDerived).
+void ReadDerived(Reader& r, const YAML::Node& node, const std::string& path,
+                 KpiOptions* kpi) {
+  DerivedKpi& d = kpi->derived;
+  if (node["ratio"] && node["change"]) {
+    r.Fail(node["change"], Reader::Join(path, "change"),
+           "a KPI is a ratio or a change, not both");
+    return;
+  }
+  if (const YAML::Node ratio = node["ratio"]) {
+    const std::string at = Reader::Join(path, "ratio");
+    if (!r.Map(ratio, at, {"numerator", "denominator", "scale"})) return;
+    d.kind = DerivedKpi::Kind::kRatio;
+    for (const char* key : {"numerator", "denominator"}) {
+      if (auto v = r.String(ratio, at, key, true)) d.inputs.push_back(*v);
+    }
+    r.Double(ratio, at, "scale", &d.scale);
+  } else if (const YAML::Node change = node["change"]) {
+    const std::string at = Reader::Join(path, "change");
+    if (!r.Map(change, at, {"of", "against", "as"})) return;
+    d.kind = DerivedKpi::Kind::kChange;
+    if (auto v = r.String(change, at, "of", true)) d.inputs.push_back(*v);
+    r.Choice<bool>(
+        change, at, "against",
+        {{"previous_period", false}, {"same_period_last_year", true}},
+        &d.same_period_last_year);
+    r.Choice<bool>(change, at, "as", {{"relative", true}, {"absolute", false}},
+                   &d.relative);
+  } else {
+    return;
+  }
+  if (r.ok() && node["aggregation"]) {
+    r.Fail(node["aggregation"], Reader::Join(path, "aggregation"),
+           "a derived KPI has no aggregation of its own");
+  }
+}
+
 void ReadKpi(Reader& r, const YAML::Node& node, const std::string& path,
              KpiOptions* kpi) {
   if (!r.Map(node, path,
              {"id", "description", "unit", "aggregation", "quantile", "period",
-              "time_zone", "week_start", "staleness"})) {
+              "time_zone", "week_start", "staleness", "ratio", "change"})) {
     return;
   }
+  ReadDerived(r, node, path, kpi);
   if (auto v = r.String(node, path, "id", true)) kpi->id = *v;
   if (auto v = r.String(node, path, "description", false)) {
     kpi->description = *v;
@@ -236,6 +277,80 @@ void ReadKpi(Reader& r, const YAML::Node& node, const std::string& path,
   r.Int(node, path, "week_start", 1, 7, &kpi->week_start);
   r.Duration(node, path, "staleness", &kpi->staleness);
   r.Duration(node, path, "allowed_lateness", &kpi->allowed_lateness);
+}
+
+std::string CalendarOf(const KpiOptions& kpi) {
+  return absl::StrCat(PeriodName(kpi.period), " in ", kpi.time_zone,
+                      kpi.period == PeriodKind::kWeek
+                          ? absl::StrCat(", weeks from day ", kpi.week_start)
+                          : "");
+}
+
+// Checks every derived KPI's inputs (known, of one calendar, no cycle) and
+// gives it their period, time zone and week start, which it may repeat but
+// not contradict.
+void ResolveDerived(Reader& r, const YAML::Node& kpis, Config* config) {
+  // 0: not visited, 1: on the path being resolved, 2: resolved.
+  std::vector<int> mark(config->kpis.size(), 0);
+  std::vector<std::string> path_ids;
+  std::function<void(size_t)> resolve = [&](size_t i) {
+    KpiOptions& kpi = config->kpis[i];
+    if (mark[i] == 2 || !r.ok()) return;
+    const YAML::Node node = kpis[i];
+    const std::string at = absl::StrCat(
+        "kpis[", i, "].",
+        kpi.derived.kind == DerivedKpi::Kind::kRatio ? "ratio" : "change");
+    const YAML::Node where =
+        node[kpi.derived.kind == DerivedKpi::Kind::kRatio ? "ratio" : "change"];
+    if (mark[i] == 1) {
+      path_ids.push_back(kpi.id);
+      r.Fail(where, at,
+             absl::StrCat("derived KPIs form a cycle: ",
+                          absl::StrJoin(path_ids, " -> ")));
+      return;
+    }
+    mark[i] = 1;
+    path_ids.push_back(kpi.id);
+    const KpiOptions* first = nullptr;
+    for (const std::string& input : kpi.derived.inputs) {
+      const KpiOptions* in = config->FindKpi(input);
+      if (in == nullptr) {
+        r.Fail(where, at, absl::StrCat("unknown KPI ", Reader::Quote(input)));
+        return;
+      }
+      if (in->is_derived()) resolve(in - config->kpis.data());
+      if (!r.ok()) return;
+      if (first == nullptr) {
+        first = in;
+      } else if (CalendarOf(*first) != CalendarOf(*in)) {
+        r.Fail(where, at,
+               absl::StrCat(Reader::Quote(first->id), " is counted by ",
+                            CalendarOf(*first), " but ", Reader::Quote(in->id),
+                            " by ", CalendarOf(*in),
+                            ": a ratio needs one calendar"));
+        return;
+      }
+    }
+    for (const char* key : {"period", "time_zone", "week_start"}) {
+      if (node[key] && CalendarOf(kpi) != CalendarOf(*first)) {
+        r.Fail(
+            node[key], absl::StrCat("kpis[", i, "].", key),
+            absl::StrCat(Reader::Quote(kpi.id), " is counted by ",
+                         CalendarOf(kpi), " but its input ",
+                         Reader::Quote(first->id), " by ", CalendarOf(*first)));
+        return;
+      }
+    }
+    kpi.period = first->period;
+    kpi.time_zone = first->time_zone;
+    kpi.zone = first->zone;
+    kpi.week_start = first->week_start;
+    path_ids.pop_back();
+    mark[i] = 2;
+  };
+  for (size_t i = 0; i < config->kpis.size() && r.ok(); ++i) {
+    if (config->kpis[i].is_derived()) resolve(i);
+  }
 }
 
 void ReadLimits(Reader& r, const YAML::Node& node, LimitsOptions* limits) {
@@ -498,9 +613,15 @@ void ReadPipPolicies(Reader& r, const YAML::Node& list, Config* config) {
     }
     if (auto v = r.String(node, path, "kpi", true)) {
       p.kpi = *v;
-      if (config->FindKpi(*v) == nullptr) {
+      const KpiOptions* kpi = config->FindKpi(*v);
+      if (kpi == nullptr) {
         r.Fail(node["kpi"], path + ".kpi",
                absl::StrCat("unknown KPI ", Reader::Quote(*v)));
+      } else if (kpi->is_derived()) {
+        r.Fail(node["kpi"], path + ".kpi",
+               absl::StrCat(Reader::Quote(*v),
+                            " is derived from other KPIs; PIP policies watch "
+                            "measured KPIs"));
       }
     }
     r.StringList(node, path, "subjects", &p.subjects);
@@ -649,6 +770,7 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
       }
       config->kpis.push_back(std::move(kpi));
     }
+    if (r.ok()) ResolveDerived(r, kpis, config.get());
     if (const YAML::Node objectives = root["objectives"];
         objectives && r.ok()) {
       ReadObjectives(r, objectives, config.get());

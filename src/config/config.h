@@ -32,6 +32,21 @@ enum class PeriodKind { kDay, kWeek, kMonth, kQuarter };
 absl::string_view AggregationName(Aggregation a);
 absl::string_view PeriodName(PeriodKind p);
 
+// A KPI computed per subject and period from other KPIs' values of the same
+// period kind, time zone and week start; it takes no events of its own.
+struct DerivedKpi {
+  enum class Kind { kNone, kRatio, kChange };
+  Kind kind = Kind::kNone;
+  // kRatio: numerator, denominator. kChange: the KPI it follows.
+  std::vector<std::string> inputs;
+  // kRatio: numerator / denominator * scale (100 for percent).
+  double scale = 1;
+  // kChange: against the same period a year before instead of the one
+  // before; relative ((now - then) / then) or absolute (now - then).
+  bool same_period_last_year = false;
+  bool relative = true;
+};
+
 struct KpiOptions {
   std::string id;
   std::string description;
@@ -51,6 +66,9 @@ struct KpiOptions {
   // How long after a period's end its measurements are still accepted;
   // later ones are rejected as too_late. Default: no limit.
   absl::Duration allowed_lateness = absl::InfiniteDuration();
+  // Set for ratio and change KPIs (then `aggregation` is unused).
+  DerivedKpi derived;
+  bool is_derived() const { return derived.kind != DerivedKpi::Kind::kNone; }
 };
 
 struct KafkaOptions {

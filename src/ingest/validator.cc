@@ -154,6 +154,12 @@ bool DecodeAndValidate(absl::string_view payload, Encoding encoding,
     return Reject(rejection, "unknown_kpi",
                   absl::StrCat("kpi \"", event->kpi(), "\" is not configured"));
   }
+  if (kpi->is_derived()) {
+    return Reject(rejection, "unknown_kpi",
+                  absl::StrCat("kpi \"", event->kpi(),
+                               "\" is derived from other KPIs: send "
+                               "measurements of its inputs"));
+  }
   if (!event->unit().empty() && !kpi->unit.empty() &&
       event->unit() != kpi->unit) {
     return Reject(

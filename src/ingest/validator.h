@@ -14,7 +14,7 @@
 //   missing_field      event_id, kpi, subject, event_time (or
 //                      corrects_event_id on a correction/retraction) unset
 //   non_finite         value is NaN or infinite
-//   unknown_kpi        kpi is not configured
+//   unknown_kpi        kpi is not configured, or is derived from others
 //   unit_mismatch      unit set and different from the KPI's unit
 //   future_event_time  event_time beyond now + limits.max_future_skew
 //   invalid_event_time event_time outside years 1..9999

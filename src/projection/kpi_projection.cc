@@ -1,11 +1,13 @@
 #include "projection/kpi_projection.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/civil_time.h"
 #include "core/time_util.h"
 #include "projection/pip.h"
 
@@ -201,6 +203,8 @@ std::string ConfigHash(const config::Config& config) {
   // v2: pairs carry their source partition.
   std::string canonical = "okrd-projection-v2";
   for (const config::KpiOptions& kpi : config.kpis) {
+    // Derived KPIs hold no state of their own.
+    if (kpi.is_derived()) continue;
     absl::StrAppend(
         &canonical, "|", kpi.id, ",", config::AggregationName(kpi.aggregation),
         ",", config::PeriodName(kpi.period), ",", kpi.time_zone, ",",
@@ -461,6 +465,100 @@ KpiProjection::KpiProjection(std::shared_ptr<const config::Config> config)
       pip_watched_[kpi - config_->kpis.data()] = true;
     }
   }
+  inputs_.resize(config_->kpis.size());
+  for (const config::KpiOptions& kpi : config_->kpis) {
+    by_id_.push_back(&kpi);
+    for (const std::string& input : kpi.derived.inputs) {
+      // The config checked that each exists.
+      if (const config::KpiOptions* in = config_->FindKpi(input)) {
+        inputs_[&kpi - config_->kpis.data()].push_back(in);
+      }
+    }
+  }
+  std::sort(by_id_.begin(), by_id_.end(),
+            [](const config::KpiOptions* a, const config::KpiOptions* b) {
+              return a->id < b->id;
+            });
+}
+
+const config::KpiOptions& KpiProjection::BaseOf(
+    const config::KpiOptions& kpi) const {
+  const config::KpiOptions* base = &kpi;
+  while (base->is_derived()) {
+    const auto& inputs = inputs_[base - config_->kpis.data()];
+    if (inputs.empty()) break;
+    base = inputs.front();
+  }
+  return *base;
+}
+
+bool KpiProjection::Tracks(absl::string_view kpi,
+                           absl::string_view subject) const {
+  if (subjects_.contains(KeyView(kpi, subject))) return true;
+  const config::KpiOptions* options = config_->FindKpi(kpi);
+  return options != nullptr && options->is_derived() &&
+         subjects_.contains(KeyView(BaseOf(*options).id, subject));
+}
+
+namespace {
+
+// The period of `kpi` a year before `period`, by the calendar of its zone
+// (the day after Feb 28 for a Feb 29).
+Period YearBefore(const Period& period, const config::KpiOptions& kpi) {
+  const absl::CivilSecond start = absl::ToCivilSecond(period.start, kpi.zone);
+  return PeriodContaining(
+      absl::FromCivil(
+          absl::CivilSecond(start.year() - 1, start.month(), start.day(),
+                            start.hour(), start.minute(), start.second()),
+          kpi.zone),
+      kpi);
+}
+
+std::optional<double> Finite(double v) {
+  return std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
+}
+
+}  // namespace
+
+std::optional<double> KpiProjection::ValueOf(const SubjectState& state,
+                                             const Period& period) {
+  auto found = state.periods.find(absl::ToUnixMicros(period.start));
+  // A period whose every value was retracted has no value.
+  if (found == state.periods.end() || found->second.count() == 0 ||
+      found->second.needs_refill()) {
+    return std::nullopt;
+  }
+  return found->second.Value();
+}
+
+std::optional<double> KpiProjection::ValueIn(const config::KpiOptions& kpi,
+                                             absl::string_view subject,
+                                             const Period& period) const {
+  if (!kpi.is_derived()) {
+    auto it = subjects_.find(KeyView(kpi.id, subject));
+    if (it == subjects_.end()) return std::nullopt;
+    return ValueOf(it->second, period);
+  }
+  const auto& inputs = inputs_[&kpi - config_->kpis.data()];
+  const config::DerivedKpi& d = kpi.derived;
+  if (d.kind == config::DerivedKpi::Kind::kRatio) {
+    if (inputs.size() != 2) return std::nullopt;
+    const std::optional<double> numerator =
+        ValueIn(*inputs[0], subject, period);
+    const std::optional<double> denominator =
+        ValueIn(*inputs[1], subject, period);
+    if (!numerator || !denominator || *denominator == 0) return std::nullopt;
+    return Finite(*numerator / *denominator * d.scale);
+  }
+  if (inputs.size() != 1) return std::nullopt;
+  const std::optional<double> now = ValueIn(*inputs[0], subject, period);
+  if (!now) return std::nullopt;
+  const std::optional<double> then =
+      ValueIn(*inputs[0], subject,
+              d.same_period_last_year ? YearBefore(period, kpi)
+                                      : PreviousPeriod(period, kpi));
+  if (!then || (d.relative && *then == 0)) return std::nullopt;
+  return Finite(d.relative ? (*now - *then) / *then : *now - *then);
 }
 
 void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
@@ -477,7 +575,8 @@ void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
   AdvanceClock(absl::FromUnixMicros(record.ingest_time_us()));
   AdvanceClock(event_time);
   const config::KpiOptions* kpi = config_->FindKpi(event.kpi());
-  if (kpi == nullptr) return;
+  // Derived KPIs take no events (ingest rejects them): like an unknown KPI.
+  if (kpi == nullptr || kpi->is_derived()) return;
   Node& node = NodeOf(event.kpi(), event.subject());
   SubjectState& state = node.second;
   state.kpi = kpi;
@@ -540,7 +639,13 @@ void KpiProjection::NotePartition(SubjectState& state, absl::string_view kpi,
 uint32_t KpiProjection::PartitionOf(absl::string_view kpi,
                                     absl::string_view subject) const {
   auto it = subjects_.find(KeyView(kpi, subject));
-  return it == subjects_.end() ? kNoPartition : it->second.partition;
+  if (it == subjects_.end()) {
+    const config::KpiOptions* options = config_->FindKpi(kpi);
+    if (options == nullptr || !options->is_derived()) return kNoPartition;
+    it = subjects_.find(KeyView(BaseOf(*options).id, subject));
+    if (it == subjects_.end()) return kNoPartition;
+  }
+  return it->second.partition;
 }
 
 std::vector<std::pair<std::string, std::string>>
@@ -582,27 +687,25 @@ void KpiProjection::RecordPipTransitions() {
 void KpiProjection::ForEachSeries(
     const std::function<void(const KpiSeries&)>& fn) const {
   if (clock_ == absl::InfinitePast()) return;
-  // Period bounds depend only on the KPI; compute them once per KPI.
-  const config::KpiOptions* cached_kpi = nullptr;
-  Period current;
-  Period previous;
-  for (const auto& [view, node] : ordered_) {
-    const auto& [key, state] = *node;
-    if (state.kpi != cached_kpi) {
-      cached_kpi = state.kpi;
-      current = PeriodContaining(clock_, *state.kpi);
-      previous = PreviousPeriod(current, *state.kpi);
-    }
-    for (const auto& [label, period] :
-         {std::pair{"current", current}, std::pair{"previous", previous}}) {
-      auto found = state.periods.find(absl::ToUnixMicros(period.start));
-      // A period whose every value was retracted has no value.
-      if (found == state.periods.end() || found->second.count() == 0 ||
-          found->second.needs_refill()) {
-        continue;
+  for (const config::KpiOptions* kpi : by_id_) {
+    // Period bounds depend only on the KPI; computed once per KPI.
+    const Period current = PeriodContaining(clock_, *kpi);
+    const Period previous = PreviousPeriod(current, *kpi);
+    const std::string& base = BaseOf(*kpi).id;
+    for (auto it = ordered_.lower_bound(KeyView(base, ""));
+         it != ordered_.end() && it->first.first == base; ++it) {
+      const auto& [key, state] = *it->second;
+      for (const auto& [label, period] :
+           {std::pair{"current", current}, std::pair{"previous", previous}}) {
+        // A measured KPI's pair is at hand; a derived one looks up its
+        // inputs.
+        if (const std::optional<double> value =
+                kpi->is_derived() ? ValueIn(*kpi, key.second, period)
+                                  : ValueOf(state, period)) {
+          fn(KpiSeries{kpi, &key.second, label, period, *value,
+                       state.partition});
+        }
       }
-      fn(KpiSeries{state.kpi, &key.second, label, period, found->second.Value(),
-                   state.partition});
     }
   }
 }
@@ -610,16 +713,24 @@ void KpiProjection::ForEachSeries(
 void KpiProjection::ForEachSubject(
     const std::function<void(const config::KpiOptions&, const std::string&,
                              absl::Time, uint32_t)>& fn) const {
-  for (const auto& [view, node] : ordered_) {
-    fn(*node->second.kpi, node->first.second, node->second.last_event_time,
-       node->second.partition);
+  for (const config::KpiOptions* kpi : by_id_) {
+    const std::string& base = BaseOf(*kpi).id;
+    for (auto it = ordered_.lower_bound(KeyView(base, ""));
+         it != ordered_.end() && it->first.first == base; ++it) {
+      const auto& [key, state] = *it->second;
+      fn(*kpi, key.second,
+         kpi->is_derived() ? LastEventTime(kpi->id, key.second)
+                           : state.last_event_time,
+         state.partition);
+    }
   }
 }
 
 std::optional<double> KpiProjection::LatestValueWithin(
     const config::KpiOptions& kpi, const std::string& subject, absl::Time from,
     absl::Time until) const {
-  auto it = subjects_.find(KeyView(kpi.id, subject));
+  // A derived KPI has a value only where its base has data.
+  auto it = subjects_.find(KeyView(BaseOf(kpi).id, subject));
   if (it == subjects_.end()) return std::nullopt;
   const auto& periods = it->second.periods;
   // The period containing `from` is the first that overlaps the window.
@@ -629,8 +740,14 @@ std::optional<double> KpiProjection::LatestValueWithin(
        found != periods.begin();) {
     --found;
     if (found->first < first) break;
-    if (found->second.count() > 0 && !found->second.needs_refill()) {
-      return found->second.Value();
+    if (!kpi.is_derived()) {
+      if (found->second.count() > 0 && !found->second.needs_refill()) {
+        return found->second.Value();
+      }
+    } else if (const std::optional<double> value = ValueIn(
+                   kpi, subject,
+                   PeriodContaining(absl::FromUnixMicros(found->first), kpi))) {
+      return value;
     }
   }
   return std::nullopt;
@@ -650,8 +767,18 @@ void KpiProjection::ForEachSubjectOf(
 absl::Time KpiProjection::LastEventTime(const std::string& kpi,
                                         const std::string& subject) const {
   auto it = subjects_.find(KeyView(kpi, subject));
-  return it == subjects_.end() ? absl::InfinitePast()
-                               : it->second.last_event_time;
+  if (it != subjects_.end()) return it->second.last_event_time;
+  // A derived KPI's newest measurement is its inputs' newest.
+  const config::KpiOptions* options = config_->FindKpi(kpi);
+  if (options == nullptr || !options->is_derived()) {
+    return absl::InfinitePast();
+  }
+  absl::Time newest = absl::InfinitePast();
+  for (const config::KpiOptions* input :
+       inputs_[options - config_->kpis.data()]) {
+    newest = std::max(newest, LastEventTime(input->id, subject));
+  }
+  return newest;
 }
 
 const Aggregate* KpiProjection::Find(const std::string& kpi,

@@ -167,12 +167,13 @@ class KpiProjection {
   absl::Time clock() const { return clock_; }
   // Number of (KPI, subject) pairs with state, and whether one has.
   size_t subject_count() const { return subjects_.size(); }
-  bool Tracks(absl::string_view kpi, absl::string_view subject) const {
-    return subjects_.contains(KeyView(kpi, subject));
-  }
+  // A derived KPI's pair is tracked when its base KPI's is (BaseOf).
+  bool Tracks(absl::string_view kpi, absl::string_view subject) const;
 
   // Calls `fn` for the current and previous period of every (KPI, subject)
   // that has a value there, ordered by KPI id, subject, then period label.
+  // Derived KPIs (ratios, changes) are computed from their inputs' values
+  // here, for the subjects of their base KPI.
   void ForEachSeries(const std::function<void(const KpiSeries&)>& fn) const;
 
   // Calls `fn(kpi, subject, last event time, partition)` for every
@@ -239,6 +240,19 @@ class KpiProjection {
   // config whose KPI definitions differ.
   absl::Status Restore(const okrd::v1::ProjectionSnapshot& snapshot);
 
+  // The value of `kpi` (measured or derived) for `subject` in `period`;
+  // none without one. A ratio has none while its denominator is 0 or
+  // missing, a change none while its reference period has no value (or 0,
+  // for a relative change): never NaN or infinity.
+  std::optional<double> ValueIn(const config::KpiOptions& kpi,
+                                absl::string_view subject,
+                                const Period& period) const;
+
+  // The measured KPI whose subjects and partitions a derived KPI has: its
+  // first input (a ratio's numerator, a change's KPI), followed through
+  // derived inputs. A measured KPI is its own base.
+  const config::KpiOptions& BaseOf(const config::KpiOptions& kpi) const;
+
   // The aggregate of `kpi`/`subject` in the period starting at
   // `period_start`; nullptr when there is none.
   const Aggregate* Find(const std::string& kpi, const std::string& subject,
@@ -283,6 +297,10 @@ class KpiProjection {
       std::pair<const std::pair<std::string, std::string>, SubjectState>;
   Node& NodeOf(absl::string_view kpi, absl::string_view subject);
 
+  // The value of `state` in `period`; none when no value is left there.
+  static std::optional<double> ValueOf(const SubjectState& state,
+                                       const Period& period);
+
   // The period of `kpi` containing `t`.
   Period PeriodOf(const config::KpiOptions& kpi, absl::Time t);
   // The aggregate of `state` for `period`.
@@ -307,6 +325,10 @@ class KpiProjection {
                      const okrd::v1::SourcePosition& position);
 
   std::shared_ptr<const config::Config> config_;
+  // Per KPI (config order), a derived KPI's inputs; and every KPI in id
+  // order, as series are exported.
+  std::vector<std::vector<const config::KpiOptions*>> inputs_;
+  std::vector<const config::KpiOptions*> by_id_;
   History history_;
   size_t kept_ = SIZE_MAX;
   uint64_t refills_ = 0;

@@ -60,8 +60,8 @@ TEST(ConfigTest, InvalidYamlNamesLine) {
 TEST(ConfigTest, UnknownFieldIsAnError) {
   EXPECT_EQ(ErrorOf(std::string(kValid) + "    colour: red\n"),
             "test.yaml:10: kpis[0].colour: unknown field (expected one of "
-            "aggregation, description, id, period, quantile, staleness, "
-            "time_zone, unit, week_start)");
+            "aggregation, change, description, id, period, quantile, ratio, "
+            "staleness, time_zone, unit, week_start)");
 }
 
 TEST(ConfigTest, MissingSectionsAndFields) {
@@ -131,6 +131,69 @@ TEST(ConfigTest, QuantileAggregations) {
   EXPECT_EQ(ErrorOf(base + "    aggregation: quantile\n    quantile: x\n"),
             "test.yaml:6: kpis[0].quantile: expected a finite number, got "
             "\"x\"");
+}
+
+TEST(ConfigTest, DerivedKpis) {
+  const std::string base =
+      "kafka:\n  topics: [t]\nkpis:\n"
+      "  - id: churned\n    aggregation: sum\n    time_zone: Europe/Berlin\n"
+      "  - id: paying\n    aggregation: latest\n    time_zone: "
+      "Europe/Berlin\n";
+  auto config = ParseConfig(
+      base +
+          "  - id: churn\n    ratio: {numerator: churned, denominator: "
+          "paying, scale: 100}\n"
+          "  - id: growth\n    change: {of: churn, against: "
+          "same_period_last_year, as: absolute}\n",
+      "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const KpiOptions* churn = (*config)->FindKpi("churn");
+  ASSERT_NE(churn, nullptr);
+  EXPECT_EQ(churn->derived.kind, DerivedKpi::Kind::kRatio);
+  EXPECT_EQ(churn->derived.inputs,
+            (std::vector<std::string>{"churned", "paying"}));
+  EXPECT_EQ(churn->derived.scale, 100);
+  // Derived KPIs take their inputs' calendar.
+  EXPECT_EQ(churn->time_zone, "Europe/Berlin");
+  const KpiOptions* growth = (*config)->FindKpi("growth");
+  EXPECT_EQ(growth->derived.kind, DerivedKpi::Kind::kChange);
+  EXPECT_TRUE(growth->derived.same_period_last_year);
+  EXPECT_FALSE(growth->derived.relative);
+  EXPECT_EQ(growth->time_zone, "Europe/Berlin");
+
+  EXPECT_EQ(ErrorOf(base + "  - id: r\n    ratio: {numerator: churned, "
+                           "denominator: nope}\n"),
+            "test.yaml:11: kpis[2].ratio: unknown KPI \"nope\"");
+  EXPECT_EQ(ErrorOf(base + "  - id: w\n    aggregation: sum\n    period: "
+                           "week\n  - id: r\n    ratio: {numerator: "
+                           "churned, denominator: w}\n"),
+            "test.yaml:14: kpis[3].ratio: \"churned\" is counted by month in "
+            "Europe/Berlin but \"w\" by week in UTC, weeks from day 1: a "
+            "ratio needs one calendar");
+  EXPECT_EQ(ErrorOf(base + "  - id: a\n    change: {of: b}\n  - id: b\n    "
+                           "ratio: {numerator: a, denominator: paying}\n"),
+            "test.yaml:11: kpis[2].change: derived KPIs form a cycle: a -> b "
+            "-> a");
+  EXPECT_EQ(ErrorOf(base + "  - id: r\n    aggregation: sum\n    ratio: "
+                           "{numerator: churned, denominator: paying}\n"),
+            "test.yaml:11: kpis[2].aggregation: a derived KPI has no "
+            "aggregation of its own");
+  EXPECT_EQ(ErrorOf(base + "  - id: r\n    period: week\n    change: {of: "
+                           "churned}\n"),
+            "test.yaml:11: kpis[2].period: \"r\" is counted by week in UTC, "
+            "weeks from day 1 but its input \"churned\" by month in "
+            "Europe/Berlin");
+  EXPECT_EQ(ErrorOf(base + "  - id: r\n    change: {of: churned, against: "
+                           "last_week}\n"),
+            "test.yaml:11: kpis[2].change.against: unknown value "
+            "\"last_week\" (expected one of previous_period, "
+            "same_period_last_year)");
+  EXPECT_EQ(
+      ErrorOf(base +
+              "  - id: r\n    change: {of: churned}\npip_policies:\n"
+              "  - id: p\n    kpi: r\n    comparator: above\n    trigger: 1\n"),
+      "test.yaml:14: pip_policies[0].kpi: \"r\" is derived from other KPIs; "
+      "PIP policies watch measured KPIs");
 }
 
 TEST(ConfigTest, BadValues) {

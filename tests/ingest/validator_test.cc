@@ -278,6 +278,25 @@ TEST_F(ValidatorTest, UnknownKpiAndUnitMismatch) {
   EXPECT_EQ(ReasonFor(e), "accepted");
 }
 
+TEST_F(ValidatorTest, DerivedKpisTakeNoEvents) {
+  config::KpiOptions growth;
+  growth.id = "growth";
+  growth.derived.kind = config::DerivedKpi::Kind::kChange;
+  growth.derived.inputs = {config_.kpis[0].id};
+  config_.kpis.push_back(growth);
+  okrd::v1::KpiEvent e = Valid();
+  e.set_kpi("growth");
+  e.clear_unit();
+  okrd::v1::KpiEvent out;
+  Rejection why;
+  EXPECT_FALSE(DecodeAndValidate(e.SerializeAsString(), Encoding::kProtobuf,
+                                 config_, kNow, &out, &why));
+  EXPECT_EQ(why.reason, "unknown_kpi");
+  EXPECT_EQ(why.detail,
+            "kpi \"growth\" is derived from other KPIs: send measurements of "
+            "its inputs");
+}
+
 TEST_F(ValidatorTest, Oversize) {
   okrd::v1::KpiEvent e = Valid();
   e.set_subject(std::string(17, 's'));

@@ -35,7 +35,7 @@ def main():
 
     imported = run(a.okrctl, "log", "import", "--config", config, "--data-dir", data, "--file", events,
                    "--ingest-time", INGEST_TIME).stderr
-    assert "136 accepted, 1 duplicate, 4 rejected" in imported, imported
+    assert "155 accepted, 1 duplicate, 4 rejected" in imported, imported
 
     replay = [a.okrctl, "replay", "--config", config, "--data-dir", data]
     with open(os.path.join(golden, "example.prom")) as f:
@@ -56,7 +56,7 @@ def main():
     # the three bad lines rejected again, the projection unchanged.
     again = run(a.okrctl, "log", "import", "--config", config, "--data-dir", data, "--file", events,
                 "--ingest-time", INGEST_TIME).stderr
-    assert "0 accepted, 137 duplicate, 4 rejected" in again, again
+    assert "0 accepted, 156 duplicate, 4 rejected" in again, again
     with open(os.path.join(golden, "example.prom")) as f:
         same("replay after re-import", run(*replay).stdout, f.read())
     log("re-import is idempotent")

@@ -99,11 +99,23 @@ def check_exactly_once(scrapes, ref, prefixes):
         log(f"  {len(want)} {prefix.rstrip('{')} series: each once, exact")
 
 
-def check_key_results(scrapes, ref):
+def check_key_results(scrapes, ref, example):
     """Key results with data: once, exact. Without data: nowhere, as no
-    member can tell which partition their data would come on."""
+    member can tell which partition their data would come on; but a key
+    result on a derived KPI whose first input has data belongs to that
+    input's partition, value or not (a change without its reference period
+    has none)."""
     with_data = {k.split(",key_result=")[1].split("}")[0]
                  for k in series(ref, "okr_key_result_value{")}
+    kpis = {k["id"]: k for k in example["kpis"]}
+    for o in example["objectives"]:
+        for kr in o["key_results"]:
+            kpi = kpis[kr["kpi"]]
+            while "ratio" in kpi or "change" in kpi:
+                d = kpi.get("ratio") or kpi.get("change")
+                kpi = kpis[d.get("numerator") or d.get("of")]
+            if f'okr_kpi_last_event_timestamp_seconds{{kpi="{kpi["id"]}",subject="{kr["subject"]}"}}' in ref:
+                with_data.add(f'"{kr["id"]}"')
     prefix = "okr_key_result_progress_ratio{"
     want = {k: v for k, v in series(ref, prefix).items()
             if k.split(",key_result=")[1].split("}")[0] in with_data}
@@ -218,7 +230,7 @@ def main():
             log(f"{phase}: settled, partitions {owned}")
             check_exactly_once(scrapes, ref, ["okr_kpi_value{", "okr_kpi_last_event_timestamp_seconds{",
                                               "okr_pip_state{", "okr_pip_breach_streak_periods{"])
-            check_key_results(scrapes, ref)
+            check_key_results(scrapes, ref, example)
             check_prometheus(prometheus, members, ref)
 
         slow = os.path.join(work, "slow.jsonl")

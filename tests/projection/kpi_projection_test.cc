@@ -43,6 +43,27 @@ class KpiProjectionTest : public ::testing::Test {
       kpi.quantile = q;
       config->kpis.push_back(kpi);
     }
+    // Derived: sum over count in percent, and the sum's change.
+    config::KpiOptions ratio;
+    ratio.id = "sum_per_count";
+    ratio.derived.kind = config::DerivedKpi::Kind::kRatio;
+    ratio.derived.inputs = {"sum", "count"};
+    ratio.derived.scale = 100;
+    config->kpis.push_back(ratio);
+    config::KpiOptions change;
+    change.id = "sum_growth";
+    change.derived.kind = config::DerivedKpi::Kind::kChange;
+    change.derived.inputs = {"sum"};
+    config->kpis.push_back(change);
+    config::KpiOptions yearly = change;
+    yearly.id = "sum_vs_last_year";
+    yearly.derived.same_period_last_year = true;
+    yearly.derived.relative = false;
+    config->kpis.push_back(yearly);
+    config::KpiOptions nested = change;
+    nested.id = "ratio_growth";
+    nested.derived.inputs = {"sum_per_count"};
+    config->kpis.push_back(nested);
     config_ = config;
     projection_ = std::make_unique<KpiProjection>(config);
   }
@@ -132,9 +153,13 @@ TEST_F(KpiProjectionTest, ExportsCurrentAndPreviousPeriodOnly) {
   Apply("sum", "team-a", 3, "2026-11-15T00:00:00Z");
   Apply("sum", "team-b", 5, "2026-11-16T00:00:00Z");
   const auto series = Series();
-  EXPECT_EQ(series, (std::map<std::string, double>{{"sum/team-a/current", 3},
-                                                   {"sum/team-a/previous", 2},
-                                                   {"sum/team-b/current", 5}}));
+  EXPECT_EQ(series,
+            (std::map<std::string, double>{{"sum/team-a/current", 3},
+                                           {"sum/team-a/previous", 2},
+                                           {"sum/team-b/current", 5},
+                                           // Derived: 3 against 2, 2 against 1.
+                                           {"sum_growth/team-a/current", 0.5},
+                                           {"sum_growth/team-a/previous", 1}}));
   // The older period is still aggregated, only not exported.
   const Aggregate* sept =
       projection_->Find("sum", "team-a", At("2026-09-01T00:00:00Z"));
@@ -216,6 +241,57 @@ TEST_F(KpiProjectionTest, QuantilesFollowCorrectionsAndRetractions) {
   // Retracting October's only value leaves no October series.
   Amend("median", okrd::v1::RETRACTION, 0, 1, "2026-10-31T23:59:59Z", 100);
   EXPECT_EQ(Series().count("median/team-a/previous"), 0u);
+}
+
+TEST_F(KpiProjectionTest, DerivedKpisFollowTheirInputs) {
+  // A year ago, last month and this month, for team-a; team-b only now.
+  Apply("sum", "team-a", 50, "2025-11-30T23:59:59Z");
+  Apply("sum", "team-a", 80, "2026-10-31T23:59:59Z");
+  Apply("count", "team-a", 1, "2026-10-31T23:59:59Z");
+  Apply("count", "team-a", 1, "2026-10-01T00:00:00Z");
+  Apply("sum", "team-a", 60, "2026-11-01T00:00:00Z");
+  const uint64_t sixty = sequence_;
+  Apply("sum", "team-a", 40, "2026-11-20T00:00:00Z");
+  for (int i = 0; i < 4; ++i)
+    Apply("count", "team-a", 1, "2026-11-02T00:00:00Z");
+  Apply("sum", "team-b", 5, "2026-11-03T00:00:00Z");
+  auto series = Series();
+  // sum 100 over 4 events this month, 80 over 2 last month; in percent.
+  EXPECT_DOUBLE_EQ(series.at("sum_per_count/team-a/current"), 2500);
+  EXPECT_DOUBLE_EQ(series.at("sum_per_count/team-a/previous"), 4000);
+  // 100 against 80: +25%; last month's change has no October 2026 ... base.
+  EXPECT_DOUBLE_EQ(series.at("sum_growth/team-a/current"), 0.25);
+  EXPECT_EQ(series.count("sum_growth/team-a/previous"), 0u);  // no September
+  // November 2026 against November 2025, absolute.
+  EXPECT_DOUBLE_EQ(series.at("sum_vs_last_year/team-a/current"), 50);
+  // The ratio's own change: 2500 against 4000.
+  EXPECT_DOUBLE_EQ(series.at("ratio_growth/team-a/current"), -0.375);
+  // team-b has no count: no ratio, never a division by zero.
+  EXPECT_EQ(series.count("sum_per_count/team-b/current"), 0u);
+  EXPECT_EQ(series.count("sum_growth/team-b/current"), 0u);
+
+  // A correction of an input moves every KPI derived from it.
+  Amend("sum", okrd::v1::CORRECTION, 160, sixty, "2026-11-01T00:00:00Z", 60);
+  series = Series();
+  EXPECT_DOUBLE_EQ(series.at("sum_per_count/team-a/current"), 5000);
+  EXPECT_DOUBLE_EQ(series.at("sum_growth/team-a/current"), 1.5);
+  EXPECT_DOUBLE_EQ(series.at("sum_vs_last_year/team-a/current"), 150);
+  // Key results read derived KPIs too, and their newest inputs' times.
+  const config::KpiOptions* ratio = config_->FindKpi("sum_per_count");
+  EXPECT_EQ(projection_->LatestValueWithin(*ratio, "team-a",
+                                           At("2026-10-01T00:00:00Z"),
+                                           At("2026-12-01T00:00:00Z")),
+            5000);
+  EXPECT_EQ(projection_->LastEventTime("sum_per_count", "team-a"),
+            At("2026-11-20T00:00:00Z"));
+  EXPECT_TRUE(projection_->Tracks("sum_growth", "team-b"));
+  EXPECT_FALSE(projection_->Tracks("sum_growth", "team-c"));
+
+  // A relative change against 0 has no value.
+  Apply("sum", "team-c", 0, "2026-10-15T00:00:00Z");
+  Apply("sum", "team-c", 3, "2026-11-15T00:00:00Z");
+  series = Series();
+  EXPECT_EQ(series.count("sum_growth/team-c/current"), 0u);
 }
 
 TEST_F(KpiProjectionTest, RetractingEveryValueLeavesNoSeries) {

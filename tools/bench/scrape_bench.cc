@@ -267,6 +267,7 @@ int RunOkrdConfig(const std::string& path, long subjects, int scrapes) {
   uint64_t sequence = 0;
   for (long i = 0; i < subjects; ++i) {
     for (const config::KpiOptions& kpi : (*config)->kpis) {
+      if (kpi.is_derived()) continue;  // computed from the others
       record.set_sequence(++sequence);
       okrd::v1::KpiEvent* e = record.mutable_event();
       e->set_kpi(kpi.id);

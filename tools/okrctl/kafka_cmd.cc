@@ -44,6 +44,9 @@ double SampleValue(const std::string& unit, std::mt19937_64& rng) {
   if (unit == "percent") return std::round(uniform(1, 60) * 10) / 10;
   if (unit == "EUR") return std::round(uniform(1000, 50000));
   if (unit == "hours") return std::round(uniform(2, 72) * 10) / 10;
+  // The example's churn ratio: a few accounts lost a day out of a thousand.
+  if (unit == "churned accounts") return std::round(uniform(0, 5));
+  if (unit == "accounts") return std::round(uniform(900, 1100));
   return std::round(uniform(10, 500));
 }
 
@@ -194,8 +197,10 @@ int ProduceCommand(const std::vector<std::string>& argv) {
     if (auto path = args.Get("config")) {
       auto config = config::LoadConfig(*path);
       if (!config.ok()) return Usage(std::string(config.status().message()));
-      for (const auto& kpi : (*config)->kpis)
-        kpis.emplace_back(kpi.id, kpi.unit);
+      for (const auto& kpi : (*config)->kpis) {
+        // Derived KPIs take no events: they follow their inputs.
+        if (!kpi.is_derived()) kpis.emplace_back(kpi.id, kpi.unit);
+      }
     }
     for (const std::string& id : args.All("kpi")) kpis.emplace_back(id, "");
     if (kpis.empty()) return Usage("produce: give --config FILE or --kpi ID");
