@@ -294,6 +294,72 @@ TEST_F(KpiProjectionTest, DerivedKpisFollowTheirInputs) {
   EXPECT_EQ(series.count("sum_growth/team-c/current"), 0u);
 }
 
+// Changes at calendar edges: a daily KPI in Berlin across the spring DST
+// switch and a leap day, and a week starting on Sunday.
+TEST(DerivedKpiEdgesTest, ChangesAtDstLeapDaysAndWeekStarts) {
+  auto config = std::make_shared<config::Config>();
+  config::KpiOptions daily;
+  daily.id = "daily";
+  daily.aggregation = Aggregation::kSum;
+  daily.period = config::PeriodKind::kDay;
+  daily.time_zone = "Europe/Berlin";
+  ASSERT_TRUE(absl::LoadTimeZone(daily.time_zone, &daily.zone));
+  config->kpis.push_back(daily);
+  config::KpiOptions weekly = daily;
+  weekly.id = "weekly";
+  weekly.period = config::PeriodKind::kWeek;
+  weekly.week_start = 7;
+  config->kpis.push_back(weekly);
+  auto change = [&](const char* id, const config::KpiOptions& of,
+                    bool last_year) {
+    config::KpiOptions c = of;
+    c.id = id;
+    c.derived.kind = config::DerivedKpi::Kind::kChange;
+    c.derived.inputs = {of.id};
+    c.derived.same_period_last_year = last_year;
+    c.derived.relative = false;
+    config->kpis.push_back(c);
+  };
+  change("daily_change", daily, false);
+  change("daily_vs_last_year", daily, true);
+  change("weekly_change", weekly, false);
+  KpiProjection projection(config);
+  uint64_t sequence = 0;
+  auto apply = [&](const char* kpi, double value, const char* time) {
+    okrd::v1::StoredEvent record;
+    record.set_sequence(++sequence);
+    record.set_ingest_time_us(absl::ToUnixMicros(At(time)));
+    auto* e = record.mutable_event();
+    e->set_event_id("e" + std::to_string(sequence));
+    e->set_kpi(kpi);
+    e->set_subject("team-a");
+    e->set_value(value);
+    ToProto(At(time), e->mutable_event_time());
+    projection.Apply(record);
+  };
+  auto value = [&](const char* kpi, const char* period_start) {
+    const config::KpiOptions* options = config->FindKpi(kpi);
+    return projection.ValueIn(*options, "team-a",
+                              PeriodContaining(At(period_start), *options));
+  };
+  // Berlin's clocks go forward on 2028-03-26, a day of 23 hours: 23:30 UTC
+  // on the 25th is 00:30 on the 26th there (UTC+1), 21:59 UTC on the 26th
+  // is 23:59 (UTC+2).
+  for (const char* kpi : {"daily", "weekly"}) {
+    apply(kpi, 10, "2028-03-25T12:00:00Z");
+    apply(kpi, 4, "2028-03-25T23:30:00Z");  // 00:30 on the 26th in Berlin
+    apply(kpi, 1, "2028-03-26T21:59:00Z");  // 23:59 CEST, still the 26th
+  }
+  EXPECT_EQ(value("daily_change", "2028-03-26T12:00:00Z"), -5);  // 5 vs 10
+  // A leap day against the year before: the day after Feb 28, 2027.
+  apply("daily", 7, "2027-03-01T12:00:00Z");
+  apply("daily", 9, "2028-02-29T12:00:00Z");
+  EXPECT_EQ(value("daily_vs_last_year", "2028-02-29T12:00:00Z"), 2);
+  // Weeks from Sunday: Sat 2028-03-25 and Sun 2028-03-26 fall in two.
+  EXPECT_EQ(value("weekly_change", "2028-03-26T12:00:00Z"), 5 - 10);
+  EXPECT_EQ(value("weekly_change", "2028-03-19T12:00:00Z"), std::nullopt);
+}
+
 TEST_F(KpiProjectionTest, RetractingEveryValueLeavesNoSeries) {
   Apply("sum", "team-a", 3, "2026-11-15T00:00:00Z");
   Amend("sum", okrd::v1::RETRACTION, 0, sequence_, "2026-11-15T00:00:00Z", 3);
