@@ -11,6 +11,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "ingest/validator.h"
 #include "projection/kpi_projection.h"
+#include "simdjson.h"
 
 namespace okrd {
 namespace {
@@ -65,6 +66,35 @@ void BM_DecodeAndValidate(benchmark::State& state) {
       absl::StrCat(json ? "json, " : "protobuf, ", payload.size(), " bytes"));
 }
 BENCHMARK(BM_DecodeAndValidate)->Arg(0)->Arg(1);
+
+// The floors under BM_DecodeAndValidate: parsing the same event's bytes and
+// nothing more, as a binary KpiEvent (range 0) or as a JSON document by
+// simdjson (1), whose parse okrd's JSON decoder cannot do without.
+void BM_ParseOnly(benchmark::State& state) {
+  const bool json = state.range(0) == 1;
+  std::string payload;
+  if (json ? !google::protobuf::util::MessageToJsonString(Event(1), &payload)
+                  .ok()
+           : !Event(1).SerializeToString(&payload)) {
+    state.SkipWithError("cannot encode the event");
+    return;
+  }
+  simdjson::dom::parser parser;
+  okrd::v1::KpiEvent out;
+  payload.reserve(payload.size() + simdjson::SIMDJSON_PADDING);
+  for (auto _ : state) {
+    if (json) {
+      simdjson::dom::element root;
+      benchmark::DoNotOptimize(
+          parser.parse(payload.data(), payload.size(), false).get(root));
+    } else {
+      benchmark::DoNotOptimize(out.ParseFromString(payload));
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.SetLabel(json ? "simdjson" : "protobuf");
+}
+BENCHMARK(BM_ParseOnly)->Arg(0)->Arg(1);
 
 // protobuf's own JSON parser on the same input, which okrd used before.
 void BM_ProtobufJsonParse(benchmark::State& state) {
