@@ -37,6 +37,12 @@ KPIS = """  - id: orders
   - id: lead_time
     aggregation: mean
     period: week
+  # Derived from the others: computed on read, so they survive kills with
+  # their inputs.
+  - id: orders_per_ticket
+    ratio: {numerator: orders, denominator: tickets, scale: 100}
+  - id: orders_growth
+    change: {of: orders}
 pip_policies:
   - id: slow
     kpi: lead_time
@@ -133,6 +139,10 @@ def make_events(rng, t, valid):
     for (kpi, subject), s in sums.items():
         v = {"orders": s, "tickets": counts[(kpi, subject)], "nps": maxes[(kpi, subject)]}[kpi]
         expected[f'okr_kpi_value{{kpi="{kpi}",subject="{subject}",period="current"}}'] = float(v)
+    for (kpi, subject), s in sums.items():
+        if kpi == "orders" and counts[("tickets", subject)]:
+            expected[f'okr_kpi_value{{kpi="orders_per_ticket",subject="{subject}",period="current"}}'] = \
+                s / counts[("tickets", subject)] * 100
     bad_kpi = sum(1 for i in range(valid) if i % 101 == 5)
     garbage = sum(1 for i in range(valid) if i % 211 == 9)
     expected['okrd_events_total{outcome="accepted",reason=""}'] = float(valid)

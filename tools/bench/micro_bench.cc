@@ -16,15 +16,29 @@
 namespace okrd {
 namespace {
 
-// One KPI, "signups", summed (or with `aggregation`, e.g. a median).
+// One KPI, "signups", summed (or with `aggregation`, e.g. a median); with
+// `derived`, also a ratio and a change that follow it.
 std::shared_ptr<const config::Config> BenchConfig(
-    config::Aggregation aggregation = config::Aggregation::kSum) {
+    config::Aggregation aggregation = config::Aggregation::kSum,
+    bool derived = false) {
   auto config = std::make_shared<config::Config>();
   config::KpiOptions kpi;
   kpi.id = "signups";
   kpi.unit = "count";
   kpi.aggregation = aggregation;
   config->kpis.push_back(kpi);
+  if (derived) {
+    config::KpiOptions ratio;
+    ratio.id = "signups_per_signup";
+    ratio.derived.kind = config::DerivedKpi::Kind::kRatio;
+    ratio.derived.inputs = {"signups", "signups"};
+    config->kpis.push_back(ratio);
+    config::KpiOptions change;
+    change.id = "signup_growth";
+    change.derived.kind = config::DerivedKpi::Kind::kChange;
+    change.derived.inputs = {"signups"};
+    config->kpis.push_back(change);
+  }
   return config;
 }
 
@@ -175,7 +189,7 @@ void BM_ProjectionApply(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_ProjectionApply)->Arg(0)->Arg(1);
+BENCHMARK(BM_ProjectionApply)->Arg(0)->Arg(1)->Arg(2);
 
 }  // namespace
 }  // namespace okrd
