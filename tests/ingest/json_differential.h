@@ -83,6 +83,8 @@ class StrictJson {
     bool is_string = false;
     bool is_null = false;
     std::string text;  // when is_string
+    // An object holding a value other than a string or null.
+    bool object_with_non_string = false;
   };
 
   explicit StrictJson(absl::string_view s) : s_(s) {}
@@ -120,7 +122,7 @@ class StrictJson {
   bool Value(int depth, Member* top = nullptr) {
     if (depth > 512 || at_ >= s_.size()) return false;
     const char c = s_[at_];
-    if (c == '{') return Object(depth + 1);
+    if (c == '{') return Object(depth + 1, top);
     if (c == '[') return Array(depth + 1);
     if (c == '"') {
       std::string text;
@@ -140,7 +142,8 @@ class StrictJson {
     return Number();
   }
 
-  bool Object(int depth) {
+  // `owner`: the top-level member this object is the value of, if any.
+  bool Object(int depth, Member* owner = nullptr) {
     ++at_;
     Space();
     if (Eat('}')) return true;
@@ -150,6 +153,9 @@ class StrictJson {
       Space();
       if (!Eat(':')) return false;
       Space();
+      if (owner != nullptr && !Peek('"') && !Peek('n')) {
+        owner->object_with_non_string = true;
+      }
       if (!Value(depth, depth == 1 ? &member : nullptr)) return false;
       if (depth == 1) members_.push_back(std::move(member));
       Space();
@@ -364,6 +370,9 @@ inline std::string IntendedDifference(absl::string_view input) {
     if (m.key == "value" && m.is_string &&
         std::regex_match(m.text, hexadecimal)) {
       return "hexadecimal value string";
+    }
+    if (m.key == "attributes" && m.object_with_non_string) {
+      return "attributes value not a string";
     }
   }
   return "";

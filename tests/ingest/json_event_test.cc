@@ -235,7 +235,13 @@ INSTANTIATE_TEST_SUITE_P(
         Intended{R"({"value":123456789012345678901234567890})",
                  "integer literal beyond 64 bits"},
         Intended{R"({"value":-9223372036854775809})",
-                 "integer literal beyond 64 bits"}));
+                 "integer literal beyond 64 bits"},
+        // protobuf 3.21 writes the object's binary encoding as the string,
+        // cut short: the attribute reads "G0FFFFFFFFF5FFFFF9".
+        Intended{R"({"attributes":{"k":{"value":)"
+                 R"("0FFFFFFFFF5FFFFF99FFFFFF`````````````````]``````````)"
+                 R"(`````````FQFFF33333"}}})",
+                 "attributes value not a string"}));
 
 // Generates proto3 JSON KpiEvents around every field's edges, then damages
 // some of them byte by byte.
