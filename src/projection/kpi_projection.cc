@@ -539,24 +539,52 @@ std::optional<double> KpiProjection::ValueIn(const config::KpiOptions& kpi,
     if (it == subjects_.end()) return std::nullopt;
     return ValueOf(it->second, period);
   }
+  InputStates states{};
+  FindInputs(kpi, subject, nullptr, &states);
+  return DerivedValue(kpi, subject, period, states);
+}
+
+void KpiProjection::FindInputs(const config::KpiOptions& kpi,
+                               absl::string_view subject,
+                               const SubjectState* base,
+                               InputStates* states) const {
+  states->fill(nullptr);
   const auto& inputs = inputs_[&kpi - config_->kpis.data()];
+  for (size_t i = 0; i < inputs.size() && i < states->size(); ++i) {
+    if (inputs[i]->is_derived()) continue;
+    if (base != nullptr && i == 0) {
+      (*states)[i] = base;  // a measured first input is the base
+      continue;
+    }
+    auto it = subjects_.find(KeyView(inputs[i]->id, subject));
+    if (it != subjects_.end()) (*states)[i] = &it->second;
+  }
+}
+
+std::optional<double> KpiProjection::DerivedValue(
+    const config::KpiOptions& kpi, absl::string_view subject,
+    const Period& period, const InputStates& states) const {
+  const auto& inputs = inputs_[&kpi - config_->kpis.data()];
+  // Input i in period p: from its state when measured, else derived.
+  auto input = [&](size_t i, const Period& p) -> std::optional<double> {
+    if (inputs[i]->is_derived()) return ValueIn(*inputs[i], subject, p);
+    return states[i] == nullptr ? std::nullopt : ValueOf(*states[i], p);
+  };
   const config::DerivedKpi& d = kpi.derived;
   if (d.kind == config::DerivedKpi::Kind::kRatio) {
     if (inputs.size() != 2) return std::nullopt;
-    const std::optional<double> numerator =
-        ValueIn(*inputs[0], subject, period);
-    const std::optional<double> denominator =
-        ValueIn(*inputs[1], subject, period);
-    if (!numerator || !denominator || *denominator == 0) return std::nullopt;
+    const std::optional<double> numerator = input(0, period);
+    if (!numerator) return std::nullopt;
+    const std::optional<double> denominator = input(1, period);
+    if (!denominator || *denominator == 0) return std::nullopt;
     return Finite(*numerator / *denominator * d.scale);
   }
   if (inputs.size() != 1) return std::nullopt;
-  const std::optional<double> now = ValueIn(*inputs[0], subject, period);
+  const std::optional<double> now = input(0, period);
   if (!now) return std::nullopt;
   const std::optional<double> then =
-      ValueIn(*inputs[0], subject,
-              d.same_period_last_year ? YearBefore(period, kpi)
-                                      : PreviousPeriod(period, kpi));
+      input(0, d.same_period_last_year ? YearBefore(period, kpi)
+                                       : PreviousPeriod(period, kpi));
   if (!then || (d.relative && *then == 0)) return std::nullopt;
   return Finite(d.relative ? (*now - *then) / *then : *now - *then);
 }
@@ -695,13 +723,16 @@ void KpiProjection::ForEachSeries(
     for (auto it = ordered_.lower_bound(KeyView(base, ""));
          it != ordered_.end() && it->first.first == base; ++it) {
       const auto& [key, state] = *it->second;
+      // A measured KPI's pair is at hand; a derived one finds its inputs'
+      // once for both periods.
+      InputStates inputs{};
+      if (kpi->is_derived()) FindInputs(*kpi, key.second, &state, &inputs);
       for (const auto& [label, period] :
            {std::pair{"current", current}, std::pair{"previous", previous}}) {
-        // A measured KPI's pair is at hand; a derived one looks up its
-        // inputs.
         if (const std::optional<double> value =
-                kpi->is_derived() ? ValueIn(*kpi, key.second, period)
-                                  : ValueOf(state, period)) {
+                kpi->is_derived()
+                    ? DerivedValue(*kpi, key.second, period, inputs)
+                    : ValueOf(state, period)) {
           fn(KpiSeries{kpi, &key.second, label, period, *value,
                        state.partition});
         }
@@ -719,7 +750,7 @@ void KpiProjection::ForEachSubject(
          it != ordered_.end() && it->first.first == base; ++it) {
       const auto& [key, state] = *it->second;
       fn(*kpi, key.second,
-         kpi->is_derived() ? LastEventTime(kpi->id, key.second)
+         kpi->is_derived() ? LastEventTimeOf(*kpi, key.second)
                            : state.last_event_time,
          state.partition);
     }
@@ -768,15 +799,24 @@ absl::Time KpiProjection::LastEventTime(const std::string& kpi,
                                         const std::string& subject) const {
   auto it = subjects_.find(KeyView(kpi, subject));
   if (it != subjects_.end()) return it->second.last_event_time;
-  // A derived KPI's newest measurement is its inputs' newest.
   const config::KpiOptions* options = config_->FindKpi(kpi);
   if (options == nullptr || !options->is_derived()) {
     return absl::InfinitePast();
   }
+  return LastEventTimeOf(*options, subject);
+}
+
+absl::Time KpiProjection::LastEventTimeOf(const config::KpiOptions& kpi,
+                                          absl::string_view subject) const {
+  if (!kpi.is_derived()) {
+    auto it = subjects_.find(KeyView(kpi.id, subject));
+    return it == subjects_.end() ? absl::InfinitePast()
+                                 : it->second.last_event_time;
+  }
+  // A derived KPI's newest measurement is its inputs' newest.
   absl::Time newest = absl::InfinitePast();
-  for (const config::KpiOptions* input :
-       inputs_[options - config_->kpis.data()]) {
-    newest = std::max(newest, LastEventTime(input->id, subject));
+  for (const config::KpiOptions* input : inputs_[&kpi - config_->kpis.data()]) {
+    newest = std::max(newest, LastEventTimeOf(*input, subject));
   }
   return newest;
 }

@@ -13,6 +13,7 @@
 // Thread-safety: not thread-safe. The owner serialises Apply() and reads
 // (okrd holds one mutex around both, so a scrape sees one log sequence).
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -296,6 +297,21 @@ class KpiProjection {
   using Node =
       std::pair<const std::pair<std::string, std::string>, SubjectState>;
   Node& NodeOf(absl::string_view kpi, absl::string_view subject);
+
+  // The states of a derived KPI's measured inputs for one subject, by input
+  // (nullptr for a derived input, or one without data).
+  using InputStates = std::array<const SubjectState*, 2>;
+  // Finds them; `base`, when given, is the subject's state of the base KPI.
+  void FindInputs(const config::KpiOptions& kpi, absl::string_view subject,
+                  const SubjectState* base, InputStates* states) const;
+  // The value of derived `kpi` in `period` from its inputs' `states`.
+  std::optional<double> DerivedValue(const config::KpiOptions& kpi,
+                                     absl::string_view subject,
+                                     const Period& period,
+                                     const InputStates& states) const;
+  // LastEventTime by the KPI's options.
+  absl::Time LastEventTimeOf(const config::KpiOptions& kpi,
+                             absl::string_view subject) const;
 
   // The value of `state` in `period`; none when no value is left there.
   static std::optional<double> ValueOf(const SubjectState& state,
