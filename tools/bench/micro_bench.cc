@@ -54,15 +54,19 @@ okrd::v1::KpiEvent Event(int64_t i) {
   return e;
 }
 
+// Event(1) as proto3 JSON or binary protobuf.
+bool Encoded(bool json, std::string* out) {
+  return json ? google::protobuf::util::MessageToJsonString(Event(1), out).ok()
+              : Event(1).SerializeToString(out);
+}
+
 // One event through decode and validation: as binary protobuf (range 0)
 // or as proto3 JSON (1), through okrd's decoder.
 void BM_DecodeAndValidate(benchmark::State& state) {
   const auto config = BenchConfig();
   const bool json = state.range(0) == 1;
   std::string payload;
-  if (json ? !google::protobuf::util::MessageToJsonString(Event(1), &payload)
-                  .ok()
-           : !Event(1).SerializeToString(&payload)) {
+  if (!Encoded(json, &payload)) {
     state.SkipWithError("cannot encode the event");
     return;
   }
@@ -87,9 +91,7 @@ BENCHMARK(BM_DecodeAndValidate)->Arg(0)->Arg(1);
 void BM_ParseOnly(benchmark::State& state) {
   const bool json = state.range(0) == 1;
   std::string payload;
-  if (json ? !google::protobuf::util::MessageToJsonString(Event(1), &payload)
-                  .ok()
-           : !Event(1).SerializeToString(&payload)) {
+  if (!Encoded(json, &payload)) {
     state.SkipWithError("cannot encode the event");
     return;
   }
