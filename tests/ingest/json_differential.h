@@ -371,6 +371,10 @@ inline std::string IntendedDifference(absl::string_view input) {
         std::regex_match(m.text, hexadecimal)) {
       return "hexadecimal value string";
     }
+    if (m.key == "value" && m.is_string &&
+        m.text.find('\0') != std::string::npos) {
+      return "value string with a NUL character";
+    }
     if (m.key == "attributes" && m.object_with_non_string) {
       return "attributes value not a string";
     }
