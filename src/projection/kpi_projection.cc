@@ -492,12 +492,19 @@ const config::KpiOptions& KpiProjection::BaseOf(
   return *base;
 }
 
+const KpiProjection::SubjectState* KpiProjection::StateOf(
+    absl::string_view kpi, absl::string_view subject) const {
+  auto it = subjects_.find(KeyView(kpi, subject));
+  if (it != subjects_.end()) return &it->second;
+  const config::KpiOptions* options = config_->FindKpi(kpi);
+  if (options == nullptr || !options->is_derived()) return nullptr;
+  it = subjects_.find(KeyView(BaseOf(*options).id, subject));
+  return it == subjects_.end() ? nullptr : &it->second;
+}
+
 bool KpiProjection::Tracks(absl::string_view kpi,
                            absl::string_view subject) const {
-  if (subjects_.contains(KeyView(kpi, subject))) return true;
-  const config::KpiOptions* options = config_->FindKpi(kpi);
-  return options != nullptr && options->is_derived() &&
-         subjects_.contains(KeyView(BaseOf(*options).id, subject));
+  return StateOf(kpi, subject) != nullptr;
 }
 
 namespace {
@@ -520,15 +527,16 @@ std::optional<double> Finite(double v) {
 
 }  // namespace
 
+std::optional<double> KpiProjection::ValueOf(const Aggregate& aggregate) {
+  if (aggregate.count() == 0 || aggregate.needs_refill()) return std::nullopt;
+  return aggregate.Value();
+}
+
 std::optional<double> KpiProjection::ValueOf(const SubjectState& state,
                                              const Period& period) {
   auto found = state.periods.find(absl::ToUnixMicros(period.start));
-  // A period whose every value was retracted has no value.
-  if (found == state.periods.end() || found->second.count() == 0 ||
-      found->second.needs_refill()) {
-    return std::nullopt;
-  }
-  return found->second.Value();
+  if (found == state.periods.end()) return std::nullopt;
+  return ValueOf(found->second);
 }
 
 std::optional<double> KpiProjection::ValueIn(const config::KpiOptions& kpi,
@@ -666,14 +674,8 @@ void KpiProjection::NotePartition(SubjectState& state, absl::string_view kpi,
 
 uint32_t KpiProjection::PartitionOf(absl::string_view kpi,
                                     absl::string_view subject) const {
-  auto it = subjects_.find(KeyView(kpi, subject));
-  if (it == subjects_.end()) {
-    const config::KpiOptions* options = config_->FindKpi(kpi);
-    if (options == nullptr || !options->is_derived()) return kNoPartition;
-    it = subjects_.find(KeyView(BaseOf(*options).id, subject));
-    if (it == subjects_.end()) return kNoPartition;
-  }
-  return it->second.partition;
+  const SubjectState* state = StateOf(kpi, subject);
+  return state == nullptr ? kNoPartition : state->partition;
 }
 
 std::vector<std::pair<std::string, std::string>>
@@ -719,10 +721,8 @@ void KpiProjection::ForEachSeries(
     // Period bounds depend only on the KPI; computed once per KPI.
     const Period current = PeriodContaining(clock_, *kpi);
     const Period previous = PreviousPeriod(current, *kpi);
-    const std::string& base = BaseOf(*kpi).id;
-    for (auto it = ordered_.lower_bound(KeyView(base, ""));
-         it != ordered_.end() && it->first.first == base; ++it) {
-      const auto& [key, state] = *it->second;
+    ForEachPairOf(BaseOf(*kpi).id, [&](const Key& key,
+                                       const SubjectState& state) {
       // A measured KPI's pair is at hand; a derived one finds its inputs'
       // once for both periods.
       InputStates inputs{};
@@ -737,7 +737,7 @@ void KpiProjection::ForEachSeries(
                        state.partition});
         }
       }
-    }
+    });
   }
 }
 
@@ -745,15 +745,13 @@ void KpiProjection::ForEachSubject(
     const std::function<void(const config::KpiOptions&, const std::string&,
                              absl::Time, uint32_t)>& fn) const {
   for (const config::KpiOptions* kpi : by_id_) {
-    const std::string& base = BaseOf(*kpi).id;
-    for (auto it = ordered_.lower_bound(KeyView(base, ""));
-         it != ordered_.end() && it->first.first == base; ++it) {
-      const auto& [key, state] = *it->second;
-      fn(*kpi, key.second,
-         kpi->is_derived() ? LastEventTimeOf(*kpi, key.second)
-                           : state.last_event_time,
-         state.partition);
-    }
+    ForEachPairOf(BaseOf(*kpi).id,
+                  [&](const Key& key, const SubjectState& state) {
+                    fn(*kpi, key.second,
+                       kpi->is_derived() ? LastEventTimeOf(*kpi, key.second)
+                                         : state.last_event_time,
+                       state.partition);
+                  });
   }
 }
 
@@ -761,9 +759,11 @@ std::optional<double> KpiProjection::LatestValueWithin(
     const config::KpiOptions& kpi, const std::string& subject, absl::Time from,
     absl::Time until) const {
   // A derived KPI has a value only where its base has data.
-  auto it = subjects_.find(KeyView(BaseOf(kpi).id, subject));
-  if (it == subjects_.end()) return std::nullopt;
-  const auto& periods = it->second.periods;
+  const SubjectState* state = StateOf(kpi.id, subject);
+  if (state == nullptr) return std::nullopt;
+  InputStates inputs{};
+  if (kpi.is_derived()) FindInputs(kpi, subject, state, &inputs);
+  const auto& periods = state->periods;
   // The period containing `from` is the first that overlaps the window.
   const int64_t first = absl::ToUnixMicros(PeriodContaining(from, kpi).start);
   // Newest first; periods emptied by retractions do not count.
@@ -771,13 +771,13 @@ std::optional<double> KpiProjection::LatestValueWithin(
        found != periods.begin();) {
     --found;
     if (found->first < first) break;
-    if (!kpi.is_derived()) {
-      if (found->second.count() > 0 && !found->second.needs_refill()) {
-        return found->second.Value();
-      }
-    } else if (const std::optional<double> value = ValueIn(
-                   kpi, subject,
-                   PeriodContaining(absl::FromUnixMicros(found->first), kpi))) {
+    if (const std::optional<double> value =
+            kpi.is_derived()
+                ? DerivedValue(
+                      kpi, subject,
+                      PeriodContaining(absl::FromUnixMicros(found->first), kpi),
+                      inputs)
+                : ValueOf(found->second)) {
       return value;
     }
   }
@@ -787,23 +787,17 @@ std::optional<double> KpiProjection::LatestValueWithin(
 void KpiProjection::ForEachSubjectOf(
     const std::string& kpi,
     const std::function<void(const std::string&, absl::Time)>& fn) const {
-  for (auto it = ordered_.lower_bound(KeyView(kpi, ""));
-       it != ordered_.end() && it->first.first == kpi; ++it) {
-    const auto& [key, state] = *it->second;
-    if (state.periods.empty()) continue;
+  ForEachPairOf(kpi, [&](const Key& key, const SubjectState& state) {
+    if (state.periods.empty()) return;
     fn(key.second, absl::FromUnixMicros(state.periods.begin()->first));
-  }
+  });
 }
 
 absl::Time KpiProjection::LastEventTime(const std::string& kpi,
                                         const std::string& subject) const {
-  auto it = subjects_.find(KeyView(kpi, subject));
-  if (it != subjects_.end()) return it->second.last_event_time;
   const config::KpiOptions* options = config_->FindKpi(kpi);
-  if (options == nullptr || !options->is_derived()) {
-    return absl::InfinitePast();
-  }
-  return LastEventTimeOf(*options, subject);
+  return options == nullptr ? absl::InfinitePast()
+                            : LastEventTimeOf(*options, subject);
 }
 
 absl::Time KpiProjection::LastEventTimeOf(const config::KpiOptions& kpi,

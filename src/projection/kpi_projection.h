@@ -313,9 +313,24 @@ class KpiProjection {
   absl::Time LastEventTimeOf(const config::KpiOptions& kpi,
                              absl::string_view subject) const;
 
-  // The value of `state` in `period`; none when no value is left there.
+  // The value of `aggregate`; none when no value is left there (every one
+  // retracted, or one the log could not refill).
+  static std::optional<double> ValueOf(const Aggregate& aggregate);
+  // The value of `state` in `period`, likewise.
   static std::optional<double> ValueOf(const SubjectState& state,
                                        const Period& period);
+  // The state of `kpi`/`subject`, or for a derived KPI its base's; nullptr
+  // without one.
+  const SubjectState* StateOf(absl::string_view kpi,
+                              absl::string_view subject) const;
+  // Calls `fn(key, state)` for every pair of KPI `kpi`, in subject order.
+  template <typename F>
+  void ForEachPairOf(const std::string& kpi, F fn) const {
+    for (auto it = ordered_.lower_bound(KeyView(kpi, ""));
+         it != ordered_.end() && it->first.first == kpi; ++it) {
+      fn(it->second->first, it->second->second);
+    }
+  }
 
   // The period of `kpi` containing `t`.
   Period PeriodOf(const config::KpiOptions& kpi, absl::Time t);

@@ -22,6 +22,22 @@ absl::Time At(const char* rfc3339) {
   return t;
 }
 
+// An accepted measurement at log sequence `sequence`, as the log stores it.
+okrd::v1::StoredEvent Measurement(uint64_t sequence, const std::string& kpi,
+                                  const std::string& subject, double value,
+                                  const char* time, const char* ingest) {
+  okrd::v1::StoredEvent record;
+  record.set_sequence(sequence);
+  record.set_ingest_time_us(absl::ToUnixMicros(At(ingest)));
+  auto* e = record.mutable_event();
+  e->set_event_id("e" + std::to_string(sequence));
+  e->set_kpi(kpi);
+  e->set_subject(subject);
+  e->set_value(value);
+  ToProto(At(time), e->mutable_event_time());
+  return record;
+}
+
 class KpiProjectionTest : public ::testing::Test {
  protected:
   // One monthly UTC KPI per aggregation, named after it.
@@ -78,16 +94,7 @@ class KpiProjectionTest : public ::testing::Test {
                                const std::string& subject, double value,
                                const char* time,
                                const char* ingest = "2026-11-25T12:00:00Z") {
-    okrd::v1::StoredEvent record;
-    record.set_sequence(++sequence_);
-    record.set_ingest_time_us(absl::ToUnixMicros(At(ingest)));
-    auto* e = record.mutable_event();
-    e->set_event_id("e" + std::to_string(sequence_));
-    e->set_kpi(kpi);
-    e->set_subject(subject);
-    e->set_value(value);
-    ToProto(At(time), e->mutable_event_time());
-    return record;
+    return Measurement(++sequence_, kpi, subject, value, time, ingest);
   }
 
   // Folds a correction or retraction as the log resolves it.
@@ -326,16 +333,7 @@ TEST(DerivedKpiEdgesTest, ChangesAtDstLeapDaysAndWeekStarts) {
   KpiProjection projection(config);
   uint64_t sequence = 0;
   auto apply = [&](const char* kpi, double value, const char* time) {
-    okrd::v1::StoredEvent record;
-    record.set_sequence(++sequence);
-    record.set_ingest_time_us(absl::ToUnixMicros(At(time)));
-    auto* e = record.mutable_event();
-    e->set_event_id("e" + std::to_string(sequence));
-    e->set_kpi(kpi);
-    e->set_subject("team-a");
-    e->set_value(value);
-    ToProto(At(time), e->mutable_event_time());
-    projection.Apply(record);
+    projection.Apply(Measurement(++sequence, kpi, "team-a", value, time, time));
   };
   auto value = [&](const char* kpi, const char* period_start) {
     const config::KpiOptions* options = config->FindKpi(kpi);
