@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -533,12 +534,19 @@ TEST(HttpServerTest, HeadAsGetOtherMethodsNotAllowed) {
   auto server = HttpServer::Start("127.0.0.1:0", &source);
   ASSERT_TRUE(server.ok()) << server.status();
   const int port = (*server)->port();
+  // The headers without Content-Length's value: /metrics counts its own
+  // scrapes and their time, so two answers differ in length by a few bytes.
+  const std::regex length("Content-Length: [1-9][0-9]*\r\n");
   for (const std::string path : {"/metrics", "/healthz", "/readyz", "/"}) {
     const std::string get = Get(port, path);
     const std::string head = Request(port, "HEAD", path);
     const size_t end = get.find("\r\n\r\n");
     ASSERT_NE(end, std::string::npos) << get;
-    EXPECT_EQ(head, get.substr(0, end + 4)) << path;
+    EXPECT_TRUE(std::regex_search(head, length)) << head;
+    EXPECT_EQ(std::regex_replace(head, length, "Content-Length: N\r\n"),
+              std::regex_replace(get.substr(0, end + 4), length,
+                                 "Content-Length: N\r\n"))
+        << path;
   }
   EXPECT_NE(Request(port, "HEAD", "/no-such-page").find("HTTP/1.1 404"),
             std::string::npos);
