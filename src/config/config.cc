@@ -231,13 +231,19 @@ void ReadDerived(Reader& r, const YAML::Node& node, const std::string& path,
     r.Fail(node["aggregation"], Reader::Join(path, "aggregation"),
            "a derived KPI has no aggregation of its own");
   }
+  if (r.ok() && node["allowed_lateness"]) {
+    r.Fail(node["allowed_lateness"], Reader::Join(path, "allowed_lateness"),
+           "a derived KPI takes no events: its periods close when its "
+           "inputs' do");
+  }
 }
 
 void ReadKpi(Reader& r, const YAML::Node& node, const std::string& path,
              KpiOptions* kpi) {
   if (!r.Map(node, path,
              {"id", "description", "unit", "aggregation", "quantile", "period",
-              "time_zone", "week_start", "staleness", "ratio", "change"})) {
+              "time_zone", "week_start", "staleness", "allowed_lateness",
+              "ratio", "change"})) {
     return;
   }
   ReadDerived(r, node, path, kpi);
@@ -284,6 +290,22 @@ std::string CalendarOf(const KpiOptions& kpi) {
                       kpi.period == PeriodKind::kWeek
                           ? absl::StrCat(", weeks from day ", kpi.week_start)
                           : "");
+}
+
+// The longest allowed_lateness of `kpi`'s inputs that set one; none (no
+// limit) when none does. Derived inputs are resolved first.
+absl::Duration ClosingLateness(const Config& config, const KpiOptions& kpi) {
+  absl::Duration longest = absl::InfiniteDuration();
+  for (const std::string& input : kpi.derived.inputs) {
+    const KpiOptions* in = config.FindKpi(input);
+    if (in == nullptr || in->allowed_lateness == absl::InfiniteDuration()) {
+      continue;
+    }
+    longest = longest == absl::InfiniteDuration()
+                  ? in->allowed_lateness
+                  : std::max(longest, in->allowed_lateness);
+  }
+  return longest;
 }
 
 // Checks every derived KPI's inputs (known, of one calendar, no cycle) and
@@ -345,6 +367,8 @@ void ResolveDerived(Reader& r, const YAML::Node& kpis, Config* config) {
     kpi.time_zone = first->time_zone;
     kpi.zone = first->zone;
     kpi.week_start = first->week_start;
+    // Its periods close when the last of its inputs' do.
+    kpi.allowed_lateness = ClosingLateness(*config, kpi);
     path_ids.pop_back();
     mark[i] = 2;
   };
@@ -613,15 +637,9 @@ void ReadPipPolicies(Reader& r, const YAML::Node& list, Config* config) {
     }
     if (auto v = r.String(node, path, "kpi", true)) {
       p.kpi = *v;
-      const KpiOptions* kpi = config->FindKpi(*v);
-      if (kpi == nullptr) {
+      if (config->FindKpi(*v) == nullptr) {
         r.Fail(node["kpi"], path + ".kpi",
                absl::StrCat("unknown KPI ", Reader::Quote(*v)));
-      } else if (kpi->is_derived()) {
-        r.Fail(node["kpi"], path + ".kpi",
-               absl::StrCat(Reader::Quote(*v),
-                            " is derived from other KPIs; PIP policies watch "
-                            "measured KPIs"));
       }
     }
     r.StringList(node, path, "subjects", &p.subjects);

@@ -430,16 +430,24 @@ void KpiProjection::UpdatePipStates() const {
     s.valid = true;
     return;
   }
+  // A subject's machine is judged again once per policy, however many of
+  // the policy's inputs it got data for.
+  absl::flat_hash_set<std::pair<size_t, absl::string_view>> judged;
   for (const Node* node : s.dirty) {
     const auto& [key, state] = *node;
-    if (state.periods.empty()) continue;
-    const absl::Time first = absl::FromUnixMicros(state.periods.begin()->first);
+    const size_t input = state.kpi - config_->kpis.data();
     for (size_t i = 0; i < policies.size(); ++i) {
-      if (policies[i].kpi != key.first ||
-          !PipWatches(policies[i], key.second)) {
+      if (!pip_inputs_[i][input] || !PipWatches(policies[i], key.second) ||
+          !judged.emplace(i, key.second).second) {
         continue;
       }
-      s.Keep(i, EvaluatePip(policies[i], *state.kpi, key.second, first, *this),
+      const config::KpiOptions* kpi = config_->FindKpi(policies[i].kpi);
+      // A derived KPI's subjects are its base KPI's.
+      const SubjectState* base = StateOf(kpi->id, key.second);
+      if (base == nullptr || base->periods.empty()) continue;
+      const absl::Time first =
+          absl::FromUnixMicros(base->periods.begin()->first);
+      s.Keep(i, EvaluatePip(policies[i], *kpi, key.second, first, *this),
              clock_);
     }
   }
@@ -460,11 +468,6 @@ KpiProjection::KpiProjection(std::shared_ptr<const config::Config> config)
       pip_states_(std::make_unique<PipStates>()),
       period_cache_(config_->kpis.size(),
                     Period{absl::InfiniteFuture(), absl::InfiniteFuture()}) {
-  for (const config::PipPolicyOptions& policy : config_->pip_policies) {
-    if (const config::KpiOptions* kpi = config_->FindKpi(policy.kpi)) {
-      pip_watched_[kpi - config_->kpis.data()] = true;
-    }
-  }
   inputs_.resize(config_->kpis.size());
   for (const config::KpiOptions& kpi : config_->kpis) {
     by_id_.push_back(&kpi);
@@ -479,6 +482,29 @@ KpiProjection::KpiProjection(std::shared_ptr<const config::Config> config)
             [](const config::KpiOptions* a, const config::KpiOptions* b) {
               return a->id < b->id;
             });
+  for (const config::PipPolicyOptions& policy : config_->pip_policies) {
+    std::vector<bool>& marks =
+        pip_inputs_.emplace_back(config_->kpis.size(), false);
+    if (const config::KpiOptions* kpi = config_->FindKpi(policy.kpi)) {
+      MarkMeasuredInputs(*kpi, &marks);
+    }
+    for (size_t i = 0; i < marks.size(); ++i) {
+      if (marks[i]) pip_watched_[i] = true;
+    }
+  }
+}
+
+void KpiProjection::MarkMeasuredInputs(const config::KpiOptions& kpi,
+                                       std::vector<bool>* marks) const {
+  const size_t index = &kpi - config_->kpis.data();
+  if (!kpi.is_derived()) {
+    (*marks)[index] = true;
+    return;
+  }
+  // The config has no cycles.
+  for (const config::KpiOptions* input : inputs_[index]) {
+    MarkMeasuredInputs(*input, marks);
+  }
 }
 
 const config::KpiOptions& KpiProjection::BaseOf(
@@ -552,6 +578,51 @@ std::optional<double> KpiProjection::ValueIn(const config::KpiOptions& kpi,
   return DerivedValue(kpi, subject, period, states);
 }
 
+Period KpiProjection::ReferenceOf(const config::KpiOptions& kpi,
+                                  const Period& period) {
+  return kpi.derived.same_period_last_year ? YearBefore(period, kpi)
+                                           : PreviousPeriod(period, kpi);
+}
+
+KpiProjection::Sample KpiProjection::SampleIn(const config::KpiOptions& kpi,
+                                              absl::string_view subject,
+                                              const Period& period) const {
+  Sample sample;
+  if (!kpi.is_derived()) {
+    const Aggregate* a = Find(kpi.id, subject, period.start);
+    if (const std::optional<double> value =
+            a == nullptr ? std::nullopt : ValueOf(*a)) {
+      sample.value = *value;
+      sample.count = a->count();
+    }
+  } else if (const std::optional<double> value =
+                 ValueIn(kpi, subject, period)) {
+    sample.value = *value;
+    sample.count = CountIn(kpi, subject, period);
+  }
+  return sample;
+}
+
+uint64_t KpiProjection::CountIn(const config::KpiOptions& kpi,
+                                absl::string_view subject,
+                                const Period& period) const {
+  if (!kpi.is_derived()) {
+    const Aggregate* a = Find(kpi.id, subject, period.start);
+    return a == nullptr ? 0 : a->count();
+  }
+  const auto& inputs = inputs_[&kpi - config_->kpis.data()];
+  const bool change = kpi.derived.kind == config::DerivedKpi::Kind::kChange;
+  uint64_t count = UINT64_MAX;
+  for (const config::KpiOptions* input : inputs) {
+    count = std::min(count, CountIn(*input, subject, period));
+    if (change) {
+      count =
+          std::min(count, CountIn(*input, subject, ReferenceOf(kpi, period)));
+    }
+  }
+  return count == UINT64_MAX ? 0 : count;
+}
+
 void KpiProjection::FindInputs(const config::KpiOptions& kpi,
                                absl::string_view subject,
                                const SubjectState* base,
@@ -590,9 +661,7 @@ std::optional<double> KpiProjection::DerivedValue(
   if (inputs.size() != 1) return std::nullopt;
   const std::optional<double> now = input(0, period);
   if (!now) return std::nullopt;
-  const std::optional<double> then =
-      input(0, d.same_period_last_year ? YearBefore(period, kpi)
-                                       : PreviousPeriod(period, kpi));
+  const std::optional<double> then = input(0, ReferenceOf(kpi, period));
   if (!then || (d.relative && *then == 0)) return std::nullopt;
   return Finite(d.relative ? (*now - *then) / *then : *now - *then);
 }
@@ -787,10 +856,13 @@ std::optional<double> KpiProjection::LatestValueWithin(
 void KpiProjection::ForEachSubjectOf(
     const std::string& kpi,
     const std::function<void(const std::string&, absl::Time)>& fn) const {
-  ForEachPairOf(kpi, [&](const Key& key, const SubjectState& state) {
-    if (state.periods.empty()) return;
-    fn(key.second, absl::FromUnixMicros(state.periods.begin()->first));
-  });
+  const config::KpiOptions* options = config_->FindKpi(kpi);
+  if (options == nullptr) return;
+  ForEachPairOf(
+      BaseOf(*options).id, [&](const Key& key, const SubjectState& state) {
+        if (state.periods.empty()) return;
+        fn(key.second, absl::FromUnixMicros(state.periods.begin()->first));
+      });
 }
 
 absl::Time KpiProjection::LastEventTime(const std::string& kpi,
@@ -815,8 +887,8 @@ absl::Time KpiProjection::LastEventTimeOf(const config::KpiOptions& kpi,
   return newest;
 }
 
-const Aggregate* KpiProjection::Find(const std::string& kpi,
-                                     const std::string& subject,
+const Aggregate* KpiProjection::Find(absl::string_view kpi,
+                                     absl::string_view subject,
                                      absl::Time period_start) const {
   auto it = subjects_.find(KeyView(kpi, subject));
   if (it == subjects_.end()) return nullptr;

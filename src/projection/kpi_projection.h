@@ -206,7 +206,7 @@ class KpiProjection {
                                           absl::Time until) const;
 
   // Calls `fn(subject, start of its first period)` for every subject with
-  // data for `kpi`, in subject order.
+  // data for `kpi` (for a derived KPI: for its base KPI), in subject order.
   void ForEachSubjectOf(
       const std::string& kpi,
       const std::function<void(const std::string&, absl::Time)>& fn) const;
@@ -249,6 +249,17 @@ class KpiProjection {
                                 absl::string_view subject,
                                 const Period& period) const;
 
+  // A period of `kpi`/`subject` as a PIP machine judges it: its value, and
+  // the number of events it rests on. A derived KPI's count is the smallest
+  // of its measured inputs' counts in the periods its value is computed
+  // from; without a value the count is 0.
+  struct Sample {
+    uint64_t count = 0;
+    double value = 0;
+  };
+  Sample SampleIn(const config::KpiOptions& kpi, absl::string_view subject,
+                  const Period& period) const;
+
   // The measured KPI whose subjects and partitions a derived KPI has: its
   // first input (a ratio's numerator, a change's KPI), followed through
   // derived inputs. A measured KPI is its own base.
@@ -256,7 +267,7 @@ class KpiProjection {
 
   // The aggregate of `kpi`/`subject` in the period starting at
   // `period_start`; nullptr when there is none.
-  const Aggregate* Find(const std::string& kpi, const std::string& subject,
+  const Aggregate* Find(absl::string_view kpi, absl::string_view subject,
                         absl::Time period_start) const;
 
  private:
@@ -304,6 +315,16 @@ class KpiProjection {
   // Finds them; `base`, when given, is the subject's state of the base KPI.
   void FindInputs(const config::KpiOptions& kpi, absl::string_view subject,
                   const SubjectState* base, InputStates* states) const;
+  // The period of a change KPI's input that `period` is compared with.
+  static Period ReferenceOf(const config::KpiOptions& kpi,
+                            const Period& period);
+  // The count of SampleIn for a derived `kpi` with a value in `period`.
+  uint64_t CountIn(const config::KpiOptions& kpi, absl::string_view subject,
+                   const Period& period) const;
+  // Marks, in `marks` (per KPI, config order), the measured KPIs whose
+  // events move `kpi`: itself, or a derived KPI's inputs, followed through.
+  void MarkMeasuredInputs(const config::KpiOptions& kpi,
+                          std::vector<bool>* marks) const;
   // The value of derived `kpi` in `period` from its inputs' `states`.
   std::optional<double> DerivedValue(const config::KpiOptions& kpi,
                                      absl::string_view subject,
@@ -369,6 +390,8 @@ class KpiProjection {
   // measurement of a watched KPI (`pip_dirty_`) or when the clock reaches
   // `pip_wakeup_` (a period close or a plan deadline). Other ticks skip it.
   std::vector<bool> pip_watched_;  // per KPI, config order
+  // Per policy (config order), per KPI: the measured KPIs it watches.
+  std::vector<std::vector<bool>> pip_inputs_;
   bool pip_dirty_ = true;
   absl::Time pip_wakeup_ = absl::InfinitePast();
   // The kept PIP states (ForEachPipState); changed by reads, which the

@@ -174,12 +174,9 @@ PipSubjectState EvaluatePip(const config::PipPolicyOptions& policy,
     PeriodSample& sample = periods.emplace_back();
     sample.start = p.start;
     sample.end = p.end;
-    const Aggregate* a = kpis.Find(kpi.id, subject, p.start);
-    // One the log could not refill has no value (KpiProjection).
-    if (a != nullptr && !a->needs_refill()) {
-      sample.count = a->count();
-      if (a->count() > 0) sample.value = a->Value();
-    }
+    const KpiProjection::Sample s = kpis.SampleIn(kpi, subject, p);
+    sample.count = s.count;
+    sample.value = s.value;
   }
   return RunPipMachine(policy, subject, periods, now);
 }

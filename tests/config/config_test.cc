@@ -60,8 +60,8 @@ TEST(ConfigTest, InvalidYamlNamesLine) {
 TEST(ConfigTest, UnknownFieldIsAnError) {
   EXPECT_EQ(ErrorOf(std::string(kValid) + "    colour: red\n"),
             "test.yaml:10: kpis[0].colour: unknown field (expected one of "
-            "aggregation, change, description, id, period, quantile, ratio, "
-            "staleness, time_zone, unit, week_start)");
+            "aggregation, allowed_lateness, change, description, id, period, "
+            "quantile, ratio, staleness, time_zone, unit, week_start)");
 }
 
 TEST(ConfigTest, MissingSectionsAndFields) {
@@ -188,12 +188,35 @@ TEST(ConfigTest, DerivedKpis) {
             "test.yaml:11: kpis[2].change.against: unknown value "
             "\"last_week\" (expected one of previous_period, "
             "same_period_last_year)");
-  EXPECT_EQ(
-      ErrorOf(base +
-              "  - id: r\n    change: {of: churned}\npip_policies:\n"
-              "  - id: p\n    kpi: r\n    comparator: above\n    trigger: 1\n"),
-      "test.yaml:14: pip_policies[0].kpi: \"r\" is derived from other KPIs; "
-      "PIP policies watch measured KPIs");
+  EXPECT_EQ(ErrorOf(base + "  - id: r\n    allowed_lateness: 1d\n    "
+                           "change: {of: churned}\n"),
+            "test.yaml:11: kpis[2].allowed_lateness: a derived KPI takes no "
+            "events: its periods close when its inputs' do");
+}
+
+// allowed_lateness is read per measured KPI; a derived KPI closes its
+// periods with the last of its inputs, and PIP policies can watch it.
+TEST(ConfigTest, AllowedLatenessAndPipPoliciesOnDerivedKpis) {
+  auto config = ParseConfig(
+      "kafka:\n  topics: [t]\nkpis:\n"
+      "  - id: churned\n    aggregation: sum\n    allowed_lateness: 2d\n"
+      "  - id: paying\n    aggregation: latest\n    allowed_lateness: 36h\n"
+      "  - id: signups\n    aggregation: sum\n"
+      "  - id: churn\n    ratio: {numerator: churned, denominator: paying}\n"
+      "  - id: growth\n    change: {of: signups}\n"
+      "pip_policies:\n"
+      "  - id: churn-watch\n    kpi: churn\n    comparator: above\n"
+      "    trigger: 5\n    recovery: 3\n",
+      "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ((*config)->FindKpi("churned")->allowed_lateness, absl::Hours(48));
+  EXPECT_EQ((*config)->FindKpi("signups")->allowed_lateness,
+            absl::InfiniteDuration());
+  EXPECT_EQ((*config)->FindKpi("churn")->allowed_lateness, absl::Hours(48));
+  EXPECT_EQ((*config)->FindKpi("growth")->allowed_lateness,
+            absl::InfiniteDuration());
+  ASSERT_EQ((*config)->pip_policies.size(), 1u);
+  EXPECT_EQ((*config)->pip_policies[0].kpi, "churn");
 }
 
 TEST(ConfigTest, BadValues) {

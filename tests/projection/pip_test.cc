@@ -164,17 +164,24 @@ std::shared_ptr<config::Config> WeeklyRevenue(config::Aggregation aggregation) {
   return config;
 }
 
-// Folds one "revenue" measurement into `kpis`, as the log would store it.
-void Measure(KpiProjection& kpis, uint64_t sequence, const std::string& subject,
-             double value, absl::Time event_time, absl::Time ingest_time) {
+// Folds one measurement of `kpi` into `kpis`, as the log would store it.
+void Measure(KpiProjection& kpis, uint64_t sequence, const std::string& kpi,
+             const std::string& subject, double value, absl::Time event_time,
+             absl::Time ingest_time) {
   okrd::v1::StoredEvent r;
   r.set_sequence(sequence);
   r.set_ingest_time_us(absl::ToUnixMicros(ingest_time));
-  r.mutable_event()->set_kpi("revenue");
+  r.mutable_event()->set_kpi(kpi);
   r.mutable_event()->set_subject(subject);
   r.mutable_event()->set_value(value);
   ToProto(event_time, r.mutable_event()->mutable_event_time());
   kpis.Apply(r);
+}
+
+// Folds one "revenue" measurement into `kpis`.
+void Measure(KpiProjection& kpis, uint64_t sequence, const std::string& subject,
+             double value, absl::Time event_time, absl::Time ingest_time) {
+  Measure(kpis, sequence, "revenue", subject, value, event_time, ingest_time);
 }
 
 // Folds a logged clock tick into `kpis`.
@@ -292,7 +299,50 @@ std::string Describe(const PipSubjectState& p) {
 // The states the projection keeps, judging again only subjects with new
 // data and everything at a period close or a deadline, equal what running
 // every machine gives, read at random moments of a random stream of
-// measurements (late ones too) and ticks, with a plan's deadline passing.
+// measurements of `measured` (late ones too) and ticks. Returns the
+// transitions fired, by policy and state.
+std::set<std::string> KeptStatesAgainstMachines(
+    std::shared_ptr<const config::Config> config,
+    const std::vector<std::string>& measured) {
+  KpiProjection kpis(config);
+  std::mt19937 random(7);
+  uint64_t sequence = 0;
+  absl::Time now = kMonday;
+  int compared = 0;
+  for (int step = 0; step < 4000; ++step) {
+    const int op = static_cast<int>(random() % 10);
+    if (op < 6) {
+      const std::string& kpi = measured[random() % measured.size()];
+      const std::string subject = absl::StrCat("s", random() % 6);
+      // Mostly now, sometimes up to two weeks late.
+      const absl::Time at =
+          op == 0 ? now - absl::Hours(random() % (24 * 14)) : now;
+      Measure(kpis, ++sequence, kpi, subject,
+              static_cast<double>(random() % 160), at, now);
+    } else {
+      now += absl::Hours(random() % 30);
+      Tick(kpis, ++sequence, now);
+    }
+    if (random() % 3 != 0) continue;
+    std::vector<std::string> kept;
+    kpis.ForEachPipState(
+        [&](const PipSubjectState& p) { kept.push_back(Describe(p)); });
+    std::vector<std::string> again;
+    for (const PipSubjectState& p : EvaluatePips(*config, kpis)) {
+      again.push_back(Describe(p));
+    }
+    EXPECT_EQ(kept, again) << "step " << step;
+    if (kept != again) break;
+    ++compared;
+  }
+  EXPECT_GT(compared, 1000);
+  std::set<std::string> reached;
+  for (const okrd::v1::PipTransition& t : kpis.pip_transitions()) {
+    reached.insert(absl::StrCat(t.policy(), " ", t.to_state()));
+  }
+  return reached;
+}
+
 TEST(EvaluatePipsTest, KeptStatesEqualEveryMachineRunAgain) {
   auto config = WeeklyRevenue(config::Aggregation::kMean);
   config::PipPolicyOptions quota = Policy();
@@ -306,43 +356,113 @@ TEST(EvaluatePipsTest, KeptStatesEqualEveryMachineRunAgain) {
   listed.recovery = 100;
   listed.subjects = {"s1", "s3"};
   config->pip_policies = {quota, listed};
+  // The stream goes through every state.
+  const std::set<std::string> reached =
+      KeptStatesAgainstMachines(config, {"revenue"});
+  for (const char* state :
+       {"ok", "watch", "triggered", "recovered", "plan_expired"}) {
+    EXPECT_TRUE(reached.contains(absl::StrCat("quota ", state))) << state;
+  }
+}
+
+// Weekly "won" and "calls" (sums, closed a day after each week), the win
+// rate in percent, and week-over-week growth of the win rate.
+std::shared_ptr<const config::Config> WinRates(const std::string& policies) {
+  auto config = config::ParseConfig(
+      "kafka:\n  topics: [t]\nkpis:\n"
+      "  - id: won\n    aggregation: sum\n    period: week\n"
+      "    allowed_lateness: 1d\n"
+      "  - id: calls\n    aggregation: sum\n    period: week\n"
+      "    allowed_lateness: 1d\n"
+      "  - id: win_rate\n    ratio: {numerator: won, denominator: calls, "
+      "scale: 100}\n"
+      "  - id: win_rate_growth\n    change: {of: win_rate}\n"
+      "pip_policies:\n" +
+          policies,
+      "test.yaml");
+  EXPECT_TRUE(config.ok()) << config.status();
+  return config.ok() ? *config : nullptr;
+}
+
+// Policies on a ratio and on a change of it: the kept states follow events
+// of every input, the denominator's included, which no series of the base
+// KPI shows.
+TEST(EvaluatePipsTest, KeptStatesOfPoliciesOnDerivedKpisFollowEveryInput) {
+  auto config = WinRates(
+      "  - id: rate\n    kpi: win_rate\n    comparator: below\n"
+      "    trigger: 60\n    recovery: 80\n    consecutive_periods: 2\n"
+      "    min_samples: 2\n    plan_days: 10\n    cooldown_periods: 1\n"
+      "  - id: falling\n    kpi: win_rate_growth\n    comparator: below\n"
+      "    trigger: -0.3\n    recovery: 0\n    consecutive_periods: 1\n"
+      "    min_samples: 1\n    plan_days: 7\n    subjects: [s1, s2, s4]\n");
+  ASSERT_NE(config, nullptr);
+  const std::set<std::string> reached =
+      KeptStatesAgainstMachines(config, {"won", "calls"});
+  for (const char* fired : {"rate watch", "rate triggered", "rate recovered",
+                            "falling watch", "falling triggered"}) {
+    EXPECT_TRUE(reached.contains(fired)) << fired;
+  }
+}
+
+// A ratio's period rests on the fewer of its inputs' events: one won deal
+// over many calls is one sample. Events of the denominator alone move the
+// machine, and periods close with the inputs' allowed lateness.
+TEST(EvaluatePipsTest, PolicyOnARatioCountsSamplesOfBothInputs) {
+  auto config = WinRates(
+      "  - id: rate\n    kpi: win_rate\n    comparator: below\n"
+      "    trigger: 50\n    recovery: 70\n    consecutive_periods: 2\n"
+      "    min_samples: 2\n");
+  ASSERT_NE(config, nullptr);
   KpiProjection kpis(config);
-  std::mt19937 random(7);
   uint64_t sequence = 0;
-  absl::Time now = kMonday;
-  int compared = 0;
-  for (int step = 0; step < 4000; ++step) {
-    const int op = static_cast<int>(random() % 10);
-    if (op < 6) {
-      const std::string subject = absl::StrCat("s", random() % 6);
-      // Mostly now, sometimes up to two weeks late.
-      const absl::Time at =
-          op == 0 ? now - absl::Hours(random() % (24 * 14)) : now;
-      Measure(kpis, ++sequence, subject, static_cast<double>(random() % 160),
-              at, now);
-    } else {
-      now += absl::Hours(random() % 30);
-      Tick(kpis, ++sequence, now);
+  auto measure = [&](const std::string& kpi, double value, absl::Time t) {
+    Measure(kpis, ++sequence, kpi, "ann", value, t, t);
+  };
+  auto state = [&] {
+    std::vector<std::string> out;
+    kpis.ForEachPipState([&](const PipSubjectState& p) {
+      out.push_back(absl::StrCat(p.subject, " ", PipStateName(p.state), " ",
+                                 p.streak, " ", p.insufficient_periods));
+    });
+    return out;
+  };
+  for (int week = 0; week < 3; ++week) {
+    const absl::Time t = kMonday + kWeek * week + absl::Hours(12);
+    // 2 of 10 calls won: 20%, below the trigger; in week 2 one deal only.
+    measure("won", 1, t);
+    if (week != 1) measure("won", 1, t + absl::Hours(1));
+    for (int call = 0; call < 10; ++call) {
+      measure("calls", 1, t + absl::Minutes(call));
     }
-    if (random() % 3 != 0) continue;
-    std::vector<std::string> kept;
-    kpis.ForEachPipState(
-        [&](const PipSubjectState& p) { kept.push_back(Describe(p)); });
-    std::vector<std::string> again;
-    for (const PipSubjectState& p : EvaluatePips(*config, kpis)) {
-      again.push_back(Describe(p));
-    }
-    ASSERT_EQ(kept, again) << "step " << step;
-    ++compared;
   }
-  EXPECT_GT(compared, 1000);
-  // The stream went through every state.
-  std::set<std::string> reached;
-  for (const okrd::v1::PipTransition& t : kpis.pip_transitions()) {
-    reached.insert(t.to_state());
+  // Week 1 closed a day after its end; week 2 not yet.
+  Tick(kpis, ++sequence, kMonday + kWeek * 2 + absl::Hours(12));
+  EXPECT_EQ(state(), std::vector<std::string>{"ann watch 1 0"});
+  // Week 2 has one won deal: not enough samples, the streak holds.
+  Tick(kpis, ++sequence, kMonday + kWeek * 2 + absl::Hours(25));
+  EXPECT_EQ(state(), std::vector<std::string>{"ann watch 1 1"});
+  // Week 3 breaches too: triggered, however few calls it had. Then 30
+  // more calls of week 3, arriving late but within the day of lateness,
+  // take its rate to 2 of 40 (5%): still a breach.
+  Tick(kpis, ++sequence, kMonday + kWeek * 3 + absl::Hours(1));
+  EXPECT_EQ(state(), std::vector<std::string>{"ann watch 1 1"});
+  for (int call = 0; call < 3; ++call) {
+    Measure(kpis, ++sequence, "calls", "ann", 10,
+            kMonday + kWeek * 2 + absl::Hours(100),
+            kMonday + kWeek * 3 + absl::Hours(2));
   }
-  EXPECT_EQ(reached, (std::set<std::string>{"watch", "ok", "triggered",
-                                            "recovered", "plan_expired"}));
+  Tick(kpis, ++sequence, kMonday + kWeek * 3 + absl::Hours(25));
+  EXPECT_EQ(state(), std::vector<std::string>{"ann triggered 2 1"});
+  ASSERT_EQ(kpis.pip_transitions().size(), 2u);
+  EXPECT_EQ(kpis.pip_transitions()[1].id(),
+            "rate/ann/2027-01-25T00:00:00Z/triggered");
+
+  // A subject with calls but no won deals has no win rate: no series of
+  // the base KPI, so no machine.
+  Measure(kpis, ++sequence, "calls", "bob", 5,
+          kMonday + kWeek * 3 + absl::Hours(26),
+          kMonday + kWeek * 3 + absl::Hours(26));
+  EXPECT_EQ(state().size(), 1u);
 }
 
 // Over a real projection: subject selection and period closing.
