@@ -368,6 +368,32 @@ TEST(RenderMetricsTest, TransitionCountersStartAtZero) {
   ExpectContainsNone(text, {"partition=\"5\"} 0"});
 }
 
+// A policy on a derived KPI has machines for the subjects of its base KPI,
+// exported by the instance that owns the base's partition.
+TEST(RenderMetricsTest, PipStatesOfDerivedKpisFollowTheirBasePartition) {
+  auto config = std::make_shared<config::Config>(*OneKpi());
+  config::KpiOptions growth;
+  growth.id = "signup_growth";
+  growth.derived.kind = config::DerivedKpi::Kind::kChange;
+  growth.derived.inputs = {"signups"};
+  config->kpis.push_back(growth);
+  config::PipPolicyOptions policy;
+  policy.id = "shrinking";
+  policy.kpi = "signup_growth";
+  policy.trigger = -0.1;
+  policy.recovery = 0;
+  config->pip_policies.push_back(policy);
+  projection::KpiProjection projection(config);
+  ApplyFrom(projection, 1, "a", 0, 4);
+  ApplyFrom(projection, 2, "b", 1, 4);
+  DaemonState state;
+  state.ownership = projection::Ownership({{{"kpi-events", 1}, true}}, false);
+  const std::string text = RenderMetrics(projection, state);
+  ExpectContainsAll(text, {"okr_pip_state{policy=\"shrinking\",subject=\"b\","
+                           "state=\"ok\"} 1"});
+  ExpectContainsNone(text, {"subject=\"a\""});
+}
+
 TEST(RenderMetricsTest, PseudonymizedSubjectsNeverAppearRaw) {
   auto config = std::make_shared<config::Config>(*OneKpi());
   config->exporter.pseudonym_key = "0123456789abcdef";
