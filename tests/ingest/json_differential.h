@@ -351,6 +351,10 @@ class StrictJson {
   std::vector<Member> members_;
 };
 
+// The white space other than ' ' that strtod skips before a number and
+// protobuf 3.21 after it ("\t12\r" is 12, " 12" is an error).
+inline bool IsControlSpace(char c) { return c >= '\t' && c <= '\r'; }
+
 // Why okrd may reject an input that protobuf accepts: each reason is a
 // property of the input, found by StrictJson, not by okrd's decoder.
 inline std::string IntendedDifference(absl::string_view input) {
@@ -374,6 +378,10 @@ inline std::string IntendedDifference(absl::string_view input) {
     if (m.key == "value" && m.is_string &&
         m.text.find('\0') != std::string::npos) {
       return "value string with a NUL character";
+    }
+    if (m.key == "value" && m.is_string && !m.text.empty() &&
+        (IsControlSpace(m.text.front()) || IsControlSpace(m.text.back()))) {
+      return "value string with a tab or line break around the number";
     }
     if (m.key == "attributes" && m.object_with_non_string) {
       return "attributes value not a string";

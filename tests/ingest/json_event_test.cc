@@ -244,7 +244,13 @@ INSTANTIATE_TEST_SUITE_P(
                  "attributes value not a string"},
         // protobuf 3.21 reads a value string only up to a NUL: 90 here.
         Intended{R"({"value":"0090\u0000;mmm"})",
-                 "value string with a NUL character"}));
+                 "value string with a NUL character"},
+        // protobuf 3.21 lets strtod skip a tab or line break before the
+        // number and skips them after it, but rejects a space either side.
+        Intended{R"({"value":"00\u000d"})",
+                 "value string with a tab or line break around the number"},
+        Intended{R"({"value":"\t12"})",
+                 "value string with a tab or line break around the number"}));
 
 // Generates proto3 JSON KpiEvents around every field's edges, then damages
 // some of them byte by byte.
