@@ -56,6 +56,20 @@ absl::string_view PeriodName(PeriodKind p) {
   return "unknown";
 }
 
+absl::string_view PipActionKindName(PipAction::Kind kind) {
+  switch (kind) {
+    case PipAction::Kind::kTraining:
+      return "training";
+    case PipAction::Kind::kMentoring:
+      return "mentoring";
+    case PipAction::Kind::kGoal:
+      return "goal";
+    case PipAction::Kind::kOther:
+      return "other";
+  }
+  return "unknown";
+}
+
 const KpiOptions* Config::FindKpi(absl::string_view id) const {
   for (const KpiOptions& kpi : kpis) {
     if (kpi.id == id) return &kpi;
@@ -610,6 +624,55 @@ void ReadObjectives(Reader& r, const YAML::Node& list, Config* config) {
   }
 }
 
+// Checks the id of a plan's milestone or action: valid, and unique among
+// its kind in the policy (`seen`).
+void CheckPlanItemId(Reader& r, const YAML::Node& node, const std::string& path,
+                     const std::string& id, absl::string_view what,
+                     std::set<std::string>* seen) {
+  if (!r.ok()) return;
+  const YAML::Node at = node["id"] ? node["id"] : node;
+  if (!IsValidId(id)) {
+    r.Fail(at, path + ".id",
+           absl::StrCat(Reader::Quote(id), " is not a valid id"));
+  } else if (!seen->insert(id).second) {
+    r.Fail(at, path + ".id",
+           absl::StrCat("duplicate ", what, " id ", Reader::Quote(id),
+                        node["id"] ? "" : " (give milestones on one day ids)"));
+  }
+}
+
+// `actions: [{id, title, kind, due_day}]` of the policy `p`.
+void ReadPipActions(Reader& r, const YAML::Node& list, const std::string& path,
+                    PipPolicyOptions* p) {
+  if (!list.IsSequence()) {
+    r.Fail(list, path, "expected a list of actions");
+    return;
+  }
+  std::set<std::string> ids;
+  for (size_t i = 0; r.ok() && i < list.size(); ++i) {
+    const std::string at = absl::StrCat(path, "[", i, "]");
+    if (!r.Map(list[i], at, {"id", "title", "kind", "due_day"})) return;
+    PipAction action;
+    if (auto v = r.String(list[i], at, "id", true)) action.id = *v;
+    CheckPlanItemId(r, list[i], at, action.id, "action", &ids);
+    if (auto v = r.String(list[i], at, "title", true)) action.title = *v;
+    if (r.ok() && action.title.empty()) {
+      r.Fail(list[i]["title"], at + ".title", "must not be empty");
+    }
+    r.Choice<PipAction::Kind>(list[i], at, "kind",
+                              {{"training", PipAction::Kind::kTraining},
+                               {"mentoring", PipAction::Kind::kMentoring},
+                               {"goal", PipAction::Kind::kGoal},
+                               {"other", PipAction::Kind::kOther}},
+                              &action.kind);
+    if (r.ok() && !list[i]["due_day"]) {
+      r.Fail(list[i], at + ".due_day", "required field is missing");
+    }
+    r.Int(list[i], at, "due_day", 1, p->plan_days, &action.due_day);
+    p->actions.push_back(std::move(action));
+  }
+}
+
 void ReadPipPolicies(Reader& r, const YAML::Node& list, Config* config) {
   if (!list.IsSequence()) {
     r.Fail(list, "pip_policies", "expected a list of policies");
@@ -619,11 +682,11 @@ void ReadPipPolicies(Reader& r, const YAML::Node& list, Config* config) {
   for (size_t i = 0; r.ok() && i < list.size(); ++i) {
     const YAML::Node node = list[i];
     const std::string path = absl::StrCat("pip_policies[", i, "]");
-    if (!r.Map(
-            node, path,
-            {"id", "kpi", "subjects", "exclude", "comparator", "trigger",
-             "recovery", "consecutive_periods", "min_samples", "grace_periods",
-             "cooldown_periods", "plan_days", "milestones"})) {
+    if (!r.Map(node, path,
+               {"id", "kpi", "subjects", "exclude", "comparator", "trigger",
+                "recovery", "consecutive_periods", "min_samples",
+                "grace_periods", "cooldown_periods", "plan_days", "milestones",
+                "actions", "checkin_every"})) {
       return;
     }
     PipPolicyOptions p;
@@ -673,9 +736,10 @@ void ReadPipPolicies(Reader& r, const YAML::Node& list, Config* config) {
       if (!ms.IsSequence()) {
         r.Fail(ms, path + ".milestones", "expected a list of milestones");
       }
+      std::set<std::string> milestone_ids;
       for (size_t m = 0; r.ok() && m < ms.size(); ++m) {
         const std::string mpath = absl::StrCat(path, ".milestones[", m, "]");
-        if (!r.Map(ms[m], mpath, {"day", "threshold"})) break;
+        if (!r.Map(ms[m], mpath, {"id", "day", "threshold"})) break;
         PipMilestone milestone;
         r.Int(ms[m], mpath, "day", 1, p.plan_days, &milestone.day);
         if (r.ok() &&
@@ -685,8 +749,24 @@ void ReadPipPolicies(Reader& r, const YAML::Node& list, Config* config) {
         if (r.ok() && !ms[m]["day"]) {
           r.Fail(ms[m], mpath + ".day", "required field is missing");
         }
+        milestone.id = r.String(ms[m], mpath, "id", false)
+                           .value_or(absl::StrCat("day-", milestone.day));
+        CheckPlanItemId(r, ms[m], mpath, milestone.id, "milestone",
+                        &milestone_ids);
         p.milestones.push_back(milestone);
       }
+    }
+    if (const YAML::Node actions = node["actions"]; actions && r.ok()) {
+      ReadPipActions(r, actions, path + ".actions", &p);
+    }
+    r.Duration(node, path, "checkin_every", &p.checkin_every);
+    if (r.ok() && node["checkin_every"] &&
+        (p.checkin_every < absl::Hours(1) ||
+         p.checkin_every > absl::Hours(24) * p.plan_days)) {
+      r.Fail(
+          node["checkin_every"], path + ".checkin_every",
+          absl::StrCat("must be between 1h and the plan's ", p.plan_days,
+                       " days, got ", absl::FormatDuration(p.checkin_every)));
     }
     config->pip_policies.push_back(std::move(p));
   }

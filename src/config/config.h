@@ -209,9 +209,22 @@ struct ObjectiveOptions {
 enum class Comparator { kBelow, kAbove };
 
 struct PipMilestone {
+  std::string id;        // label value; "day-N" unless given
   int day = 0;           // day of the plan, 1..plan_days
   double threshold = 0;  // value to reach (comparator-aware) by that day
 };
+
+// What a plan asks of the subject and its reviewers: shown on the status
+// page, in the outbound transition and in the triggered alert.
+struct PipAction {
+  enum class Kind { kTraining, kMentoring, kGoal, kOther };
+  std::string id;
+  std::string title;
+  Kind kind = Kind::kOther;
+  int due_day = 0;  // day of the plan, 1..plan_days
+};
+
+absl::string_view PipActionKindName(PipAction::Kind kind);
 
 struct PipPolicyOptions {
   std::string id;
@@ -234,6 +247,10 @@ struct PipPolicyOptions {
   int cooldown_periods = 1;
   int plan_days = 30;
   std::vector<PipMilestone> milestones;
+  std::vector<PipAction> actions;
+  // While a plan is open, a check-in is due every this long from the
+  // trigger; zero (default): none.
+  absl::Duration checkin_every = absl::ZeroDuration();
 };
 
 struct PipOptions {

@@ -204,6 +204,21 @@ void AddPipFamilies(Families& f, const projection::KpiProjection& projection,
       f.Add("okr_pip_milestones_missed",
             "Milestones of the current or last plan not reached by their day.",
             MetricKind::kGauge);
+  TextFamily& milestone =
+      f.Add("okr_pip_milestone_status",
+            "Milestones of the current or last plan: one series per status "
+            "(pending, met, missed), 1 on the current one.",
+            MetricKind::kGauge);
+  TextFamily& next_checkin =
+      f.Add("okr_pip_next_checkin_timestamp_seconds",
+            "When the next check-in of an open plan is due (policy "
+            "checkin_every).",
+            MetricKind::kGauge);
+  TextFamily& checkins =
+      f.Add("okr_pip_checkins_overdue",
+            "Check-ins of the open plan whose time has passed on the logged "
+            "clock.",
+            MetricKind::kGauge);
   projection.ForEachPipState([&](const projection::PipSubjectState& p) {
     if (!mask.ExportsPair(projection, p.policy->kpi, p.subject)) return;
     std::string scratch;
@@ -219,6 +234,23 @@ void AddPipFamilies(Families& f, const projection::KpiProjection& projection,
       triggered.Add(labels, Seconds(p.triggered_at));
       deadline.Add(labels, Seconds(p.deadline));
       missed.Add(labels, p.milestones_missed);
+      for (size_t i = 0; i < p.milestones.size(); ++i) {
+        for (projection::MilestoneStatus s :
+             projection::kAllMilestoneStatuses) {
+          milestone.Add({labels[0],
+                         labels[1],
+                         {"milestone", p.policy->milestones[i].id},
+                         {"status", projection::MilestoneStatusName(s)}},
+                        s == p.milestones[i] ? 1 : 0);
+        }
+      }
+    }
+    if (p.state == projection::PipState::kTriggered &&
+        p.policy->checkin_every > absl::ZeroDuration()) {
+      if (p.next_checkin != absl::InfiniteFuture()) {
+        next_checkin.Add(labels, Seconds(p.next_checkin));
+      }
+      checkins.Add(labels, p.checkins_passed);
     }
     insufficient.Add(labels, p.insufficient_periods);
   });
@@ -255,6 +287,23 @@ void AddPipFamilies(Families& f, const projection::KpiProjection& projection,
              projection.partitions()[i]},
             0);
       }
+    }
+  }
+  TextFamily& action_info =
+      f.Add("okr_pip_action_info",
+            "The actions a policy's plans ask for (pip_policies[].actions), "
+            "due on day due_day of the plan; always 1.",
+            MetricKind::kGauge);
+  for (const config::PipPolicyOptions& policy :
+       projection.config().pip_policies) {
+    for (const config::PipAction& a : policy.actions) {
+      const std::string due_day = absl::StrCat(a.due_day);
+      action_info.Add({{"policy", policy.id},
+                       {"action", a.id},
+                       {"title", a.title},
+                       {"kind", config::PipActionKindName(a.kind)},
+                       {"due_day", due_day}},
+                      1);
     }
   }
   TextFamily& total =

@@ -104,6 +104,16 @@ void AddPips(
       item->set_triggered_at(TimeOrEmpty(p.triggered_at));
       item->set_deadline(TimeOrEmpty(p.deadline));
       item->set_milestones_missed(p.milestones_missed);
+      projection::DescribePlan(*p.policy, p.triggered_at, p.milestones,
+                               item->mutable_actions(),
+                               item->mutable_milestones());
+    }
+    if (p.state == projection::PipState::kTriggered &&
+        p.policy->checkin_every > absl::ZeroDuration()) {
+      if (p.next_checkin != absl::InfiniteFuture()) {
+        item->set_next_checkin(TimeOrEmpty(p.next_checkin));
+      }
+      item->set_checkins_overdue(p.checkins_passed);
     }
   });
   // Subjects in fired transitions are already pseudonymized where
@@ -118,6 +128,9 @@ void AddPips(
     item->set_to(t.to_state());
     item->set_at(TimeOrEmpty(t.at()));
     item->set_plan_deadline(TimeOrEmpty(t.plan_deadline()));
+    *item->mutable_actions() = t.actions();
+    *item->mutable_milestones() = t.milestones();
+    item->set_next_checkin(TimeOrEmpty(t.next_checkin()));
   }
 }
 

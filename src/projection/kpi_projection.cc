@@ -388,8 +388,8 @@ KpiProjection::Node& KpiProjection::NodeOf(absl::string_view kpi,
 
 struct KpiProjection::PipStates {
   bool valid = false;
-  // Without new data the states change only at a period close or a plan's
-  // deadline: not before this.
+  // Without new data the states change only at a period close, a plan's
+  // deadline or its next check-in: not before this.
   absl::Time valid_until = absl::InfinitePast();
   // Per policy (config order), by subject.
   std::vector<absl::btree_map<std::string, PipSubjectState>> by_policy;
@@ -398,7 +398,8 @@ struct KpiProjection::PipStates {
 
   void Keep(size_t policy, PipSubjectState state, absl::Time now) {
     if (state.state == PipState::kTriggered && state.deadline > now) {
-      valid_until = std::min(valid_until, state.deadline);
+      // The plan expires, or its next check-in comes, without new data.
+      valid_until = std::min({valid_until, state.deadline, state.next_checkin});
     }
     std::string subject = state.subject;
     by_policy[policy].insert_or_assign(std::move(subject), std::move(state));
@@ -775,6 +776,13 @@ void KpiProjection::RecordPipTransitions() {
       if (t.to == PipState::kTriggered) {
         ToProto(t.at + absl::Hours(24) * p.policy->plan_days,
                 m.mutable_plan_deadline());
+      }
+      if (t.plan_start != absl::InfinitePast()) {
+        DescribePlan(*p.policy, t.plan_start, t.milestones, m.mutable_actions(),
+                     m.mutable_milestones());
+      }
+      if (t.next_checkin != absl::InfiniteFuture()) {
+        ToProto(t.next_checkin, m.mutable_next_checkin());
       }
     }
   });

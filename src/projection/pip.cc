@@ -25,6 +25,51 @@ absl::string_view PipStateName(PipState s) {
   return "unknown";
 }
 
+absl::string_view MilestoneStatusName(MilestoneStatus s) {
+  switch (s) {
+    case MilestoneStatus::kPending:
+      return "pending";
+    case MilestoneStatus::kMet:
+      return "met";
+    case MilestoneStatus::kMissed:
+      return "missed";
+  }
+  return "unknown";
+}
+
+absl::Time CheckinTime(const config::PipPolicyOptions& policy,
+                       absl::Time triggered_at, int64_t n) {
+  if (policy.checkin_every <= absl::ZeroDuration() || n < 1) {
+    return absl::InfiniteFuture();
+  }
+  const absl::Time t = triggered_at + policy.checkin_every * n;
+  return t > triggered_at + absl::Hours(24) * policy.plan_days
+             ? absl::InfiniteFuture()
+             : t;
+}
+
+void DescribePlan(
+    const config::PipPolicyOptions& policy, absl::Time start,
+    const std::vector<MilestoneStatus>& statuses,
+    google::protobuf::RepeatedPtrField<okrd::v1::PlanAction>* actions,
+    google::protobuf::RepeatedPtrField<okrd::v1::PlanMilestone>* milestones) {
+  for (const config::PipAction& a : policy.actions) {
+    okrd::v1::PlanAction& out = *actions->Add();
+    out.set_id(a.id);
+    out.set_title(a.title);
+    out.set_kind(std::string(config::PipActionKindName(a.kind)));
+    ToProto(start + absl::Hours(24) * a.due_day, out.mutable_due());
+  }
+  for (size_t i = 0; i < policy.milestones.size() && i < statuses.size(); ++i) {
+    const config::PipMilestone& m = policy.milestones[i];
+    okrd::v1::PlanMilestone& out = *milestones->Add();
+    out.set_id(m.id);
+    ToProto(start + absl::Hours(24) * m.day, out.mutable_due());
+    out.set_threshold(m.threshold);
+    out.set_status(std::string(MilestoneStatusName(statuses[i])));
+  }
+}
+
 namespace {
 
 class Machine {
@@ -37,8 +82,7 @@ class Machine {
 
   void Period(const PeriodSample& p, size_t index) {
     if (out_.state == PipState::kTriggered && p.end > out_.deadline) {
-      Go(PipState::kPlanExpired, out_.deadline);
-      cooldown_left_ = policy_.cooldown_periods;
+      Expire();
     }
     if (out_.state == PipState::kRecovered ||
         out_.state == PipState::kPlanExpired) {
@@ -69,26 +113,24 @@ class Machine {
         ++out_.streak;
         if (out_.state == PipState::kOk) Go(PipState::kWatch, p.end);
         if (out_.streak >= policy_.consecutive_periods) {
-          Go(PipState::kTriggered, p.end);
           out_.triggered_at = p.end;
           out_.deadline = p.end + absl::Hours(24) * policy_.plan_days;
           out_.milestones_missed = 0;
+          out_.milestones.assign(policy_.milestones.size(),
+                                 MilestoneStatus::kPending);
           next_milestone_ = 0;
+          Go(PipState::kTriggered, p.end);
         }
         return;
       case PipState::kTriggered: {
         // Milestones due by this period's end are judged on its value.
-        while (next_milestone_ < policy_.milestones.size()) {
-          const config::PipMilestone& m = policy_.milestones[next_milestone_];
-          if (out_.triggered_at + absl::Hours(24) * m.day > p.end) break;
-          const bool met =
-              below ? p.value >= m.threshold : p.value <= m.threshold;
-          if (!met) ++out_.milestones_missed;
-          ++next_milestone_;
-        }
+        JudgeMilestones(p.value, p.end);
         const bool recovered =
             below ? p.value >= policy_.recovery : p.value <= policy_.recovery;
         if (recovered) {
+          // The plan ends: milestones not due yet are judged on the
+          // recovering period too.
+          JudgeMilestones(p.value, absl::InfiniteFuture());
           Go(PipState::kRecovered, p.end);
           cooldown_left_ = policy_.cooldown_periods;
         }
@@ -101,17 +143,57 @@ class Machine {
 
   PipSubjectState Finish(absl::Time now) {
     if (out_.state == PipState::kTriggered && now >= out_.deadline) {
-      Go(PipState::kPlanExpired, out_.deadline);
+      Expire();
+    }
+    if (out_.state == PipState::kTriggered &&
+        policy_.checkin_every > absl::ZeroDuration()) {
+      out_.checkins_passed =
+          static_cast<int>((now - out_.triggered_at) / policy_.checkin_every);
+      out_.next_checkin =
+          CheckinTime(policy_, out_.triggered_at, out_.checkins_passed + 1);
     }
     return std::move(out_);
   }
 
  private:
+  // Judges the milestones due by `due` on `value`, in order.
+  void JudgeMilestones(double value, absl::Time due) {
+    const bool below = policy_.comparator == config::Comparator::kBelow;
+    for (; next_milestone_ < policy_.milestones.size(); ++next_milestone_) {
+      const config::PipMilestone& m = policy_.milestones[next_milestone_];
+      if (out_.triggered_at + absl::Hours(24) * m.day > due) break;
+      const bool met = below ? value >= m.threshold : value <= m.threshold;
+      out_.milestones[next_milestone_] =
+          met ? MilestoneStatus::kMet : MilestoneStatus::kMissed;
+      if (!met) ++out_.milestones_missed;
+    }
+  }
+
+  // The deadline passed without recovery: what is still pending is missed.
+  void Expire() {
+    for (; next_milestone_ < policy_.milestones.size(); ++next_milestone_) {
+      out_.milestones[next_milestone_] = MilestoneStatus::kMissed;
+      ++out_.milestones_missed;
+    }
+    Go(PipState::kPlanExpired, out_.deadline);
+    cooldown_left_ = policy_.cooldown_periods;
+  }
+
   void Go(PipState to, absl::Time at) {
-    out_.transitions.push_back(
-        {absl::StrCat(policy_.id, "/", out_.subject, "/", FormatUtc(at), "/",
-                      PipStateName(to)),
-         out_.state, to, at});
+    PipTransition& t = out_.transitions.emplace_back();
+    t.id = absl::StrCat(policy_.id, "/", out_.subject, "/", FormatUtc(at), "/",
+                        PipStateName(to));
+    t.from = out_.state;
+    t.to = to;
+    t.at = at;
+    if (to == PipState::kTriggered || to == PipState::kRecovered ||
+        to == PipState::kPlanExpired) {
+      t.plan_start = out_.triggered_at;
+      t.milestones = out_.milestones;
+    }
+    if (to == PipState::kTriggered) {
+      t.next_checkin = CheckinTime(policy_, at, 1);
+    }
     out_.state = to;
   }
 

@@ -44,6 +44,15 @@ inline constexpr std::array<PipState, 5> kAllPipStates = {
 
 absl::string_view PipStateName(PipState s);
 
+// A plan's milestone: judged on the first closed period ending on or after
+// its day; when the plan ends first, judged on the recovering period, or
+// missed when the plan expires.
+enum class MilestoneStatus { kPending, kMet, kMissed };
+inline constexpr std::array<MilestoneStatus, 3> kAllMilestoneStatuses = {
+    MilestoneStatus::kPending, MilestoneStatus::kMet, MilestoneStatus::kMissed};
+
+absl::string_view MilestoneStatusName(MilestoneStatus s);
+
 struct PipTransition {
   // policy/subject/time/state: stable across restarts and replays, so that
   // consumers can deduplicate.
@@ -51,6 +60,13 @@ struct PipTransition {
   PipState from;
   PipState to;
   absl::Time at;
+  // The plan as this transition leaves it (to triggered, recovered or
+  // plan_expired; else plan_start is InfinitePast): when it was triggered,
+  // its milestones' statuses in the policy's order, and the first check-in
+  // after `at` while it is open (InfiniteFuture: none).
+  absl::Time plan_start = absl::InfinitePast();
+  std::vector<MilestoneStatus> milestones;
+  absl::Time next_checkin = absl::InfiniteFuture();
 };
 
 // One closed period as the machine sees it.
@@ -70,8 +86,29 @@ struct PipSubjectState {
   absl::Time deadline = absl::InfinitePast();
   int insufficient_periods = 0;
   int milestones_missed = 0;  // in the current or last plan
+  // The current or last plan's milestones (policy order); empty before the
+  // first plan.
+  std::vector<MilestoneStatus> milestones;
+  // While a plan is open and the policy has checkin_every: check-ins are
+  // due every checkin_every from the trigger up to the deadline. The next
+  // one after the clock (InfiniteFuture: none left) and how many passed.
+  absl::Time next_checkin = absl::InfiniteFuture();
+  int checkins_passed = 0;
   std::vector<PipTransition> transitions;
 };
+
+// The time of check-in `n` (1, 2, ...) of a plan triggered at
+// `triggered_at`, or InfiniteFuture past its deadline or without check-ins.
+absl::Time CheckinTime(const config::PipPolicyOptions& policy,
+                       absl::Time triggered_at, int64_t n);
+
+// The plan of `policy` triggered at `start`: its actions and, with
+// `statuses`, its milestones, each with the time it is due.
+void DescribePlan(
+    const config::PipPolicyOptions& policy, absl::Time start,
+    const std::vector<MilestoneStatus>& statuses,
+    google::protobuf::RepeatedPtrField<okrd::v1::PlanAction>* actions,
+    google::protobuf::RepeatedPtrField<okrd::v1::PlanMilestone>* milestones);
 
 // Runs the machine over consecutive closed `periods` (oldest first, starting
 // with the subject's first period), then expires a plan whose deadline

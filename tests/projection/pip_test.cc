@@ -43,6 +43,14 @@ std::vector<PeriodSample> Weeks(
 
 absl::Time WeekEnd(int n) { return kJan + absl::Hours(24 * 7) * n; }
 
+std::string Statuses(const std::vector<MilestoneStatus>& statuses) {
+  std::string out;
+  for (MilestoneStatus s : statuses) {
+    absl::StrAppend(&out, out.empty() ? "" : " ", MilestoneStatusName(s));
+  }
+  return out;
+}
+
 std::vector<std::string> Path(const PipSubjectState& s) {
   std::vector<std::string> out;
   for (const PipTransition& t : s.transitions) {
@@ -125,11 +133,109 @@ TEST(PipMachineTest, DeadlineExpiresThePlan) {
 
 TEST(PipMachineTest, MilestonesMetAndMissed) {
   config::PipPolicyOptions p = Policy();
-  p.milestones = {{7, 82}, {14, 86}};
+  p.milestones = {{"day-7", 7, 82}, {"day-14", 14, 86}};
   const auto s = RunPipMachine(
       p, "ann", Weeks({{3, 70}, {3, 70}, {3, 83}, {3, 84}}), WeekEnd(4));
   EXPECT_EQ(s.state, PipState::kTriggered);
   EXPECT_EQ(s.milestones_missed, 1);  // 83 >= 82 by day 7; 84 < 86 by day 14
+  EXPECT_EQ(Statuses(s.milestones), "met missed");
+}
+
+// Each milestone is pending until the first closed period ending on or
+// after its day; the trigger's transition carries them all pending.
+TEST(PipMachineTest, MilestoneStatusesThroughAPlan) {
+  config::PipPolicyOptions p = Policy();
+  p.plan_days = 30;
+  p.milestones = {{"first", 7, 82},
+                  {"second", 10, 84},
+                  {"third", 21, 86},
+                  {"last", 30, 88}};
+  const auto open =
+      RunPipMachine(p, "ann", Weeks({{3, 70}, {3, 70}, {3, 83}}), WeekEnd(3));
+  // Week 3 ends on day 7 of the plan: only the first milestone is due.
+  EXPECT_EQ(Statuses(open.milestones), "met pending pending pending");
+  ASSERT_EQ(open.transitions.size(), 2u);
+  EXPECT_EQ(Statuses(open.transitions[1].milestones),
+            "pending pending pending pending");
+  EXPECT_EQ(open.transitions[1].plan_start, WeekEnd(2));
+  EXPECT_TRUE(open.transitions[0].milestones.empty());  // watch: no plan
+  EXPECT_EQ(open.transitions[0].plan_start, absl::InfinitePast());
+
+  // Recovery in week 5 (day 21 of the plan, 95 beyond recovery): the third
+  // milestone is due and met, the last is judged on the same period.
+  const auto recovered = RunPipMachine(
+      p, "ann", Weeks({{3, 70}, {3, 70}, {3, 83}, {3, 80}, {3, 95}}),
+      WeekEnd(5));
+  EXPECT_EQ(Path(recovered),
+            (std::vector<std::string>{"watch", "triggered", "recovered"}));
+  EXPECT_EQ(Statuses(recovered.milestones), "met missed met met");
+  EXPECT_EQ(Statuses(recovered.transitions[2].milestones),
+            "met missed met met");
+  EXPECT_EQ(recovered.milestones_missed, 1);
+
+  // Expired on day 30 with the last milestone not judged: missed.
+  const auto expired = RunPipMachine(
+      p, "ann", Weeks({{3, 70}, {3, 70}, {3, 83}, {3, 80}, {3, 87}, {3, 87}}),
+      WeekEnd(2) + absl::Hours(24 * 30));
+  EXPECT_EQ(expired.state, PipState::kPlanExpired);
+  EXPECT_EQ(Statuses(expired.milestones), "met missed met missed");
+  EXPECT_EQ(Statuses(expired.transitions.back().milestones),
+            "met missed met missed");
+  EXPECT_EQ(expired.milestones_missed, 2);
+
+  // A new plan starts with every milestone pending again.
+  p.cooldown_periods = 0;
+  const auto again = RunPipMachine(
+      p, "ann", Weeks({{3, 70}, {3, 70}, {3, 95}, {3, 70}, {3, 70}, {3, 83}}),
+      WeekEnd(6));
+  EXPECT_EQ(Path(again),
+            (std::vector<std::string>{"watch", "triggered", "recovered", "ok",
+                                      "watch", "triggered"}));
+  EXPECT_EQ(Statuses(again.milestones), "met pending pending pending");
+  EXPECT_EQ(again.milestones_missed, 0);
+}
+
+// Check-ins are due every checkin_every from the trigger, up to the
+// deadline, on the clock the machine is run at.
+TEST(PipMachineTest, CheckinsFromTheTriggerToTheDeadline) {
+  config::PipPolicyOptions p = Policy();
+  p.plan_days = 30;
+  p.checkin_every = absl::Hours(24 * 7);
+  const auto weeks = Weeks({{3, 70}, {3, 70}});
+  const absl::Time start = WeekEnd(2);
+  const auto at_trigger = RunPipMachine(p, "ann", weeks, start);
+  EXPECT_EQ(at_trigger.next_checkin, start + absl::Hours(24 * 7));
+  EXPECT_EQ(at_trigger.checkins_passed, 0);
+  EXPECT_EQ(at_trigger.transitions.back().next_checkin,
+            start + absl::Hours(24 * 7));
+  // A second before and at the first check-in.
+  const absl::Time first = start + absl::Hours(24 * 7);
+  EXPECT_EQ(
+      RunPipMachine(p, "ann", weeks, first - absl::Seconds(1)).checkins_passed,
+      0);
+  const auto at_first = RunPipMachine(p, "ann", weeks, first);
+  EXPECT_EQ(at_first.checkins_passed, 1);
+  EXPECT_EQ(at_first.next_checkin, start + absl::Hours(24 * 14));
+  // Day 29: four passed (7, 14, 21, 28), none left before day 30's deadline.
+  const auto last =
+      RunPipMachine(p, "ann", weeks, start + absl::Hours(24 * 29));
+  EXPECT_EQ(last.state, PipState::kTriggered);
+  EXPECT_EQ(last.checkins_passed, 4);
+  EXPECT_EQ(last.next_checkin, absl::InfiniteFuture());
+  // A plan that ended has none.
+  const auto expired =
+      RunPipMachine(p, "ann", weeks, start + absl::Hours(24 * 30));
+  EXPECT_EQ(expired.state, PipState::kPlanExpired);
+  EXPECT_EQ(expired.next_checkin, absl::InfiniteFuture());
+  EXPECT_EQ(expired.checkins_passed, 0);
+  // Every 10 days over 30: the last check-in falls on the deadline itself.
+  p.checkin_every = absl::Hours(24 * 10);
+  EXPECT_EQ(CheckinTime(p, start, 3), start + absl::Hours(24 * 30));
+  EXPECT_EQ(CheckinTime(p, start, 4), absl::InfiniteFuture());
+  // Without checkin_every, none.
+  p.checkin_every = absl::ZeroDuration();
+  EXPECT_EQ(RunPipMachine(p, "ann", weeks, first).next_checkin,
+            absl::InfiniteFuture());
 }
 
 TEST(PipMachineTest, AboveComparatorAndStableIds) {
@@ -291,7 +397,9 @@ std::string Describe(const PipSubjectState& p) {
       p.policy->id, "/", p.subject, " ", PipStateName(p.state), " streak ",
       p.streak, " insufficient ", p.insufficient_periods, " missed ",
       p.milestones_missed, " triggered ", absl::FormatTime(p.triggered_at),
-      " deadline ", absl::FormatTime(p.deadline));
+      " deadline ", absl::FormatTime(p.deadline), " milestones ",
+      Statuses(p.milestones), " next check-in ",
+      absl::FormatTime(p.next_checkin), " passed ", p.checkins_passed);
   for (const PipTransition& t : p.transitions) absl::StrAppend(&out, " ", t.id);
   return out;
 }
@@ -348,7 +456,9 @@ TEST(EvaluatePipsTest, KeptStatesEqualEveryMachineRunAgain) {
   config::PipPolicyOptions quota = Policy();
   quota.min_samples = 1;
   quota.plan_days = 10;
-  quota.milestones = {{.day = 3, .threshold = 85}};
+  quota.milestones = {{.id = "day-3", .day = 3, .threshold = 85},
+                      {.id = "day-9", .day = 9, .threshold = 88}};
+  quota.checkin_every = absl::Hours(50);
   config::PipPolicyOptions listed = quota;
   listed.id = "listed";
   listed.comparator = config::Comparator::kAbove;
