@@ -31,6 +31,8 @@ table{border-collapse:collapse;margin-top:6px}td,th{padding:3px 8px;text-align:l
 th{color:#5b6474;font-weight:500}
 .status{color:#fff;border-radius:4px;font-size:12px;padding:1px 6px}
 .num{text-align:right;font-variant-numeric:tabular-nums}
+tr.plan ul{margin:0 0 6px;padding-left:18px}
+.m-pending{background:#adb5bd}.m-met{background:#2f9e44}.m-missed{background:#e03131}
 )css";
 
 void AppendEscaped(absl::string_view text, std::string* out) {
@@ -237,19 +239,60 @@ class Page {
     } else {
       out_.append(
           "<table><tr><th>Policy</th><th>Subject</th><th>Triggered</th>"
-          "<th>Deadline</th><th class=\"num\">Milestones missed</th></tr>\n");
+          "<th>Deadline</th><th>Next check-in</th>"
+          "<th class=\"num\">Check-ins passed</th>"
+          "<th class=\"num\">Milestones missed</th></tr>\n");
       for (const projection::PipSubjectState& p : open) {
+        const bool checkins = p.policy->checkin_every > absl::ZeroDuration();
         absl::StrAppend(&out_, "<tr class=\"pip\"><td>", Escaped(p.policy->id),
                         "</td><td>", Escaped(SubjectLabel(config_, p.subject)),
                         "</td><td>", FormatUtc(p.triggered_at), "</td><td>",
-                        FormatUtc(p.deadline), "</td><td class=\"num\">",
-                        p.milestones_missed, "</td></tr>\n");
+                        FormatUtc(p.deadline), "</td><td class=\"checkin\">",
+                        !checkins ? "none configured"
+                        : p.next_checkin == absl::InfiniteFuture()
+                            ? "none left"
+                            : FormatUtc(p.next_checkin),
+                        "</td><td class=\"num\">",
+                        checkins ? absl::StrCat(p.checkins_passed) : "",
+                        "</td><td class=\"num\">", p.milestones_missed,
+                        "</td></tr>\n");
+        Plan(p);
       }
       out_.append("</table>");
     }
     out_.append(
         "<p class=\"meta\">A triggered plan recommends a review; okrd never "
         "acts on a person.</p></section>\n");
+  }
+
+  // The open plan of `p`: its actions and milestones, by due time.
+  void Plan(const projection::PipSubjectState& p) {
+    okrd::v1::PipTransition plan;
+    projection::DescribePlan(*p.policy, p.triggered_at, p.milestones,
+                             plan.mutable_actions(), plan.mutable_milestones());
+    if (plan.actions().empty() && plan.milestones().empty()) return;
+    out_.append("<tr class=\"plan\"><td colspan=\"7\">");
+    if (!plan.actions().empty()) {
+      out_.append("<p class=\"meta\">Actions</p><ul class=\"actions\">");
+      for (const okrd::v1::PlanAction& a : plan.actions()) {
+        absl::StrAppend(&out_, "<li>", FormatUtc(FromProto(a.due())), " <b>",
+                        Escaped(a.title()), "</b> <span class=\"meta\">(",
+                        Escaped(a.kind()), ")</span></li>");
+      }
+      out_.append("</ul>");
+    }
+    if (!plan.milestones().empty()) {
+      const bool below = p.policy->comparator == config::Comparator::kBelow;
+      out_.append("<p class=\"meta\">Milestones</p><ul class=\"milestones\">");
+      for (const okrd::v1::PlanMilestone& m : plan.milestones()) {
+        absl::StrAppend(&out_, "<li>", FormatUtc(FromProto(m.due())), " ",
+                        Escaped(m.id()), ": ", below ? "at least " : "at most ",
+                        Number(m.threshold()), " <span class=\"status m-",
+                        m.status(), "\">", m.status(), "</span></li>");
+      }
+      out_.append("</ul>");
+    }
+    out_.append("</td></tr>\n");
   }
 
   void Health() {

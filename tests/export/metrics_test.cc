@@ -503,6 +503,48 @@ std::string Get(int port, const std::string& path,
   return Request(port, "GET", path, headers);
 }
 
+// An open plan shows what it asks for, its milestones with their status,
+// and the next check-in, by the logged clock.
+TEST(StatusPageTest, OpenPlansShowActionsMilestonesAndCheckins) {
+  auto config = std::make_shared<config::Config>(*OneKpi());
+  config::PipPolicyOptions policy;
+  policy.id = "quota";
+  policy.kpi = "signups";
+  policy.trigger = 10;
+  policy.recovery = 20;
+  policy.consecutive_periods = 1;
+  policy.milestones = {{"halfway", 7, 15}};
+  policy.actions = {
+      {"coach", "Weekly <coaching>", config::PipAction::Kind::kMentoring, 2}};
+  policy.checkin_every = absl::Hours(24 * 7);
+  config->pip_policies.push_back(policy);
+  projection::KpiProjection projection(config);
+  ApplyEvent(projection, 1, 4);  // November 2026: 4, below 10
+  // November closed on December 1st: triggered then; a week and a day on.
+  projection.AdvanceClock(absl::FromUnixSeconds(1796083200) +
+                          absl::Hours(24 * 8));
+  const std::string page = RenderStatusPage(projection, DaemonState{});
+  ExpectContainsAll(
+      page,
+      {"<td>2026-12-01T00:00:00Z</td><td>2026-12-31T00:00:00Z</td>",
+       "<td class=\"checkin\">2026-12-15T00:00:00Z</td><td class=\"num\">1"
+       "</td>",
+       "<li>2026-12-03T00:00:00Z <b>Weekly &lt;coaching&gt;</b> <span "
+       "class=\"meta\">(mentoring)</span></li>",
+       "<li>2026-12-08T00:00:00Z halfway: at least 15 <span class=\"status "
+       "m-pending\">pending</span></li>"});
+  ExpectContainsAll(
+      RenderMetrics(projection, DaemonState{}),
+      {"okr_pip_next_checkin_timestamp_seconds{policy=\"quota\",subject="
+       "\"team \\\"a\\\"\"} 1797292800",
+       "okr_pip_checkins_overdue{policy=\"quota\",subject=\"team "
+       "\\\"a\\\"\"} 1",
+       "okr_pip_milestone_status{policy=\"quota\",subject=\"team "
+       "\\\"a\\\"\",milestone=\"halfway\",status=\"pending\"} 1",
+       "okr_pip_action_info{policy=\"quota\",action=\"coach\",title="
+       "\"Weekly <coaching>\",kind=\"mentoring\",due_day=\"2\"} 1"});
+}
+
 TEST(HttpServerTest, ServesMetricsHealthAndReadiness) {
   FixedSource source;
   auto server = HttpServer::Start("127.0.0.1:0", &source);

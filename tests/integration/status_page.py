@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from html.parser import HTMLParser
 
 import yaml
@@ -27,6 +28,8 @@ class Dom(HTMLParser):
         self.objectives = {}  # id -> progress
         self.key_results = {}  # id -> value text
         self.pips = []  # [cells]
+        self.plans = []  # text of each open plan's row
+        self._plan = None
         self.by_id = {}
         self._objective = None
         self._kr = None
@@ -47,12 +50,16 @@ class Dom(HTMLParser):
             self._cell, self._text = ("kr", self._kr), []
         if tag == "tr" and a.get("class") == "pip":
             self._pip = []
+        if tag == "tr" and a.get("class") == "plan":
+            self._plan = []
         if tag == "td" and self._pip is not None:
             self._cell, self._text = ("pip", None), []
         if "id" in a:
             self._cell, self._text = ("id", a["id"]), []
 
     def handle_data(self, data):
+        if self._plan is not None:
+            self._plan.append(data)
         if self._cell is not None:
             self._text.append(data)
 
@@ -61,7 +68,10 @@ class Dom(HTMLParser):
             if tag == "tr":
                 if self._pip is not None:
                     self.pips.append(self._pip)
+                if self._plan is not None:
+                    self.plans.append(" ".join("".join(self._plan).split()))
                 self._pip = None
+                self._plan = None
                 self._kr = None
             return
         kind, key = self._cell
@@ -136,6 +146,22 @@ def main():
                            'state="triggered"' in k and v == 1)
         assert len(dom.pips) == len(triggered) >= 1, (dom.pips, triggered)
         assert ["lead-time-above-target", "platform"] == dom.pips[0][:2], dom.pips
+        # The open plan: its next check-in as /metrics has it, its actions
+        # and its milestones with their status.
+        labels = 'policy="lead-time-above-target",subject="platform"'
+        next_checkin = after[f"okr_pip_next_checkin_timestamp_seconds{{{labels}}}"]
+        assert dom.pips[0][4] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(next_checkin)), dom.pips
+        assert dom.pips[0][5] == str(int(after[f"okr_pip_checkins_overdue{{{labels}}}"])), dom.pips
+        policy = next(p for p in config["pip_policies"] if p["id"] == "lead-time-above-target")
+        assert len(dom.plans) == len(dom.pips) and policy["actions"], dom.plans
+        for action in policy["actions"]:
+            assert f'{action["title"]} ({action["kind"]})' in dom.plans[0], (action, dom.plans)
+        for milestone in policy["milestones"]:
+            status = next(k.split('status="')[1].rstrip('"}') for k, v in after.items()
+                          if k.startswith(f'okr_pip_milestone_status{{{labels},milestone="{milestone["id"]}"')
+                          and v == 1)
+            assert f'{milestone["id"]}: at most {milestone["threshold"]:g} {status}' in dom.plans[0], (
+                milestone, status, dom.plans)
         assert before["okrd_eventlog_last_sequence"] <= int(dom.by_id["last-sequence"]) <= \
             after["okrd_eventlog_last_sequence"], dom.by_id
         rejected = sum(v for k, v in after.items() if k.startswith('okrd_events_total{outcome="rejected"'))
