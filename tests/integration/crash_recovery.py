@@ -52,6 +52,11 @@ pip_policies:
     consecutive_periods: 2
     cooldown_periods: 0
     plan_days: 365
+    milestones:
+      - {id: under-20h, day: 7, threshold: 20}
+    actions:
+      - {id: pairing, title: "Pair on the deploy pipeline", kind: mentoring, due_day: 7}
+    checkin_every: 7d
 pip:
   outbound_topic: pip-transitions
 # Snapshots every few batches and a fast clock, so that kills also land
@@ -280,7 +285,9 @@ def main():
             for message in consumer:
                 t = records_pb2.PipTransition.FromString(message.value)
                 assert message.key.decode() == t.subject, (message.key, t.subject)
-                unique[t.id] = t
+                # Sent again after a kill, a transition is the same message:
+                # its milestone judged once, its check-in the same.
+                assert unique.setdefault(t.id, t) == t, (unique[t.id], t)
             consumer.close()
             return unique if len(unique) >= len(PIP_PATH) * len(PIP_SUBJECTS) else None
 
@@ -289,6 +296,10 @@ def main():
         for subject in PIP_SUBJECTS:
             states = sorted(t.to_state for t in unique.values() if t.subject == subject)
             assert states == sorted(PIP_PATH), (subject, states)
+            plans = {t.to_state: ([(m.id, m.status) for m in t.milestones], t.next_checkin.ToDatetime() - t.at.ToDatetime())
+                     for t in unique.values() if t.subject == subject and t.to_state in ("triggered", "recovered")}
+            assert plans["triggered"] == ([("under-20h", "pending")], datetime.timedelta(days=7)), plans
+            assert plans["recovered"][0] == [("under-20h", "met")], plans
         log(f"{len(unique)} distinct PIP transitions on the outbound topic, each subject's path complete")
 
         live = okrd.get("/metrics")[1]

@@ -135,7 +135,8 @@ def replay_business(okrctl, config, data_dir, sequence):
 
 
 # A weekly mean lead time, and a PIP policy on it that triggers after two
-# slow weeks (above 24) and recovers below 18, for the PIP tests.
+# slow weeks (above 24) and recovers below 18, for the PIP tests; its plan
+# has one action, one milestone (22 by day 7) and a weekly check-in.
 LEAD_TIME_KPI = """  - id: lead_time
     aggregation: mean
     period: week
@@ -149,6 +150,11 @@ SLOW_DEPLOYS_POLICY = """pip_policies:
     consecutive_periods: 2
     cooldown_periods: 0
     plan_days: 30
+    milestones:
+      - {id: under-22h, day: 7, threshold: 22}
+    actions:
+      - {id: pairing, title: "Pair with a release engineer", kind: mentoring, due_day: 7}
+    checkin_every: 7d
 """
 
 

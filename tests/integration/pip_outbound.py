@@ -77,6 +77,25 @@ def main():
         ids = {t.id for _, t in first}
         assert len(ids) == 10, ids
         log(f"{len(ids)} transitions on the outbound topic, keyed by subject")
+        # The plan travels with its transitions: what it asks for, the first
+        # check-in, and the milestone as each transition leaves it (judged
+        # met on the fast week, 10 <= 22, which also recovers the subject).
+        week = datetime.timedelta(days=7)
+        for _, t in first:
+            at = t.at.ToDatetime()
+            plan = [(m.id, m.status, m.due.ToDatetime() - at) for m in t.milestones]
+            actions = [(x.id, x.title, x.kind) for x in t.actions]
+            if t.to_state == "triggered":
+                assert t.next_checkin.ToDatetime() == at + week, t
+                assert plan == [("under-22h", "pending", week)], t
+                assert actions == [("pairing", "Pair with a release engineer", "mentoring")], t
+                assert t.actions[0].due.ToDatetime() == at + week, t
+            elif t.to_state == "recovered":
+                assert [(m.id, m.status) for m in t.milestones] == [("under-22h", "met")], t
+                assert len(t.actions) == 1 and not t.HasField("next_checkin"), t
+            else:
+                assert not t.milestones and not t.actions and not t.HasField("next_checkin"), t
+        log("triggered and recovered transitions carry the plan's action, milestone and check-in")
 
         okrd.kill9()
         okrd = cluster.start(a.okrd, config, os.path.join(work, "okrd.log"))
@@ -84,6 +103,10 @@ def main():
         again = wait_for("transitions sent again", lambda: (lambda m: m if len(m) >= 20 else None)(outbound()),
                          timeout=60, interval=1)
         assert {t.id for _, t in again} == ids, "ids changed across the restart"
+        # Sent again, each is the same message: no milestone judged anew.
+        sent = {}
+        for _, t in again:
+            assert sent.setdefault(t.id, t.SerializeToString()) == t.SerializeToString(), t
         m = okrd.metrics()
         assert sum(v for k, v in m.items() if k.startswith("okr_pip_transitions_total{")) == 10, m
         log("after kill -9 the same ids again: deduplicated, each transition once")
