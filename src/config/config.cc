@@ -700,7 +700,9 @@ void ReadPipPolicies(Reader& r, const YAML::Node& list, Config* config) {
     }
     if (auto v = r.String(node, path, "kpi", true)) {
       p.kpi = *v;
-      if (config->FindKpi(*v) == nullptr) {
+      if (const KpiOptions* kpi = config->FindKpi(*v)) {
+        p.zone = kpi->zone;
+      } else {
         r.Fail(node["kpi"], path + ".kpi",
                absl::StrCat("unknown KPI ", Reader::Quote(*v)));
       }

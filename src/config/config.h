@@ -251,6 +251,8 @@ struct PipPolicyOptions {
   // While a plan is open, a check-in is due every this long from the
   // trigger; zero (default): none.
   absl::Duration checkin_every = absl::ZeroDuration();
+  // The watched KPI's time zone, where a plan's days are counted.
+  absl::TimeZone zone = absl::UTCTimeZone();
 };
 
 struct PipOptions {

@@ -774,7 +774,7 @@ void KpiProjection::RecordPipTransitions() {
       m.set_to_state(std::string(PipStateName(t.to)));
       ToProto(t.at, m.mutable_at());
       if (t.to == PipState::kTriggered) {
-        ToProto(t.at + absl::Hours(24) * p.policy->plan_days,
+        ToProto(PlanDay(*p.policy, t.at, p.policy->plan_days),
                 m.mutable_plan_deadline());
       }
       if (t.plan_start != absl::InfinitePast()) {

@@ -37,13 +37,26 @@ absl::string_view MilestoneStatusName(MilestoneStatus s) {
   return "unknown";
 }
 
+absl::Time PlanDay(const config::PipPolicyOptions& policy, absl::Time start,
+                   int64_t day) {
+  const absl::CivilSecond local = absl::ToCivilSecond(start, policy.zone);
+  const absl::CivilDay date = absl::CivilDay(local) + day;
+  return absl::FromCivil(
+      absl::CivilSecond(date.year(), date.month(), date.day(), local.hour(),
+                        local.minute(), local.second()),
+      policy.zone);
+}
+
 absl::Time CheckinTime(const config::PipPolicyOptions& policy,
                        absl::Time triggered_at, int64_t n) {
-  if (policy.checkin_every <= absl::ZeroDuration() || n < 1) {
-    return absl::InfiniteFuture();
-  }
-  const absl::Time t = triggered_at + policy.checkin_every * n;
-  return t > triggered_at + absl::Hours(24) * policy.plan_days
+  const absl::Duration every = policy.checkin_every;
+  if (every <= absl::ZeroDuration() || n < 1) return absl::InfiniteFuture();
+  absl::Duration remainder;
+  const int64_t days = absl::IDivDuration(every, absl::Hours(24), &remainder);
+  const absl::Time t = remainder == absl::ZeroDuration()
+                           ? PlanDay(policy, triggered_at, days * n)
+                           : triggered_at + every * n;
+  return t > PlanDay(policy, triggered_at, policy.plan_days)
              ? absl::InfiniteFuture()
              : t;
 }
@@ -58,13 +71,13 @@ void DescribePlan(
     out.set_id(a.id);
     out.set_title(a.title);
     out.set_kind(std::string(config::PipActionKindName(a.kind)));
-    ToProto(start + absl::Hours(24) * a.due_day, out.mutable_due());
+    ToProto(PlanDay(policy, start, a.due_day), out.mutable_due());
   }
   for (size_t i = 0; i < policy.milestones.size() && i < statuses.size(); ++i) {
     const config::PipMilestone& m = policy.milestones[i];
     okrd::v1::PlanMilestone& out = *milestones->Add();
     out.set_id(m.id);
-    ToProto(start + absl::Hours(24) * m.day, out.mutable_due());
+    ToProto(PlanDay(policy, start, m.day), out.mutable_due());
     out.set_threshold(m.threshold);
     out.set_status(std::string(MilestoneStatusName(statuses[i])));
   }
@@ -114,7 +127,7 @@ class Machine {
         if (out_.state == PipState::kOk) Go(PipState::kWatch, p.end);
         if (out_.streak >= policy_.consecutive_periods) {
           out_.triggered_at = p.end;
-          out_.deadline = p.end + absl::Hours(24) * policy_.plan_days;
+          out_.deadline = PlanDay(policy_, p.end, policy_.plan_days);
           out_.milestones_missed = 0;
           out_.milestones.assign(policy_.milestones.size(),
                                  MilestoneStatus::kPending);
@@ -147,10 +160,17 @@ class Machine {
     }
     if (out_.state == PipState::kTriggered &&
         policy_.checkin_every > absl::ZeroDuration()) {
-      out_.checkins_passed =
-          static_cast<int>((now - out_.triggered_at) / policy_.checkin_every);
-      out_.next_checkin =
-          CheckinTime(policy_, out_.triggered_at, out_.checkins_passed + 1);
+      // An estimate by the duration, set right by the calendar.
+      int64_t passed = (now - out_.triggered_at) / policy_.checkin_every;
+      while (passed > 0 &&
+             CheckinTime(policy_, out_.triggered_at, passed) > now) {
+        --passed;
+      }
+      while (CheckinTime(policy_, out_.triggered_at, passed + 1) <= now) {
+        ++passed;
+      }
+      out_.checkins_passed = static_cast<int>(passed);
+      out_.next_checkin = CheckinTime(policy_, out_.triggered_at, passed + 1);
     }
     return std::move(out_);
   }
@@ -161,7 +181,7 @@ class Machine {
     const bool below = policy_.comparator == config::Comparator::kBelow;
     for (; next_milestone_ < policy_.milestones.size(); ++next_milestone_) {
       const config::PipMilestone& m = policy_.milestones[next_milestone_];
-      if (out_.triggered_at + absl::Hours(24) * m.day > due) break;
+      if (PlanDay(policy_, out_.triggered_at, m.day) > due) break;
       const bool met = below ? value >= m.threshold : value <= m.threshold;
       out_.milestones[next_milestone_] =
           met ? MilestoneStatus::kMet : MilestoneStatus::kMissed;

@@ -97,8 +97,16 @@ struct PipSubjectState {
   std::vector<PipTransition> transitions;
 };
 
+// Day `day` of a plan of `policy` triggered at `start`: the same local time
+// `day` calendar days later in the KPI's time zone, so that a day-7
+// milestone of a plan triggered at a week's end is due at the next week's
+// end, across a DST change too.
+absl::Time PlanDay(const config::PipPolicyOptions& policy, absl::Time start,
+                   int64_t day);
+
 // The time of check-in `n` (1, 2, ...) of a plan triggered at
 // `triggered_at`, or InfiniteFuture past its deadline or without check-ins.
+// A checkin_every of whole days counts calendar days (PlanDay).
 absl::Time CheckinTime(const config::PipPolicyOptions& policy,
                        absl::Time triggered_at, int64_t n);
 

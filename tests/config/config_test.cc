@@ -435,6 +435,78 @@ TEST(PipConfigTest, LoadsAPolicy) {
   EXPECT_EQ(p.milestones[0].day, 30);
 }
 
+TEST(PipConfigTest, LoadsActionsMilestoneIdsAndCheckins) {
+  auto config = ParseConfig(
+      std::string(kPipBase) +
+          "  - id: quota\n    kpi: revenue\n    trigger: 80\n"
+          "    recovery: 90\n    plan_days: 60\n"
+          "    milestones:\n      - {day: 30, threshold: 85}\n"
+          "      - {id: on-quota, day: 56, threshold: 90}\n"
+          "    actions:\n"
+          "      - {id: coach, title: \"Weekly coaching\", kind: mentoring,"
+          " due_day: 7}\n"
+          "      - {id: plan, title: Agree a plan, due_day: 3}\n"
+          "    checkin_every: 7d\n",
+      "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const PipPolicyOptions& p = (*config)->pip_policies.at(0);
+  EXPECT_EQ(p.milestones[0].id, "day-30");
+  EXPECT_EQ(p.milestones[1].id, "on-quota");
+  ASSERT_EQ(p.actions.size(), 2u);
+  EXPECT_EQ(p.actions[0].title, "Weekly coaching");
+  EXPECT_EQ(p.actions[0].kind, PipAction::Kind::kMentoring);
+  EXPECT_EQ(p.actions[0].due_day, 7);
+  EXPECT_EQ(p.actions[1].kind, PipAction::Kind::kOther);
+  EXPECT_EQ(p.checkin_every, absl::Hours(24 * 7));
+  EXPECT_EQ((*config)->pip_policies.size(), 1u);
+}
+
+TEST(PipConfigTest, ActionAndCheckinErrors) {
+  const std::string policy =
+      "  - id: q\n    kpi: revenue\n    trigger: 1\n    recovery: 2\n"
+      "    plan_days: 30\n";
+  EXPECT_EQ(PipError(policy + "    actions:\n      - {id: a, title: A, "
+                              "due_day: 3}\n      - {id: a, title: B, "
+                              "due_day: 4}\n"),
+            "test.yaml:13: pip_policies[0].actions[1].id: duplicate action id "
+            "\"a\"");
+  EXPECT_EQ(PipError(policy + "    actions:\n      - {id: a, title: A, "
+                              "due_day: 31}\n"),
+            "test.yaml:12: pip_policies[0].actions[0].due_day: expected an "
+            "integer in [1, 30], got \"31\"");
+  EXPECT_EQ(PipError(policy + "    actions:\n      - {id: a, title: A}\n"),
+            "test.yaml:12: pip_policies[0].actions[0].due_day: required field "
+            "is missing");
+  EXPECT_EQ(PipError(policy + "    actions:\n      - {id: a, title: \"\", "
+                              "due_day: 1}\n"),
+            "test.yaml:12: pip_policies[0].actions[0].title: must not be "
+            "empty");
+  EXPECT_EQ(PipError(policy + "    actions:\n      - {id: a, title: A, "
+                              "kind: coaching, due_day: 1}\n"),
+            "test.yaml:12: pip_policies[0].actions[0].kind: unknown value "
+            "\"coaching\" (expected one of training, mentoring, goal, "
+            "other)");
+  EXPECT_EQ(PipError(policy + "    actions:\n      - {id: \"a b\", title: "
+                              "A, due_day: 1}\n"),
+            "test.yaml:12: pip_policies[0].actions[0].id: \"a b\" is not a "
+            "valid id");
+  EXPECT_EQ(PipError(policy + "    actions: {id: a}\n"),
+            "test.yaml:11: pip_policies[0].actions: expected a list of "
+            "actions");
+  EXPECT_EQ(PipError(policy + "    milestones:\n      - {day: 7, threshold: "
+                              "1}\n      - {day: 7, threshold: 2}\n"),
+            "test.yaml:13: pip_policies[0].milestones[1].id: duplicate "
+            "milestone id \"day-7\" (give milestones on one day ids)");
+  EXPECT_EQ(PipError(policy + "    checkin_every: 31d\n"),
+            "test.yaml:11: pip_policies[0].checkin_every: must be between 1h "
+            "and the plan's 30 days, got 744h");
+  EXPECT_EQ(PipError(policy + "    checkin_every: 10m\n"),
+            "test.yaml:11: pip_policies[0].checkin_every: must be between 1h "
+            "and the plan's 30 days, got 10m");
+  EXPECT_EQ(PipError(policy + "    checkin_every: weekly\n").substr(0, 53),
+            "test.yaml:11: pip_policies[0].checkin_every: invalid ");
+}
+
 TEST(PipConfigTest, Errors) {
   EXPECT_EQ(PipError("  - {id: q, kpi: nps, trigger: 1, recovery: 2}\n"),
             "test.yaml:6: pip_policies[0].kpi: unknown KPI \"nps\"");

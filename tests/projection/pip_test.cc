@@ -238,6 +238,61 @@ TEST(PipMachineTest, CheckinsFromTheTriggerToTheDeadline) {
             absl::InfiniteFuture());
 }
 
+// Plan days are calendar days in the KPI's zone: a plan triggered at a
+// Berlin week's end has its day-7 milestone and first weekly check-in at
+// the next week's end, whether that week has 167 hours (summer time
+// starts) or 169 (it ends). Check-ins of hours stay durations.
+TEST(PipMachineTest, PlanDaysAreCalendarDaysAcrossDst) {
+  config::PipPolicyOptions p = Policy();
+  ASSERT_TRUE(absl::LoadTimeZone("Europe/Berlin", &p.zone));
+  p.min_samples = 1;
+  p.plan_days = 14;
+  p.milestones = {{"week-1", 7, 85}};
+  p.checkin_every = absl::Hours(24 * 7);
+  auto local = [&](int month, int day) {
+    return absl::FromCivil(absl::CivilSecond(2027, month, day, 0, 0, 0),
+                           p.zone);
+  };
+  auto weeks = [&](int month, std::initializer_list<int> mondays,
+                   std::initializer_list<double> values) {
+    std::vector<PeriodSample> out;
+    auto day = mondays.begin();
+    for (double value : values) {
+      const int start = *day++;
+      out.push_back({local(month, start), local(month, *day), 3, value});
+    }
+    return out;
+  };
+  // Summer time starts on Sunday 2027-03-28.
+  const auto spring = weeks(3, {8, 15, 22, 29}, {70, 70, 86});
+  ASSERT_EQ(spring[2].end - spring[2].start, absl::Hours(167));
+  const auto s = RunPipMachine(p, "ann", spring, local(3, 29));
+  EXPECT_EQ(s.triggered_at, local(3, 22));
+  EXPECT_EQ(s.transitions[1].id, "quota/ann/2027-03-21T23:00:00Z/triggered");
+  EXPECT_EQ(Statuses(s.milestones), "met");  // due at the short week's end
+  EXPECT_EQ(s.checkins_passed, 1);
+  EXPECT_EQ(s.next_checkin, local(4, 5));
+  EXPECT_EQ(s.deadline, local(4, 5));
+  EXPECT_EQ(FormatUtc(s.deadline), "2027-04-04T22:00:00Z");
+  EXPECT_EQ(RunPipMachine(p, "ann", spring, local(3, 29) - absl::Seconds(1))
+                .checkins_passed,
+            0);
+
+  // Summer time ends on Sunday 2027-10-31: a 169-hour week.
+  auto autumn = weeks(10, {11, 18, 25}, {70, 70});
+  autumn.push_back({local(10, 25), local(11, 1), 3, 84});
+  ASSERT_EQ(autumn[2].end - autumn[2].start, absl::Hours(169));
+  const auto a = RunPipMachine(p, "ann", autumn, local(11, 1));
+  EXPECT_EQ(Statuses(a.milestones), "missed");  // 84 < 85, judged on time
+  EXPECT_EQ(a.checkins_passed, 1);
+  EXPECT_EQ(a.next_checkin, local(11, 8));
+
+  // Every 36 hours is a duration, not days.
+  p.checkin_every = absl::Hours(36);
+  EXPECT_EQ(CheckinTime(p, local(3, 22), 5),
+            local(3, 22) + absl::Hours(36 * 5));
+}
+
 TEST(PipMachineTest, AboveComparatorAndStableIds) {
   config::PipPolicyOptions p = Policy();
   p.id = "lead-time";
