@@ -400,13 +400,25 @@ TEST(RenderMetricsTest, PseudonymizedSubjectsNeverAppearRaw) {
   config::PipPolicyOptions policy;
   policy.id = "quota";
   policy.kpi = "signups";
-  policy.trigger = 1;
-  policy.recovery = 2;
+  // Triggered by November's 4, with a plan: its series name the subject
+  // too.
+  policy.comparator = config::Comparator::kAbove;
+  policy.trigger = 2;
+  policy.recovery = 1;
+  policy.consecutive_periods = 1;
+  policy.milestones = {{"halfway", 7, 3}};
+  policy.checkin_every = absl::Hours(24 * 7);
   config->pip_policies.push_back(policy);
   projection::KpiProjection projection(config);
   ApplyEvent(projection, 1, 4);
+  projection.AdvanceClock(absl::FromUnixSeconds(1796083200 + 3600));
   const std::string text = RenderMetrics(projection, DaemonState{});
+  ExpectContainsAll(text, {"okr_pip_next_checkin_timestamp_seconds{",
+                           "okr_pip_milestone_status{"});
   EXPECT_EQ(text.find("team"), std::string::npos) << text;
+  const std::string page = RenderStatusPage(projection, DaemonState{});
+  ExpectContainsAll(page, {"halfway: at most 3"});
+  EXPECT_EQ(page.find("team"), std::string::npos) << page;
   const std::string pseudonym = Pseudonym("0123456789abcdef", "team \"a\"");
   EXPECT_NE(text.find("okr_kpi_value{kpi=\"signups\",subject=\"" + pseudonym),
             std::string::npos)
