@@ -75,7 +75,7 @@ int BrokerCommand(const std::vector<std::string>& argv) {
     return Usage(std::string(s.message()));
   }
   long long partitions = 0;
-  if (absl::Status s = args.GetInt("partitions", 1, 256, 4, &partitions);
+  if (absl::Status s = args.GetInt("partitions", 1, 1024, 4, &partitions);
       !s.ok()) {
     return Usage(std::string(s.message()));
   }
