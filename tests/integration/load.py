@@ -19,6 +19,7 @@ the partitions. ctest runs a short version; tools/load runs 10 minutes at
 127.0.0.1 only; every wait is bounded."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -41,6 +42,9 @@ def rss_bytes(pid):
 
 def accepted(okrd):
     return okrd.metrics().get('okrd_events_total{outcome="accepted",reason=""}', 0)
+
+
+MEMORY = re.compile(r'^okrd_eventlog_memory_bytes\{kind="(\w+)"\} (\S+)$', re.M)
 
 
 def produce(a, bootstrap, count, rate, seed):
@@ -123,7 +127,7 @@ def main():
             return 2
         log(f"{count} events at {rate}/s for {a.seconds:.0f} s, a {a.stall:.0f} s broker stall in the middle")
         producer = produce(a, cluster.bootstrap, count, rate, 2)
-        scrapes, rss = [], []
+        scrapes, rss, held = [], [], []
         start = time.monotonic()
         stalled = False
         stall_at = a.seconds / 2
@@ -139,6 +143,8 @@ def main():
             assert status == 200
             scrapes.append(time.monotonic() - t)
             rss.append(rss_bytes(okrd.proc.pid))
+            # What the event log says it holds, by kind, beside the RSS.
+            held.append({k: float(v) for k, v in MEMORY.findall(body)})
             time.sleep(max(0.0, 1 - (time.monotonic() - t)))
         if stalled and stall_end:
             cluster.broker.proc.send_signal(signal.SIGCONT)
@@ -158,6 +164,10 @@ def main():
         log(f"{len(scrapes)} scrapes: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
             f"max {ordered[-1] * 1000:.1f} ms; RSS {rss[0] / 2**20:.0f} -> {early / 2**20:.0f} -> "
             f"{late / 2**20:.0f} MiB (start, second quarter, last quarter)")
+        for name, i in (("start", 0), ("second quarter", rss.index(early)), ("last quarter", rss.index(late))):
+            parts = ", ".join(f"{k} {v / 2**20:.0f}" for k, v in sorted(held[i].items()))
+            log(f"{name}: RSS {rss[i] / 2**20:.0f} MiB, of which the event log's {parts}, "
+                f"the rest {(rss[i] - sum(held[i].values())) / 2**20:.0f} MiB")
         assert late <= early * 1.25 + (16 << 20), f"RSS grew from {early} to {late} bytes"
         with open(okrd.log_path) as f:
             f.seek(okrd.log_start)
