@@ -135,6 +135,15 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
         // between fetches; the queue stays bounded by
         // queued.max.messages.kbytes (64 MiB by default).
         {"queued.min.messages", "1000000"},
+        // What the consumer queue may hold ahead of okrd. librdkafka checks
+        // queued.max.messages.kbytes before each fetch, and a fetch may
+        // overshoot it by a whole response: at the defaults (64 MiB, 50 MiB
+        // per response) the backlog after a 30 s broker stall on 400
+        // partitions held 320 MiB. 16 MiB is some 80k events, half a
+        // second of okrd's fastest ingest; a response of at most 4 MiB keeps
+        // the overshoot small.
+        {"queued.max.messages.kbytes", "16384"},
+        {"fetch.max.bytes", "4194304"},
     };
     for (const auto& [key, value] : kafka.properties) settings[key] = value;
     std::string err;
