@@ -15,7 +15,7 @@ share okrd's cores during the run, so a burst taken from a full topic
 step down by a fifth. The embedded broker keeps at most about
 5 MB or 100k messages per partition, so the stall's backlog must fit in
 the partitions. ctest runs a short version; tools/load runs 10 minutes at
-80% of the maximum with a 30 s stall on 200 partitions.
+80% of the maximum with a 30 s stall on 400 partitions.
 127.0.0.1 only; every wait is bounded."""
 
 import os
