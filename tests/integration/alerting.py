@@ -151,7 +151,8 @@ def main():
             assert labels["alertname"] == "OkrPipTriggered" and labels["action"] == "open_review", labels
             assert labels["policy"] == "slow-deploys" and labels["subject"] == "platform", labels
             assert labels["severity"] == "info" and labels["job"] == "okrd" and labels["state"] == "triggered", labels
-            request = next(n for path, n in webhook.received if path == "/review")
+            request = next(n for path, n in webhook.received
+                           if path == "/review" and n["groupLabels"].get("alertname") == "OkrPipTriggered")
             assert request["groupLabels"] == {"alertname": "OkrPipTriggered", "policy": "slow-deploys",
                                               "subject": "platform"}, request
             assert alert["annotations"]["summary"] == \
