@@ -131,7 +131,6 @@ class Machine {
           out_.milestones_missed = 0;
           out_.milestones.assign(policy_.milestones.size(),
                                  MilestoneStatus::kPending);
-          next_milestone_ = 0;
           Go(PipState::kTriggered, p.end);
         }
         return;
@@ -176,14 +175,18 @@ class Machine {
   }
 
  private:
-  // Judges the milestones due by `due` on `value`, in order.
+  // Judges the pending milestones due by `due` on `value`, in whatever
+  // order the policy lists them.
   void JudgeMilestones(double value, absl::Time due) {
     const bool below = policy_.comparator == config::Comparator::kBelow;
-    for (; next_milestone_ < policy_.milestones.size(); ++next_milestone_) {
-      const config::PipMilestone& m = policy_.milestones[next_milestone_];
-      if (PlanDay(policy_, out_.triggered_at, m.day) > due) break;
+    for (size_t i = 0; i < policy_.milestones.size(); ++i) {
+      const config::PipMilestone& m = policy_.milestones[i];
+      if (out_.milestones[i] != MilestoneStatus::kPending ||
+          PlanDay(policy_, out_.triggered_at, m.day) > due) {
+        continue;
+      }
       const bool met = below ? value >= m.threshold : value <= m.threshold;
-      out_.milestones[next_milestone_] =
+      out_.milestones[i] =
           met ? MilestoneStatus::kMet : MilestoneStatus::kMissed;
       if (!met) ++out_.milestones_missed;
     }
@@ -191,8 +194,9 @@ class Machine {
 
   // The deadline passed without recovery: what is still pending is missed.
   void Expire() {
-    for (; next_milestone_ < policy_.milestones.size(); ++next_milestone_) {
-      out_.milestones[next_milestone_] = MilestoneStatus::kMissed;
+    for (MilestoneStatus& status : out_.milestones) {
+      if (status != MilestoneStatus::kPending) continue;
+      status = MilestoneStatus::kMissed;
       ++out_.milestones_missed;
     }
     Go(PipState::kPlanExpired, out_.deadline);
@@ -220,7 +224,6 @@ class Machine {
   const config::PipPolicyOptions& policy_;
   PipSubjectState out_;
   int cooldown_left_ = 0;
-  size_t next_milestone_ = 0;
 };
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "projection/pip.h"
 
+#include <algorithm>
 #include <random>
 #include <set>
 #include <string>
@@ -182,6 +183,15 @@ TEST(PipMachineTest, MilestoneStatusesThroughAPlan) {
   EXPECT_EQ(Statuses(expired.transitions.back().milestones),
             "met missed met missed");
   EXPECT_EQ(expired.milestones_missed, 2);
+
+  // Listed out of day order, each is still judged when its day comes.
+  config::PipPolicyOptions reversed = p;
+  std::reverse(reversed.milestones.begin(), reversed.milestones.end());
+  EXPECT_EQ(
+      Statuses(RunPipMachine(reversed, "ann",
+                             Weeks({{3, 70}, {3, 70}, {3, 83}}), WeekEnd(3))
+                   .milestones),
+      "pending pending pending met");
 
   // A new plan starts with every milestone pending again.
   p.cooldown_periods = 0;
