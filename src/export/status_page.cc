@@ -265,7 +265,7 @@ class Page {
         "acts on a person.</p></section>\n");
   }
 
-  // The open plan of `p`: its actions and milestones, by due time.
+  // The open plan of `p`: its actions and milestones, in the policy's order.
   void Plan(const projection::PipSubjectState& p) {
     okrd::v1::PipTransition plan;
     projection::DescribePlan(*p.policy, p.triggered_at, p.milestones,
