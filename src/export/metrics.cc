@@ -245,8 +245,7 @@ void AddPipFamilies(Families& f, const projection::KpiProjection& projection,
         }
       }
     }
-    if (p.state == projection::PipState::kTriggered &&
-        p.policy->checkin_every > absl::ZeroDuration()) {
+    if (projection::HasOpenCheckins(p)) {
       if (p.next_checkin != absl::InfiniteFuture()) {
         next_checkin.Add(labels, Seconds(p.next_checkin));
       }

@@ -243,7 +243,7 @@ class Page {
           "<th class=\"num\">Check-ins passed</th>"
           "<th class=\"num\">Milestones missed</th></tr>\n");
       for (const projection::PipSubjectState& p : open) {
-        const bool checkins = p.policy->checkin_every > absl::ZeroDuration();
+        const bool checkins = projection::HasOpenCheckins(p);
         absl::StrAppend(&out_, "<tr class=\"pip\"><td>", Escaped(p.policy->id),
                         "</td><td>", Escaped(SubjectLabel(config_, p.subject)),
                         "</td><td>", FormatUtc(p.triggered_at), "</td><td>",

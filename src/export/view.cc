@@ -108,8 +108,7 @@ void AddPips(
                                item->mutable_actions(),
                                item->mutable_milestones());
     }
-    if (p.state == projection::PipState::kTriggered &&
-        p.policy->checkin_every > absl::ZeroDuration()) {
+    if (projection::HasOpenCheckins(p)) {
       if (p.next_checkin != absl::InfiniteFuture()) {
         item->set_next_checkin(TimeOrEmpty(p.next_checkin));
       }

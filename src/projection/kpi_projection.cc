@@ -418,7 +418,7 @@ void KpiProjection::UpdatePipStates() const {
                         ? absl::InfinitePast()
                         : NextPipPeriodClose(*config_, clock_);
     for (size_t i = 0; i < policies.size(); ++i) {
-      const config::KpiOptions* kpi = config_->FindKpi(policies[i].kpi);
+      const config::KpiOptions* kpi = pip_policies_[i].kpi;
       if (kpi == nullptr) continue;
       ForEachSubjectOf(
           kpi->id, [&](const std::string& subject, absl::Time first) {
@@ -438,17 +438,22 @@ void KpiProjection::UpdatePipStates() const {
     const auto& [key, state] = *node;
     const size_t input = state.kpi - config_->kpis.data();
     for (size_t i = 0; i < policies.size(); ++i) {
-      if (!pip_inputs_[i][input] || !PipWatches(policies[i], key.second) ||
+      const PipPolicyKpis& watched = pip_policies_[i];
+      if (!watched.inputs[input] || !PipWatches(policies[i], key.second) ||
           !judged.emplace(i, key.second).second) {
         continue;
       }
-      const config::KpiOptions* kpi = config_->FindKpi(policies[i].kpi);
-      // A derived KPI's subjects are its base KPI's.
-      const SubjectState* base = StateOf(kpi->id, key.second);
+      // A derived KPI's subjects are its base KPI's: often this very pair.
+      const SubjectState* base = &state;
+      if (watched.base != state.kpi) {
+        auto it = subjects_.find(KeyView(watched.base->id, key.second));
+        base = it == subjects_.end() ? nullptr : &it->second;
+      }
       if (base == nullptr || base->periods.empty()) continue;
       const absl::Time first =
           absl::FromUnixMicros(base->periods.begin()->first);
-      s.Keep(i, EvaluatePip(policies[i], *kpi, key.second, first, *this),
+      s.Keep(i,
+             EvaluatePip(policies[i], *watched.kpi, key.second, first, *this),
              clock_);
     }
   }
@@ -484,13 +489,15 @@ KpiProjection::KpiProjection(std::shared_ptr<const config::Config> config)
               return a->id < b->id;
             });
   for (const config::PipPolicyOptions& policy : config_->pip_policies) {
-    std::vector<bool>& marks =
-        pip_inputs_.emplace_back(config_->kpis.size(), false);
-    if (const config::KpiOptions* kpi = config_->FindKpi(policy.kpi)) {
-      MarkMeasuredInputs(*kpi, &marks);
+    PipPolicyKpis& p = pip_policies_.emplace_back();
+    p.inputs.assign(config_->kpis.size(), false);
+    p.kpi = config_->FindKpi(policy.kpi);
+    if (p.kpi != nullptr) {
+      p.base = &BaseOf(*p.kpi);
+      MarkMeasuredInputs(*p.kpi, &p.inputs);
     }
-    for (size_t i = 0; i < marks.size(); ++i) {
-      if (marks[i]) pip_watched_[i] = true;
+    for (size_t i = 0; i < p.inputs.size(); ++i) {
+      if (p.inputs[i]) pip_watched_[i] = true;
     }
   }
 }

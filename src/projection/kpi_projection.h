@@ -390,8 +390,15 @@ class KpiProjection {
   // measurement of a watched KPI (`pip_dirty_`) or when the clock reaches
   // `pip_wakeup_` (a period close or a plan deadline). Other ticks skip it.
   std::vector<bool> pip_watched_;  // per KPI, config order
-  // Per policy (config order), per KPI: the measured KPIs it watches.
-  std::vector<std::vector<bool>> pip_inputs_;
+  // Per policy (config order): the KPI it watches (nullptr when unknown),
+  // that KPI's base (BaseOf), and per KPI the measured KPIs whose events
+  // move it.
+  struct PipPolicyKpis {
+    const config::KpiOptions* kpi = nullptr;
+    const config::KpiOptions* base = nullptr;
+    std::vector<bool> inputs;
+  };
+  std::vector<PipPolicyKpis> pip_policies_;
   bool pip_dirty_ = true;
   absl::Time pip_wakeup_ = absl::InfinitePast();
   // The kept PIP states (ForEachPipState); changed by reads, which the

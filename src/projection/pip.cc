@@ -47,6 +47,11 @@ absl::Time PlanDay(const config::PipPolicyOptions& policy, absl::Time start,
       policy.zone);
 }
 
+bool HasOpenCheckins(const PipSubjectState& p) {
+  return p.state == PipState::kTriggered && p.policy != nullptr &&
+         p.policy->checkin_every > absl::ZeroDuration();
+}
+
 absl::Time CheckinTime(const config::PipPolicyOptions& policy,
                        absl::Time triggered_at, int64_t n) {
   const absl::Duration every = policy.checkin_every;
@@ -157,8 +162,7 @@ class Machine {
     if (out_.state == PipState::kTriggered && now >= out_.deadline) {
       Expire();
     }
-    if (out_.state == PipState::kTriggered &&
-        policy_.checkin_every > absl::ZeroDuration()) {
+    if (HasOpenCheckins(out_)) {
       // An estimate by the duration, set right by the calendar.
       int64_t passed = (now - out_.triggered_at) / policy_.checkin_every;
       while (passed > 0 &&

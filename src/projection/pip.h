@@ -104,6 +104,10 @@ struct PipSubjectState {
 absl::Time PlanDay(const config::PipPolicyOptions& policy, absl::Time start,
                    int64_t day);
 
+// Whether `p` is an open plan with check-ins, to which its next_checkin and
+// checkins_passed apply.
+bool HasOpenCheckins(const PipSubjectState& p);
+
 // The time of check-in `n` (1, 2, ...) of a plan triggered at
 // `triggered_at`, or InfiniteFuture past its deadline or without check-ins.
 // A checkin_every of whole days counts calendar days (PlanDay).
