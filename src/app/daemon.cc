@@ -532,7 +532,6 @@ int UsageError(absl::string_view message) {
 }  // namespace
 
 int RunDaemon(int argc, char** argv) {
-  exporter::KeepLargeBuffers();
   Args args({"config", "brokers", "data-dir", "listen", "log-level",
              "web.config.file"},
             {"help", "version"});

@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <map>
+#include <optional>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -76,21 +79,106 @@ class ReadOnlyHandler : public CivetHandler {
   }
 };
 
+// Carries an exposition's pieces from the thread that renders it, under the
+// projection's lock, to the one that sends them. The scrape holds the lock
+// no longer than rendering takes, however slowly the client reads, and
+// what waits in memory is what the client has not taken yet.
+class PieceQueue final : public TextSink {
+ public:
+  void Take(std::string piece) override {
+    absl::MutexLock lock(&mu_);
+    if (!dropping_) pieces_.push_back(std::move(piece));
+  }
+  // No more pieces will come.
+  void Close() {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+  }
+  // The client is gone: the rest is dropped as it comes.
+  void Drop() {
+    absl::MutexLock lock(&mu_);
+    dropping_ = true;
+    pieces_.clear();
+  }
+  // Waits for the next piece; false once the queue is closed and empty.
+  bool Next(std::string* piece) {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(this, &PieceQueue::Ready));
+    if (pieces_.empty()) return false;
+    *piece = std::move(pieces_.front());
+    pieces_.pop_front();
+    return true;
+  }
+
+ private:
+  bool Ready() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return closed_ || !pieces_.empty();
+  }
+
+  absl::Mutex mu_;
+  std::deque<std::string> pieces_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool dropping_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Writes a body whose length is not known in advance: in chunks to an
+// HTTP/1.1 client, up to the connection's close to an HTTP/1.0 one.
+class BodyWriter {
+ public:
+  BodyWriter(mg_connection* conn, bool chunked)
+      : conn_(conn), chunked_(chunked) {}
+  bool Write(absl::string_view data) {
+    if (data.empty()) return true;
+    if (chunked_ && mg_printf(conn_, "%zx\r\n", data.size()) <= 0) {
+      return false;
+    }
+    if (mg_write(conn_, data.data(), data.size()) <= 0) return false;
+    return !chunked_ || mg_write(conn_, "\r\n", 2) > 0;
+  }
+  bool Finish() { return !chunked_ || mg_write(conn_, "0\r\n\r\n", 5) > 0; }
+
+ private:
+  mg_connection* conn_;
+  bool chunked_;
+};
+
 class MetricsHandler final : public ReadOnlyHandler {
  public:
   explicit MetricsHandler(const SnapshotSource* source) : source_(source) {}
   bool handleGet(CivetServer*, mg_connection* conn) override {
-    UseRenderArena();
-    std::string body;
-    source_->Read([&](const projection::KpiProjection& p,
-                      const DaemonState& s) { body = RenderMetrics(p, s); });
+    const mg_request_info* request = mg_get_request_info(conn);
     const char* accept = mg_get_header(conn, "Accept-Encoding");
-    if (accept != nullptr && AcceptsGzip(accept)) {
-      Reply(conn, 200, kContentType, Gzip(body),
-            "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n");
-    } else {
-      Reply(conn, 200, kContentType, body, "Vary: Accept-Encoding\r\n");
-    }
+    const bool gzip = accept != nullptr && AcceptsGzip(accept);
+    const bool chunked = std::strcmp(request->http_version, "1.0") != 0;
+    mg_printf(conn,
+              "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n"
+              "Cache-Control: no-store\r\n%sVary: Accept-Encoding\r\n"
+              "%sConnection: close\r\n\r\n",
+              kContentType, gzip ? "Content-Encoding: gzip\r\n" : "",
+              chunked ? "Transfer-Encoding: chunked\r\n" : "");
+    if (std::strcmp(request->request_method, "HEAD") == 0) return true;
+    PieceQueue queue;
+    std::thread sender([&] {
+      BodyWriter body(conn, chunked);
+      std::optional<GzipWriter> zip;
+      if (gzip) {
+        zip.emplace([&body](absl::string_view out) { return body.Write(out); });
+      }
+      bool ok = true;
+      std::string piece;
+      while (queue.Next(&piece)) {
+        if (ok && !(zip ? zip->Write(piece) : body.Write(piece))) {
+          ok = false;
+          queue.Drop();
+        }
+        piece = std::string();  // freed here, not held to the next piece
+      }
+      if (ok && (!zip || zip->Finish())) body.Finish();
+    });
+    source_->Read([&](const projection::KpiProjection& p,
+                      const DaemonState& s) { RenderMetrics(p, s, &queue); });
+    queue.Close();
+    sender.join();
     return true;
   }
 
@@ -102,7 +190,6 @@ class StatusPageHandler final : public ReadOnlyHandler {
  public:
   explicit StatusPageHandler(const SnapshotSource* source) : source_(source) {}
   bool handleGet(CivetServer*, mg_connection* conn) override {
-    UseRenderArena();
     if (std::strcmp(mg_get_request_info(conn)->local_uri, "/") != 0) {
       Reply(conn, 404, "text/plain; charset=utf-8", "not found\n");
       return true;
@@ -124,7 +211,6 @@ class ApiHandler final : public ReadOnlyHandler {
  public:
   explicit ApiHandler(const SnapshotSource* source) : source_(source) {}
   bool handleGet(CivetServer*, mg_connection* conn) override {
-    UseRenderArena();
     const mg_request_info* request = mg_get_request_info(conn);
     absl::string_view resource(request->local_uri);
     resource.remove_prefix(std::min(resource.size(), sizeof(kApiPrefix) - 1));
@@ -251,21 +337,53 @@ bool AcceptsGzip(absl::string_view accept_encoding) {
   return false;
 }
 
-std::string Gzip(absl::string_view data) {
-  z_stream z{};
+GzipWriter::GzipWriter(std::function<bool(absl::string_view)> out)
+    : out_(std::move(out)), z_(std::make_unique<z_stream>()) {
   // windowBits 15 + 16: a gzip header and trailer around the deflate stream.
-  if (deflateInit2(&z, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8,
-                   Z_DEFAULT_STRATEGY) != Z_OK) {
-    return std::string();
+  ok_ = deflateInit2(z_.get(), Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8,
+                     Z_DEFAULT_STRATEGY) == Z_OK;
+  buffer_.resize(64 << 10);
+}
+
+GzipWriter::~GzipWriter() { deflateEnd(z_.get()); }
+
+bool GzipWriter::Write(absl::string_view data) {
+  return Deflate(data, Z_NO_FLUSH);
+}
+
+bool GzipWriter::Finish() { return Deflate({}, Z_FINISH); }
+
+bool GzipWriter::Deflate(absl::string_view data, int flush) {
+  if (!ok_) return false;
+  z_->next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  z_->avail_in = static_cast<uInt>(data.size());
+  while (true) {
+    z_->next_out = reinterpret_cast<Bytef*>(buffer_.data());
+    z_->avail_out = static_cast<uInt>(buffer_.size());
+    const int rc = deflate(z_.get(), flush);
+    const size_t ready = buffer_.size() - z_->avail_out;
+    if (rc == Z_STREAM_ERROR ||
+        (ready > 0 && !out_(absl::string_view(buffer_.data(), ready)))) {
+      ok_ = false;
+      return false;
+    }
+    // Done when the input is taken and deflate had room to spare (or, at
+    // the finish, wrote its trailer).
+    if (flush == Z_FINISH ? rc == Z_STREAM_END
+                          : z_->avail_in == 0 && z_->avail_out > 0) {
+      return true;
+    }
   }
-  std::string out(deflateBound(&z, data.size()), '\0');
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  z.avail_in = static_cast<uInt>(data.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  deflate(&z, Z_FINISH);
-  out.resize(z.total_out);
-  deflateEnd(&z);
+}
+
+std::string Gzip(absl::string_view data) {
+  std::string out;
+  GzipWriter writer([&out](absl::string_view piece) {
+    out.append(piece.data(), piece.size());
+    return true;
+  });
+  writer.Write(data);
+  writer.Finish();
   return out;
 }
 

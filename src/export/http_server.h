@@ -3,7 +3,8 @@
 
 // okrd's HTTP endpoint (civetweb underneath):
 //   /metrics  Prometheus text 0.0.4 of one consistent snapshot, gzip-encoded
-//             when the scraper accepts it
+//             when the scraper accepts it, streamed as it is rendered
+//             (chunked to HTTP/1.1 clients)
 //   /         status page (export/status_page.h)
 //   /api/v1/  JSON views of the same snapshot (export/view.h)
 //   /healthz  200 while the process serves requests
@@ -13,6 +14,7 @@
 // Thread-safety: requests are served on civetweb's worker threads; the
 // SnapshotSource must be safe for concurrent Read() calls.
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -20,13 +22,39 @@
 #include "config/web_config.h"
 #include "export/metrics.h"
 
+struct z_stream_s;  // zlib.h
+
 namespace okrd::exporter {
 
 // Whether an Accept-Encoding header value admits gzip ("gzip" or "*" with a
 // non-zero q).
 bool AcceptsGzip(absl::string_view accept_encoding);
 
-// `data` as a gzip stream (fastest level: scrapes are latency-bound).
+// A gzip stream written a piece at a time (fastest level: scrapes are
+// latency-bound). Compressed bytes go to `out` in pieces of up to 64 KiB as
+// they are ready; `out` returns false when it cannot take them (the client
+// left), and so do Write() and Finish() from then on.
+class GzipWriter {
+ public:
+  explicit GzipWriter(std::function<bool(absl::string_view)> out);
+  ~GzipWriter();
+  GzipWriter(const GzipWriter&) = delete;
+  GzipWriter& operator=(const GzipWriter&) = delete;
+
+  bool Write(absl::string_view data);
+  // Ends the stream (its trailer); nothing may be written after.
+  bool Finish();
+
+ private:
+  bool Deflate(absl::string_view data, int flush);
+
+  std::function<bool(absl::string_view)> out_;
+  std::unique_ptr<z_stream_s> z_;
+  std::string buffer_;
+  bool ok_ = true;
+};
+
+// `data` as one gzip stream.
 std::string Gzip(absl::string_view data);
 
 class HttpServer {

@@ -1,11 +1,8 @@
 #include "export/metrics.h"
 
-#include <dlfcn.h>
-#include <malloc.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -46,42 +43,38 @@ double Seconds(absl::Time t) {
   return absl::ToDoubleSeconds(t - absl::UnixEpoch());
 }
 
-// The KPI families are the large ones: one pass over the projection writes
-// okr_kpi_value straight into `out` and the period starts into a side buffer
-// appended after it; a second pass writes the last event times.
-std::atomic<size_t> last_period_start_size{0};
-
+// The KPI families are the large ones: one pass over the projection streams
+// okr_kpi_value to `sink` and keeps the period starts, handed on after it; a
+// second pass streams the last event times.
 void WriteKpiFamilies(const projection::KpiProjection& projection,
-                      const projection::Ownership::Mask& mask,
-                      std::string* out) {
+                      const projection::Ownership::Mask& mask, TextSink* sink) {
   const config::Config& config = projection.config();
   std::string scratch;
-  std::string side;
-  side.reserve(last_period_start_size.load(std::memory_order_relaxed));
   {
-    TextFamily value("okr_kpi_value",
-                     "KPI value by its configured aggregation, for the "
-                     "current and previous calendar period.",
-                     MetricKind::kGauge, out);
     TextFamily start("okr_kpi_period_start_timestamp_seconds",
                      "Start of the period an okr_kpi_value series covers.",
-                     MetricKind::kGauge, &side);
-    projection.ForEachSeries([&](const projection::KpiSeries& s) {
-      if (!mask.Exports(s.partition)) return;
-      const Label labels[] = {
-          {"kpi", s.kpi->id},
-          {"subject", SubjectView(config, *s.subject, &scratch)},
-          {"period", s.period_label}};
-      value.Add(labels, s.value);
-      start.Add(labels, Seconds(s.period.start));
-    });
+                     MetricKind::kGauge);
+    {
+      TextFamily value("okr_kpi_value",
+                       "KPI value by its configured aggregation, for the "
+                       "current and previous calendar period.",
+                       MetricKind::kGauge, sink);
+      projection.ForEachSeries([&](const projection::KpiSeries& s) {
+        if (!mask.Exports(s.partition)) return;
+        const Label labels[] = {
+            {"kpi", s.kpi->id},
+            {"subject", SubjectView(config, *s.subject, &scratch)},
+            {"period", s.period_label}};
+        value.Add(labels, s.value);
+        start.Add(labels, Seconds(s.period.start));
+      });
+    }  // okr_kpi_value's last piece goes out
+    start.MoveTo(sink);
   }
-  last_period_start_size.store(side.size(), std::memory_order_relaxed);
-  out->append(side);
   TextFamily last(
       "okr_kpi_last_event_timestamp_seconds",
       "Event time of the newest measurement of a KPI for a subject.",
-      MetricKind::kGauge, out);
+      MetricKind::kGauge, sink);
   projection.ForEachSubject([&](const config::KpiOptions& kpi,
                                 const std::string& subject, absl::Time t,
                                 uint32_t partition) {
@@ -179,13 +172,15 @@ void AddOkrFamilies(Families& f, const projection::KpiProjection& projection,
   }
 }
 
-void AddPipFamilies(Families& f, const projection::KpiProjection& projection,
-                    const projection::Ownership::Mask& mask) {
-  TextFamily& state = f.Add(
+// okr_pip_state, five series per machine, streams to `sink`; the other
+// families are kept in `f` and go out after it.
+void WritePipFamilies(Families& f, const projection::KpiProjection& projection,
+                      const projection::Ownership::Mask& mask, TextSink* sink) {
+  TextFamily state(
       "okr_pip_state",
       "PIP trigger state per policy and subject: one series per state, 1 on "
       "the current one. triggered recommends a review.",
-      MetricKind::kGauge);
+      MetricKind::kGauge, sink);
   TextFamily& streak =
       f.Add("okr_pip_breach_streak_periods",
             "Consecutive closed periods breaching the policy's trigger.",
@@ -322,13 +317,6 @@ void AddPipFamilies(Families& f, const projection::KpiProjection& projection,
                {"partition", absl::StrCat(source->second)}},
               count);
   }
-}
-
-void AddBusinessFamilies(Families& f,
-                         const projection::KpiProjection& projection,
-                         const projection::Ownership::Mask& mask) {
-  AddOkrFamilies(f, projection, mask);
-  AddPipFamilies(f, projection, mask);
 }
 
 // Where each partition stands on this instance: owned, caught up, how its
@@ -515,25 +503,23 @@ void AddDaemonFamilies(Families& f, const DaemonState& state) {
       .Add({{"version", Version()}}, 1);
 }
 
-// Expositions grow and shrink slowly: reserving about the last size saves
-// regrowing a multi-megabyte string on every scrape.
-std::atomic<size_t> last_render_size{0};
-
-std::string Render(const projection::KpiProjection& projection,
-                   const DaemonState* state) {
-  std::string out;
-  const size_t hint = last_render_size.load(std::memory_order_relaxed);
-  out.reserve(hint + hint / 8);
+void Render(const projection::KpiProjection& projection,
+            const DaemonState* state, TextSink* sink) {
   const projection::Ownership everything;
   const projection::Ownership& ownership =
       state != nullptr ? state->ownership : everything;
-  Families rest;
   if (!ownership.standby()) {
     const projection::Ownership::Mask mask =
         ownership.MaskFor(projection.partitions());
-    WriteKpiFamilies(projection, mask, &out);
-    AddBusinessFamilies(rest, projection, mask);
+    WriteKpiFamilies(projection, mask, sink);
+    Families okrs;
+    AddOkrFamilies(okrs, projection, mask);
+    okrs.MoveTo(sink);
+    Families pips;  // go out after okr_pip_state, which streams
+    WritePipFamilies(pips, projection, mask, sink);
+    pips.MoveTo(sink);
   }
+  Families rest;
   rest.Add("okrd_projection_sequence",
            "Log sequence every series of this scrape reflects.",
            MetricKind::kGauge)
@@ -542,9 +528,7 @@ std::string Render(const projection::KpiProjection& projection,
     AddPartitionFamilies(rest, projection, *state);
     AddDaemonFamilies(rest, *state);
   }
-  rest.AppendTo(&out);
-  last_render_size.store(out.size(), std::memory_order_relaxed);
-  return out;
+  rest.MoveTo(sink);
 }
 
 }  // namespace
@@ -578,62 +562,22 @@ std::string SubjectLabel(const config::Config& config,
   return std::string(SubjectView(config, subject, &scratch));
 }
 
-namespace {
-
-using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
-
-// jemalloc's control, which okrd links unless built with sanitizers; looked
-// up at run time, as the tests run on glibc.
-Mallctl Jemalloc() {
-  static const Mallctl mallctl =
-      reinterpret_cast<Mallctl>(dlsym(RTLD_DEFAULT, "mallctl"));
-  return mallctl;
-}
-
-// The jemalloc arena that keeps its freed pages; 0 while there is none.
-std::atomic<unsigned> scrape_arena{0};
-
-}  // namespace
-
-void KeepLargeBuffers() {
-  // glibc serves allocations above M_MMAP_THRESHOLD with their own mmap and
-  // unmaps them on free; below it they come from the heap, which is trimmed
-  // only past M_TRIM_THRESHOLD.
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  // jemalloc hands freed pages back ten seconds after their last use:
-  // sooner than the next scrape at common intervals. One arena of its own,
-  // which never does, serves the threads that render; every other arena
-  // keeps returning what the rest of okrd frees (a snapshot being stored,
-  // an id run being written), so those peaks do not stay resident.
-  if (Mallctl mallctl = Jemalloc()) {
-    unsigned arena = 0;
-    size_t size = sizeof(arena);
-    if (mallctl("arenas.create", &arena, &size, nullptr, 0) != 0) return;
-    ssize_t never = -1;
-    const std::string name = absl::StrCat("arena.", arena, ".dirty_decay_ms");
-    if (mallctl(name.c_str(), nullptr, nullptr, &never, sizeof(never)) == 0) {
-      scrape_arena.store(arena, std::memory_order_release);
-    }
-  }
-}
-
-void UseRenderArena() {
-  thread_local bool bound = false;
-  if (bound) return;
-  bound = true;
-  unsigned arena = scrape_arena.load(std::memory_order_acquire);
-  if (arena == 0) return;
-  Jemalloc()("thread.arena", nullptr, nullptr, &arena, sizeof(arena));
+void RenderMetrics(const projection::KpiProjection& projection,
+                   const DaemonState& state, TextSink* sink) {
+  Render(projection, &state, sink);
 }
 
 std::string RenderMetrics(const projection::KpiProjection& projection,
                           const DaemonState& state) {
-  return Render(projection, &state);
+  StringSink sink;
+  Render(projection, &state, &sink);
+  return std::move(sink.text());
 }
 
 std::string RenderBusinessMetrics(const projection::KpiProjection& projection) {
-  return Render(projection, nullptr);
+  StringSink sink;
+  Render(projection, nullptr, &sink);
+  return std::move(sink.text());
 }
 
 }  // namespace okrd::exporter

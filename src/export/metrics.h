@@ -15,6 +15,7 @@
 #include <string>
 
 #include "eventlog/event_log.h"
+#include "export/text_format.h"
 #include "projection/kpi_projection.h"
 #include "projection/okr.h"
 #include "projection/ownership.h"
@@ -96,18 +97,11 @@ std::string RenderBusinessMetrics(const projection::KpiProjection& projection);
 // this instance export, and the daemon's own.
 std::string RenderMetrics(const projection::KpiProjection& projection,
                           const DaemonState& state);
-
-// Keeps freed multi-megabyte buffers (an exposition of a million series is
-// about 90 MB) in the heap for the next scrape instead of returning them to
-// the kernel, which would cost a page fault per 4 KiB on every scrape. Under
-// jemalloc only for the threads that called UseRenderArena(); under glibc
-// malloc for every thread.
-// Call once at start-up, before any threads.
-void KeepLargeBuffers();
-
-// Makes this thread allocate from the arena KeepLargeBuffers() set up: call
-// it on each thread that renders /metrics or the API.
-void UseRenderArena();
+// The same, handed to `sink` in pieces of about kPieceBytes as it is
+// rendered: what is held at once is the families kept for ordering (period
+// starts, the PIP families after okr_pip_state) and what the sink keeps.
+void RenderMetrics(const projection::KpiProjection& projection,
+                   const DaemonState& state, TextSink* sink);
 
 }  // namespace okrd::exporter
 

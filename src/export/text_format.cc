@@ -49,16 +49,20 @@ void AppendHelp(absl::string_view help, std::string* out) {
 }  // namespace
 
 TextFamily::TextFamily(absl::string_view name, absl::string_view help,
-                       MetricKind kind, std::string* sink)
-    : name_(name), text_(sink) {
-  text_->append("# HELP ").append(name_).push_back(' ');
-  AppendHelp(help, text_);
-  text_->append("\n# TYPE ").append(name_);
-  text_->append(kind == MetricKind::kCounter ? " counter\n" : " gauge\n");
+                       MetricKind kind, TextSink* sink)
+    : name_(name), sink_(sink) {
+  piece_.append("# HELP ").append(name_).push_back(' ');
+  AppendHelp(help, &piece_);
+  piece_.append("\n# TYPE ").append(name_);
+  piece_.append(kind == MetricKind::kCounter ? " counter\n" : " gauge\n");
+}
+
+TextFamily::~TextFamily() {
+  if (sink_ != nullptr) MoveTo(sink_);
 }
 
 void TextFamily::Add(absl::Span<const Label> labels, double value) {
-  std::string& text = *text_;
+  std::string& text = piece_;
   text.append(name_);
   if (!labels.empty()) {
     char separator = '{';
@@ -74,6 +78,26 @@ void TextFamily::Add(absl::Span<const Label> labels, double value) {
   text.push_back(' ');
   AppendValue(value, &text);
   text.push_back('\n');
+  if (text.size() >= kPieceBytes) PieceFull();
+}
+
+void TextFamily::PieceFull() {
+  if (sink_ != nullptr) {
+    sink_->Take(std::move(piece_));
+  } else {
+    kept_.push_back(std::move(piece_));
+  }
+  // A family that filled one piece is a large one: give the next its full
+  // size at once (a small family's only piece grows as it needs).
+  piece_ = std::string();
+  piece_.reserve(kPieceBytes + 1024);
+}
+
+void TextFamily::MoveTo(TextSink* sink) {
+  for (std::string& piece : kept_) sink->Take(std::move(piece));
+  kept_.clear();
+  if (!piece_.empty()) sink->Take(std::move(piece_));
+  piece_ = std::string();
 }
 
 TextFamily& TextFamilies::Add(absl::string_view name, absl::string_view help,
@@ -81,17 +105,14 @@ TextFamily& TextFamilies::Add(absl::string_view name, absl::string_view help,
   return families_.emplace_back(name, help, kind);
 }
 
-void TextFamilies::AppendTo(std::string* out) const {
-  size_t size = out->size();
-  for (const TextFamily& f : families_) size += f.text().size();
-  out->reserve(size);
-  for (const TextFamily& f : families_) out->append(f.text());
+void TextFamilies::MoveTo(TextSink* sink) {
+  for (TextFamily& f : families_) f.MoveTo(sink);
 }
 
-std::string TextFamilies::Render() const {
-  std::string out;
-  AppendTo(&out);
-  return out;
+std::string TextFamilies::Render() {
+  StringSink sink;
+  MoveTo(&sink);
+  return std::move(sink.text());
 }
 
 }  // namespace okrd::exporter

@@ -10,11 +10,18 @@
 // values are formatted by std::to_chars (shortest text that reads back as the
 // same double), escaping follows the format's rules.
 //
-// Thread-safety: a TextFamilies is used by one thread at a time.
+// The text goes out in pieces of about kPieceBytes, so an exposition of
+// millions of series never has to be held whole: a family either hands its
+// pieces to a TextSink as they fill, or keeps them (in pieces, never
+// regrown and copied) until they are moved there.
+//
+// Thread-safety: a TextFamily or TextFamilies is used by one thread at a
+// time.
 
 #include <deque>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
@@ -25,30 +32,60 @@ using Label = std::pair<absl::string_view, absl::string_view>;
 
 enum class MetricKind { kGauge, kCounter };
 
+// How much text a family gathers before it hands on a piece.
+inline constexpr size_t kPieceBytes = 256 << 10;
+
+// Where an exposition goes: whole lines, in order, a piece at a time.
+class TextSink {
+ public:
+  virtual ~TextSink() = default;
+  virtual void Take(std::string piece) = 0;
+};
+
+// Gathers the pieces into one string.
+class StringSink final : public TextSink {
+ public:
+  void Take(std::string piece) override {
+    if (text_.empty()) {
+      text_ = std::move(piece);
+    } else {
+      text_.append(piece);
+    }
+  }
+  std::string& text() { return text_; }
+
+ private:
+  std::string text_;
+};
+
 // One metric family: HELP and TYPE lines, then its samples.
 class TextFamily {
  public:
-  // Writes straight into `*sink`; nothing else may write there until the
-  // last sample of this family is added.
+  // Hands its text to `*sink` as pieces fill, and the rest when destroyed;
+  // nothing else may give `*sink` text while it lives.
   TextFamily(absl::string_view name, absl::string_view help, MetricKind kind,
-             std::string* sink);
-  // Keeps its own text, for families whose samples interleave with
-  // another's.
+             TextSink* sink);
+  // Keeps its text until MoveTo(), for families whose samples interleave
+  // with another's.
   TextFamily(absl::string_view name, absl::string_view help, MetricKind kind)
-      : TextFamily(name, help, kind, &own_) {}
+      : TextFamily(name, help, kind, nullptr) {}
+  ~TextFamily();
 
   TextFamily(const TextFamily&) = delete;
   TextFamily& operator=(const TextFamily&) = delete;
 
   void Add(absl::Span<const Label> labels, double value);
 
-  // The family's text, when it keeps its own.
-  const std::string& text() const { return own_; }
+  // Hands the text kept so far to `*sink`.
+  void MoveTo(TextSink* sink);
 
  private:
-  std::string own_;
+  void PieceFull();
+
   std::string name_;
-  std::string* text_;
+  TextSink* sink_;
+  std::vector<std::string> kept_;  // full pieces, without a sink
+  std::string piece_;              // the piece being written
 };
 
 // Families that keep their own text, written out in the order they were
@@ -58,8 +95,8 @@ class TextFamilies {
   // References stay valid while more families are added.
   TextFamily& Add(absl::string_view name, absl::string_view help,
                   MetricKind kind);
-  void AppendTo(std::string* out) const;
-  std::string Render() const;
+  void MoveTo(TextSink* sink);
+  std::string Render();
 
  private:
   std::deque<TextFamily> families_;

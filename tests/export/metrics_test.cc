@@ -474,7 +474,21 @@ TEST(StatusPageTest, ShowsObjectivesEscapedWithProgressAndHealth) {
 // Serves a fixed projection for the HTTP tests.
 class FixedSource final : public SnapshotSource {
  public:
-  FixedSource() : projection_(OneKpi()) { ApplyEvent(projection_, 1, 3); }
+  // `more` subjects besides "team \"a\"", to make a large exposition.
+  explicit FixedSource(int more = 0) : projection_(OneKpi()) {
+    ApplyEvent(projection_, 1, 3);
+    okrd::v1::StoredEvent record;
+    record.set_ingest_time_us(1795634360000000);
+    auto* e = record.mutable_event();
+    e->set_kpi("signups");
+    e->mutable_event_time()->set_seconds(1795634300);
+    for (int i = 0; i < more; ++i) {
+      record.set_sequence(2 + i);
+      e->set_subject(absl::StrCat("team-", i));
+      e->set_value(i);
+      projection_.Apply(record);
+    }
+  }
   void Read(const std::function<void(const projection::KpiProjection&,
                                      const DaemonState&)>& fn) const override {
     fn(projection_, state_);
@@ -487,9 +501,11 @@ class FixedSource final : public SnapshotSource {
   DaemonState state_;
 };
 
-// A minimal HTTP/1.0 request on 127.0.0.1; returns the whole response.
+// A minimal HTTP/1.0 (or `version`) request on 127.0.0.1; returns the
+// whole response.
 std::string Request(int port, const std::string& method,
-                    const std::string& path, const std::string& headers = "") {
+                    const std::string& path, const std::string& headers = "",
+                    const std::string& version = "1.0") {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -499,8 +515,9 @@ std::string Request(int port, const std::string& method,
     ::close(fd);
     return "";
   }
-  const std::string request =
-      method + " " + path + " HTTP/1.0\r\nHost: x\r\n" + headers + "\r\n";
+  const std::string request = method + " " + path + " HTTP/" + version +
+                              "\r\nHost: x\r\nConnection: close\r\n" + headers +
+                              "\r\n";
   (void)!::write(fd, request.data(), request.size());
   std::string response;
   char buf[4096];
@@ -614,15 +631,16 @@ TEST(HttpServerTest, HeadAsGetOtherMethodsNotAllowed) {
   auto server = HttpServer::Start("127.0.0.1:0", &source);
   ASSERT_TRUE(server.ok()) << server.status();
   const int port = (*server)->port();
-  // The headers without Content-Length's value: /metrics counts its own
-  // scrapes and their time, so two answers differ in length by a few bytes.
+  // The headers without Content-Length's value (the status page shows the
+  // process's own figures, which move between two answers). /metrics is
+  // streamed as it is rendered, without a length.
   const std::regex length("Content-Length: [1-9][0-9]*\r\n");
   for (const std::string path : {"/metrics", "/healthz", "/readyz", "/"}) {
     const std::string get = Get(port, path);
     const std::string head = Request(port, "HEAD", path);
     const size_t end = get.find("\r\n\r\n");
     ASSERT_NE(end, std::string::npos) << get;
-    EXPECT_TRUE(std::regex_search(head, length)) << head;
+    EXPECT_EQ(std::regex_search(head, length), path != "/metrics") << head;
     EXPECT_EQ(std::regex_replace(head, length, "Content-Length: N\r\n"),
               std::regex_replace(get.substr(0, end + 4), length,
                                  "Content-Length: N\r\n"))
@@ -637,6 +655,16 @@ TEST(HttpServerTest, HeadAsGetOtherMethodsNotAllowed) {
         << method << ": " << reply;
     EXPECT_NE(reply.find("Allow: GET, HEAD\r\n"), std::string::npos) << reply;
   }
+}
+
+// `text` without the process's own figures, which move between two
+// scrapes.
+std::string Steady(absl::string_view text) {
+  std::string out;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (!absl::StartsWith(line, "process_")) absl::StrAppend(&out, line, "\n");
+  }
+  return out;
 }
 
 std::string Gunzip(absl::string_view data) {
@@ -673,18 +701,99 @@ TEST(HttpServerTest, GzipWhenTheScraperAcceptsIt) {
   EXPECT_NE(zipped.find("Vary: Accept-Encoding"), std::string::npos);
   const size_t body = zipped.find("\r\n\r\n");
   ASSERT_NE(body, std::string::npos);
-  // The same body but for the process's own figures, which move between
-  // the two scrapes.
-  auto steady = [](absl::string_view text) {
-    std::string out;
-    for (absl::string_view line : absl::StrSplit(text, '\n')) {
-      if (!absl::StartsWith(line, "process_"))
-        absl::StrAppend(&out, line, "\n");
+  EXPECT_EQ(Steady(Gunzip(absl::string_view(zipped).substr(body + 4))),
+            Steady(absl::string_view(plain).substr(plain_body + 4)));
+}
+
+// Splits a response into its head and its body, decoding a chunked one.
+std::pair<std::string, std::string> HeadAndBody(const std::string& response) {
+  const size_t end = response.find("\r\n\r\n");
+  if (end == std::string::npos) return {response, ""};
+  std::string head = response.substr(0, end + 4);
+  absl::string_view rest = absl::string_view(response).substr(end + 4);
+  if (head.find("Transfer-Encoding: chunked\r\n") == std::string::npos) {
+    return {head, std::string(rest)};
+  }
+  std::string body;
+  while (true) {
+    const size_t line = rest.find("\r\n");
+    size_t size = 0;
+    if (line == absl::string_view::npos ||
+        !absl::SimpleHexAtoi(rest.substr(0, line), &size) ||
+        rest.size() < line + 2 + size + 2 ||
+        rest.substr(line + 2 + size, 2) != "\r\n") {
+      ADD_FAILURE() << "bad chunk at " << rest.substr(0, 40);
+      return {head, body};
     }
-    return out;
-  };
-  EXPECT_EQ(steady(Gunzip(absl::string_view(zipped).substr(body + 4))),
-            steady(absl::string_view(plain).substr(plain_body + 4)));
+    absl::StrAppend(&body, rest.substr(line + 2, size));
+    rest.remove_prefix(line + 2 + size + 2);
+    if (size == 0) break;
+  }
+  EXPECT_EQ(rest, "") << "bytes after the last chunk";
+  return {head, body};
+}
+
+// An exposition of many pieces goes out as rendered: chunked to HTTP/1.1
+// clients, up to the close to HTTP/1.0 ones, plain or gzip; the client gets
+// exactly what RenderMetrics renders.
+TEST(HttpServerTest, StreamsLargeExpositionsInChunksToHttp11) {
+  FixedSource source(20000);
+  std::string rendered;
+  source.Read([&](const projection::KpiProjection& p, const DaemonState& s) {
+    rendered = RenderMetrics(p, s);
+  });
+  ASSERT_GT(rendered.size(), 4 * kPieceBytes);
+  auto server = HttpServer::Start("127.0.0.1:0", &source);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  for (const bool gzip : {false, true}) {
+    const std::string accept = gzip ? "Accept-Encoding: gzip\r\n" : "";
+    for (const std::string version : {"1.0", "1.1"}) {
+      SCOPED_TRACE(absl::StrCat("HTTP/", version, gzip ? " gzip" : ""));
+      auto [head, body] =
+          HeadAndBody(Request(port, "GET", "/metrics", accept, version));
+      EXPECT_TRUE(absl::StartsWith(head, "HTTP/1.1 200 OK\r\n")) << head;
+      EXPECT_EQ(head.find("Content-Length"), std::string::npos) << head;
+      EXPECT_EQ(
+          head.find("Transfer-Encoding: chunked\r\n") != std::string::npos,
+          version == "1.1")
+          << head;
+      EXPECT_EQ(head.find("Content-Encoding: gzip\r\n") != std::string::npos,
+                gzip);
+      if (gzip) body = Gunzip(body);
+      EXPECT_EQ(Steady(body), Steady(rendered));
+    }
+  }
+}
+
+// A scraper that leaves in the middle of the body costs the server nothing
+// but that answer.
+TEST(HttpServerTest, ClientLeavingMidBodyLeavesTheServerServing) {
+  FixedSource source(20000);
+  auto server = HttpServer::Start("127.0.0.1:0", &source);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  for (int i = 0; i < 3; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)),
+              0);
+    const std::string request =
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    ASSERT_EQ(::write(fd, request.data(), request.size()),
+              static_cast<ssize_t>(request.size()));
+    char buf[4096];
+    EXPECT_GT(::read(fd, buf, sizeof(buf)), 0);
+    ::close(fd);
+  }
+  auto [head, body] = HeadAndBody(Request(port, "GET", "/metrics", "", "1.1"));
+  EXPECT_TRUE(absl::StartsWith(head, "HTTP/1.1 200 OK\r\n")) << head;
+  EXPECT_NE(body.find("okr_kpi_value{kpi=\"signups\",subject=\"team-19999\""),
+            std::string::npos);
+  EXPECT_TRUE(absl::EndsWith(body, "\n"));
 }
 
 TEST(HttpServerTest, AcceptEncodingIsParsedWithQValues) {

@@ -595,7 +595,6 @@ double IngestRate(const std::shared_ptr<config::Config>& config,
 
 int Main(int argc, char** argv) {
   (void)InitLogging("warn");
-  exporter::KeepLargeBuffers();  // as okrd does
   Args args(
       {"events", "partitions", "subjects", "batch", "runs", "kafka-property",
        "latency-seconds", "latency-fractions", "format"},

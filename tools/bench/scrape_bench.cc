@@ -155,13 +155,36 @@ class Source final : public exporter::SnapshotSource {
 
 // Milliseconds of `scrapes` renders without HTTP (what a scrape holds the
 // daemon's lock for), sorted.
+// Counts an exposition's series as it is rendered, and writes it to
+// `file` when one is open; keeps nothing, as /metrics sends the pieces on.
+class CountingSink final : public exporter::TextSink {
+ public:
+  explicit CountingSink(std::ofstream* file = nullptr) : file_(file) {}
+  void Take(std::string piece) override {
+    for (absl::string_view line : absl::StrSplit(piece, '\n')) {
+      if (!line.empty() && line[0] != '#') ++series_;
+    }
+    if (file_ != nullptr) *file_ << piece;
+  }
+  long series() const { return series_; }
+
+ private:
+  std::ofstream* file_;
+  long series_ = 0;
+};
+
+// The time to render alone, into pieces that are dropped as they come (the
+// server sends them on).
 std::vector<double> RenderTimes(const projection::KpiProjection& projection,
                                 int scrapes) {
+  struct Drop final : exporter::TextSink {
+    void Take(std::string) override {}
+  };
   std::vector<double> ms;
   for (int i = 0; i < scrapes; ++i) {
     const absl::Time start = absl::Now();
-    const std::string text =
-        exporter::RenderMetrics(projection, exporter::DaemonState());
+    Drop sink;
+    exporter::RenderMetrics(projection, exporter::DaemonState(), &sink);
     ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
   }
   std::sort(ms.begin(), ms.end());
@@ -169,8 +192,6 @@ std::vector<double> RenderTimes(const projection::KpiProjection& projection,
 }
 
 int RunOkrd(long series, int scrapes) {
-  exporter::KeepLargeBuffers();
-  exporter::UseRenderArena();  // it renders on this thread
   auto config = std::make_shared<config::Config>();
   config::KpiOptions kpi;
   kpi.id = "signups";
@@ -251,8 +272,6 @@ double SampleValue(const std::string& unit, long i) {
 }
 
 int RunOkrdConfig(const std::string& path, long subjects, int scrapes) {
-  exporter::KeepLargeBuffers();
-  exporter::UseRenderArena();  // it renders on this thread
   const long before = ResidentBytes();
   auto config = config::LoadConfig(path);
   if (!config.ok()) {
@@ -283,18 +302,13 @@ int RunOkrdConfig(const std::string& path, long subjects, int scrapes) {
   tick.mutable_tick()->set_wall_time_us(absl::ToUnixMicros(now));
   projection.Apply(tick);
   const long built = ResidentBytes() - before;
-  std::string body =
-      exporter::RenderMetrics(projection, exporter::DaemonState());
   long series = 0;
-  for (absl::string_view line : absl::StrSplit(body, '\n')) {
-    if (!line.empty() && line[0] != '#') ++series;
-  }
   {
     std::ofstream out(BodyPath());
-    out << body;
+    CountingSink sink(&out);
+    exporter::RenderMetrics(projection, exporter::DaemonState(), &sink);
+    series = sink.series();
   }
-  body.clear();
-  body.shrink_to_fit();
   const std::vector<double> ms = RenderTimes(projection, scrapes);
   const double p99 = ms[std::min(ms.size() - 1, ms.size() * 99 / 100)];
   std::printf(
