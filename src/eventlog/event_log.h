@@ -308,7 +308,8 @@ class EventLog {
     uint64_t covered_sequence = 0;  // ids up to here are in written runs
     size_t memory_ids = 0;          // ids in the in-memory tables
     size_t memory_bytes = 0;        // what those tables hold
-    size_t run_reader_bytes = 0;    // RocksDB's readers of the runs (filters)
+    size_t run_reader_bytes = 0;    // RocksDB's readers of the runs
+    size_t run_cached_bytes = 0;    // their filters and indexes in the cache
     uint64_t runs_written = 0;      // by this process
   };
   IdIndexStats id_index_stats() const;

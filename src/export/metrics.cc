@@ -484,12 +484,13 @@ void AddDaemonFamilies(Families& f, const DaemonState& state) {
         "and replay of the log's tail.",
         MetricKind::kGauge)
       .Add({}, state.rebuild_seconds);
-  TextFamily& memory = f.Add(
-      "okrd_eventlog_memory_bytes",
-      "Memory the event log holds: RocksDB's memtables, its block cache "
-      "(which the memtables are charged to, within storage.memory_mb), the "
-      "table readers' filters and indexes, and the id index's tables.",
-      MetricKind::kGauge);
+  TextFamily& memory =
+      f.Add("okrd_eventlog_memory_bytes",
+            "Memory the event log holds: RocksDB's memtables, its block cache "
+            "(which the memtables and the id index's filters are charged to, "
+            "within storage.memory_mb), what its open tables hold beside the "
+            "cache, and the id index's tables.",
+            MetricKind::kGauge);
   for (const auto& [where, bytes] :
        {std::pair{"memtables", state.log_memory.memtables},
         std::pair{"block_cache", state.log_memory.block_cache},

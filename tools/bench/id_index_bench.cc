@@ -165,11 +165,15 @@ int Main(int argc, char** argv) {
                 static_cast<unsigned long long>(ids), batch_size,
                 sync ? "on" : "off", rate);
     std::printf(
-        "memory   in-memory tables %zu ids, %.1f MB; run readers (bloom "
-        "filters, indexes) %.1f MB; %.2f B/id (process RSS grew %.1f MB)\n",
+        "memory   in-memory tables %zu ids, %.1f MB; run readers %.1f MB, "
+        "their bloom filters and indexes in the block cache %.1f MB; %.2f "
+        "B/id (process RSS grew %.1f MB)\n",
         stats.memory_ids, static_cast<double>(stats.memory_bytes) / 1e6,
         static_cast<double>(stats.run_reader_bytes) / 1e6,
-        static_cast<double>(stats.memory_bytes + stats.run_reader_bytes) / n,
+        static_cast<double>(stats.run_cached_bytes) / 1e6,
+        static_cast<double>(stats.memory_bytes + stats.run_reader_bytes +
+                            stats.run_cached_bytes) /
+            n,
         (static_cast<double>(ResidentBytes()) -
          static_cast<double>(rss_before)) /
             1e6);
