@@ -829,13 +829,13 @@ void KpiProjection::ForEachSubject(
     const std::function<void(const config::KpiOptions&, const std::string&,
                              absl::Time, uint32_t)>& fn) const {
   for (const config::KpiOptions* kpi : by_id_) {
-    ForEachPairOf(BaseOf(*kpi).id,
-                  [&](const Key& key, const SubjectState& state) {
-                    fn(*kpi, key.second,
-                       kpi->is_derived() ? LastEventTimeOf(*kpi, key.second)
-                                         : state.last_event_time,
-                       state.partition);
-                  });
+    ForEachPairOf(
+        BaseOf(*kpi).id, [&](const Key& key, const SubjectState& state) {
+          fn(*kpi, key.second,
+             kpi->is_derived() ? LastEventTimeOf(*kpi, key.second, &state)
+                               : state.last_event_time,
+             state.partition);
+        });
   }
 }
 
@@ -888,16 +888,21 @@ absl::Time KpiProjection::LastEventTime(const std::string& kpi,
 }
 
 absl::Time KpiProjection::LastEventTimeOf(const config::KpiOptions& kpi,
-                                          absl::string_view subject) const {
+                                          absl::string_view subject,
+                                          const SubjectState* base) const {
   if (!kpi.is_derived()) {
+    if (base != nullptr) return base->last_event_time;
     auto it = subjects_.find(KeyView(kpi.id, subject));
     return it == subjects_.end() ? absl::InfinitePast()
                                  : it->second.last_event_time;
   }
-  // A derived KPI's newest measurement is its inputs' newest.
+  // A derived KPI's newest measurement is its inputs' newest; its base is
+  // its first input's.
   absl::Time newest = absl::InfinitePast();
-  for (const config::KpiOptions* input : inputs_[&kpi - config_->kpis.data()]) {
-    newest = std::max(newest, LastEventTimeOf(*input, subject));
+  const auto& inputs = inputs_[&kpi - config_->kpis.data()];
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    newest = std::max(
+        newest, LastEventTimeOf(*inputs[i], subject, i == 0 ? base : nullptr));
   }
   return newest;
 }

@@ -330,9 +330,11 @@ class KpiProjection {
                                      absl::string_view subject,
                                      const Period& period,
                                      const InputStates& states) const;
-  // LastEventTime by the KPI's options.
+  // LastEventTime by the KPI's options; `base`, when given, is the state
+  // of BaseOf(kpi) for `subject`, which then needs no lookup.
   absl::Time LastEventTimeOf(const config::KpiOptions& kpi,
-                             absl::string_view subject) const;
+                             absl::string_view subject,
+                             const SubjectState* base = nullptr) const;
 
   // The value of `aggregate`; none when no value is left there (every one
   // retracted, or one the log could not refill).
@@ -347,8 +349,12 @@ class KpiProjection {
   // Calls `fn(key, state)` for every pair of KPI `kpi`, in subject order.
   template <typename F>
   void ForEachPairOf(const std::string& kpi, F fn) const {
-    for (auto it = ordered_.lower_bound(KeyView(kpi, ""));
-         it != ordered_.end() && it->first.first == kpi; ++it) {
+    // Every key of `kpi` sorts before (kpi + '\0', ""), and every other
+    // key after it: the bounds are found once, not a string compared per
+    // pair.
+    const std::string after = kpi + '\0';
+    const auto end = ordered_.lower_bound(KeyView(after, ""));
+    for (auto it = ordered_.lower_bound(KeyView(kpi, "")); it != end; ++it) {
       fn(it->second->first, it->second->second);
     }
   }
