@@ -87,8 +87,7 @@ void WriteKpiFamilies(const projection::KpiProjection& projection,
 
 void AddOkrFamilies(Families& f, const projection::KpiProjection& projection,
                     const projection::Ownership::Mask& mask) {
-  const projection::OkrState okrs =
-      projection::EvaluateOkrs(projection.config(), projection);
+  const projection::OkrState& okrs = projection.okrs();
   TextFamily& progress =
       f.Add("okr_key_result_progress_ratio",
             "Key result progress from baseline (0) to target (1), clamped.",

@@ -102,7 +102,7 @@ class Page {
       : projection_(projection),
         config_(projection.config()),
         state_(state),
-        okrs_(projection::EvaluateOkrs(config_, projection)),
+        okrs_(projection.okrs()),
         mask_(state.ownership.MaskFor(projection.partitions())) {
     for (const projection::ObjectiveState& o : okrs_.objectives) {
       children_[o.objective->parent].push_back(&o);
@@ -331,7 +331,7 @@ class Page {
                              kr.key_result->subject);
   }
 
-  const projection::OkrState okrs_;
+  const projection::OkrState& okrs_;
   const projection::Ownership::Mask mask_;
   std::set<const config::ObjectiveOptions*> partial_;
   std::map<std::string, std::vector<const projection::ObjectiveState*>>

@@ -55,8 +55,7 @@ void AddOkrs(
     const projection::Ownership::Mask& mask,
     google::protobuf::RepeatedPtrField<okrd::v1::KeyResultView>* key_results,
     google::protobuf::RepeatedPtrField<okrd::v1::ObjectiveView>* objectives) {
-  const projection::OkrState okrs =
-      projection::EvaluateOkrs(projection.config(), projection);
+  const projection::OkrState& okrs = projection.okrs();
   for (const projection::KeyResultState& kr : okrs.key_results) {
     if (key_results == nullptr) break;
     if (!mask.ExportsPair(projection, kr.key_result->kpi,

@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/civil_time.h"
 #include "core/time_util.h"
+#include "projection/okr.h"
 #include "projection/pip.h"
 
 namespace okrd::projection {
@@ -262,6 +263,7 @@ okrd::v1::ProjectionSnapshot KpiProjection::Snapshot() const {
 
 absl::Status KpiProjection::Restore(
     const okrd::v1::ProjectionSnapshot& snapshot) {
+  ++changes_;
   if (snapshot.config_hash() != ConfigHash(*config_)) {
     return absl::FailedPreconditionError(
         "snapshot was taken under other KPI or PIP policy definitions");
@@ -675,6 +677,7 @@ std::optional<double> KpiProjection::DerivedValue(
 }
 
 void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
+  ++changes_;
   sequence_ = std::max(sequence_, record.sequence());
   if (!record.has_event()) {
     if (record.has_tick()) {
@@ -763,7 +766,16 @@ KpiProjection::TakeNewConflicts() {
 }
 
 void KpiProjection::AdvanceClock(absl::Time now) {
+  if (now > clock_) ++changes_;
   clock_ = std::max(clock_, now);
+}
+
+const OkrState& KpiProjection::okrs() const {
+  if (okrs_ == nullptr || okrs_at_ != changes_) {
+    okrs_ = std::make_unique<OkrState>(EvaluateOkrs(*config_, *this));
+    okrs_at_ = changes_;
+  }
+  return *okrs_;
 }
 
 void KpiProjection::RecordPipTransitions() {

@@ -111,6 +111,7 @@ class Aggregate {
 inline constexpr size_t kKeptExtremes = 16;
 
 struct PipSubjectState;  // pip.h
+struct OkrState;         // okr.h
 
 // A Kafka (topic, partition) that events came from.
 using SourcePartition = std::pair<std::string, int32_t>;
@@ -234,6 +235,12 @@ class KpiProjection {
   // a scrape renders what is there instead of running every machine.
   void ForEachPipState(
       const std::function<void(const PipSubjectState&)>& fn) const;
+
+  // Objectives and key results at the clock, equal to EvaluateOkrs' answer
+  // (okr.h). Kept until the projection next changes (a record folded, the
+  // clock moved, a snapshot restored), so /metrics, the status page and the
+  // API between two changes read one evaluation. Valid until then.
+  const OkrState& okrs() const;
 
   // The state as a snapshot, stamped with ConfigHash(config()).
   okrd::v1::ProjectionSnapshot Snapshot() const;
@@ -407,6 +414,10 @@ class KpiProjection {
   std::vector<PipPolicyKpis> pip_policies_;
   bool pip_dirty_ = true;
   absl::Time pip_wakeup_ = absl::InfinitePast();
+  // Bumped by every change; okrs() evaluates again when it moved.
+  uint64_t changes_ = 0;
+  mutable uint64_t okrs_at_ = UINT64_MAX;
+  mutable std::unique_ptr<OkrState> okrs_;
   // The kept PIP states (ForEachPipState); changed by reads, which the
   // owner serialises with Apply() anyway.
   struct PipStates;

@@ -190,6 +190,42 @@ TEST_F(RollupTest, WeightedMeanOverThreeLevels) {
   }
 }
 
+// The kept state is EvaluateOkrs' answer after every kind of change, and
+// is not evaluated again while nothing changes.
+TEST_F(RollupTest, KeptStateFollowsEveryChange) {
+  auto expect_current = [&](const char* after) {
+    SCOPED_TRACE(after);
+    const OkrState& kept = kpis_->okrs();
+    const OkrState fresh = EvaluateOkrs(*config_, *kpis_);
+    ASSERT_EQ(kept.key_results.size(), fresh.key_results.size());
+    for (size_t i = 0; i < fresh.key_results.size(); ++i) {
+      EXPECT_EQ(kept.key_results[i].value, fresh.key_results[i].value);
+      EXPECT_EQ(kept.key_results[i].raw_progress,
+                fresh.key_results[i].raw_progress);
+      EXPECT_EQ(kept.key_results[i].expected, fresh.key_results[i].expected);
+      EXPECT_EQ(kept.key_results[i].status, fresh.key_results[i].status);
+    }
+    ASSERT_EQ(kept.objectives.size(), fresh.objectives.size());
+    for (size_t i = 0; i < fresh.objectives.size(); ++i) {
+      EXPECT_EQ(kept.objectives[i].progress, fresh.objectives[i].progress);
+    }
+    // Read again with no change between: the same evaluation.
+    EXPECT_EQ(&kpis_->okrs(), &kept);
+  };
+  expect_current("nothing folded");
+  Measure("web", 40);
+  expect_current("a measurement");
+  Measure("web", 60);
+  expect_current("a second one in the same period");
+  kpis_->AdvanceClock(AtElapsed(0.9));  // expected progress moves
+  expect_current("the clock");
+  const okrd::v1::ProjectionSnapshot snapshot = kpis_->Snapshot();
+  Measure("all", 10);
+  expect_current("another key result's measurement");
+  ASSERT_TRUE(kpis_->Restore(snapshot).ok());
+  expect_current("a restored snapshot");
+}
+
 TEST_F(RollupTest, KeyResultsWithoutDataCountAsZero) {
   Measure("web", 100);
   const OkrState state = EvaluateOkrs(*config_, *kpis_);
