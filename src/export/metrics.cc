@@ -8,6 +8,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -171,15 +172,13 @@ void AddOkrFamilies(Families& f, const projection::KpiProjection& projection,
   }
 }
 
-// okr_pip_state, five series per machine, streams to `sink`; the other
-// families are kept in `f` and go out after it.
-void WritePipFamilies(Families& f, const projection::KpiProjection& projection,
-                      const projection::Ownership::Mask& mask, TextSink* sink) {
-  TextFamily state(
+void AddPipFamilies(Families& f, const projection::KpiProjection& projection,
+                    const projection::Ownership::Mask& mask) {
+  TextFamily& state = f.Add(
       "okr_pip_state",
       "PIP trigger state per policy and subject: one series per state, 1 on "
       "the current one. triggered recommends a review.",
-      MetricKind::kGauge, sink);
+      MetricKind::kGauge);
   TextFamily& streak =
       f.Add("okr_pip_breach_streak_periods",
             "Consecutive closed periods breaching the policy's trigger.",
@@ -511,13 +510,18 @@ void Render(const projection::KpiProjection& projection,
   if (!ownership.standby()) {
     const projection::Ownership::Mask mask =
         ownership.MaskFor(projection.partitions());
+    // The OKR and PIP families are rendered beside the KPI families, on a
+    // second thread, and kept until those are out. The two read disjoint
+    // parts of the projection: the KPI side only its pairs, this side also
+    // the kept OKR and PIP states, which only it may bring up to date.
+    Families later;
+    std::thread beside([&] {
+      AddOkrFamilies(later, projection, mask);
+      AddPipFamilies(later, projection, mask);
+    });
     WriteKpiFamilies(projection, mask, sink);
-    Families okrs;
-    AddOkrFamilies(okrs, projection, mask);
-    okrs.MoveTo(sink);
-    Families pips;  // go out after okr_pip_state, which streams
-    WritePipFamilies(pips, projection, mask, sink);
-    pips.MoveTo(sink);
+    beside.join();
+    later.MoveTo(sink);
   }
   Families rest;
   rest.Add("okrd_projection_sequence",

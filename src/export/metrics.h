@@ -99,7 +99,8 @@ std::string RenderMetrics(const projection::KpiProjection& projection,
                           const DaemonState& state);
 // The same, handed to `sink` in pieces of about kPieceBytes as it is
 // rendered: what is held at once is the families kept for ordering (period
-// starts, the PIP families after okr_pip_state) and what the sink keeps.
+// starts; the OKR and PIP families, rendered on a second thread beside the
+// KPI families) and what the sink keeps.
 void RenderMetrics(const projection::KpiProjection& projection,
                    const DaemonState& state, TextSink* sink);
 
