@@ -511,9 +511,9 @@ void Render(const projection::KpiProjection& projection,
     const projection::Ownership::Mask mask =
         ownership.MaskFor(projection.partitions());
     // The OKR and PIP families are rendered beside the KPI families, on a
-    // second thread, and kept until those are out. The two read disjoint
-    // parts of the projection: the KPI side only its pairs, this side also
-    // the kept OKR and PIP states, which only it may bring up to date.
+    // second thread, and kept until those are out. Both sides only read the
+    // projection's pairs; the kept OKR and PIP states, which a read may
+    // bring up to date, are touched by the second thread alone.
     Families later;
     std::thread beside([&] {
       AddOkrFamilies(later, projection, mask);
