@@ -843,9 +843,7 @@ void KpiProjection::ForEachSubject(
   for (const config::KpiOptions* kpi : by_id_) {
     ForEachPairOf(
         BaseOf(*kpi).id, [&](const Key& key, const SubjectState& state) {
-          fn(*kpi, key.second,
-             kpi->is_derived() ? LastEventTimeOf(*kpi, key.second, &state)
-                               : state.last_event_time,
+          fn(*kpi, key.second, LastEventTimeOf(*kpi, key.second, &state),
              state.partition);
         });
   }
