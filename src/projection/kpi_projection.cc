@@ -201,11 +201,20 @@ void Aggregate::LoadFrom(const okrd::v1::PeriodSnapshot& in, size_t kept) {
 
 std::string ConfigHash(const config::Config& config) {
   // A readable canonical form; short enough to store beside each snapshot.
-  // v2: pairs carry their source partition.
-  std::string canonical = "okrd-projection-v2";
+  // v2: pairs carry their source partition. v3: pairs let go of periods no
+  // read reaches, so what derived KPIs and key results read is part of it.
+  std::string canonical = "okrd-projection-v3";
   for (const config::KpiOptions& kpi : config.kpis) {
-    // Derived KPIs hold no state of their own.
-    if (kpi.is_derived()) continue;
+    if (kpi.is_derived()) {
+      // No state of their own; their reads set the horizons of their inputs.
+      absl::StrAppend(&canonical, "|", kpi.id, "=",
+                      kpi.derived.kind == config::DerivedKpi::Kind::kRatio
+                          ? "ratio("
+                      : kpi.derived.same_period_last_year ? "yoy("
+                                                          : "change(",
+                      absl::StrJoin(kpi.derived.inputs, ","), ")");
+      continue;
+    }
     absl::StrAppend(
         &canonical, "|", kpi.id, ",", config::AggregationName(kpi.aggregation),
         ",", config::PeriodName(kpi.period), ",", kpi.time_zone, ",",
@@ -224,6 +233,12 @@ std::string ConfigHash(const config::Config& config) {
         p.plan_days);
     for (const config::PipMilestone& m : p.milestones) {
       absl::StrAppend(&canonical, ",", m.day, "@", m.threshold);
+    }
+  }
+  // Their pairs keep every period.
+  for (const config::ObjectiveOptions& o : config.objectives) {
+    for (const config::KeyResultOptions& kr : o.key_results) {
+      absl::StrAppend(&canonical, "|kr:", kr.kpi, ",", kr.subject);
     }
   }
   return canonical;
@@ -287,11 +302,13 @@ absl::Status KpiProjection::Restore(
   new_conflicts_.clear();
   sequence_ = snapshot.sequence();
   clock_ = time_of(snapshot.clock_us());
+  horizons_until_ = absl::InfinitePast();
   for (const okrd::v1::SubjectSnapshot& s : snapshot.subjects()) {
     const config::KpiOptions* kpi = config_->FindKpi(s.kpi());
     if (kpi == nullptr) continue;
     SubjectState& state = StateOf(s.kpi(), s.subject());
     state.kpi = kpi;
+    state.keeps_every_period = KeepsEveryPeriod(*kpi, s.subject());
     if (!s.topic().empty()) {
       state.partition = PartitionIndex(s.topic(), s.partition());
     }
@@ -307,6 +324,11 @@ absl::Status KpiProjection::Restore(
         Refill(*kpi, s.subject(),
                PeriodOf(*kpi, absl::FromUnixMicros(p.start_us())), aggregate);
       }
+    }
+    // Snapshots written before periods were let go hold them all.
+    if (history_ && !state.keeps_every_period && !state.periods.empty() &&
+        clock_ != absl::InfinitePast()) {
+      LetGoOfOldPeriods(state);
     }
   }
   return absl::OkStatus();
@@ -490,6 +512,19 @@ KpiProjection::KpiProjection(std::shared_ptr<const config::Config> config)
             [](const config::KpiOptions* a, const config::KpiOptions* b) {
               return a->id < b->id;
             });
+  key_result_subjects_.resize(config_->kpis.size());
+  std::vector<bool> read;
+  for (const config::ObjectiveOptions& objective : config_->objectives) {
+    for (const config::KeyResultOptions& kr : objective.key_results) {
+      const config::KpiOptions* kpi = config_->FindKpi(kr.kpi);
+      if (kpi == nullptr) continue;
+      read.assign(config_->kpis.size(), false);
+      MarkMeasuredInputs(*kpi, &read);
+      for (size_t i = 0; i < read.size(); ++i) {
+        if (read[i]) key_result_subjects_[i].insert(kr.subject);
+      }
+    }
+  }
   for (const config::PipPolicyOptions& policy : config_->pip_policies) {
     PipPolicyKpis& p = pip_policies_.emplace_back();
     p.inputs.assign(config_->kpis.size(), false);
@@ -695,7 +730,10 @@ void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
   if (kpi == nullptr || kpi->is_derived()) return;
   Node& node = NodeOf(event.kpi(), event.subject());
   SubjectState& state = node.second;
-  state.kpi = kpi;
+  if (state.kpi == nullptr) {
+    state.kpi = kpi;
+    state.keeps_every_period = KeepsEveryPeriod(*kpi, event.subject());
+  }
   if (FromKafka(record.position())) {
     NotePartition(state, event.kpi(), event.subject(), record.position());
   }
@@ -713,11 +751,71 @@ void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
     state.last_event_time = std::max(state.last_event_time, event_time);
   }
   const Period period = PeriodOf(*kpi, t);
+  const bool lets_go = history_ && !state.keeps_every_period;
+  // No read reaches a period before the horizon any more.
+  if (lets_go && absl::ToUnixMicros(period.start) < HorizonOf(*kpi)) return;
+  const size_t held = state.periods.size();
   Aggregate& aggregate = AggregateOf(state, period);
   FoldInto(aggregate, period, record, kept_);
   if (aggregate.needs_refill()) {
     Refill(*kpi, event.subject(), period, aggregate);
   }
+  // A new period is where the horizon may have passed older ones.
+  if (lets_go && state.periods.size() > held) LetGoOfOldPeriods(state);
+}
+
+bool KpiProjection::KeepsEveryPeriod(const config::KpiOptions& kpi,
+                                     absl::string_view subject) const {
+  const size_t index = &kpi - config_->kpis.data();
+  if (key_result_subjects_[index].contains(subject)) return true;
+  for (size_t i = 0; i < pip_policies_.size(); ++i) {
+    if (pip_policies_[i].inputs[index] &&
+        PipWatches(config_->pip_policies[i], std::string(subject))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+int64_t KpiProjection::HorizonOf(const config::KpiOptions& kpi) {
+  if (clock_ >= horizons_until_) {
+    horizons_.assign(config_->kpis.size(), INT64_MAX);
+    horizons_until_ = absl::InfiniteFuture();
+    for (const config::KpiOptions& k : config_->kpis) {
+      const Period current = PeriodContaining(clock_, k);
+      horizons_until_ = std::min(horizons_until_, current.end);
+      NoteRead(k, PreviousPeriod(current, k));
+    }
+  }
+  return horizons_[&kpi - config_->kpis.data()];
+}
+
+void KpiProjection::NoteRead(const config::KpiOptions& kpi,
+                             const Period& period) {
+  const size_t index = &kpi - config_->kpis.data();
+  if (!kpi.is_derived()) {
+    horizons_[index] =
+        std::min(horizons_[index], absl::ToUnixMicros(period.start));
+    return;
+  }
+  // As DerivedValue reads its inputs (the config has no cycles).
+  for (const config::KpiOptions* input : inputs_[index]) {
+    NoteRead(*input, period);
+    if (kpi.derived.kind == config::DerivedKpi::Kind::kChange) {
+      NoteRead(*input, ReferenceOf(kpi, period));
+    }
+  }
+}
+
+void KpiProjection::LetGoOfOldPeriods(SubjectState& state) {
+  auto& periods = state.periods;
+  periods.erase(periods.begin(), periods.lower_bound(HorizonOf(*state.kpi)));
+}
+
+size_t KpiProjection::period_count() const {
+  size_t n = 0;
+  for (const auto& [key, state] : subjects_) n += state.periods.size();
+  return n;
 }
 
 uint32_t KpiProjection::PartitionIndex(const std::string& topic,

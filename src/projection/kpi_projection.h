@@ -146,9 +146,12 @@ class KpiProjection {
       const std::function<bool(const okrd::v1::StoredEvent&)>& fn)>;
   // Lets latest, min and max aggregates hold at most `kept` values each,
   // and rebuild one from `history` in the rare case retractions leave it
-  // without its extreme (Aggregate). Without a history every value is held.
-  // The state and every value are the same either way.
+  // without its extreme (Aggregate). Lets go, too, of the periods no read
+  // can reach any more (see `horizons_`). Without a history every value and
+  // period is held. What every read answers is the same either way.
   void SetHistory(History history, size_t kept = kKeptExtremes);
+  // Periods held over every (KPI, subject) pair.
+  size_t period_count() const;
   // Aggregates rebuilt from the history so far.
   uint64_t refills() const { return refills_; }
 
@@ -282,6 +285,10 @@ class KpiProjection {
     const config::KpiOptions* kpi = nullptr;
     uint32_t partition = kNoPartition;
     bool partition_conflict = false;
+    // Every period is held: a PIP policy watches the pair, or a key result
+    // reads it. Those read periods of any age; the others read only the
+    // periods from their KPI's horizon on.
+    bool keeps_every_period = true;
     absl::Time last_event_time = absl::InfinitePast();
     // Keyed by period start in Unix microseconds.
     absl::btree_map<int64_t, Aggregate> periods;
@@ -366,6 +373,19 @@ class KpiProjection {
     }
   }
 
+  // Whether the pair of measured `kpi` and `subject` keeps every period
+  // (SubjectState::keeps_every_period).
+  bool KeepsEveryPeriod(const config::KpiOptions& kpi,
+                        absl::string_view subject) const;
+  // The horizon of measured `kpi` at the clock (`horizons_`).
+  int64_t HorizonOf(const config::KpiOptions& kpi);
+  // Lowers the horizons of the measured KPIs that `kpi`'s value in
+  // `period` is computed from.
+  void NoteRead(const config::KpiOptions& kpi, const Period& period);
+  // Lets go of `state`'s periods before its KPI's horizon, unless it keeps
+  // every period.
+  void LetGoOfOldPeriods(SubjectState& state);
+
   // The period of `kpi` containing `t`.
   Period PeriodOf(const config::KpiOptions& kpi, absl::Time t);
   // The aggregate of `state` for `period`.
@@ -427,6 +447,17 @@ class KpiProjection {
   absl::node_hash_map<Key, SubjectState, KeyHash, KeyEq> subjects_;
   // The same pairs in (KPI id, subject) order, for rendering and snapshots.
   absl::btree_map<KeyView, Node*> ordered_;
+  // Per KPI (config order; measured ones only), the start in Unix
+  // microseconds of the oldest period any read of the series can still reach
+  // at the clock or later: the previous period's, or for an input of a
+  // change KPI, its reference's. Horizons only move forward with the clock,
+  // so a pair that does not keep every period lets go of the periods before
+  // its horizon, and an event for one of them changes nothing read. With a
+  // history only; recomputed when the clock reaches `horizons_until_`.
+  std::vector<int64_t> horizons_;
+  absl::Time horizons_until_ = absl::InfinitePast();
+  // Per KPI (config order), the subjects whose pairs a key result reads.
+  std::vector<absl::flat_hash_set<std::string>> key_result_subjects_;
   // Per KPI (config order), the period last looked up: most events of a
   // KPI fall in the same period, and the calendar arithmetic is not free.
   std::vector<Period> period_cache_;

@@ -7,8 +7,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "core/time_util.h"
 #include "gtest/gtest.h"
+#include "projection/okr.h"
+#include "projection/pip.h"
 
 namespace okrd::projection {
 namespace {
@@ -484,6 +487,201 @@ TEST_F(KpiProjectionTest, HoldingFewValuesGivesTheSameValues) {
       EXPECT_LE(saved.values_size() + saved.latest_value_size(), 2);
     }
   }
+}
+
+// Everything a read answers: every series, last event time, PIP state,
+// transition and key result.
+std::string Answers(const KpiProjection& p) {
+  std::string out;
+  p.ForEachSeries([&](const KpiSeries& s) {
+    absl::StrAppend(&out, s.kpi->id, "/", *s.subject, "/", s.period_label, "=",
+                    s.value, "\n");
+  });
+  p.ForEachSubject([&](const config::KpiOptions& kpi,
+                       const std::string& subject, absl::Time last, uint32_t) {
+    absl::StrAppend(&out, kpi.id, "/", subject, " last ", FormatUtc(last),
+                    "\n");
+  });
+  p.ForEachPipState([&](const PipSubjectState& s) {
+    absl::StrAppend(&out, s.policy->id, "/", s.subject, " ",
+                    PipStateName(s.state), " streak ", s.streak,
+                    " insufficient ", s.insufficient_periods, "\n");
+  });
+  for (const okrd::v1::PipTransition& t : p.pip_transitions()) {
+    absl::StrAppend(&out, "fired ", t.id(), "\n");
+  }
+  for (const KeyResultState& kr : p.okrs().key_results) {
+    absl::StrAppend(&out, kr.key_result->id, " ",
+                    kr.value ? absl::StrCat(*kr.value) : "none", "\n");
+  }
+  return out;
+}
+
+// A projection with a history lets go of the periods no read reaches any
+// more, and answers every read as one holding every period: over three
+// years of measurements (some a year or two late), corrections and
+// retractions, with weekly and daily KPIs, changes against the period and
+// the year before, a PIP policy and a key result reading old periods; so
+// does one restored from its snapshot midway.
+TEST_F(KpiProjectionTest, LettingGoOfOldPeriodsChangesNoAnswer) {
+  auto config = std::make_shared<config::Config>(*config_);
+  for (const auto& [id, period] :
+       {std::pair{"weekly", config::PeriodKind::kWeek},
+        std::pair{"daily", config::PeriodKind::kDay}}) {
+    config::KpiOptions kpi;
+    kpi.id = id;
+    kpi.aggregation = Aggregation::kLatest;
+    kpi.period = period;
+    config->kpis.push_back(kpi);
+  }
+  config::KpiOptions daily_change;
+  daily_change.id = "daily_vs_last_year";
+  daily_change.period = config::PeriodKind::kDay;
+  daily_change.derived.kind = config::DerivedKpi::Kind::kChange;
+  daily_change.derived.inputs = {"daily"};
+  daily_change.derived.same_period_last_year = true;
+  config->kpis.push_back(daily_change);
+  config::PipPolicyOptions policy;
+  policy.id = "low-mean";
+  policy.kpi = "mean";
+  policy.subjects = {"team-a"};
+  policy.trigger = 5;
+  policy.recovery = 6;
+  config->pip_policies.push_back(policy);
+  config::ObjectiveOptions objective;
+  objective.id = "first-quarter";
+  objective.start = At("2025-01-01T00:00:00Z");
+  objective.end = At("2025-04-01T00:00:00Z");
+  config::KeyResultOptions kr;
+  kr.id = "weekly-b";
+  kr.kpi = "weekly";
+  kr.subject = "team-b";
+  kr.target = 10;
+  objective.key_results.push_back(kr);
+  config->objectives.push_back(objective);
+
+  std::vector<okrd::v1::StoredEvent> log;
+  auto history =
+      [&log](uint64_t from,
+             const std::function<bool(const okrd::v1::StoredEvent&)>& fn) {
+        for (const okrd::v1::StoredEvent& record : log) {
+          if (record.sequence() >= from && !fn(record)) break;
+        }
+        return absl::OkStatus();
+      };
+  KpiProjection every(config);  // no history: holds every period
+  KpiProjection bounded(config);
+  bounded.SetHistory(history);
+  std::unique_ptr<KpiProjection> restored;
+  std::mt19937 random(20261202);
+  struct Live {
+    std::string kpi;
+    std::string subject;
+    absl::Time time;
+    double value;
+  };
+  std::map<uint64_t, Live> live;  // by sequence
+  std::vector<std::string> kpis;
+  for (const config::KpiOptions& kpi : config->kpis) {
+    if (!kpi.is_derived()) kpis.push_back(kpi.id);
+  }
+  const char* subjects[] = {"team-a", "team-b", "team-c"};
+  absl::Time clock = At("2025-01-01T00:00:00Z");
+  uint64_t sequence = 0;
+  for (int step = 0; step < 6000; ++step) {
+    clock += absl::Minutes(random() % (16 * 60));
+    okrd::v1::StoredEvent record;
+    record.set_sequence(++sequence);
+    record.set_ingest_time_us(absl::ToUnixMicros(clock));
+    const int op = static_cast<int>(random() % 20);
+    const double value = static_cast<double>(random() % 12);
+    if (op == 0) {
+      record.clear_ingest_time_us();
+      record.mutable_tick()->set_wall_time_us(absl::ToUnixMicros(clock));
+    } else if (op < 14 || live.empty()) {
+      // One in seven comes up to two years late.
+      const absl::Duration late = op < 12
+                                      ? absl::Minutes(random() % (3 * 24 * 60))
+                                      : absl::Hours(random() % (2 * 365 * 24));
+      // Two in five are daily, so that the daily pairs see years of days.
+      const Live added{
+          random() % 5 < 2 ? "daily" : kpis[random() % kpis.size()],
+          subjects[random() % 3], clock - late, value};
+      auto* e = record.mutable_event();
+      e->set_event_id(absl::StrCat("r", sequence));
+      e->set_kpi(added.kpi);
+      e->set_subject(added.subject);
+      e->set_value(value);
+      ToProto(added.time, e->mutable_event_time());
+      live[sequence] = added;
+    } else {
+      auto target = live.begin();
+      std::advance(target, random() % live.size());
+      auto* e = record.mutable_event();
+      e->set_event_id(absl::StrCat("r", sequence));
+      e->set_kpi(target->second.kpi);
+      e->set_subject(target->second.subject);
+      e->set_kind(op < 17 ? okrd::v1::RETRACTION : okrd::v1::CORRECTION);
+      e->set_value(value);
+      ToProto(clock, e->mutable_event_time());
+      auto* a = record.mutable_amends();
+      a->set_target_sequence(target->first);
+      ToProto(target->second.time, a->mutable_target_event_time());
+      a->set_previous_value(target->second.value);
+      if (e->kind() == okrd::v1::RETRACTION) {
+        live.erase(target);
+      } else {
+        target->second.value = value;
+      }
+    }
+    log.push_back(record);
+    every.Apply(record);
+    bounded.Apply(record);
+    if (restored != nullptr) restored->Apply(record);
+    if (step % 7 == 0 || step > 5900) {
+      const std::string answers = Answers(every);
+      ASSERT_EQ(Answers(bounded), answers) << "step " << step;
+      if (restored != nullptr) {
+        ASSERT_EQ(Answers(*restored), answers) << "step " << step;
+      }
+    }
+    if (step == 3000) {
+      restored = std::make_unique<KpiProjection>(config);
+      restored->SetHistory(history);
+      ASSERT_TRUE(restored->Restore(bounded.Snapshot()).ok());
+    }
+  }
+  ASSERT_GT(every.clock(), At("2028-01-01T00:00:00Z"));
+  EXPECT_FALSE(every.pip_transitions().empty());
+  // What is held: every period of the pairs the policy and the key result
+  // read; otherwise the current and previous ones, and what changes
+  // compare them with: for `count`, the ratio's previous period; for `sum`
+  // and `daily`, the year before.
+  auto held = [](const KpiProjection& p) {
+    std::map<std::string, int> out;
+    const okrd::v1::ProjectionSnapshot snapshot = p.Snapshot();
+    for (const okrd::v1::SubjectSnapshot& s : snapshot.subjects()) {
+      out[s.kpi() + "/" + s.subject()] = s.periods_size();
+    }
+    return out;
+  };
+  const std::map<std::string, int> all = held(every);
+  const std::map<std::string, int> kept = held(bounded);
+  ASSERT_EQ(kept.size(), all.size());
+  EXPECT_GT(all.at("daily/team-c"), 400);
+  EXPECT_GT(all.at("latest/team-c"), 40);
+  for (const auto& [pair, n] : kept) {
+    const std::string kpi = pair.substr(0, pair.find('/'));
+    if (pair == "mean/team-a" || pair == "weekly/team-b") {
+      EXPECT_EQ(n, all.at(pair)) << pair;
+    } else if (kpi == "sum" || kpi == "daily") {
+      EXPECT_LE(n, kpi == "sum" ? 14 : 368) << pair;
+    } else {
+      EXPECT_LE(n, kpi == "count" ? 3 : 2) << pair;
+    }
+  }
+  EXPECT_LT(bounded.period_count(), every.period_count() / 2);
+  EXPECT_EQ(held(*restored), kept);
 }
 
 // A snapshot taken while an aggregate's refill was due (its log was

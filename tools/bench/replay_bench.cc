@@ -1,11 +1,12 @@
 // replay_bench: how fast the projection is rebuilt from the log, and how
 // soon a restarted okrd can serve a consistent scrape when a snapshot exists.
 //
-//   replay_bench [--events N] [--subjects S] [--tail T] [--crash-tail K]
-//                [--dir DIR] [--memory-mb M]
+//   replay_bench [--events N] [--subjects S] [--days D] [--tail T]
+//                [--crash-tail K] [--dir DIR] [--memory-mb M]
 //
-// Loads N events (4 KPIs, S subjects, two months) into a fresh log, folding
-// them as okrd does and printing the resident memory after each million
+// Loads N events (4 monthly KPIs, S subjects, spread over D days from
+// 2026-10-02, 61 by default) into a fresh log, folding them as okrd does and
+// printing the resident memory and the periods held after each million
 // (RocksDB within storage.memory_mb = M, 256 by default), then
 // measures: (1) a full replay (log read + fold) in records/s; (2) storing a
 // snapshot; (3) start-up as okrd does it: open the log, restore the newest
@@ -65,7 +66,7 @@ int Fail(const absl::Status& s) {
 // 10000, as the load below spreads them; folds them into `fold` when set.
 absl::Status AppendEvents(eventlog::EventLog& log, const config::Config& config,
                           long long from, long long to, long long events,
-                          long long subjects,
+                          long long subjects, long long days,
                           projection::KpiProjection* fold = nullptr) {
   const absl::Time base = absl::FromUnixSeconds(1793491200);  // 2026-11-01
   for (long long i = from; i < to;) {
@@ -82,10 +83,10 @@ absl::Status AppendEvents(eventlog::EventLog& log, const config::Config& config,
       e.set_kpi(config.kpis[i % 4].id);
       e.set_subject(absl::StrCat("subject-", (i / 4) % subjects));
       e.set_value(static_cast<double>(i % 97));
-      // Spread over October and November.
-      ToProto(
-          base - absl::Hours(24 * 30) + absl::Seconds((i * 5184000LL / events)),
-          e.mutable_event_time());
+      // Spread over `days` from October 2.
+      ToProto(base - absl::Hours(24 * 30) +
+                  absl::Seconds(i * (days * 86400) / events),
+              e.mutable_event_time());
     }
     auto result = log.Append(std::move(batch));
     if (!result.ok()) return result.status();
@@ -134,17 +135,20 @@ absl::StatusOr<std::unique_ptr<projection::KpiProjection>> StartUp(
 
 int Main(int argc, char** argv) {
   (void)InitLogging("warn");
-  Args args({"events", "subjects", "tail", "crash-tail", "dir", "memory-mb"},
-            {});
+  Args args(
+      {"events", "subjects", "days", "tail", "crash-tail", "dir", "memory-mb"},
+      {});
   if (absl::Status s =
           args.Parse(std::vector<std::string>(argv + 1, argv + argc));
       !s.ok()) {
     return Fail(s);
   }
-  long long events = 0, subjects = 0, tail = 0, crash_tail = 0, memory_mb = 0;
+  long long events = 0, subjects = 0, days = 0, tail = 0, crash_tail = 0,
+            memory_mb = 0;
   for (auto [name, least, fallback, out] :
        {std::tuple{"events", 1LL, 1000000LL, &events},
         std::tuple{"subjects", 1LL, 1000LL, &subjects},
+        std::tuple{"days", 1LL, 61LL, &days},
         std::tuple{"tail", 1LL, 10000LL, &tail},
         std::tuple{"crash-tail", 0LL, 0LL, &crash_tail},
         std::tuple{
@@ -177,15 +181,16 @@ int Main(int argc, char** argv) {
     constexpr long long kStep = 1000000;
     for (long long from = 0; from < events; from += kStep) {
       const long long to = std::min(events, from + kStep);
-      if (absl::Status s =
-              AppendEvents(**log, *config, from, to, events, subjects, &live);
+      if (absl::Status s = AppendEvents(**log, *config, from, to, events,
+                                        subjects, days, &live);
           !s.ok()) {
         return Fail(s);
       }
       std::printf(
           "load:    %lld events, RSS %.0f MB (RocksDB memtables and "
-          "cache within %lld MB)\n",
-          to, static_cast<double>(ResidentBytes()) / 1e6, memory_mb);
+          "cache within %lld MB), %zu periods held for %zu pairs\n",
+          to, static_cast<double>(ResidentBytes()) / 1e6, memory_mb,
+          live.period_count(), live.subject_count());
     }
   }
   std::printf("load:    %lld events in %.1f s (%.0f events/s)\n", events,
@@ -259,9 +264,10 @@ int Main(int argc, char** argv) {
     if (child == 0) {
       auto writer =
           eventlog::EventLog::Open({.path = dir.string(), .sync = true});
-      if (!writer.ok() || !AppendEvents(**writer, *config, events,
-                                        events + crash_tail, events, subjects)
-                               .ok()) {
+      if (!writer.ok() ||
+          !AppendEvents(**writer, *config, events, events + crash_tail, events,
+                        subjects, days)
+               .ok()) {
         _exit(1);
       }
       _exit(0);
