@@ -512,8 +512,10 @@ void Render(const projection::KpiProjection& projection,
         ownership.MaskFor(projection.partitions());
     // The OKR and PIP families are rendered beside the KPI families, on a
     // second thread, and kept until those are out. Both sides only read the
-    // projection's pairs; the kept OKR and PIP states, which a read may
+    // projection's pairs (periods a PIP read would read back from the log
+    // are read back first); the kept OKR and PIP states, which a read may
     // bring up to date, are touched by the second thread alone.
+    projection.Settle();
     Families later;
     std::thread beside([&] {
       AddOkrFamilies(later, projection, mask);

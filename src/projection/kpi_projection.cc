@@ -199,6 +199,78 @@ void Aggregate::LoadFrom(const okrd::v1::PeriodSnapshot& in, size_t kept) {
   needs_refill_ = HoldsValues() && held_ == 0 && count_ > 0;
 }
 
+struct KpiProjection::SubjectState::Watched {
+  // Start of the first period with data ever (Unix microseconds): where its
+  // machines start.
+  int64_t first_period = INT64_MAX;
+  // Sequence of the pair's first event: where reading it back starts.
+  uint64_t first_sequence = UINT64_MAX;
+  // The periods before it were let go.
+  int64_t let_go_before = INT64_MIN;
+  // Of a policy's base KPI, once its machines sealed periods: per policy
+  // (config order), the checkpoint of the subject's machine; none while
+  // `judged` is 0.
+  std::vector<PipCheckpoint> checkpoints;
+
+  // Where policy `policy`'s machine resumes; nullptr: from the first period.
+  const PipCheckpoint* CheckpointOf(size_t policy) const {
+    return policy < checkpoints.size() && checkpoints[policy].judged > 0
+               ? &checkpoints[policy]
+               : nullptr;
+  }
+};
+
+namespace {
+
+// Times in snapshots: Unix microseconds, INT64_MIN for InfinitePast.
+int64_t SnapshotUs(absl::Time t) {
+  return t == absl::InfinitePast() ? INT64_MIN : absl::ToUnixMicros(t);
+}
+absl::Time SnapshotTime(int64_t us) {
+  return us == INT64_MIN ? absl::InfinitePast() : absl::FromUnixMicros(us);
+}
+
+void SaveCheckpoint(const PipCheckpoint& c, const std::string& policy,
+                    okrd::v1::PipCheckpointSnapshot* out) {
+  out->set_policy(policy);
+  out->set_next_us(SnapshotUs(c.next));
+  out->set_judged(c.judged);
+  out->set_cooldown_left(c.cooldown_left);
+  out->set_state(std::string(PipStateName(c.state.state)));
+  out->set_streak(c.state.streak);
+  out->set_triggered_at_us(SnapshotUs(c.state.triggered_at));
+  out->set_deadline_us(SnapshotUs(c.state.deadline));
+  out->set_insufficient_periods(c.state.insufficient_periods);
+  out->set_milestones_missed(c.state.milestones_missed);
+  for (MilestoneStatus m : c.state.milestones) {
+    out->add_milestones(std::string(MilestoneStatusName(m)));
+  }
+}
+
+PipCheckpoint LoadCheckpoint(const okrd::v1::PipCheckpointSnapshot& in) {
+  PipCheckpoint c;
+  c.next = SnapshotTime(in.next_us());
+  c.judged = in.judged();
+  c.cooldown_left = in.cooldown_left();
+  for (PipState state : kAllPipStates) {
+    if (PipStateName(state) == in.state()) c.state.state = state;
+  }
+  c.state.streak = in.streak();
+  c.state.triggered_at = SnapshotTime(in.triggered_at_us());
+  c.state.deadline = SnapshotTime(in.deadline_us());
+  c.state.insufficient_periods = in.insufficient_periods();
+  c.state.milestones_missed = in.milestones_missed();
+  for (const std::string& name : in.milestones()) {
+    MilestoneStatus& m = c.state.milestones.emplace_back();
+    for (MilestoneStatus status : kAllMilestoneStatuses) {
+      if (MilestoneStatusName(status) == name) m = status;
+    }
+  }
+  return c;
+}
+
+}  // namespace
+
 std::string ConfigHash(const config::Config& config) {
   // A readable canonical form; short enough to store beside each snapshot.
   // v2: pairs carry their source partition. v3: pairs let go of periods no
@@ -245,6 +317,7 @@ std::string ConfigHash(const config::Config& config) {
 }
 
 okrd::v1::ProjectionSnapshot KpiProjection::Snapshot() const {
+  Settle();  // no subject waits to be read back
   okrd::v1::ProjectionSnapshot out;
   out.set_sequence(sequence_);
   out.set_clock_us(clock_ == absl::InfinitePast() ? INT64_MIN
@@ -260,9 +333,17 @@ okrd::v1::ProjectionSnapshot KpiProjection::Snapshot() const {
       s->set_partition(partitions_[state.partition].second);
     }
     s->set_partition_conflict(state.partition_conflict);
-    s->set_last_event_time_us(state.last_event_time == absl::InfinitePast()
-                                  ? INT64_MIN
-                                  : absl::ToUnixMicros(state.last_event_time));
+    s->set_last_event_time_us(SnapshotUs(state.last_event_time));
+    if (const SubjectState::Watched* w = state.watched.get()) {
+      s->set_first_period_us(w->first_period);
+      s->set_first_sequence(w->first_sequence);
+      s->set_let_go_before_us(w->let_go_before);
+      for (size_t i = 0; i < w->checkpoints.size(); ++i) {
+        if (w->checkpoints[i].judged == 0) continue;
+        SaveCheckpoint(w->checkpoints[i], config_->pip_policies[i].id,
+                       s->add_pip_checkpoints());
+      }
+    }
     for (const auto& [start, aggregate] : state.periods) {
       okrd::v1::PeriodSnapshot* p = s->add_periods();
       p->set_start_us(start);
@@ -273,6 +354,7 @@ okrd::v1::ProjectionSnapshot KpiProjection::Snapshot() const {
     *out.add_pip_transitions() = t;
   }
   out.set_partition_conflicts(partition_conflicts_);
+  out.set_pip_sealed_at_us(SnapshotUs(pip_sealed_at_));
   return out;
 }
 
@@ -283,9 +365,6 @@ absl::Status KpiProjection::Restore(
     return absl::FailedPreconditionError(
         "snapshot was taken under other KPI or PIP policy definitions");
   }
-  auto time_of = [](int64_t us) {
-    return us == INT64_MIN ? absl::InfinitePast() : absl::FromUnixMicros(us);
-  };
   subjects_.clear();
   ordered_.clear();
   pip_fired_.assign(snapshot.pip_transitions().begin(),
@@ -301,19 +380,32 @@ absl::Status KpiProjection::Restore(
   partition_conflicts_ = snapshot.partition_conflicts();
   new_conflicts_.clear();
   sequence_ = snapshot.sequence();
-  clock_ = time_of(snapshot.clock_us());
+  clock_ = SnapshotTime(snapshot.clock_us());
   horizons_until_ = absl::InfinitePast();
+  pip_stale_.clear();
+  SetSealPoints(SnapshotTime(snapshot.pip_sealed_at_us()));
   for (const okrd::v1::SubjectSnapshot& s : snapshot.subjects()) {
     const config::KpiOptions* kpi = config_->FindKpi(s.kpi());
     if (kpi == nullptr) continue;
     SubjectState& state = StateOf(s.kpi(), s.subject());
-    state.kpi = kpi;
-    state.keeps_every_period = KeepsEveryPeriod(*kpi, s.subject());
+    InitPair(state, *kpi, s.subject());
+    if (SubjectState::Watched* w = state.watched.get()) {
+      w->first_period = s.first_period_us();
+      w->first_sequence = s.first_sequence();
+      w->let_go_before = s.let_go_before_us();
+      for (const okrd::v1::PipCheckpointSnapshot& c : s.pip_checkpoints()) {
+        for (size_t i = 0; i < config_->pip_policies.size(); ++i) {
+          if (config_->pip_policies[i].id != c.policy()) continue;
+          w->checkpoints.resize(config_->pip_policies.size());
+          w->checkpoints[i] = LoadCheckpoint(c);
+        }
+      }
+    }
     if (!s.topic().empty()) {
       state.partition = PartitionIndex(s.topic(), s.partition());
     }
     state.partition_conflict = s.partition_conflict();
-    state.last_event_time = time_of(s.last_event_time_us());
+    state.last_event_time = SnapshotTime(s.last_event_time_us());
     for (const okrd::v1::PeriodSnapshot& p : s.periods()) {
       Aggregate& aggregate =
           state.periods
@@ -326,8 +418,8 @@ absl::Status KpiProjection::Restore(
       }
     }
     // Snapshots written before periods were let go hold them all.
-    if (history_ && !state.keeps_every_period && !state.periods.empty() &&
-        clock_ != absl::InfinitePast()) {
+    if (history_ && !state.keeps_every_period && state.watched == nullptr &&
+        !state.periods.empty() && clock_ != absl::InfinitePast()) {
       LetGoOfOldPeriods(state);
     }
   }
@@ -433,6 +525,7 @@ struct KpiProjection::PipStates {
 KpiProjection::~KpiProjection() = default;
 
 void KpiProjection::UpdatePipStates() const {
+  Settle();
   PipStates& s = *pip_states_;
   const std::vector<config::PipPolicyOptions>& policies = config_->pip_policies;
   if (!s.valid || clock_ >= s.valid_until) {
@@ -444,13 +537,11 @@ void KpiProjection::UpdatePipStates() const {
     for (size_t i = 0; i < policies.size(); ++i) {
       const config::KpiOptions* kpi = pip_policies_[i].kpi;
       if (kpi == nullptr) continue;
-      ForEachSubjectOf(
-          kpi->id, [&](const std::string& subject, absl::Time first) {
-            if (PipWatches(policies[i], subject)) {
-              s.Keep(i, EvaluatePip(policies[i], *kpi, subject, first, *this),
-                     clock_);
-            }
-          });
+      ForEachPipSubject(i, [&](const std::string& subject, absl::Time first,
+                               const PipCheckpoint* from) {
+        s.Keep(i, EvaluatePip(policies[i], *kpi, subject, first, *this, from),
+               clock_);
+      });
     }
     s.valid = true;
     return;
@@ -473,11 +564,15 @@ void KpiProjection::UpdatePipStates() const {
         auto it = subjects_.find(KeyView(watched.base->id, key.second));
         base = it == subjects_.end() ? nullptr : &it->second;
       }
-      if (base == nullptr || base->periods.empty()) continue;
-      const absl::Time first =
-          absl::FromUnixMicros(base->periods.begin()->first);
+      if (base == nullptr || base->watched == nullptr ||
+          base->watched->first_period == INT64_MAX) {
+        continue;
+      }
+      const SubjectState::Watched& w = *base->watched;
       s.Keep(i,
-             EvaluatePip(policies[i], *watched.kpi, key.second, first, *this),
+             EvaluatePip(policies[i], *watched.kpi, key.second,
+                         absl::FromUnixMicros(w.first_period), *this,
+                         w.CheckpointOf(i)),
              clock_);
     }
   }
@@ -537,6 +632,7 @@ KpiProjection::KpiProjection(std::shared_ptr<const config::Config> config)
       if (p.inputs[i]) pip_watched_[i] = true;
     }
   }
+  SetSealPoints(absl::InfinitePast());
 }
 
 void KpiProjection::MarkMeasuredInputs(const config::KpiOptions& kpi,
@@ -718,6 +814,9 @@ void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
     if (record.has_tick()) {
       AdvanceClock(absl::FromUnixMicros(record.tick().wall_time_us()));
       RecordPipTransitions();
+      // What the machines judged and recorded by now, they need not judge
+      // again.
+      SealPipMachines();
     }
     return;
   }
@@ -730,10 +829,7 @@ void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
   if (kpi == nullptr || kpi->is_derived()) return;
   Node& node = NodeOf(event.kpi(), event.subject());
   SubjectState& state = node.second;
-  if (state.kpi == nullptr) {
-    state.kpi = kpi;
-    state.keeps_every_period = KeepsEveryPeriod(*kpi, event.subject());
-  }
+  if (state.kpi == nullptr) InitPair(state, *kpi, event.subject());
   if (FromKafka(record.position())) {
     NotePartition(state, event.kpi(), event.subject(), record.position());
   }
@@ -751,9 +847,24 @@ void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
     state.last_event_time = std::max(state.last_event_time, event_time);
   }
   const Period period = PeriodOf(*kpi, t);
-  const bool lets_go = history_ && !state.keeps_every_period;
+  const int64_t start = absl::ToUnixMicros(period.start);
+  const bool lets_go =
+      history_ && !state.keeps_every_period && state.watched == nullptr;
   // No read reaches a period before the horizon any more.
-  if (lets_go && absl::ToUnixMicros(period.start) < HorizonOf(*kpi)) return;
+  if (lets_go && start < HorizonOf(*kpi)) return;
+  if (SubjectState::Watched* w = state.watched.get()) {
+    w->first_period = std::min(w->first_period, start);
+    w->first_sequence =
+        std::min(w->first_sequence, record.has_amends()
+                                        ? record.amends().target_sequence()
+                                        : record.sequence());
+    if (start < pip_sealed_before_[kpi - config_->kpis.data()]) {
+      // A period some machine has judged: it judges every one again.
+      pip_stale_.emplace(event.subject());
+    }
+    // Read back with the rest from the log.
+    if (start < w->let_go_before) return;
+  }
   const size_t held = state.periods.size();
   Aggregate& aggregate = AggregateOf(state, period);
   FoldInto(aggregate, period, record, kept_);
@@ -766,8 +877,12 @@ void KpiProjection::Apply(const okrd::v1::StoredEvent& record) {
 
 bool KpiProjection::KeepsEveryPeriod(const config::KpiOptions& kpi,
                                      absl::string_view subject) const {
+  return key_result_subjects_[&kpi - config_->kpis.data()].contains(subject);
+}
+
+bool KpiProjection::PipWatchesPair(const config::KpiOptions& kpi,
+                                   absl::string_view subject) const {
   const size_t index = &kpi - config_->kpis.data();
-  if (key_result_subjects_[index].contains(subject)) return true;
   for (size_t i = 0; i < pip_policies_.size(); ++i) {
     if (pip_policies_[i].inputs[index] &&
         PipWatches(config_->pip_policies[i], std::string(subject))) {
@@ -777,6 +892,170 @@ bool KpiProjection::KeepsEveryPeriod(const config::KpiOptions& kpi,
   return false;
 }
 
+void KpiProjection::InitPair(SubjectState& state, const config::KpiOptions& kpi,
+                             absl::string_view subject) const {
+  state.kpi = &kpi;
+  state.keeps_every_period = KeepsEveryPeriod(kpi, subject);
+  if (PipWatchesPair(kpi, subject)) {
+    state.watched = std::make_unique<SubjectState::Watched>();
+  }
+}
+
+void KpiProjection::SetSealPoints(absl::Time at) {
+  pip_sealed_at_ = at;
+  const size_t n = config_->kpis.size();
+  pip_seal_points_.assign(pip_policies_.size(), absl::InfinitePast());
+  pip_sealed_before_.assign(n, INT64_MIN);
+  pip_horizons_.assign(n, INT64_MIN);
+  pip_seal_until_ = absl::InfinitePast();
+  if (at == absl::InfinitePast()) return;
+  // The exported series' horizons at `at`, then what the machines read from
+  // their seal points on.
+  pip_horizons_.assign(n, INT64_MAX);
+  pip_seal_until_ = absl::InfiniteFuture();
+  for (const config::KpiOptions& k : config_->kpis) {
+    const Period current = PeriodContaining(at, k);
+    pip_seal_until_ = std::min(pip_seal_until_, current.end);
+    NoteRead(k, PreviousPeriod(current, k), &pip_horizons_);
+  }
+  for (size_t i = 0; i < pip_policies_.size(); ++i) {
+    const config::KpiOptions* kpi = pip_policies_[i].kpi;
+    if (kpi == nullptr) continue;
+    const absl::Duration delay = PipClosingDelay(*kpi);
+    const Period open = PeriodContaining(at - delay, *kpi);
+    pip_seal_until_ = std::min(pip_seal_until_, open.end + delay);
+    const Period sealed = PreviousPeriod(open, *kpi);
+    pip_seal_points_[i] = sealed.start;
+    NoteRead(*kpi, sealed, &pip_horizons_);
+    for (size_t m = 0; m < n; ++m) {
+      if (pip_policies_[i].inputs[m]) {
+        pip_sealed_before_[m] =
+            std::max(pip_sealed_before_[m], absl::ToUnixMicros(sealed.start));
+      }
+    }
+  }
+}
+
+void KpiProjection::SealPipMachines() {
+  if (!history_ || pip_policies_.empty() || clock_ < pip_seal_until_) return;
+  RefillStalePipSubjects();
+  SetSealPoints(clock_);
+  const std::vector<config::PipPolicyOptions>& policies = config_->pip_policies;
+  for (size_t i = 0; i < policies.size(); ++i) {
+    const config::KpiOptions* kpi = pip_policies_[i].kpi;
+    if (kpi == nullptr) continue;
+    ForEachPairOf(
+        pip_policies_[i].base->id, [&](const Key& key, SubjectState& state) {
+          if (state.watched == nullptr ||
+              state.watched->first_period == INT64_MAX ||
+              !PipWatches(policies[i], key.second)) {
+            return;
+          }
+          SubjectState::Watched& w = *state.watched;
+          w.checkpoints.resize(policies.size());
+          AdvancePipCheckpoint(policies[i], *kpi, key.second,
+                               absl::FromUnixMicros(w.first_period), *this,
+                               pip_seal_points_[i], &w.checkpoints[i]);
+        });
+  }
+  for (size_t m = 0; m < config_->kpis.size(); ++m) {
+    if (!pip_watched_[m]) continue;
+    const int64_t horizon = pip_horizons_[m];
+    ForEachPairOf(config_->kpis[m].id, [&](const Key&, SubjectState& state) {
+      if (state.watched == nullptr || state.keeps_every_period) return;
+      auto& periods = state.periods;
+      periods.erase(periods.begin(), periods.lower_bound(horizon));
+      state.watched->let_go_before =
+          std::max(state.watched->let_go_before, horizon);
+    });
+  }
+}
+
+void KpiProjection::RefillStalePipSubjects() {
+  if (pip_stale_.empty()) return;
+  // The watched pairs of the stale subjects that let periods go.
+  absl::flat_hash_map<KeyView, SubjectState*, KeyHash, KeyEq> refill;
+  uint64_t from = UINT64_MAX;
+  for (const std::string& subject : pip_stale_) {
+    for (size_t m = 0; m < config_->kpis.size(); ++m) {
+      if (!pip_watched_[m]) continue;
+      auto it = subjects_.find(KeyView(config_->kpis[m].id, subject));
+      if (it == subjects_.end() || it->second.watched == nullptr) continue;
+      SubjectState::Watched& w = *it->second.watched;
+      for (PipCheckpoint& c : w.checkpoints) c = PipCheckpoint();
+      if (w.let_go_before == INT64_MIN) continue;
+      refill.emplace(ViewOf(it->first), &it->second);
+      from = std::min(from, w.first_sequence);
+    }
+  }
+  pip_stale_.clear();
+  ++pip_rejudged_;
+  if (refill.empty() || !history_) return;
+  const uint64_t until = sequence_;
+  absl::Status read = history_(
+      std::max<uint64_t>(from, 1), [&](const okrd::v1::StoredEvent& record) {
+        if (record.sequence() > until) return false;
+        if (!record.has_event()) return true;
+        const okrd::v1::KpiEvent& e = record.event();
+        auto it = refill.find(KeyView(e.kpi(), e.subject()));
+        if (it == refill.end()) return true;
+        SubjectState& state = *it->second;
+        const bool amends = e.kind() == okrd::v1::CORRECTION ||
+                            e.kind() == okrd::v1::RETRACTION;
+        if (amends && !record.has_amends()) return true;
+        const Period period = PeriodOf(
+            *state.kpi, FromProto(amends ? record.amends().target_event_time()
+                                         : e.event_time()));
+        if (absl::ToUnixMicros(period.start) >= state.watched->let_go_before) {
+          return true;  // held: folded already
+        }
+        FoldInto(AggregateOf(state, period), period, record, kept_);
+        return true;
+      });
+  for (auto& [key, state] : refill) {
+    const int64_t before = state->watched->let_go_before;
+    state->watched->let_go_before = INT64_MIN;
+    for (auto it = state->periods.begin();
+         it != state->periods.end() && it->first < before; ++it) {
+      if (!read.ok()) {
+        // Without the log the machines cannot judge them: no value, rather
+        // than a wrong one (as Refill).
+        it->second = Aggregate(state->kpi->aggregation, state->kpi->quantile);
+        continue;
+      }
+      if (it->second.needs_refill()) {
+        Refill(*state->kpi, key.second,
+               PeriodOf(*state->kpi, absl::FromUnixMicros(it->first)),
+               it->second);
+      }
+    }
+  }
+}
+
+void KpiProjection::Settle() const {
+  if (pip_stale_.empty()) return;
+  // Like the kept PIP states, changed by reads, which the owner serialises
+  // with Apply().
+  const_cast<KpiProjection*>(this)->RefillStalePipSubjects();
+}
+
+void KpiProjection::ForEachPipSubject(
+    size_t policy, const std::function<void(const std::string&, absl::Time,
+                                            const PipCheckpoint*)>& fn) const {
+  Settle();
+  const PipPolicyKpis& p = pip_policies_[policy];
+  if (p.kpi == nullptr) return;
+  ForEachPairOf(p.base->id, [&](const Key& key, const SubjectState& state) {
+    if (state.watched == nullptr || state.watched->first_period == INT64_MAX ||
+        !PipWatches(config_->pip_policies[policy], key.second)) {
+      return;
+    }
+
+    fn(key.second, absl::FromUnixMicros(state.watched->first_period),
+       state.watched->CheckpointOf(policy));
+  });
+}
+
 int64_t KpiProjection::HorizonOf(const config::KpiOptions& kpi) {
   if (clock_ >= horizons_until_) {
     horizons_.assign(config_->kpis.size(), INT64_MAX);
@@ -784,25 +1063,26 @@ int64_t KpiProjection::HorizonOf(const config::KpiOptions& kpi) {
     for (const config::KpiOptions& k : config_->kpis) {
       const Period current = PeriodContaining(clock_, k);
       horizons_until_ = std::min(horizons_until_, current.end);
-      NoteRead(k, PreviousPeriod(current, k));
+      NoteRead(k, PreviousPeriod(current, k), &horizons_);
     }
   }
   return horizons_[&kpi - config_->kpis.data()];
 }
 
 void KpiProjection::NoteRead(const config::KpiOptions& kpi,
-                             const Period& period) {
+                             const Period& period,
+                             std::vector<int64_t>* horizons) {
   const size_t index = &kpi - config_->kpis.data();
   if (!kpi.is_derived()) {
-    horizons_[index] =
-        std::min(horizons_[index], absl::ToUnixMicros(period.start));
+    (*horizons)[index] =
+        std::min((*horizons)[index], absl::ToUnixMicros(period.start));
     return;
   }
   // As DerivedValue reads its inputs (the config has no cycles).
   for (const config::KpiOptions* input : inputs_[index]) {
-    NoteRead(*input, period);
+    NoteRead(*input, period, horizons);
     if (kpi.derived.kind == config::DerivedKpi::Kind::kChange) {
-      NoteRead(*input, ReferenceOf(kpi, period));
+      NoteRead(*input, ReferenceOf(kpi, period), horizons);
     }
   }
 }
@@ -974,18 +1254,6 @@ std::optional<double> KpiProjection::LatestValueWithin(
     }
   }
   return std::nullopt;
-}
-
-void KpiProjection::ForEachSubjectOf(
-    const std::string& kpi,
-    const std::function<void(const std::string&, absl::Time)>& fn) const {
-  const config::KpiOptions* options = config_->FindKpi(kpi);
-  if (options == nullptr) return;
-  ForEachPairOf(
-      BaseOf(*options).id, [&](const Key& key, const SubjectState& state) {
-        if (state.periods.empty()) return;
-        fn(key.second, absl::FromUnixMicros(state.periods.begin()->first));
-      });
 }
 
 absl::Time KpiProjection::LastEventTime(const std::string& kpi,

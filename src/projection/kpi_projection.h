@@ -111,6 +111,7 @@ class Aggregate {
 inline constexpr size_t kKeptExtremes = 16;
 
 struct PipSubjectState;  // pip.h
+struct PipCheckpoint;    // pip.h
 struct OkrState;         // okr.h
 
 // A Kafka (topic, partition) that events came from.
@@ -209,11 +210,17 @@ class KpiProjection {
                                           absl::Time from,
                                           absl::Time until) const;
 
-  // Calls `fn(subject, start of its first period)` for every subject with
-  // data for `kpi` (for a derived KPI: for its base KPI), in subject order.
-  void ForEachSubjectOf(
-      const std::string& kpi,
-      const std::function<void(const std::string&, absl::Time)>& fn) const;
+  // Calls `fn(subject, first, from)` for every subject with data that PIP
+  // policy `policy` (config order) watches, in subject order: its machine
+  // starts with the period starting at `first` (its base KPI's first with
+  // data), or resumes from `from` when that is not nullptr.
+  void ForEachPipSubject(
+      size_t policy, const std::function<void(const std::string&, absl::Time,
+                                              const PipCheckpoint*)>& fn) const;
+  // Times PIP machines' checkpoints were judged again from periods read
+  // back from the log (a measurement or amendment for a period they had
+  // judged).
+  uint64_t pip_rejudged() const { return pip_rejudged_; }
 
   // Event time of the newest event of `kpi`/`subject`; InfinitePast if none.
   absl::Time LastEventTime(const std::string& kpi,
@@ -244,6 +251,12 @@ class KpiProjection {
   // clock moved, a snapshot restored), so /metrics, the status page and the
   // API between two changes read one evaluation. Valid until then.
   const OkrState& okrs() const;
+
+  // Brings up to date what PIP reads would first: the periods read back
+  // from the log for machines that must judge every period again. Reads do
+  // it themselves; a caller reading from two threads at once calls it
+  // before, so that neither changes what the other reads.
+  void Settle() const;
 
   // The state as a snapshot, stamped with ConfigHash(config()).
   okrd::v1::ProjectionSnapshot Snapshot() const;
@@ -285,13 +298,15 @@ class KpiProjection {
     const config::KpiOptions* kpi = nullptr;
     uint32_t partition = kNoPartition;
     bool partition_conflict = false;
-    // Every period is held: a PIP policy watches the pair, or a key result
-    // reads it. Those read periods of any age; the others read only the
-    // periods from their KPI's horizon on.
+    // Every period is held: a key result reads the pair, and reads periods
+    // of any age. Pairs a PIP policy watches have `watched`; the others
+    // read only the periods from their KPI's horizon on.
     bool keeps_every_period = true;
     absl::Time last_event_time = absl::InfinitePast();
     // Keyed by period start in Unix microseconds.
     absl::btree_map<int64_t, Aggregate> periods;
+    struct Watched;
+    std::unique_ptr<Watched> watched;  // pairs a PIP policy watches
   };
 
   // (KPI id, subject) keys are looked up by string views: folding an event
@@ -373,15 +388,33 @@ class KpiProjection {
     }
   }
 
-  // Whether the pair of measured `kpi` and `subject` keeps every period
+  // Whether a key result reads the pair of measured `kpi` and `subject`
   // (SubjectState::keeps_every_period).
   bool KeepsEveryPeriod(const config::KpiOptions& kpi,
                         absl::string_view subject) const;
+  // Whether a PIP policy watches the pair of measured `kpi` and `subject`.
+  bool PipWatchesPair(const config::KpiOptions& kpi,
+                      absl::string_view subject) const;
+  // Sets what `state` (of `kpi`/`subject`, just made) keeps.
+  void InitPair(SubjectState& state, const config::KpiOptions& kpi,
+                absl::string_view subject) const;
+  // The seal points, PIP horizons and when they next move, at `at`
+  // (`pip_sealed_at_`).
+  void SetSealPoints(absl::Time at);
+  // At a tick that moved the seal points: moves every watched subject's
+  // checkpoints past the periods before them, then lets go of the watched
+  // pairs' periods before the PIP horizons.
+  void SealPipMachines();
+  // Reads back from the log the periods let go of the subjects in
+  // `pip_stale_`, and drops their checkpoints, so that their machines judge
+  // every period again. Reads call it, through Settle().
+  void RefillStalePipSubjects();
   // The horizon of measured `kpi` at the clock (`horizons_`).
   int64_t HorizonOf(const config::KpiOptions& kpi);
   // Lowers the horizons of the measured KPIs that `kpi`'s value in
   // `period` is computed from.
-  void NoteRead(const config::KpiOptions& kpi, const Period& period);
+  void NoteRead(const config::KpiOptions& kpi, const Period& period,
+                std::vector<int64_t>* horizons);
   // Lets go of `state`'s periods before its KPI's horizon, unless it keeps
   // every period.
   void LetGoOfOldPeriods(SubjectState& state);
@@ -458,6 +491,23 @@ class KpiProjection {
   absl::Time horizons_until_ = absl::InfinitePast();
   // Per KPI (config order), the subjects whose pairs a key result reads.
   std::vector<absl::flat_hash_set<std::string>> key_result_subjects_;
+  // PIP machines resume from checkpoints instead of judging every period
+  // again (with a history only). At the last tick that moved them
+  // (`pip_sealed_at_`), each policy's seal point was the start of the
+  // period before the open one (the one containing the clock less the
+  // closing delay); checkpoints were moved up to it, and watched pairs let
+  // go of their periods before the PIP horizon: what the machines from the
+  // seal point on and the exported series read. A measurement or
+  // amendment for a period before a seal point (`pip_sealed_before_`, per
+  // measured KPI) makes its subject stale: its periods are read back from
+  // the log and its machines judge every period again.
+  absl::Time pip_sealed_at_ = absl::InfinitePast();
+  absl::Time pip_seal_until_ = absl::InfinitePast();
+  std::vector<absl::Time> pip_seal_points_;  // per policy
+  std::vector<int64_t> pip_sealed_before_;   // per KPI
+  std::vector<int64_t> pip_horizons_;        // per KPI
+  absl::flat_hash_set<std::string> pip_stale_;
+  uint64_t pip_rejudged_ = 0;
   // Per KPI (config order), the period last looked up: most events of a
   // KPI fall in the same period, and the calendar arithmetic is not free.
   std::vector<Period> period_cache_;

@@ -92,10 +92,26 @@ namespace {
 
 class Machine {
  public:
-  Machine(const config::PipPolicyOptions& policy, const std::string& subject)
+  Machine(const config::PipPolicyOptions& policy, const std::string& subject,
+          const PipCheckpoint* from)
       : policy_(policy) {
+    if (from != nullptr) {
+      out_ = from->state;
+      cooldown_left_ = from->cooldown_left;
+    }
     out_.policy = &policy;
     out_.subject = subject;
+  }
+
+  // The state after the periods judged so far, before `next`.
+  void Save(absl::Time next, int64_t judged, PipCheckpoint* to) const {
+    to->next = next;
+    to->judged = judged;
+    to->cooldown_left = cooldown_left_;
+    to->state = out_;
+    to->state.policy = nullptr;
+    to->state.subject.clear();
+    to->state.transitions.clear();
   }
 
   void Period(const PeriodSample& p, size_t index) {
@@ -235,19 +251,41 @@ class Machine {
 PipSubjectState RunPipMachine(const config::PipPolicyOptions& policy,
                               const std::string& subject,
                               const std::vector<PeriodSample>& periods,
-                              absl::Time now) {
-  Machine machine(policy, subject);
-  for (size_t i = 0; i < periods.size(); ++i) machine.Period(periods[i], i);
+                              absl::Time now, const PipCheckpoint* from) {
+  Machine machine(policy, subject, from);
+  const size_t judged = from == nullptr ? 0 : from->judged;
+  for (size_t i = 0; i < periods.size(); ++i) {
+    machine.Period(periods[i], static_cast<size_t>(judged) + i);
+  }
   return machine.Finish(now);
+}
+
+absl::Duration PipClosingDelay(const config::KpiOptions& kpi) {
+  return kpi.allowed_lateness == absl::InfiniteDuration()
+             ? absl::ZeroDuration()
+             : kpi.allowed_lateness;
 }
 
 namespace {
 
-// How long after its end a period of `kpi` is closed for the PIP machines.
-absl::Duration ClosingDelay(const config::KpiOptions& kpi) {
-  return kpi.allowed_lateness == absl::InfiniteDuration()
-             ? absl::ZeroDuration()
-             : kpi.allowed_lateness;
+// The closed periods of `kpi`/`subject` from `from` (or from `first`) that
+// end by `until`, as the machine sees them.
+std::vector<PeriodSample> ClosedPeriods(
+    const config::KpiOptions& kpi, const std::string& subject, absl::Time first,
+    const PipCheckpoint* from, const KpiProjection& kpis, absl::Time until) {
+  std::vector<PeriodSample> periods;
+  const absl::Time start =
+      from != nullptr && from->judged > 0 ? from->next : first;
+  for (Period p = PeriodContaining(start, kpi); p.end <= until;
+       p = PeriodContaining(p.end, kpi)) {
+    PeriodSample& sample = periods.emplace_back();
+    sample.start = p.start;
+    sample.end = p.end;
+    const KpiProjection::Sample s = kpis.SampleIn(kpi, subject, p);
+    sample.count = s.count;
+    sample.value = s.value;
+  }
+  return periods;
 }
 
 }  // namespace
@@ -257,7 +295,7 @@ absl::Time NextPipPeriodClose(const config::Config& config, absl::Time now) {
   for (const config::PipPolicyOptions& policy : config.pip_policies) {
     const config::KpiOptions* kpi = config.FindKpi(policy.kpi);
     if (kpi == nullptr) continue;
-    const absl::Duration delay = ClosingDelay(*kpi);
+    const absl::Duration delay = PipClosingDelay(*kpi);
     next = std::min(next, PeriodContaining(now - delay, *kpi).end + delay);
   }
   return next;
@@ -274,35 +312,43 @@ bool PipWatches(const config::PipPolicyOptions& policy,
 PipSubjectState EvaluatePip(const config::PipPolicyOptions& policy,
                             const config::KpiOptions& kpi,
                             const std::string& subject, absl::Time first,
-                            const KpiProjection& kpis) {
+                            const KpiProjection& kpis,
+                            const PipCheckpoint* from) {
   const absl::Time now = kpis.clock();
-  const absl::Duration lateness = ClosingDelay(kpi);
-  std::vector<PeriodSample> periods;
-  for (Period p = PeriodContaining(first, kpi); p.end + lateness <= now;
-       p = PeriodContaining(p.end, kpi)) {
-    PeriodSample& sample = periods.emplace_back();
-    sample.start = p.start;
-    sample.end = p.end;
-    const KpiProjection::Sample s = kpis.SampleIn(kpi, subject, p);
-    sample.count = s.count;
-    sample.value = s.value;
+  return RunPipMachine(policy, subject,
+                       ClosedPeriods(kpi, subject, first, from, kpis,
+                                     now - PipClosingDelay(kpi)),
+                       now, from);
+}
+
+void AdvancePipCheckpoint(const config::PipPolicyOptions& policy,
+                          const config::KpiOptions& kpi,
+                          const std::string& subject, absl::Time first,
+                          const KpiProjection& kpis, absl::Time until,
+                          PipCheckpoint* checkpoint) {
+  const std::vector<PeriodSample> periods =
+      ClosedPeriods(kpi, subject, first, checkpoint, kpis, until);
+  if (periods.empty()) return;
+  Machine machine(policy, subject, checkpoint);
+  const int64_t judged = checkpoint->judged;
+  for (size_t i = 0; i < periods.size(); ++i) {
+    machine.Period(periods[i], static_cast<size_t>(judged) + i);
   }
-  return RunPipMachine(policy, subject, periods, now);
+  machine.Save(periods.back().end, judged + periods.size(), checkpoint);
 }
 
 std::vector<PipSubjectState> EvaluatePips(const config::Config& config,
                                           const KpiProjection& kpis) {
   std::vector<PipSubjectState> out;
-  for (const config::PipPolicyOptions& policy : config.pip_policies) {
+  for (size_t i = 0; i < config.pip_policies.size(); ++i) {
+    const config::PipPolicyOptions& policy = config.pip_policies[i];
     const config::KpiOptions* kpi = config.FindKpi(policy.kpi);
     if (kpi == nullptr) continue;
     // Each subject is watched from its first period with data.
-    kpis.ForEachSubjectOf(
-        kpi->id, [&](const std::string& subject, absl::Time first) {
-          if (PipWatches(policy, subject)) {
-            out.push_back(EvaluatePip(policy, *kpi, subject, first, kpis));
-          }
-        });
+    kpis.ForEachPipSubject(i, [&](const std::string& subject, absl::Time first,
+                                  const PipCheckpoint* from) {
+      out.push_back(EvaluatePip(policy, *kpi, subject, first, kpis, from));
+    });
   }
   return out;
 }

@@ -122,13 +122,29 @@ void DescribePlan(
     google::protobuf::RepeatedPtrField<okrd::v1::PlanAction>* actions,
     google::protobuf::RepeatedPtrField<okrd::v1::PlanMilestone>* milestones);
 
+// A machine's state after the closed periods before `next`: what a run
+// resumes from instead of judging those periods again. Their transitions
+// are left out (they were recorded when judged).
+struct PipCheckpoint {
+  // Start of the first period not judged yet.
+  absl::Time next = absl::InfinitePast();
+  int64_t judged = 0;  // periods judged
+  int cooldown_left = 0;
+  PipSubjectState state;  // without subject, policy or transitions
+};
+
 // Runs the machine over consecutive closed `periods` (oldest first, starting
-// with the subject's first period), then expires a plan whose deadline
-// passed by `now`.
+// with the subject's first period, or with the one after `from`'s), then
+// expires a plan whose deadline passed by `now`.
 PipSubjectState RunPipMachine(const config::PipPolicyOptions& policy,
                               const std::string& subject,
                               const std::vector<PeriodSample>& periods,
-                              absl::Time now);
+                              absl::Time now,
+                              const PipCheckpoint* from = nullptr);
+
+// How long after its end a period of `kpi` is closed for the PIP machines:
+// its allowed_lateness, or none without one.
+absl::Duration PipClosingDelay(const config::KpiOptions& kpi);
 
 // Whether `policy` watches `subject`: one it lists, or, listing none, any
 // but those it excludes.
@@ -137,11 +153,21 @@ bool PipWatches(const config::PipPolicyOptions& policy,
 
 // The machine of `policy` (on `kpi`) for `subject`, whose first period with
 // data starts at `first`, over the periods closed at the projection's
-// clock.
+// clock; resumed from `from` when given.
 PipSubjectState EvaluatePip(const config::PipPolicyOptions& policy,
                             const config::KpiOptions& kpi,
                             const std::string& subject, absl::Time first,
-                            const KpiProjection& kpis);
+                            const KpiProjection& kpis,
+                            const PipCheckpoint* from = nullptr);
+
+// Moves `checkpoint` (of `policy` on `kpi` for `subject`, whose first
+// period starts at `first`; empty when `judged` is 0) past the periods
+// that end by `until`.
+void AdvancePipCheckpoint(const config::PipPolicyOptions& policy,
+                          const config::KpiOptions& kpi,
+                          const std::string& subject, absl::Time first,
+                          const KpiProjection& kpis, absl::Time until,
+                          PipCheckpoint* checkpoint);
 
 // The next time a period of a KPI some policy watches closes after `now`.
 absl::Time NextPipPeriodClose(const config::Config& config, absl::Time now);
