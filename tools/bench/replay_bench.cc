@@ -1,11 +1,13 @@
 // replay_bench: how fast the projection is rebuilt from the log, and how
 // soon a restarted okrd can serve a consistent scrape when a snapshot exists.
 //
-//   replay_bench [--events N] [--subjects S] [--days D] [--tail T]
-//                [--crash-tail K] [--dir DIR] [--memory-mb M]
+//   replay_bench [--events N] [--subjects S] [--days D] [--pip 0|1]
+//                [--tail T] [--crash-tail K] [--dir DIR] [--memory-mb M]
 //
 // Loads N events (4 monthly KPIs, S subjects, spread over D days from
-// 2026-10-02, 61 by default) into a fresh log, folding them as okrd does and
+// 2026-10-02, 61 by default; with --pip 1, a PIP policy watching every
+// subject's revenue and a clock tick after each batch of 10000, as okrd
+// logs them) into a fresh log, folding them as okrd does and
 // printing the resident memory and the periods held after each million
 // (RocksDB within storage.memory_mb = M, 256 by default), then
 // measures: (1) a full replay (log read + fold) in records/s; (2) storing a
@@ -38,7 +40,7 @@
 namespace okrd {
 namespace {
 
-std::shared_ptr<const config::Config> BenchConfig() {
+std::shared_ptr<const config::Config> BenchConfig(bool pip) {
   auto config = std::make_shared<config::Config>();
   for (auto [id, aggregation] :
        {std::pair{"signups", config::Aggregation::kSum},
@@ -49,6 +51,16 @@ std::shared_ptr<const config::Config> BenchConfig() {
     kpi.id = id;
     kpi.aggregation = aggregation;
     config->kpis.push_back(kpi);
+  }
+  if (pip) {
+    // Revenue values are 0..96 summed over thousands of events a month:
+    // a subject breaches when its month is thin.
+    config::PipPolicyOptions policy;
+    policy.id = "revenue-below";
+    policy.kpi = "revenue";
+    policy.trigger = 1000;
+    policy.recovery = 2000;
+    config->pip_policies.push_back(policy);
   }
   return config;
 }
@@ -66,12 +78,13 @@ int Fail(const absl::Status& s) {
 // 10000, as the load below spreads them; folds them into `fold` when set.
 absl::Status AppendEvents(eventlog::EventLog& log, const config::Config& config,
                           long long from, long long to, long long events,
-                          long long subjects, long long days,
+                          long long subjects, long long days, bool ticks,
                           projection::KpiProjection* fold = nullptr) {
   const absl::Time base = absl::FromUnixSeconds(1793491200);  // 2026-11-01
   for (long long i = from; i < to;) {
     eventlog::Batch batch;
     batch.ingest_time = base + absl::Seconds(i / 100);
+    batch.tick = ticks;
     for (int b = 0; b < 10000 && i < to; ++b, ++i) {
       // As consumed from one partition, whose offsets the batch carries.
       eventlog::Batch::Candidate& c = batch.AddCandidate();
@@ -135,20 +148,20 @@ absl::StatusOr<std::unique_ptr<projection::KpiProjection>> StartUp(
 
 int Main(int argc, char** argv) {
   (void)InitLogging("warn");
-  Args args(
-      {"events", "subjects", "days", "tail", "crash-tail", "dir", "memory-mb"},
-      {});
+  Args args({"events", "subjects", "days", "pip", "tail", "crash-tail", "dir",
+             "memory-mb"},
+            {});
   if (absl::Status s =
           args.Parse(std::vector<std::string>(argv + 1, argv + argc));
       !s.ok()) {
     return Fail(s);
   }
-  long long events = 0, subjects = 0, days = 0, tail = 0, crash_tail = 0,
-            memory_mb = 0;
+  long long events = 0, subjects = 0, days = 0, pip = 0, tail = 0,
+            crash_tail = 0, memory_mb = 0;
   for (auto [name, least, fallback, out] :
        {std::tuple{"events", 1LL, 1000000LL, &events},
         std::tuple{"subjects", 1LL, 1000LL, &subjects},
-        std::tuple{"days", 1LL, 61LL, &days},
+        std::tuple{"days", 1LL, 61LL, &days}, std::tuple{"pip", 0LL, 0LL, &pip},
         std::tuple{"tail", 1LL, 10000LL, &tail},
         std::tuple{"crash-tail", 0LL, 0LL, &crash_tail},
         std::tuple{
@@ -165,7 +178,7 @@ int Main(int argc, char** argv) {
                                 absl::StrCat("okrd-replay-bench-", getpid()))
                                    .string());
   std::filesystem::remove_all(dir);
-  const auto config = BenchConfig();
+  const auto config = BenchConfig(pip != 0);
 
   // Load, folded as okrd folds, with the process's resident memory after
   // each million events.
@@ -182,15 +195,17 @@ int Main(int argc, char** argv) {
     for (long long from = 0; from < events; from += kStep) {
       const long long to = std::min(events, from + kStep);
       if (absl::Status s = AppendEvents(**log, *config, from, to, events,
-                                        subjects, days, &live);
+                                        subjects, days, pip != 0, &live);
           !s.ok()) {
         return Fail(s);
       }
       std::printf(
           "load:    %lld events, RSS %.0f MB (RocksDB memtables and "
-          "cache within %lld MB), %zu periods held for %zu pairs\n",
+          "cache within %lld MB), %zu periods held for %zu pairs, %zu PIP "
+          "transitions\n",
           to, static_cast<double>(ResidentBytes()) / 1e6, memory_mb,
-          live.period_count(), live.subject_count());
+          live.period_count(), live.subject_count(),
+          live.pip_transitions().size());
     }
   }
   std::printf("load:    %lld events in %.1f s (%.0f events/s)\n", events,
@@ -266,7 +281,7 @@ int Main(int argc, char** argv) {
           eventlog::EventLog::Open({.path = dir.string(), .sync = true});
       if (!writer.ok() ||
           !AppendEvents(**writer, *config, events, events + crash_tail, events,
-                        subjects, days)
+                        subjects, days, pip != 0)
                .ok()) {
         _exit(1);
       }
