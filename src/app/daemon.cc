@@ -283,10 +283,20 @@ class State final : public ingest::BatchSink,
                                               projection_->sequence()};
     if (!rebuilt_ || at == evaluated_) return out;
     evaluated_ = at;
-    for (const okrd::v1::PipTransition& t : projection_->pip_transitions()) {
-      if (published_.contains(t.id())) continue;
-      okrd::v1::PipTransition& m = out.emplace_back(t);
-      m.set_subject(exporter::SubjectLabel(projection_->config(), t.subject()));
+    if (checked_generation_ != generation_) {
+      checked_generation_ = generation_;
+      checked_ = 0;
+    }
+    const std::vector<projection::FiredTransition>& fired =
+        projection_->pip_transitions();
+    for (size_t i = checked_; i < fired.size(); ++i) {
+      okrd::v1::PipTransition m = projection_->PipTransitionRecord(fired[i]);
+      if (published_.contains(m.id())) {
+        if (out.empty()) checked_ = i + 1;
+        continue;
+      }
+      m.set_subject(exporter::SubjectLabel(projection_->config(), m.subject()));
+      out.push_back(std::move(m));
     }
     return out;
   }
@@ -422,6 +432,10 @@ class State final : public ingest::BatchSink,
   // state UnpublishedTransitions() last evaluated. Generations start at 1.
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 1;
   std::pair<uint64_t, uint64_t> evaluated_ ABSL_GUARDED_BY(mu_);
+  // The projection's transitions before `checked_` were all published
+  // (in generation `checked_generation_`): not looked at again.
+  uint64_t checked_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t checked_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t last_snapshot_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time last_snapshot_time_ ABSL_GUARDED_BY(mu_);
   // What the last snapshot cost, taken and stored.

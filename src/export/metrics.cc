@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -257,14 +258,23 @@ void AddPipFamilies(Families& f, const projection::KpiProjection& projection,
                       std::optional<projection::SourcePartition>>,
            double>
       transitions;
-  for (const okrd::v1::PipTransition& t : projection.pip_transitions()) {
+  // Counted by indexes first: the labels are made once per series, not per
+  // transition.
+  absl::flat_hash_map<std::tuple<uint32_t, uint8_t, uint32_t>, double> counts;
+  for (const projection::FiredTransition& t : projection.pip_transitions()) {
     const uint32_t partition = TransitionPartition(projection, t);
-    if (!mask.Exports(partition)) continue;
+    if (mask.Exports(partition)) ++counts[{t.policy, t.to, partition}];
+  }
+  for (const auto& [key, count] : counts) {
+    const auto& [policy, to, partition] = key;
     std::optional<projection::SourcePartition> source;
     if (partition != projection::kNoPartition) {
       source = projection.partitions()[partition];
     }
-    transitions[{t.policy(), t.to_state(), std::move(source)}] += 1;
+    transitions[{projection.config().pip_policies[policy].id,
+                 std::string(projection::PipStateName(
+                     static_cast<projection::PipState>(to))),
+                 std::move(source)}] += count;
   }
   // Known in advance, so that rate() and increase() see a transition's
   // first firing: every policy and target state at 0, for each partition
@@ -540,12 +550,10 @@ void Render(const projection::KpiProjection& projection,
 }  // namespace
 
 uint32_t TransitionPartition(const projection::KpiProjection& projection,
-                             const okrd::v1::PipTransition& transition) {
-  const config::PipPolicyOptions* policy =
-      projection.config().FindPipPolicy(transition.policy());
-  return policy == nullptr
-             ? projection::kNoPartition
-             : projection.PartitionOf(policy->kpi, transition.subject());
+                             const projection::FiredTransition& transition) {
+  return projection.PartitionOf(
+      projection.config().pip_policies[transition.policy].kpi,
+      *transition.subject);
 }
 
 std::set<const config::ObjectiveOptions*> PartialObjectives(

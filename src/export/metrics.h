@@ -80,7 +80,7 @@ std::string SubjectLabel(const config::Config& config,
 // The partition a fired transition is counted by: that of its policy's KPI
 // and subject (kNoPartition for an unknown policy or an imported subject).
 uint32_t TransitionPartition(const projection::KpiProjection& projection,
-                             const okrd::v1::PipTransition& transition);
+                             const projection::FiredTransition& transition);
 // The objectives with a key result below them that `mask` leaves to another
 // instance: their progress here would be partial.
 std::set<const config::ObjectiveOptions*> PartialObjectives(

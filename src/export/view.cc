@@ -116,8 +116,13 @@ void AddPips(
   });
   // Subjects in fired transitions are already pseudonymized where
   // configured; shown where okr_pip_transitions_total counts them.
-  for (const okrd::v1::PipTransition& t : projection.pip_transitions()) {
-    if (!mask.Exports(TransitionPartition(projection, t))) continue;
+  for (const projection::FiredTransition& fired_transition :
+       projection.pip_transitions()) {
+    if (!mask.Exports(TransitionPartition(projection, fired_transition))) {
+      continue;
+    }
+    const okrd::v1::PipTransition t =
+        projection.PipTransitionRecord(fired_transition);
     okrd::v1::PipTransitionView* item = fired->Add();
     item->set_id(t.id());
     item->set_policy(t.policy());

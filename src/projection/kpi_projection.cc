@@ -350,8 +350,19 @@ okrd::v1::ProjectionSnapshot KpiProjection::Snapshot() const {
       aggregate.SaveTo(p);
     }
   }
-  for (const okrd::v1::PipTransition& t : pip_fired_) {
-    *out.add_pip_transitions() = t;
+  for (const FiredTransition& t : pip_fired_) {
+    okrd::v1::FiredTransitionSnapshot& f = *out.add_fired_transitions();
+    f.set_policy(config_->pip_policies[t.policy].id);
+    f.set_subject(*t.subject);
+    f.set_from_state(std::string(PipStateName(static_cast<PipState>(t.from))));
+    f.set_to_state(std::string(PipStateName(static_cast<PipState>(t.to))));
+    f.set_at_us(t.at_us);
+    f.set_plan_start_us(t.plan_start_us);
+    f.set_next_checkin_us(t.next_checkin_us);
+    for (uint8_t m : t.milestones) {
+      f.add_milestones(
+          std::string(MilestoneStatusName(static_cast<MilestoneStatus>(m))));
+    }
   }
   out.set_partition_conflicts(partition_conflicts_);
   out.set_pip_sealed_at_us(SnapshotUs(pip_sealed_at_));
@@ -367,11 +378,38 @@ absl::Status KpiProjection::Restore(
   }
   subjects_.clear();
   ordered_.clear();
-  pip_fired_.assign(snapshot.pip_transitions().begin(),
-                    snapshot.pip_transitions().end());
-  pip_fired_ids_.clear();
-  for (const okrd::v1::PipTransition& t : pip_fired_) {
-    pip_fired_ids_.insert(t.id());
+  pip_fired_.clear();
+  pip_fired_keys_.clear();
+  pip_fired_subjects_.clear();
+  for (const okrd::v1::FiredTransitionSnapshot& f :
+       snapshot.fired_transitions()) {
+    const config::PipPolicyOptions* policy = config_->FindPipPolicy(f.policy());
+    if (policy == nullptr) continue;  // the hash covers policies: not seen
+    FiredTransition t{
+        &*pip_fired_subjects_.insert(f.subject()).first,
+        static_cast<uint32_t>(policy - config_->pip_policies.data()),
+        0,
+        0,
+        f.at_us(),
+        f.plan_start_us(),
+        f.next_checkin_us(),
+        {}};
+    for (PipState state : kAllPipStates) {
+      if (PipStateName(state) == f.from_state()) {
+        t.from = static_cast<uint8_t>(state);
+      }
+      if (PipStateName(state) == f.to_state()) {
+        t.to = static_cast<uint8_t>(state);
+      }
+    }
+    for (const std::string& name : f.milestones()) {
+      for (MilestoneStatus status : kAllMilestoneStatuses) {
+        if (MilestoneStatusName(status) == name) {
+          t.milestones.push_back(static_cast<uint8_t>(status));
+        }
+      }
+    }
+    RecordFired(std::move(t));
   }
   pip_dirty_ = true;  // judge again at the next tick; ids keep it idempotent
   pip_states_ = std::make_unique<PipStates>();
@@ -1161,31 +1199,82 @@ void KpiProjection::RecordPipTransitions() {
   if (!pip_dirty_ && clock_ < pip_wakeup_) return;
   pip_dirty_ = false;
   ForEachPipState([&](const PipSubjectState& p) {
+    if (p.transitions.empty()) return;
+    const std::string* subject = &*pip_fired_subjects_.insert(p.subject).first;
+    const uint32_t policy =
+        static_cast<uint32_t>(p.policy - config_->pip_policies.data());
     for (const PipTransition& t : p.transitions) {
-      if (!pip_fired_ids_.insert(t.id).second) continue;
-      okrd::v1::PipTransition& m = pip_fired_.emplace_back();
-      m.set_id(t.id);
-      m.set_policy(p.policy->id);
-      m.set_subject(p.subject);
-      m.set_from_state(std::string(PipStateName(t.from)));
-      m.set_to_state(std::string(PipStateName(t.to)));
-      ToProto(t.at, m.mutable_at());
-      if (t.to == PipState::kTriggered) {
-        ToProto(PlanDay(*p.policy, t.at, p.policy->plan_days),
-                m.mutable_plan_deadline());
-      }
+      FiredTransition fired{subject,
+                            policy,
+                            static_cast<uint8_t>(t.from),
+                            static_cast<uint8_t>(t.to),
+                            absl::ToUnixMicros(t.at),
+                            INT64_MIN,
+                            INT64_MAX,
+                            {}};
       if (t.plan_start != absl::InfinitePast()) {
-        DescribePlan(*p.policy, t.plan_start, t.milestones, m.mutable_actions(),
-                     m.mutable_milestones());
+        fired.plan_start_us = absl::ToUnixMicros(t.plan_start);
+        for (MilestoneStatus m : t.milestones) {
+          fired.milestones.push_back(static_cast<uint8_t>(m));
+        }
       }
       if (t.next_checkin != absl::InfiniteFuture()) {
-        ToProto(t.next_checkin, m.mutable_next_checkin());
+        fired.next_checkin_us = absl::ToUnixMicros(t.next_checkin);
       }
+      RecordFired(std::move(fired));
     }
   });
   // The kept states know when they can next change without new
   // measurements: a period close, or a plan's deadline (at worst earlier).
   pip_wakeup_ = pip_states_->valid_until;
+}
+
+void KpiProjection::RecordFired(FiredTransition fired) {
+  if (pip_fired_keys_
+          .insert({fired.subject, fired.policy, fired.to, fired.at_us})
+          .second) {
+    pip_fired_.push_back(std::move(fired));
+  }
+}
+
+okrd::v1::PipTransition KpiProjection::PipTransitionRecord(
+    const FiredTransition& t) const {
+  const config::PipPolicyOptions& policy = config_->pip_policies[t.policy];
+  const absl::Time at = absl::FromUnixMicros(t.at_us);
+  const PipState to = static_cast<PipState>(t.to);
+  okrd::v1::PipTransition m;
+  m.set_id(absl::StrCat(policy.id, "/", *t.subject, "/", FormatUtc(at), "/",
+                        PipStateName(to)));
+  m.set_policy(policy.id);
+  m.set_subject(*t.subject);
+  m.set_from_state(std::string(PipStateName(static_cast<PipState>(t.from))));
+  m.set_to_state(std::string(PipStateName(to)));
+  ToProto(at, m.mutable_at());
+  if (to == PipState::kTriggered) {
+    ToProto(PlanDay(policy, at, policy.plan_days), m.mutable_plan_deadline());
+  }
+  if (t.plan_start_us != INT64_MIN) {
+    std::vector<MilestoneStatus> milestones;
+    for (uint8_t status : t.milestones) {
+      milestones.push_back(static_cast<MilestoneStatus>(status));
+    }
+    DescribePlan(policy, absl::FromUnixMicros(t.plan_start_us), milestones,
+                 m.mutable_actions(), m.mutable_milestones());
+  }
+  if (t.next_checkin_us != INT64_MAX) {
+    ToProto(absl::FromUnixMicros(t.next_checkin_us), m.mutable_next_checkin());
+  }
+  return m;
+}
+
+std::vector<okrd::v1::PipTransition> KpiProjection::PipTransitionRecords()
+    const {
+  std::vector<okrd::v1::PipTransition> out;
+  out.reserve(pip_fired_.size());
+  for (const FiredTransition& t : pip_fired_) {
+    out.push_back(PipTransitionRecord(t));
+  }
+  return out;
 }
 
 void KpiProjection::ForEachSeries(

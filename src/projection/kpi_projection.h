@@ -27,6 +27,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/container/node_hash_map.h"
+#include "absl/container/node_hash_set.h"
 #include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -113,6 +114,20 @@ inline constexpr size_t kKeptExtremes = 16;
 struct PipSubjectState;  // pip.h
 struct PipCheckpoint;    // pip.h
 struct OkrState;         // okr.h
+
+// A PIP transition recorded at a logged clock tick: what its record
+// (KpiProjection::PipTransitionRecord) is built from. States are
+// PipState's and statuses MilestoneStatus's values (pip.h).
+struct FiredTransition {
+  const std::string* subject;  // one string per subject, however many fire
+  uint32_t policy;             // config order
+  uint8_t from;
+  uint8_t to;
+  int64_t at_us;
+  int64_t plan_start_us = INT64_MIN;    // none: no plan
+  int64_t next_checkin_us = INT64_MAX;  // none
+  std::vector<uint8_t> milestones;
+};
 
 // A Kafka (topic, partition) that events came from.
 using SourcePartition = std::pair<std::string, int32_t>;
@@ -234,9 +249,14 @@ class KpiProjection {
   // recorded transition is a fact: an event arriving later for a period
   // already judged never takes it back, so okr_pip_transitions_total only
   // grows and the outbound topic never sees a transition withdrawn.
-  const std::vector<okrd::v1::PipTransition>& pip_transitions() const {
+  const std::vector<FiredTransition>& pip_transitions() const {
     return pip_fired_;
   }
+  // The record of `t` as the outbound topic and the API show it: its id
+  // (policy/subject/time/state), states, time, and the plan it leaves.
+  okrd::v1::PipTransition PipTransitionRecord(const FiredTransition& t) const;
+  // Every transition's record, oldest first.
+  std::vector<okrd::v1::PipTransition> PipTransitionRecords() const;
 
   // Calls `fn` for the state of every (PIP policy, subject) at the clock,
   // in EvaluatePips' order and equal to its answer. The states are kept:
@@ -450,8 +470,23 @@ class KpiProjection {
   History history_;
   size_t kept_ = SIZE_MAX;
   uint64_t refills_ = 0;
-  std::vector<okrd::v1::PipTransition> pip_fired_;
-  absl::flat_hash_set<std::string> pip_fired_ids_;
+  std::vector<FiredTransition> pip_fired_;
+  // What identifies a transition (its id's parts), for firing each once.
+  struct FiredKey {
+    const std::string* subject;
+    uint32_t policy;
+    uint8_t to;
+    int64_t at_us;
+    friend bool operator==(const FiredKey&, const FiredKey&) = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const FiredKey& k) {
+      return H::combine(std::move(h), k.subject, k.policy, k.to, k.at_us);
+    }
+  };
+  absl::flat_hash_set<FiredKey> pip_fired_keys_;
+  absl::node_hash_set<std::string> pip_fired_subjects_;
+  // Records `fired` unless fired before.
+  void RecordFired(FiredTransition fired);
   // Ticks come every few seconds; the machines' answer changes only with a
   // measurement of a watched KPI (`pip_dirty_`) or when the clock reaches
   // `pip_wakeup_` (a period close or a plan deadline). Other ticks skip it.

@@ -508,7 +508,7 @@ std::string Answers(const KpiProjection& p) {
                     PipStateName(s.state), " streak ", s.streak,
                     " insufficient ", s.insufficient_periods, "\n");
   });
-  for (const okrd::v1::PipTransition& t : p.pip_transitions()) {
+  for (const okrd::v1::PipTransition& t : p.PipTransitionRecords()) {
     absl::StrAppend(&out, "fired ", t.id(), "\n");
   }
   for (const KeyResultState& kr : p.okrs().key_results) {
@@ -548,7 +548,15 @@ TEST_F(KpiProjectionTest, LettingGoOfOldPeriodsChangesNoAnswer) {
   policy.subjects = {"team-a"};
   policy.trigger = 5;
   policy.recovery = 6;
+  policy.plan_days = 60;
+  policy.milestones = {{"halfway", 30, 5.5}};
+  policy.actions = {
+      {"coach", "Weekly coaching", config::PipAction::Kind::kMentoring, 7}};
+  policy.checkin_every = absl::Hours(24 * 14);
   config->pip_policies.push_back(policy);
+  policy.milestones.clear();
+  policy.actions.clear();
+  policy.checkin_every = absl::ZeroDuration();
   policy.id = "sum-below-last-year";
   policy.kpi = "sum_vs_last_year";
   policy.subjects = {"team-b"};
@@ -669,10 +677,32 @@ TEST_F(KpiProjectionTest, LettingGoOfOldPeriodsChangesNoAnswer) {
   ASSERT_EQ(Answers(*restored), Answers(every));
   ASSERT_GT(every.clock(), At("2028-01-01T00:00:00Z"));
   std::set<std::string> fired;
-  for (const okrd::v1::PipTransition& t : every.pip_transitions()) {
+  for (const okrd::v1::PipTransition& t : every.PipTransitionRecords()) {
     fired.insert(t.policy());
   }
   EXPECT_EQ(fired.size(), 2u);
+  // The records, plans included, are the same from each; and a projection
+  // restored from the final snapshot holds them too.
+  auto records = [](const KpiProjection& p) {
+    std::vector<std::string> out;
+    for (const okrd::v1::PipTransition& t : p.PipTransitionRecords()) {
+      out.push_back(t.SerializeAsString());
+    }
+    return out;
+  };
+  const std::vector<std::string> all_records = records(every);
+  EXPECT_EQ(records(bounded), all_records);
+  EXPECT_EQ(records(*restored), all_records);
+  KpiProjection again(config);
+  again.SetHistory(history);
+  ASSERT_TRUE(again.Restore(bounded.Snapshot()).ok());
+  EXPECT_EQ(records(again), all_records);
+  EXPECT_EQ(Answers(again), Answers(every));
+  bool planned = false;
+  for (const okrd::v1::PipTransition& t : every.PipTransitionRecords()) {
+    planned |= t.milestones_size() > 0 && t.actions_size() > 0;
+  }
+  EXPECT_TRUE(planned);
   // Late measurements made machines judge every period again.
   EXPECT_GT(bounded.pip_rejudged(), 10u);
   EXPECT_EQ(every.pip_rejudged(), 0u);

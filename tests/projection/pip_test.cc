@@ -365,7 +365,7 @@ void Tick(KpiProjection& kpis, uint64_t sequence, absl::Time at) {
 
 std::vector<std::string> FiredIds(const KpiProjection& kpis) {
   std::vector<std::string> out;
-  for (const okrd::v1::PipTransition& t : kpis.pip_transitions()) {
+  for (const okrd::v1::PipTransition& t : kpis.PipTransitionRecords()) {
     out.push_back(t.id());
   }
   return out;
@@ -406,13 +406,13 @@ TEST(EvaluatePipsTest, TransitionsFiredAtATickAreNeverTakenBack) {
   TwoBreachingWeeks(kpis, &sequence);
   const absl::Time monday = kMonday;
   const absl::Duration week = kWeek;
-  EXPECT_TRUE(kpis.pip_transitions().empty());  // no tick yet: not judged
+  EXPECT_TRUE(kpis.PipTransitionRecords().empty());  // no tick yet: not judged
   Tick(kpis, ++sequence, monday + 2 * week + absl::Hours(1));
   const std::vector<std::string> fired = {
       "quota/ann/2027-01-11T00:00:00Z/watch",
       "quota/ann/2027-01-18T00:00:00Z/triggered"};
   EXPECT_EQ(FiredIds(kpis), fired);
-  EXPECT_EQ(kpis.pip_transitions()[1].plan_deadline().seconds(),
+  EXPECT_EQ(kpis.PipTransitionRecords()[1].plan_deadline().seconds(),
             absl::ToUnixSeconds(monday + 2 * week + absl::Hours(24 * 60)));
 
   // Week 1 turns out fine after all: the machine now says watch, and the
@@ -445,15 +445,15 @@ TEST(EvaluatePipsTest, QuietTicksStillFireOnPeriodCloseAndDeadline) {
   EXPECT_EQ(FiredIds(kpis),
             std::vector<std::string>{"quota/ann/2027-01-11T00:00:00Z/watch"});
   Tick(kpis, ++sequence, monday + 2 * week - absl::Minutes(1));  // quiet
-  EXPECT_EQ(kpis.pip_transitions().size(), 1u);
+  EXPECT_EQ(kpis.PipTransitionRecords().size(), 1u);
   // Week 2 closes: no new measurement, yet the trigger fires.
   Tick(kpis, ++sequence, monday + 2 * week + absl::Minutes(1));
-  ASSERT_EQ(kpis.pip_transitions().size(), 2u);
-  EXPECT_EQ(kpis.pip_transitions()[1].to_state(), "triggered");
+  ASSERT_EQ(kpis.PipTransitionRecords().size(), 2u);
+  EXPECT_EQ(kpis.PipTransitionRecords()[1].to_state(), "triggered");
   // Sixty days later, the plan's deadline passes without recovery.
   Tick(kpis, ++sequence, monday + 2 * week + absl::Hours(24 * 60));
-  ASSERT_EQ(kpis.pip_transitions().size(), 3u);
-  EXPECT_EQ(kpis.pip_transitions()[2].to_state(), "plan_expired");
+  ASSERT_EQ(kpis.PipTransitionRecords().size(), 3u);
+  EXPECT_EQ(kpis.PipTransitionRecords()[2].to_state(), "plan_expired");
 }
 
 // What a PIP machine's state says, field by field, for comparisons.
@@ -510,7 +510,7 @@ std::set<std::string> KeptStatesAgainstMachines(
   }
   EXPECT_GT(compared, 1000);
   std::set<std::string> reached;
-  for (const okrd::v1::PipTransition& t : kpis.pip_transitions()) {
+  for (const okrd::v1::PipTransition& t : kpis.PipTransitionRecords()) {
     reached.insert(absl::StrCat(t.policy(), " ", t.to_state()));
   }
   return reached;
@@ -628,8 +628,8 @@ TEST(EvaluatePipsTest, PolicyOnARatioCountsSamplesOfBothInputs) {
   }
   Tick(kpis, ++sequence, kMonday + kWeek * 3 + absl::Hours(25));
   EXPECT_EQ(state(), std::vector<std::string>{"ann triggered 2 1"});
-  ASSERT_EQ(kpis.pip_transitions().size(), 2u);
-  EXPECT_EQ(kpis.pip_transitions()[1].id(),
+  ASSERT_EQ(kpis.PipTransitionRecords().size(), 2u);
+  EXPECT_EQ(kpis.PipTransitionRecords()[1].id(),
             "rate/ann/2027-01-25T00:00:00Z/triggered");
 
   // A subject with calls but no won deals has no win rate: no series of
