@@ -512,6 +512,10 @@ void AddDaemonFamilies(Families& f, const DaemonState& state) {
       .Add({{"version", Version()}}, 1);
 }
 
+// From this many (KPI, subject) pairs on, the OKR and PIP families are
+// rendered on a second thread.
+constexpr size_t kPairsForSecondThread = 4096;
+
 void Render(const projection::KpiProjection& projection,
             const DaemonState* state, TextSink* sink) {
   const projection::Ownership everything;
@@ -525,14 +529,22 @@ void Render(const projection::KpiProjection& projection,
     // projection's pairs (periods a PIP read would read back from the log
     // are read back first); the kept OKR and PIP states, which a read may
     // bring up to date, are touched by the second thread alone.
+    // A small projection renders on this thread alone: starting a thread
+    // would cost more than it saves.
     projection.Settle();
     Families later;
-    std::thread beside([&] {
+    const auto okr_and_pip = [&] {
       AddOkrFamilies(later, projection, mask);
       AddPipFamilies(later, projection, mask);
-    });
-    WriteKpiFamilies(projection, mask, sink);
-    beside.join();
+    };
+    if (projection.subject_count() < kPairsForSecondThread) {
+      okr_and_pip();
+      WriteKpiFamilies(projection, mask, sink);
+    } else {
+      std::thread beside(okr_and_pip);
+      WriteKpiFamilies(projection, mask, sink);
+      beside.join();
+    }
     later.MoveTo(sink);
   }
   Families rest;

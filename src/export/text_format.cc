@@ -34,16 +34,18 @@ void AppendLabelValue(absl::string_view value, std::string* out) {
 
 namespace {
 
+// Appends the plain runs between escapes whole: a family's help is written
+// once per scrape, but the fuzzers build every family once per input.
 void AppendHelp(absl::string_view help, std::string* out) {
-  for (const char c : help) {
-    if (c == '\\') {
-      out->append("\\\\");
-    } else if (c == '\n') {
-      out->append("\\n");
-    } else {
-      out->push_back(c);
-    }
+  size_t plain = 0;
+  for (size_t i = 0; i < help.size(); ++i) {
+    const char c = help[i];
+    if (c != '\\' && c != '\n') continue;
+    out->append(help.data() + plain, i - plain);
+    out->append(c == '\\' ? "\\\\" : "\\n");
+    plain = i + 1;
   }
+  out->append(help.data() + plain, help.size() - plain);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <iterator>
 #include <limits>
 #include <regex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -259,6 +260,51 @@ void ApplyFrom(projection::KpiProjection& p, uint64_t seq,
   record.mutable_position()->set_topic("kpi-events");
   record.mutable_position()->set_partition(partition);
   p.Apply(record);
+}
+
+// The families' names in the order their HELP lines come.
+std::vector<std::string> FamilyOrder(const std::string& text) {
+  std::vector<std::string> names;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (!absl::ConsumePrefix(&line, "# HELP ")) continue;
+    names.emplace_back(line.substr(0, line.find(' ')));
+  }
+  return names;
+}
+
+// From 4096 pairs on, the OKR and PIP families are rendered on a second
+// thread: the body has the same families in the same order, each once, and
+// the same values as when one thread renders it all.
+TEST(RenderMetricsTest, TwoThreadsRenderWhatOneDoes) {
+  auto config = std::make_shared<config::Config>(*OneKpi());
+  config->objectives.push_back(GrowthObjective("Grow monthly sign-ups 15%"));
+  projection::KpiProjection small(config);
+  projection::KpiProjection large(config);
+  ApplyEvent(small, 1, 4);
+  ApplyEvent(large, 1, 4);
+  for (int i = 0; i < 5000; ++i) {
+    ApplyFrom(large, 2 + i, absl::StrCat("subject-", i), 0, i);
+  }
+  ASSERT_GE(large.subject_count(), 4096u);
+  const std::string one = RenderMetrics(small, DaemonState{});
+  const std::string two = RenderMetrics(large, DaemonState{});
+  const std::vector<std::string> order = FamilyOrder(one);
+  EXPECT_EQ(FamilyOrder(two), order);
+  EXPECT_EQ(std::set<std::string>(order.begin(), order.end()).size(),
+            order.size());
+  // Every business line of the small body is in the large one too: the
+  // objective, the key result, the team's KPI series.
+  for (absl::string_view line : absl::StrSplit(one, '\n')) {
+    if (line.empty() || absl::StartsWith(line, "okrd_") ||
+        absl::StartsWith(line, "process_")) {
+      continue;  // the daemon's and the process's own figures
+    }
+    EXPECT_TRUE(absl::StrContains(two, absl::StrCat(line, "\n"))) << line;
+  }
+  EXPECT_TRUE(absl::StrContains(
+      two,
+      "okr_kpi_value{kpi=\"signups\",subject=\"subject-4999\","
+      "period=\"current\"} 4999\n"));
 }
 
 // Two instances split kpi-events: each exports only the series of the
