@@ -1,5 +1,7 @@
 #include "app/daemon.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <atomic>
 #include <csignal>
@@ -51,6 +53,21 @@ signals: SIGTERM/SIGINT finish the current batch and stop (exit 0); SIGHUP
 re-reads the config and rebuilds the projection in the background.
 )";
 
+// jemalloc's control interface where okrd runs on jemalloc (the default
+// build); null on glibc malloc and under the sanitizers.
+extern "C" int mallctl(const char* name, void* old_value, size_t* old_size,
+                       void* new_value, size_t new_size) __attribute__((weak));
+
+// Returns the allocator's freed pages to the system.
+void ReleaseFreedMemory() {
+  if (mallctl != nullptr) {
+    // 4096 is MALLCTL_ARENAS_ALL: every arena.
+    mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0);
+  } else {
+    malloc_trim(0);
+  }
+}
+
 std::atomic<bool> g_stop{false};
 
 std::atomic<bool> g_reload{false};
@@ -97,6 +114,7 @@ class State final : public ingest::BatchSink,
     daemon_.rebuild_seconds = absl::ToDoubleSeconds(absl::Now() - started);
     last_snapshot_sequence_ = built->snapshot_sequence;
     last_snapshot_time_ = absl::Now();
+    laid_out_pairs_ = projection_->subject_count();
     rebuilt_ = true;
     return absl::OkStatus();
   }
@@ -112,20 +130,7 @@ class State final : public ingest::BatchSink,
     uint64_t sequence = 0;
     {
       absl::MutexLock lock(&mu_);
-      // Records logged while the rebuild ran; OnAppended skips them later.
-      const uint64_t caught_up_from = built->projection->sequence() + 1;
-      // Taken before the fold below, which may see more, never less.
-      std::map<eventlog::PartitionKey, int64_t> folded = log_->Offsets();
-      absl::Status s =
-          log_->ForEach(caught_up_from, [&](const okrd::v1::StoredEvent& e) {
-            built->projection->Apply(e);
-            return true;
-          });
-      if (!s.ok()) return s;
-      projection_ = std::move(built->projection);
-      folded_offsets_ = std::move(folded);
-      ForgetTrackedAdmissions();
-      ++generation_;
+      if (absl::Status s = SwitchTo(*built); !s.ok()) return s;
       config_ = config;
       daemon_.rebuild_seconds = absl::ToDoubleSeconds(absl::Now() - started);
       // Snapshot the new projection at the next batch.
@@ -141,6 +146,52 @@ class State final : public ingest::BatchSink,
         "reload done: projection at sequence {} under the new config "
         "after {}",
         sequence, absl::FormatDuration(absl::Now() - started));
+    return absl::OkStatus();
+  }
+
+  // Whether the projection should be laid out again (Relayout); asks once.
+  bool TakeRelayout() {
+    absl::MutexLock lock(&mu_);
+    return std::exchange(relayout_wanted_, false);
+  }
+
+  // Pairs are kept where they were first made, so a projection that grew
+  // while folding events is spread over memory in the order subjects
+  // arrived, while scrapes walk it in subject order: measured on 100k
+  // subjects, a scrape took 1.5-2x as long as on the same projection
+  // restored from its snapshot, which lays pairs out in subject order. This
+  // builds that restored projection from the newest snapshot and the log's
+  // tail beside ingest, without the lock, and switches to it as a reload
+  // does; a reload that came meanwhile wins.
+  absl::Status Relayout(const std::atomic<bool>& cancel) {
+    const absl::Time started = absl::Now();
+    std::shared_ptr<const config::Config> config;
+    uint64_t generation = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      config = config_;
+      generation = generation_;
+    }
+    absl::StatusOr<Built> built = Build(config, cancel, /*quiet=*/true);
+    if (!built.ok()) return built.status();
+    size_t pairs = 0;
+    uint64_t meanwhile = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      if (generation_ != generation) return absl::OkStatus();
+      if (absl::Status s = SwitchTo(*built, &meanwhile); !s.ok()) return s;
+      laid_out_pairs_ = pairs = projection_->subject_count();
+    }
+    built->projection.reset();
+    // The old projection's memory goes back to the system rather than
+    // waiting in the allocator for a growth that may not come.
+    // The old projection's memory goes back to the system now rather than
+    // waiting in the allocator for a growth that may not come.
+    ReleaseFreedMemory();
+    spdlog::info(
+        "projection laid out again in subject order: {} pairs in {}, {} "
+        "records logged meanwhile folded in",
+        pairs, absl::FormatDuration(absl::Now() - started), meanwhile);
     return absl::OkStatus();
   }
 
@@ -211,9 +262,17 @@ class State final : public ingest::BatchSink,
     }
     // Written outside the lock: scrapes go on meanwhile.
     if (snapshot) {
-      StoreSnapshot(*snapshot);
+      const bool stored = StoreSnapshot(*snapshot);
       absl::MutexLock lock(&mu_);
       snapshot_cost_ = absl::Now() - last_snapshot_time_;
+      // Laid out again from the snapshot just stored once a fifth of the
+      // pairs are new since the last layout: the work stays within a few
+      // times what the pairs cost to make.
+      const size_t pairs = projection_->subject_count();
+      if (stored && pairs >= kRelayoutMinPairs &&
+          pairs * 4 >= laid_out_pairs_ * 5) {
+        relayout_wanted_ = true;
+      }
     }
   }
 
@@ -377,10 +436,36 @@ class State final : public ingest::BatchSink,
     uint64_t snapshot_sequence = 0;
   };
 
+  // Folds into `built` what was logged while it was built and makes it the
+  // projection; a new generation, as the old one's transitions were checked.
+  // `meanwhile`, when given, is set to the count of those records.
+  absl::Status SwitchTo(Built& built, uint64_t* meanwhile = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    // Records logged while the rebuild ran; OnAppended skips them later.
+    const uint64_t caught_up_from = built.projection->sequence() + 1;
+    // Taken before the fold below, which may see more, never less.
+    std::map<eventlog::PartitionKey, int64_t> folded = log_->Offsets();
+    uint64_t folded_now = 0;
+    absl::Status s =
+        log_->ForEach(caught_up_from, [&](const okrd::v1::StoredEvent& e) {
+          built.projection->Apply(e);
+          ++folded_now;
+          return true;
+        });
+    if (!s.ok()) return s;
+    if (meanwhile != nullptr) *meanwhile = folded_now;
+    std::swap(projection_, built.projection);
+    folded_offsets_ = std::move(folded);
+    ForgetTrackedAdmissions();
+    ++generation_;
+    return absl::OkStatus();
+  }
+
   // Restores the newest snapshot matching `config` and folds the rest of the
   // log. Reads only the log, so it runs beside ingest without the lock.
   absl::StatusOr<Built> Build(std::shared_ptr<const config::Config> config,
-                              const std::atomic<bool>& cancel) const {
+                              const std::atomic<bool>& cancel,
+                              bool quiet = false) const {
     const absl::Time started = absl::Now();
     Built built{std::make_unique<projection::KpiProjection>(config), 0};
     built.projection->SetHistory(
@@ -393,13 +478,17 @@ class State final : public ingest::BatchSink,
         return s;
       }
       built.snapshot_sequence = (*snapshot)->sequence();
-      spdlog::info("loaded projection snapshot at sequence {}",
-                   built.snapshot_sequence);
+      if (!quiet) {
+        spdlog::info("loaded projection snapshot at sequence {}",
+                     built.snapshot_sequence);
+      }
     }
     const uint64_t from = built.projection->sequence() + 1;
     const uint64_t last = log_->last_sequence();
     const uint64_t total = last >= from ? last - from + 1 : 0;
-    spdlog::info("replaying {} log records from sequence {}", total, from);
+    if (!quiet) {
+      spdlog::info("replaying {} log records from sequence {}", total, from);
+    }
     absl::Time next_report = started + absl::Seconds(1);
     uint64_t applied = 0;
     absl::Status s = log_->ForEach(from, [&](const okrd::v1::StoredEvent& e) {
@@ -419,8 +508,10 @@ class State final : public ingest::BatchSink,
     });
     if (!s.ok()) return s;
     if (cancel.load()) return absl::CancelledError("rebuild cancelled");
-    spdlog::info("rebuild done: {} records in {}", applied,
-                 absl::FormatDuration(absl::Now() - started));
+    if (!quiet) {
+      spdlog::info("rebuild done: {} records in {}", applied,
+                   absl::FormatDuration(absl::Now() - started));
+    }
     return built;
   }
 
@@ -436,22 +527,29 @@ class State final : public ingest::BatchSink,
   // (in generation `checked_generation_`): not looked at again.
   uint64_t checked_generation_ ABSL_GUARDED_BY(mu_) = 0;
   size_t checked_ ABSL_GUARDED_BY(mu_) = 0;
+  // Pairs the projection held when it was last laid out in subject order
+  // (restored from a snapshot); Relayout() is wanted from kRelayoutMinPairs
+  // pairs on, when a fifth of them are newer than that.
+  static constexpr size_t kRelayoutMinPairs = 4096;
+  size_t laid_out_pairs_ ABSL_GUARDED_BY(mu_) = 0;
+  bool relayout_wanted_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t last_snapshot_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time last_snapshot_time_ ABSL_GUARDED_BY(mu_);
   // What the last snapshot cost, taken and stored.
   absl::Duration snapshot_cost_ ABSL_GUARDED_BY(mu_);
 
-  void StoreSnapshot(const okrd::v1::ProjectionSnapshot& snapshot) {
+  bool StoreSnapshot(const okrd::v1::ProjectionSnapshot& snapshot) {
     const absl::Time started = absl::Now();
     if (absl::Status s = log_->PutSnapshot(snapshot); !s.ok()) {
       // Only costs a longer replay at the next start.
       spdlog::warn("projection snapshot at sequence {} not stored: {}",
                    snapshot.sequence(), s.message());
-      return;
+      return false;
     }
     spdlog::info("stored projection snapshot at sequence {} ({} bytes, {})",
                  snapshot.sequence(), snapshot.ByteSizeLong(),
                  absl::FormatDuration(absl::Now() - started));
+    return true;
   }
 };
 
@@ -504,6 +602,13 @@ void ReloadLoop(const std::string& path, const Args& args, State& state,
                 std::shared_ptr<const config::Config> running) {
   while (!g_stop.load()) {
     if (!g_reload.exchange(false)) {
+      if (state.TakeRelayout()) {
+        if (absl::Status s = state.Relayout(g_stop);
+            !s.ok() && !absl::IsCancelled(s)) {
+          spdlog::warn("projection not laid out again: {}", s.message());
+        }
+        continue;
+      }
       absl::SleepFor(absl::Milliseconds(100));
       continue;
     }

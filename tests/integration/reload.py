@@ -3,10 +3,14 @@ whole log in the background while the old state keeps serving, then switches
 atomically. A KPI's changed aggregation applies to events logged before the
 reload, a new KPI is accepted afterwards, key results and PIP-watched
 subjects that leave the config stop being exported without a restart, and a
-broken file keeps the running config."""
+broken file keeps the running config. A projection grown past a few thousand
+pairs is laid out again from its snapshot the same way, exporting the
+same."""
 
 import os
+import re
 import signal
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -42,7 +46,12 @@ objectives:
       - {id: orders-shop, kpi: orders, subject: shop, direction: at_least, target: 100}
 pip_policies:
   - {id: low-orders, kpi: orders, subjects: [shop], comparator: below, trigger: 1, recovery: 2}
+projection:
+  snapshot_every_records: 1000
 """
+# Pairs from which a grown projection is laid out again (daemon.cc,
+# kRelayoutMinPairs).
+RELAYOUT_MIN_PAIRS = 4096
 
 
 def main():
@@ -99,6 +108,34 @@ def main():
         wait_for("refunds accepted", lambda: value("refunds") == 3, timeout=30)
         assert value("orders") == 7
         log("SIGHUP rebuilt the projection under the new config; a bad file was refused")
+
+        # A projection that grew past RELAYOUT_MIN_PAIRS is laid out again
+        # from its snapshot beside ingest and switched to, folding in what
+        # was logged meanwhile; nothing it exports changes (the replay below
+        # compares every series). Events keep coming while it happens.
+        count, subjects = 24000, 3 * RELAYOUT_MIN_PAIRS
+        accepted = 'okrd_events_total{outcome="accepted",reason=""}'
+        before = okrd.metrics()[accepted]
+        producer = subprocess.Popen(
+            [a.okrctl, "produce", "--brokers", broker.bootstrap, "--topic", "kpi-events",
+             "--kpi", "orders", "--count", str(count), "--rate", "3000",
+             "--subjects", str(subjects), "--seed", "7"],
+            stdout=subprocess.DEVNULL)
+        cluster.defer(producer.kill)
+        assert producer.wait(timeout=60) == 0
+        wait_for("every event accepted", lambda: okrd.metrics()[accepted] == before + count, timeout=60)
+
+        def relayouts():
+            with open(okrd.log_path) as f:
+                f.seek(okrd.log_start)
+                return [int(m) for m in re.findall(
+                    r"projection laid out again in subject order: \d+ pairs in \S+, (\d+) records", f.read())]
+
+        wait_for("projection laid out again", relayouts, timeout=60)
+        assert any(n > 0 for n in relayouts()), relayouts()
+        assert value("orders") == 7
+        log(f"laid out again {len(relayouts())} times while events came, folding in "
+            f"{relayouts()} records logged meanwhile")
 
         # The new config's projection is what a restart (and a replay) gives.
         live = harness.business_text(okrd.get("/metrics")[1])
