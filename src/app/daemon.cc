@@ -183,8 +183,6 @@ class State final : public ingest::BatchSink,
       laid_out_pairs_ = pairs = projection_->subject_count();
     }
     built->projection.reset();
-    // The old projection's memory goes back to the system rather than
-    // waiting in the allocator for a growth that may not come.
     // The old projection's memory goes back to the system now rather than
     // waiting in the allocator for a growth that may not come.
     ReleaseFreedMemory();

@@ -399,6 +399,33 @@ TEST_F(KpiProjectionTest, SnapshotRestoresAnEquivalentProjection) {
 // the log, export what aggregates holding every value export, through
 // random measurements, corrections and retractions over two periods; so
 // do projections restored from their snapshots midway.
+// Makes `record` amend a random one of the `live` events (by sequence): a
+// retraction, or a correction to `value`, at `at`; `live` follows it.
+template <typename Live>
+void AmendRandomEvent(std::mt19937& random, std::map<uint64_t, Live>& live,
+                      bool retract, double value, absl::Time at,
+                      okrd::v1::StoredEvent& record) {
+  auto target = live.begin();
+  std::advance(target, random() % live.size());
+  auto* e = record.mutable_event();
+  e->set_kpi(target->second.kpi);
+  if constexpr (requires { target->second.subject; }) {
+    e->set_subject(target->second.subject);
+  }
+  e->set_kind(retract ? okrd::v1::RETRACTION : okrd::v1::CORRECTION);
+  e->set_value(value);
+  ToProto(at, e->mutable_event_time());
+  auto* a = record.mutable_amends();
+  a->set_target_sequence(target->first);
+  ToProto(target->second.time, a->mutable_target_event_time());
+  a->set_previous_value(target->second.value);
+  if (retract) {
+    live.erase(target);
+  } else {
+    target->second.value = value;
+  }
+}
+
 TEST_F(KpiProjectionTest, HoldingFewValuesGivesTheSameValues) {
   std::vector<okrd::v1::StoredEvent> log;
   auto history =
@@ -446,21 +473,8 @@ TEST_F(KpiProjectionTest, HoldingFewValuesGivesTheSameValues) {
       ToProto(added.time, e->mutable_event_time());
       live[record.sequence()] = added;
     } else {
-      auto target = live.begin();
-      std::advance(target, random() % live.size());
-      e->set_kpi(target->second.kpi);
-      e->set_kind(op < 7 ? okrd::v1::RETRACTION : okrd::v1::CORRECTION);
-      e->set_value(value);
-      ToProto(At("2026-11-25T12:00:00Z"), e->mutable_event_time());
-      auto* a = record.mutable_amends();
-      a->set_target_sequence(target->first);
-      ToProto(target->second.time, a->mutable_target_event_time());
-      a->set_previous_value(target->second.value);
-      if (e->kind() == okrd::v1::RETRACTION) {
-        live.erase(target);
-      } else {
-        target->second.value = value;
-      }
+      AmendRandomEvent(random, live, op < 7, value, At("2026-11-25T12:00:00Z"),
+                       record);
     }
     log.push_back(record);
     projection_->Apply(record);
@@ -630,24 +644,8 @@ TEST_F(KpiProjectionTest, LettingGoOfOldPeriodsChangesNoAnswer) {
       ToProto(added.time, e->mutable_event_time());
       live[sequence] = added;
     } else {
-      auto target = live.begin();
-      std::advance(target, random() % live.size());
-      auto* e = record.mutable_event();
-      e->set_event_id(absl::StrCat("r", sequence));
-      e->set_kpi(target->second.kpi);
-      e->set_subject(target->second.subject);
-      e->set_kind(op < 17 ? okrd::v1::RETRACTION : okrd::v1::CORRECTION);
-      e->set_value(value);
-      ToProto(clock, e->mutable_event_time());
-      auto* a = record.mutable_amends();
-      a->set_target_sequence(target->first);
-      ToProto(target->second.time, a->mutable_target_event_time());
-      a->set_previous_value(target->second.value);
-      if (e->kind() == okrd::v1::RETRACTION) {
-        live.erase(target);
-      } else {
-        target->second.value = value;
-      }
+      record.mutable_event()->set_event_id(absl::StrCat("r", sequence));
+      AmendRandomEvent(random, live, op < 17, value, clock, record);
     }
     log.push_back(record);
     every.Apply(record);
