@@ -229,6 +229,14 @@ int64_t SnapshotUs(absl::Time t) {
 absl::Time SnapshotTime(int64_t us) {
   return us == INT64_MIN ? absl::InfinitePast() : absl::FromUnixMicros(us);
 }
+// Times that follow event times keep their nanoseconds: a restored
+// projection answers as a replay does.
+int64_t SnapshotNs(absl::Time t) {
+  return t == absl::InfinitePast() ? INT64_MIN : absl::ToUnixNanos(t);
+}
+absl::Time SnapshotTimeNs(int64_t ns) {
+  return ns == INT64_MIN ? absl::InfinitePast() : absl::FromUnixNanos(ns);
+}
 
 void SaveCheckpoint(const PipCheckpoint& c, const std::string& policy,
                     okrd::v1::PipCheckpointSnapshot* out) {
@@ -320,8 +328,7 @@ okrd::v1::ProjectionSnapshot KpiProjection::Snapshot() const {
   Settle();  // no subject waits to be read back
   okrd::v1::ProjectionSnapshot out;
   out.set_sequence(sequence_);
-  out.set_clock_us(clock_ == absl::InfinitePast() ? INT64_MIN
-                                                  : absl::ToUnixMicros(clock_));
+  out.set_clock_ns(SnapshotNs(clock_));
   out.set_config_hash(ConfigHash(*config_));
   for (const auto& [view, node] : ordered_) {
     const auto& [key, state] = *node;
@@ -333,7 +340,7 @@ okrd::v1::ProjectionSnapshot KpiProjection::Snapshot() const {
       s->set_partition(partitions_[state.partition].second);
     }
     s->set_partition_conflict(state.partition_conflict);
-    s->set_last_event_time_us(SnapshotUs(state.last_event_time));
+    s->set_last_event_time_ns(SnapshotNs(state.last_event_time));
     if (const SubjectState::Watched* w = state.watched.get()) {
       s->set_first_period_us(w->first_period);
       s->set_first_sequence(w->first_sequence);
@@ -365,7 +372,7 @@ okrd::v1::ProjectionSnapshot KpiProjection::Snapshot() const {
     }
   }
   out.set_partition_conflicts(partition_conflicts_);
-  out.set_pip_sealed_at_us(SnapshotUs(pip_sealed_at_));
+  out.set_pip_sealed_at_ns(SnapshotNs(pip_sealed_at_));
   return out;
 }
 
@@ -418,10 +425,10 @@ absl::Status KpiProjection::Restore(
   partition_conflicts_ = snapshot.partition_conflicts();
   new_conflicts_.clear();
   sequence_ = snapshot.sequence();
-  clock_ = SnapshotTime(snapshot.clock_us());
+  clock_ = SnapshotTimeNs(snapshot.clock_ns());
   horizons_until_ = absl::InfinitePast();
   pip_stale_.clear();
-  SetSealPoints(SnapshotTime(snapshot.pip_sealed_at_us()));
+  SetSealPoints(SnapshotTimeNs(snapshot.pip_sealed_at_ns()));
   for (const okrd::v1::SubjectSnapshot& s : snapshot.subjects()) {
     const config::KpiOptions* kpi = config_->FindKpi(s.kpi());
     if (kpi == nullptr) continue;
@@ -443,7 +450,7 @@ absl::Status KpiProjection::Restore(
       state.partition = PartitionIndex(s.topic(), s.partition());
     }
     state.partition_conflict = s.partition_conflict();
-    state.last_event_time = SnapshotTime(s.last_event_time_us());
+    state.last_event_time = SnapshotTimeNs(s.last_event_time_ns());
     for (const okrd::v1::PeriodSnapshot& p : s.periods()) {
       Aggregate& aggregate =
           state.periods

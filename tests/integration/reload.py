@@ -113,17 +113,26 @@ def main():
         # from its snapshot beside ingest and switched to, folding in what
         # was logged meanwhile; nothing it exports changes (the replay below
         # compares every series). Events keep coming while it happens.
-        count, subjects = 24000, 3 * RELAYOUT_MIN_PAIRS
+        # Subjects grow to six times RELAYOUT_MIN_PAIRS: about nine
+        # relayouts, each of which sees records logged meanwhile about
+        # two times in three.
+        count, subjects = 48000, 6 * RELAYOUT_MIN_PAIRS
         accepted = 'okrd_events_total{outcome="accepted",reason=""}'
-        before = okrd.metrics()[accepted]
+        # The six events sent so far are all counted before the baseline is
+        # read (the last one may come in a batch after the one folded above).
+        wait_for("earlier events counted", lambda: harness.events_total(okrd.metrics()) == 6, timeout=30)
+        before, before_total = okrd.metrics()[accepted], 6
         producer = subprocess.Popen(
             [a.okrctl, "produce", "--brokers", broker.bootstrap, "--topic", "kpi-events",
-             "--kpi", "orders", "--count", str(count), "--rate", "3000",
+             "--kpi", "orders", "--count", str(count), "--rate", "4000",
              "--subjects", str(subjects), "--seed", "7"],
             stdout=subprocess.DEVNULL)
         cluster.defer(producer.kill)
         assert producer.wait(timeout=60) == 0
-        wait_for("every event accepted", lambda: okrd.metrics()[accepted] == before + count, timeout=60)
+        wait_for("every event counted", lambda: harness.events_total(okrd.metrics()) == before_total + count,
+                 timeout=60)
+        outcomes = {k: v for k, v in okrd.metrics().items() if k.startswith("okrd_events_total{") and v}
+        assert okrd.metrics()[accepted] == before + count, outcomes
 
         def relayouts():
             with open(okrd.log_path) as f:

@@ -373,7 +373,8 @@ TEST_F(KpiProjectionTest, SnapshotRestoresAnEquivalentProjection) {
        {"latest", "sum", "count", "mean", "min", "max", "median", "p90"}) {
     Apply(kpi, "team-a", 4, "2026-10-02T00:00:00Z");
     Apply(kpi, "team-b", 6, "2026-11-20T00:00:00Z");
-    Apply(kpi, "team-b", 2, "2026-11-21T00:00:00Z");
+    // Event times carry nanoseconds; so do the times restored from them.
+    Apply(kpi, "team-b", 2, "2026-11-21T00:00:00.123456789Z");
   }
   const okrd::v1::ProjectionSnapshot snapshot = projection_->Snapshot();
   EXPECT_EQ(snapshot.sequence(), projection_->sequence());
@@ -381,6 +382,10 @@ TEST_F(KpiProjectionTest, SnapshotRestoresAnEquivalentProjection) {
   ASSERT_TRUE(restored.Restore(snapshot).ok());
   EXPECT_EQ(restored.sequence(), projection_->sequence());
   EXPECT_EQ(restored.clock(), projection_->clock());
+  EXPECT_EQ(restored.LastEventTime("max", "team-b"),
+            At("2026-11-21T00:00:00.123456789Z"));
+  EXPECT_EQ(projection_->LastEventTime("max", "team-b"),
+            At("2026-11-21T00:00:00.123456789Z"));
   EXPECT_EQ(restored.Snapshot().SerializeAsString(),
             snapshot.SerializeAsString());
   // The same next records give the same state on both.
