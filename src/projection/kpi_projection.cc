@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -260,8 +261,8 @@ PipCheckpoint LoadCheckpoint(const okrd::v1::PipCheckpointSnapshot& in) {
   c.next = SnapshotTime(in.next_us());
   c.judged = in.judged();
   c.cooldown_left = in.cooldown_left();
-  for (PipState state : kAllPipStates) {
-    if (PipStateName(state) == in.state()) c.state.state = state;
+  if (std::optional<PipState> state = PipStateNamed(in.state())) {
+    c.state.state = *state;
   }
   c.state.streak = in.streak();
   c.state.triggered_at = SnapshotTime(in.triggered_at_us());
@@ -269,10 +270,8 @@ PipCheckpoint LoadCheckpoint(const okrd::v1::PipCheckpointSnapshot& in) {
   c.state.insufficient_periods = in.insufficient_periods();
   c.state.milestones_missed = in.milestones_missed();
   for (const std::string& name : in.milestones()) {
-    MilestoneStatus& m = c.state.milestones.emplace_back();
-    for (MilestoneStatus status : kAllMilestoneStatuses) {
-      if (MilestoneStatusName(status) == name) m = status;
-    }
+    c.state.milestones.push_back(
+        MilestoneStatusNamed(name).value_or(MilestoneStatus::kPending));
   }
   return c;
 }
@@ -401,19 +400,15 @@ absl::Status KpiProjection::Restore(
         f.plan_start_us(),
         f.next_checkin_us(),
         {}};
-    for (PipState state : kAllPipStates) {
-      if (PipStateName(state) == f.from_state()) {
-        t.from = static_cast<uint8_t>(state);
-      }
-      if (PipStateName(state) == f.to_state()) {
-        t.to = static_cast<uint8_t>(state);
-      }
+    if (std::optional<PipState> from = PipStateNamed(f.from_state())) {
+      t.from = static_cast<uint8_t>(*from);
+    }
+    if (std::optional<PipState> to = PipStateNamed(f.to_state())) {
+      t.to = static_cast<uint8_t>(*to);
     }
     for (const std::string& name : f.milestones()) {
-      for (MilestoneStatus status : kAllMilestoneStatuses) {
-        if (MilestoneStatusName(status) == name) {
-          t.milestones.push_back(static_cast<uint8_t>(status));
-        }
+      if (std::optional<MilestoneStatus> m = MilestoneStatusNamed(name)) {
+        t.milestones.push_back(static_cast<uint8_t>(*m));
       }
     }
     RecordFired(std::move(t));
@@ -956,13 +951,7 @@ void KpiProjection::SetSealPoints(absl::Time at) {
   if (at == absl::InfinitePast()) return;
   // The exported series' horizons at `at`, then what the machines read from
   // their seal points on.
-  pip_horizons_.assign(n, INT64_MAX);
-  pip_seal_until_ = absl::InfiniteFuture();
-  for (const config::KpiOptions& k : config_->kpis) {
-    const Period current = PeriodContaining(at, k);
-    pip_seal_until_ = std::min(pip_seal_until_, current.end);
-    NoteRead(k, PreviousPeriod(current, k), &pip_horizons_);
-  }
+  pip_seal_until_ = ExportedHorizons(at, &pip_horizons_);
   for (size_t i = 0; i < pip_policies_.size(); ++i) {
     const config::KpiOptions* kpi = pip_policies_[i].kpi;
     if (kpi == nullptr) continue;
@@ -1103,15 +1092,21 @@ void KpiProjection::ForEachPipSubject(
 
 int64_t KpiProjection::HorizonOf(const config::KpiOptions& kpi) {
   if (clock_ >= horizons_until_) {
-    horizons_.assign(config_->kpis.size(), INT64_MAX);
-    horizons_until_ = absl::InfiniteFuture();
-    for (const config::KpiOptions& k : config_->kpis) {
-      const Period current = PeriodContaining(clock_, k);
-      horizons_until_ = std::min(horizons_until_, current.end);
-      NoteRead(k, PreviousPeriod(current, k), &horizons_);
-    }
+    horizons_until_ = ExportedHorizons(clock_, &horizons_);
   }
   return horizons_[&kpi - config_->kpis.data()];
+}
+
+absl::Time KpiProjection::ExportedHorizons(absl::Time at,
+                                           std::vector<int64_t>* horizons) {
+  horizons->assign(config_->kpis.size(), INT64_MAX);
+  absl::Time until = absl::InfiniteFuture();
+  for (const config::KpiOptions& k : config_->kpis) {
+    const Period current = PeriodContaining(at, k);
+    until = std::min(until, current.end);
+    NoteRead(k, PreviousPeriod(current, k), horizons);
+  }
+  return until;
 }
 
 void KpiProjection::NoteRead(const config::KpiOptions& kpi,
@@ -1250,8 +1245,7 @@ okrd::v1::PipTransition KpiProjection::PipTransitionRecord(
   const absl::Time at = absl::FromUnixMicros(t.at_us);
   const PipState to = static_cast<PipState>(t.to);
   okrd::v1::PipTransition m;
-  m.set_id(absl::StrCat(policy.id, "/", *t.subject, "/", FormatUtc(at), "/",
-                        PipStateName(to)));
+  m.set_id(PipTransitionId(policy, *t.subject, at, to));
   m.set_policy(policy.id);
   m.set_subject(*t.subject);
   m.set_from_state(std::string(PipStateName(static_cast<PipState>(t.from))));

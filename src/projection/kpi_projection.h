@@ -431,6 +431,10 @@ class KpiProjection {
   void RefillStalePipSubjects();
   // The horizon of measured `kpi` at the clock (`horizons_`).
   int64_t HorizonOf(const config::KpiOptions& kpi);
+  // Sets `horizons` (per KPI, config order) to the oldest period start the
+  // exported series read at `at` (the current and previous periods, and
+  // what derived KPIs read for them); returns when they next move.
+  absl::Time ExportedHorizons(absl::Time at, std::vector<int64_t>* horizons);
   // Lowers the horizons of the measured KPIs that `kpi`'s value in
   // `period` is computed from.
   void NoteRead(const config::KpiOptions& kpi, const Period& period,

@@ -1,6 +1,7 @@
 #include "projection/pip.h"
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -35,6 +36,27 @@ absl::string_view MilestoneStatusName(MilestoneStatus s) {
       return "missed";
   }
   return "unknown";
+}
+
+std::optional<PipState> PipStateNamed(absl::string_view name) {
+  for (PipState s : kAllPipStates) {
+    if (PipStateName(s) == name) return s;
+  }
+  return std::nullopt;
+}
+
+std::optional<MilestoneStatus> MilestoneStatusNamed(absl::string_view name) {
+  for (MilestoneStatus s : kAllMilestoneStatuses) {
+    if (MilestoneStatusName(s) == name) return s;
+  }
+  return std::nullopt;
+}
+
+std::string PipTransitionId(const config::PipPolicyOptions& policy,
+                            absl::string_view subject, absl::Time at,
+                            PipState to) {
+  return absl::StrCat(policy.id, "/", subject, "/", FormatUtc(at), "/",
+                      PipStateName(to));
 }
 
 absl::Time PlanDay(const config::PipPolicyOptions& policy, absl::Time start,
@@ -101,6 +123,13 @@ class Machine {
     }
     out_.policy = &policy;
     out_.subject = subject;
+  }
+
+  // Judges `periods`, the first of which is the machine's `judged`th.
+  void Judge(const std::vector<PeriodSample>& periods, int64_t judged) {
+    for (size_t i = 0; i < periods.size(); ++i) {
+      Period(periods[i], static_cast<size_t>(judged) + i);
+    }
   }
 
   // The state after the periods judged so far, before `next`.
@@ -225,8 +254,7 @@ class Machine {
 
   void Go(PipState to, absl::Time at) {
     PipTransition& t = out_.transitions.emplace_back();
-    t.id = absl::StrCat(policy_.id, "/", out_.subject, "/", FormatUtc(at), "/",
-                        PipStateName(to));
+    t.id = PipTransitionId(policy_, out_.subject, at, to);
     t.from = out_.state;
     t.to = to;
     t.at = at;
@@ -253,10 +281,7 @@ PipSubjectState RunPipMachine(const config::PipPolicyOptions& policy,
                               const std::vector<PeriodSample>& periods,
                               absl::Time now, const PipCheckpoint* from) {
   Machine machine(policy, subject, from);
-  const size_t judged = from == nullptr ? 0 : from->judged;
-  for (size_t i = 0; i < periods.size(); ++i) {
-    machine.Period(periods[i], static_cast<size_t>(judged) + i);
-  }
+  machine.Judge(periods, from == nullptr ? 0 : from->judged);
   return machine.Finish(now);
 }
 
@@ -331,10 +356,9 @@ void AdvancePipCheckpoint(const config::PipPolicyOptions& policy,
   if (periods.empty()) return;
   Machine machine(policy, subject, checkpoint);
   const int64_t judged = checkpoint->judged;
-  for (size_t i = 0; i < periods.size(); ++i) {
-    machine.Period(periods[i], static_cast<size_t>(judged) + i);
-  }
-  machine.Save(periods.back().end, judged + periods.size(), checkpoint);
+  machine.Judge(periods, judged);
+  machine.Save(periods.back().end,
+               judged + static_cast<int64_t>(periods.size()), checkpoint);
 }
 
 std::vector<PipSubjectState> EvaluatePips(const config::Config& config,

@@ -27,6 +27,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,8 @@ inline constexpr std::array<PipState, 5> kAllPipStates = {
     PipState::kPlanExpired};
 
 absl::string_view PipStateName(PipState s);
+// The state PipStateName names `name`; nullopt for another name.
+std::optional<PipState> PipStateNamed(absl::string_view name);
 
 // A plan's milestone: judged on the first closed period ending on or after
 // its day; when the plan ends first, judged on the recovering period, or
@@ -52,11 +55,17 @@ inline constexpr std::array<MilestoneStatus, 3> kAllMilestoneStatuses = {
     MilestoneStatus::kPending, MilestoneStatus::kMet, MilestoneStatus::kMissed};
 
 absl::string_view MilestoneStatusName(MilestoneStatus s);
+// The status MilestoneStatusName names `name`; nullopt for another name.
+std::optional<MilestoneStatus> MilestoneStatusNamed(absl::string_view name);
+
+// A transition's id, policy/subject/time/state: stable across restarts and
+// replays, so that consumers can deduplicate.
+std::string PipTransitionId(const config::PipPolicyOptions& policy,
+                            absl::string_view subject, absl::Time at,
+                            PipState to);
 
 struct PipTransition {
-  // policy/subject/time/state: stable across restarts and replays, so that
-  // consumers can deduplicate.
-  std::string id;
+  std::string id;  // PipTransitionId
   PipState from;
   PipState to;
   absl::Time at;
