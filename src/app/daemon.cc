@@ -6,6 +6,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -18,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "config/config.h"
 #include "core/args.h"
+#include "core/fold_queue.h"
 #include "core/log.h"
 #include "core/time_util.h"
 #include "core/version.h"
@@ -198,12 +200,14 @@ class State final : public ingest::BatchSink,
   // until OnAppended has folded them. The refusal is logged
   // once per KPI; each refused event is counted and kept as series_limit.
   bool Admit(const okrd::v1::KpiEvent& event, std::string* detail) override {
-    absl::MutexLock lock(&mu_);
+    // Shared: a scrape's render does not hold this up.
+    absl::ReaderMutexLock lock(&mu_);
     const size_t max = config_->exporter.max_series;
     if (max == 0 || projection_->Tracks(event.kpi(), event.subject())) {
       return true;
     }
     std::pair<std::string, std::string> key{event.kpi(), event.subject()};
+    absl::MutexLock admit_lock(&admit_mu_);
     if (admitted_.contains(key)) return true;
     const size_t pairs = projection_->subject_count() + admitted_.size();
     if ((pairs + 1) * config::kSeriesPerKpiSubject <= max) {
@@ -222,42 +226,29 @@ class State final : public ingest::BatchSink,
     return false;
   }
 
+  // Called by the ingest once a batch is durable. The batch is folded now
+  // unless a read (a scrape's render) holds the projection; then the read
+  // folds it when it ends, and ingest goes on meanwhile.
   void OnAppended(const eventlog::AppendResult& result) override {
+    to_fold_.Push(Appended{result.arena, result.appended, result.next_offsets});
+    if (!to_fold_.LockToFold(mu_)) return;
+    FoldLocked();
     std::optional<okrd::v1::ProjectionSnapshot> snapshot;
-    {
-      absl::MutexLock lock(&mu_);
-      for (const okrd::v1::StoredEvent* e : result.appended) {
-        // A reload may already have folded this batch from the log.
-        if (e->sequence() <= projection_->sequence()) continue;
-        projection_->Apply(*e);
-      }
-      for (const auto& [key, offset] : result.next_offsets) {
-        folded_offsets_[key] = offset;
-      }
-      // A batch went in: the log is writable again.
-      if (!write_error_.empty()) {
-        spdlog::info("event log writable again; ingest resumed");
-        write_error_.clear();
-      }
-      LogNewConflicts();
-      ForgetTrackedAdmissions();
-      daemon_.log = log_->GetStats();
-      const config::ProjectionOptions& options =
-          projection_->config().projection;
-      const uint64_t sequence = projection_->sequence();
-      const absl::Time now = absl::Now();
-      // Snapshots grow with the state: however often they are asked for,
-      // they take at most a tenth of this thread's time.
-      if (sequence > last_snapshot_sequence_ &&
-          (sequence - last_snapshot_sequence_ >=
-               static_cast<uint64_t>(options.snapshot_every_records) ||
-           now - last_snapshot_time_ >= options.snapshot_interval) &&
-          now - last_snapshot_time_ >= 9 * snapshot_cost_) {
-        snapshot = projection_->Snapshot();
-        last_snapshot_sequence_ = sequence;
-        last_snapshot_time_ = now;
-      }
+    const config::ProjectionOptions& options = projection_->config().projection;
+    const uint64_t sequence = projection_->sequence();
+    const absl::Time now = absl::Now();
+    // Snapshots grow with the state: however often they are asked for,
+    // they take at most a tenth of this thread's time.
+    if (sequence > last_snapshot_sequence_ &&
+        (sequence - last_snapshot_sequence_ >=
+             static_cast<uint64_t>(options.snapshot_every_records) ||
+         now - last_snapshot_time_ >= options.snapshot_interval) &&
+        now - last_snapshot_time_ >= 9 * snapshot_cost_) {
+      snapshot = projection_->Snapshot();
+      last_snapshot_sequence_ = sequence;
+      last_snapshot_time_ = now;
     }
+    mu_.Unlock();
     // Written outside the lock: scrapes go on meanwhile.
     if (snapshot) {
       const bool stored = StoreSnapshot(*snapshot);
@@ -272,6 +263,30 @@ class State final : public ingest::BatchSink,
         relayout_wanted_ = true;
       }
     }
+  }
+
+  // Folds the batches waiting in to_fold_, oldest first.
+  void FoldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const std::deque<Appended> batches = to_fold_.TakeAll();
+    if (batches.empty()) return;
+    for (const Appended& batch : batches) {
+      for (const okrd::v1::StoredEvent* e : batch.records) {
+        // A reload may already have folded this batch from the log.
+        if (e->sequence() <= projection_->sequence()) continue;
+        projection_->Apply(*e);
+      }
+      for (const auto& [key, offset] : batch.next_offsets) {
+        folded_offsets_[key] = offset;
+      }
+    }
+    // A batch went in: the log is writable again.
+    if (!write_error_.empty()) {
+      spdlog::info("event log writable again; ingest resumed");
+      write_error_.clear();
+    }
+    LogNewConflicts();
+    ForgetTrackedAdmissions();
+    daemon_.log = log_->GetStats();
   }
 
   // Producers should key messages by subject (README, "Scale-out"); each
@@ -290,6 +305,7 @@ class State final : public ingest::BatchSink,
   // may belong to batches appended but not yet folded, and stay. Admit()
   // relies on admitted_ holding no tracked series.
   void ForgetTrackedAdmissions() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    absl::MutexLock lock(&admit_mu_);
     for (auto it = admitted_.begin(); it != admitted_.end();) {
       if (projection_->Tracks(it->first, it->second)) {
         admitted_.erase(it++);
@@ -304,6 +320,7 @@ class State final : public ingest::BatchSink,
     okrd::v1::ProjectionSnapshot snapshot;
     {
       absl::MutexLock lock(&mu_);
+      FoldLocked();
       if (!rebuilt_ || projection_->sequence() == last_snapshot_sequence_) {
         return;
       }
@@ -313,21 +330,27 @@ class State final : public ingest::BatchSink,
     StoreSnapshot(snapshot);
   }
 
-  void Read(const std::function<void(const projection::KpiProjection&,
-                                     const exporter::DaemonState&)>& fn)
-      const override {
+  void Read(
+      const std::function<void(const projection::KpiProjection&,
+                               const exporter::DaemonState&)>& fn) override {
     // Before the lock: the log takes its own locks, which a failing append
     // holds while it reports to this state.
     const eventlog::EventLog::MemoryUse log_memory = log_->memory_use();
-    absl::MutexLock lock(&mu_);
-    exporter::DaemonState state = daemon_;
-    state.write_errors = write_errors_;
-    state.log_memory = log_memory;
-    if (ingest_ != nullptr) {
-      state.lag = ingest_->Lag();
-      state.ownership = ingest_->Ownership(folded_offsets_);
-    }
-    fn(*projection_, state);
+    // Under mu_ shared with admissions: batches logged meanwhile wait in
+    // to_fold_, and this read folds them at its end.
+    to_fold_.Read(
+        mu_,
+        [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          exporter::DaemonState state = daemon_;
+          state.write_errors = write_errors_;
+          state.log_memory = log_memory;
+          if (ingest_ != nullptr) {
+            state.lag = ingest_->Lag();
+            state.ownership = ingest_->Ownership(folded_offsets_);
+          }
+          fn(*projection_, state);
+        },
+        [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { FoldLocked(); });
   }
 
   // PIP transitions not yet handed to the outbound topic, oldest first.
@@ -397,7 +420,7 @@ class State final : public ingest::BatchSink,
   }
 
   exporter::Readiness GetReadiness() const override {
-    absl::MutexLock lock(&mu_);
+    absl::ReaderMutexLock lock(&mu_);
     const projection::Ownership ownership =
         ingest_ != nullptr ? ingest_->Ownership(folded_offsets_)
                            : daemon_.ownership;
@@ -426,9 +449,19 @@ class State final : public ingest::BatchSink,
   // Series admitted by Admit() and not yet folded (the ingest may append a
   // batch or two ahead of the fold); KPIs already logged as having hit
   // export.max_series.
+  // Admit() holds mu_ shared, so these have a lock of their own.
+  mutable absl::Mutex admit_mu_ ABSL_ACQUIRED_AFTER(mu_);
   absl::flat_hash_set<std::pair<std::string, std::string>> admitted_
-      ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_set<std::string> series_limited_kpis_ ABSL_GUARDED_BY(mu_);
+      ABSL_GUARDED_BY(admit_mu_);
+  absl::flat_hash_set<std::string> series_limited_kpis_
+      ABSL_GUARDED_BY(admit_mu_);
+  // A durable batch on its way into the projection.
+  struct Appended {
+    std::shared_ptr<google::protobuf::Arena> arena;  // holds `records`
+    std::vector<const okrd::v1::StoredEvent*> records;
+    std::map<eventlog::PartitionKey, int64_t> next_offsets;
+  };
+  FoldQueue<Appended> to_fold_;
   struct Built {
     std::unique_ptr<projection::KpiProjection> projection;
     uint64_t snapshot_sequence = 0;

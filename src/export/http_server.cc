@@ -144,7 +144,7 @@ class BodyWriter {
 
 class MetricsHandler final : public ReadOnlyHandler {
  public:
-  explicit MetricsHandler(const SnapshotSource* source) : source_(source) {}
+  explicit MetricsHandler(SnapshotSource* source) : source_(source) {}
   bool handleGet(CivetServer*, mg_connection* conn) override {
     const mg_request_info* request = mg_get_request_info(conn);
     const char* accept = mg_get_header(conn, "Accept-Encoding");
@@ -183,12 +183,12 @@ class MetricsHandler final : public ReadOnlyHandler {
   }
 
  private:
-  const SnapshotSource* source_;
+  SnapshotSource* source_;
 };
 
 class StatusPageHandler final : public ReadOnlyHandler {
  public:
-  explicit StatusPageHandler(const SnapshotSource* source) : source_(source) {}
+  explicit StatusPageHandler(SnapshotSource* source) : source_(source) {}
   bool handleGet(CivetServer*, mg_connection* conn) override {
     if (std::strcmp(mg_get_request_info(conn)->local_uri, "/") != 0) {
       Reply(conn, 404, "text/plain; charset=utf-8", "not found\n");
@@ -202,14 +202,14 @@ class StatusPageHandler final : public ReadOnlyHandler {
   }
 
  private:
-  const SnapshotSource* source_;
+  SnapshotSource* source_;
 };
 
 // /api/v1/<resource>: JSON views of the same snapshot /metrics renders
 // (export/view.h).
 class ApiHandler final : public ReadOnlyHandler {
  public:
-  explicit ApiHandler(const SnapshotSource* source) : source_(source) {}
+  explicit ApiHandler(SnapshotSource* source) : source_(source) {}
   bool handleGet(CivetServer*, mg_connection* conn) override {
     const mg_request_info* request = mg_get_request_info(conn);
     absl::string_view resource(request->local_uri);
@@ -228,7 +228,7 @@ class ApiHandler final : public ReadOnlyHandler {
   static constexpr char kApiPrefix[] = "/api/v1/";
 
  private:
-  const SnapshotSource* source_;
+  SnapshotSource* source_;
 };
 
 class HealthHandler final : public ReadOnlyHandler {
@@ -241,7 +241,7 @@ class HealthHandler final : public ReadOnlyHandler {
 
 class ReadyHandler final : public ReadOnlyHandler {
  public:
-  explicit ReadyHandler(const SnapshotSource* source) : source_(source) {}
+  explicit ReadyHandler(SnapshotSource* source) : source_(source) {}
   bool handleGet(CivetServer*, mg_connection* conn) override {
     const Readiness r = source_->GetReadiness();
     if (r.ready()) {
@@ -264,7 +264,7 @@ class ReadyHandler final : public ReadOnlyHandler {
   }
 
  private:
-  const SnapshotSource* source_;
+  SnapshotSource* source_;
 };
 
 // HTTP basic auth against the web config's bcrypt hashes. bcrypt is slow by
@@ -399,7 +399,7 @@ struct HttpServer::State {
 };
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
-    const std::string& listen, const SnapshotSource* source,
+    const std::string& listen, SnapshotSource* source,
     const config::WebConfig* web) {
   auto state = std::make_unique<State>();
   // With TLS, civetweb serves plain HTTP on a loopback port only the TLS

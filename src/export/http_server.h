@@ -63,7 +63,7 @@ class HttpServer {
   // (--web.config.file), serves TLS and/or requires basic auth as it says;
   // a certificate or key OpenSSL refuses is an InvalidArgument error.
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(
-      const std::string& listen, const SnapshotSource* source,
+      const std::string& listen, SnapshotSource* source,
       const config::WebConfig* web = nullptr);
 
   ~HttpServer();

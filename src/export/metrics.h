@@ -58,12 +58,12 @@ struct Readiness {
 
 // Gives the exporter a consistent view. Implementations must call `fn`
 // while holding whatever lock keeps the projection and state from changing.
+// Not const: a read may fold in what was logged while it held the lock.
 class SnapshotSource {
  public:
   virtual ~SnapshotSource() = default;
-  virtual void Read(
-      const std::function<void(const projection::KpiProjection&,
-                               const DaemonState&)>& fn) const = 0;
+  virtual void Read(const std::function<void(const projection::KpiProjection&,
+                                             const DaemonState&)>& fn) = 0;
   virtual Readiness GetReadiness() const = 0;
 };
 

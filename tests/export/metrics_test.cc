@@ -536,7 +536,7 @@ class FixedSource final : public SnapshotSource {
     }
   }
   void Read(const std::function<void(const projection::KpiProjection&,
-                                     const DaemonState&)>& fn) const override {
+                                     const DaemonState&)>& fn) override {
     fn(projection_, state_);
   }
   Readiness GetReadiness() const override { return readiness; }

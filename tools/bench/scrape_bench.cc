@@ -143,9 +143,9 @@ void Print(const char* path, long series, long rss, const char* encoding,
 class Source final : public exporter::SnapshotSource {
  public:
   explicit Source(const projection::KpiProjection* p) : projection_(p) {}
-  void Read(const std::function<void(const projection::KpiProjection&,
-                                     const exporter::DaemonState&)>& fn)
-      const override {
+  void Read(
+      const std::function<void(const projection::KpiProjection&,
+                               const exporter::DaemonState&)>& fn) override {
     fn(*projection_, state_);
   }
   exporter::Readiness GetReadiness() const override { return {}; }
