@@ -177,11 +177,11 @@ class MetricsHandler final : public ReadOnlyHandler {
     });
     // Closed as soon as the render ends: the body's end does not wait for
     // what the source does after reading (folding what came meanwhile).
-    source_->Read([&](const projection::KpiProjection& p,
-                      const DaemonState& s) {
-      RenderMetrics(p, s, &queue);
-      queue.Close();
-    });
+    source_->Read(
+        [&](const projection::KpiProjection& p, const DaemonState& s) {
+          RenderMetrics(p, s, &queue);
+          queue.Close();
+        });
     queue.Close();  // also when the source did not call back
     sender.join();
     return true;

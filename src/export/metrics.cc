@@ -46,37 +46,43 @@ double Seconds(absl::Time t) {
 }
 
 // The KPI families are the large ones: one pass over the projection streams
-// okr_kpi_value to `sink` and keeps the period starts, handed on after it; a
-// second pass streams the last event times.
-void WriteKpiFamilies(const projection::KpiProjection& projection,
-                      const projection::Ownership::Mask& mask, TextSink* sink) {
+// okr_kpi_value to `sink` and keeps the period starts, handed on after it.
+void WriteKpiValueFamilies(const projection::KpiProjection& projection,
+                           const projection::Ownership::Mask& mask,
+                           TextSink* sink) {
   const config::Config& config = projection.config();
   std::string scratch;
+  TextFamily start("okr_kpi_period_start_timestamp_seconds",
+                   "Start of the period an okr_kpi_value series covers.",
+                   MetricKind::kGauge);
   {
-    TextFamily start("okr_kpi_period_start_timestamp_seconds",
-                     "Start of the period an okr_kpi_value series covers.",
-                     MetricKind::kGauge);
-    {
-      TextFamily value("okr_kpi_value",
-                       "KPI value by its configured aggregation, for the "
-                       "current and previous calendar period.",
-                       MetricKind::kGauge, sink);
-      projection.ForEachSeries([&](const projection::KpiSeries& s) {
-        if (!mask.Exports(s.partition)) return;
-        const Label labels[] = {
-            {"kpi", s.kpi->id},
-            {"subject", SubjectView(config, *s.subject, &scratch)},
-            {"period", s.period_label}};
-        value.Add(labels, s.value);
-        start.Add(labels, Seconds(s.period.start));
-      });
-    }  // okr_kpi_value's last piece goes out
-    start.MoveTo(sink);
-  }
-  TextFamily last(
-      "okr_kpi_last_event_timestamp_seconds",
-      "Event time of the newest measurement of a KPI for a subject.",
-      MetricKind::kGauge, sink);
+    TextFamily value("okr_kpi_value",
+                     "KPI value by its configured aggregation, for the "
+                     "current and previous calendar period.",
+                     MetricKind::kGauge, sink);
+    projection.ForEachSeries([&](const projection::KpiSeries& s) {
+      if (!mask.Exports(s.partition)) return;
+      const Label labels[] = {
+          {"kpi", s.kpi->id},
+          {"subject", SubjectView(config, *s.subject, &scratch)},
+          {"period", s.period_label}};
+      value.Add(labels, s.value);
+      start.Add(labels, Seconds(s.period.start));
+    });
+  }  // okr_kpi_value's last piece goes out
+  start.MoveTo(sink);
+}
+
+// A second pass gives the last event times, which follow them.
+void AddLastEventFamily(Families& f,
+                        const projection::KpiProjection& projection,
+                        const projection::Ownership::Mask& mask) {
+  const config::Config& config = projection.config();
+  std::string scratch;
+  TextFamily& last =
+      f.Add("okr_kpi_last_event_timestamp_seconds",
+            "Event time of the newest measurement of a KPI for a subject.",
+            MetricKind::kGauge);
   projection.ForEachSubject([&](const config::KpiOptions& kpi,
                                 const std::string& subject, absl::Time t,
                                 uint32_t partition) {
@@ -512,8 +518,8 @@ void AddDaemonFamilies(Families& f, const DaemonState& state) {
       .Add({{"version", Version()}}, 1);
 }
 
-// From this many (KPI, subject) pairs on, the OKR and PIP families are
-// rendered on a second thread.
+// From this many (KPI, subject) pairs on, the last event times and the OKR
+// and PIP families are rendered on a second thread.
 constexpr size_t kPairsForSecondThread = 4096;
 
 void Render(const projection::KpiProjection& projection,
@@ -524,25 +530,28 @@ void Render(const projection::KpiProjection& projection,
   if (!ownership.standby()) {
     const projection::Ownership::Mask mask =
         ownership.MaskFor(projection.partitions());
-    // The OKR and PIP families are rendered beside the KPI families, on a
-    // second thread, and kept until those are out. Both sides only read the
-    // projection's pairs (periods a PIP read would read back from the log
-    // are read back first); the kept OKR and PIP states, which a read may
-    // bring up to date, are touched by the second thread alone.
+    // The last event times and the OKR and PIP families are rendered beside
+    // the KPI values and period starts, on a second thread, and kept until
+    // those are out: measured, the values and starts took about as long as
+    // the rest together. Both sides only read the projection's pairs
+    // (periods a PIP read would read back from the log are read back
+    // first); the kept OKR and PIP states, which a read may bring up to
+    // date, are touched by the second thread alone.
     // A small projection renders on this thread alone: starting a thread
     // would cost more than it saves.
     projection.Settle();
     Families later;
-    const auto okr_and_pip = [&] {
+    const auto beside_values = [&] {
+      AddLastEventFamily(later, projection, mask);
       AddOkrFamilies(later, projection, mask);
       AddPipFamilies(later, projection, mask);
     };
     if (projection.subject_count() < kPairsForSecondThread) {
-      okr_and_pip();
-      WriteKpiFamilies(projection, mask, sink);
+      beside_values();
+      WriteKpiValueFamilies(projection, mask, sink);
     } else {
-      std::thread beside(okr_and_pip);
-      WriteKpiFamilies(projection, mask, sink);
+      std::thread beside(beside_values);
+      WriteKpiValueFamilies(projection, mask, sink);
       beside.join();
     }
     later.MoveTo(sink);
