@@ -24,7 +24,8 @@
 // read back from okrd's body, as gauges (unless --no-peer: at 1M subjects
 // it needs more than 12 GB). Also printed: the time to render
 // alone, per 100k series, and the whole process's resident set per series
-// and per subject after the scrapes.
+// and per subject after the scrapes, and the floor under a plain scrape:
+// the same bytes written to the same client by a bare server.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -39,6 +40,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -125,6 +127,52 @@ Result Measure(int port, int scrapes, bool gzip) {
   std::sort(ms.begin(), ms.end());
   r.p50_ms = ms[ms.size() / 2];
   r.p99_ms = ms[std::min(ms.size() - 1, ms.size() * 99 / 100)];
+  return r;
+}
+
+// The floor under a plain scrape of `body`: the same bytes written to the
+// same client by a bare server (no HTTP library, no rendering, no chunk
+// framing), as many times as it scrapes.
+Result MeasureFloor(const std::string& body, int scrapes) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(addr);
+  if (::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::listen(listener, 4) != 0 ||
+      ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &length) !=
+          0) {
+    ::close(listener);
+    return Result{.body_bytes = -1};
+  }
+  std::thread server([&] {
+    constexpr absl::string_view kHead =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+        "Connection: close\r\n\r\n";
+    for (int i = 0; i < scrapes; ++i) {
+      const int fd = ::accept(listener, nullptr, nullptr);
+      if (fd < 0) return;
+      std::string request;
+      char buf[4096];
+      for (ssize_t n; request.find("\r\n\r\n") == std::string::npos &&
+                      (n = ::read(fd, buf, sizeof(buf))) > 0;) {
+        request.append(buf, static_cast<size_t>(n));
+      }
+      std::string out(kHead);
+      bool ok = ::write(fd, out.data(), out.size()) > 0;
+      for (size_t at = 0; ok && at < body.size();) {
+        const ssize_t n = ::write(fd, body.data() + at,
+                                  std::min<size_t>(body.size() - at, 1 << 18));
+        ok = n > 0;
+        at += ok ? static_cast<size_t>(n) : 0;
+      }
+      ::close(fd);
+    }
+  });
+  const Result r = Measure(ntohs(addr.sin_port), scrapes, false);
+  server.join();
+  ::close(listener);
   return r;
 }
 
@@ -348,6 +396,17 @@ int RunOkrdConfig(const std::string& path, long subjects, int scrapes,
       static_cast<double>(ResidentBytes()) / 1e6,
       static_cast<double>(ResidentBytes()) / static_cast<double>(series),
       static_cast<double>(ResidentBytes()) / static_cast<double>(subjects));
+  {
+    // After the resident figure, which the held body would swell.
+    exporter::StringSink body;
+    exporter::RenderMetrics(projection, exporter::DaemonState(), &body);
+    const Result floor = MeasureFloor(body.text(), scrapes);
+    std::printf(
+        "floor: the same %zu bytes written by a bare server to the same "
+        "client: p50 %.2f ms, p99 %.2f ms (%.2f ms per 100k series)\n",
+        body.text().size(), floor.p50_ms, floor.p99_ms,
+        floor.p99_ms * 1e5 / static_cast<double>(series));
+  }
   std::fflush(stdout);  // the child ends with _exit()
   return 0;
 }
