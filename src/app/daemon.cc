@@ -141,8 +141,8 @@ class State final : public ingest::BatchSink,
       ingest = ingest_;
       sequence = projection_->sequence();
     }
-    // Outside the lock: the consume loop finishes its batch, which folds
-    // under that lock, before it takes the new config.
+    // Outside the lock: the consume loop finishes its batch, whose fold
+    // takes that lock, before it takes the new config.
     if (ingest != nullptr) ingest->UpdateConfig(config);
     spdlog::info(
         "reload done: projection at sequence {} under the new config "
