@@ -187,6 +187,23 @@ kpis:
 """)
 
 
+def example_config(source_dir, bootstrap, work, edit=None):
+    """Writes config/example.yaml, pointed at `bootstrap`, a data directory in
+    `work` and a free port, to `work`/okrd.yaml; `edit(settings)` may change
+    more first. Returns the file's path."""
+    with open(os.path.join(source_dir, "config/example.yaml")) as f:
+        settings = yaml.safe_load(f)
+    settings["kafka"]["brokers"] = bootstrap
+    settings["storage"]["path"] = os.path.join(work, "data")
+    settings["http"]["listen"] = "127.0.0.1:0"
+    if edit is not None:
+        edit(settings)
+    path = os.path.join(work, "okrd.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(settings, f)
+    return path
+
+
 class Okrd:
     """One okrd process; its HTTP port is read from its log."""
 

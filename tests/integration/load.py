@@ -25,7 +25,6 @@ import subprocess
 import sys
 import time
 
-import yaml
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
@@ -96,19 +95,15 @@ def main():
     a = ap.parse_args()
     work = harness.tempdir("okrd-load-")
     cluster = harness.Cluster(a.okrctl, a.partitions, ["kpi-events", "kpi-events-dlq"])
-    config = os.path.join(work, "okrd.yaml")
-    with open(os.path.join(a.source_dir, "config/example.yaml")) as f:
-        settings = yaml.safe_load(f)
-    settings["kafka"]["brokers"] = cluster.bootstrap
-    settings["storage"]["path"] = os.path.join(work, "data")
-    settings["http"]["listen"] = "127.0.0.1:0"
-    # Kafka's default session timeout (45 s) rather than the example's 10 s,
-    # which is set for a quick failover in the demo: with it the group
-    # evicts okrd during the stall, and the rejoin afterwards can leave a
-    # backlog past what the embedded broker keeps.
-    settings["kafka"].setdefault("properties", {})["session.timeout.ms"] = "45000"
-    with open(config, "w") as f:
-        yaml.safe_dump(settings, f)
+
+    def long_session(settings):
+        # Kafka's default session timeout (45 s) rather than the example's
+        # 10 s, which is set for a quick failover in the demo: with it the
+        # group evicts okrd during the stall, and the rejoin afterwards can
+        # leave a backlog past what the embedded broker keeps.
+        settings["kafka"].setdefault("properties", {})["session.timeout.ms"] = "45000"
+
+    config = harness.example_config(a.source_dir, cluster.bootstrap, work, long_session)
     okrd = cluster.start(a.okrd, config, os.path.join(work, "okrd.log"))
     with cluster:
         wait_for("okrd ready", okrd.ready, timeout=60)

@@ -28,7 +28,6 @@ import threading
 import time
 import urllib.request
 
-import yaml
 
 sys.path.insert(
     0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../tests/integration"))
@@ -92,7 +91,8 @@ def burst(a, okrd, bootstrap, seed, scrapers):
     if producer.wait(timeout=300) != 0:
         raise AssertionError(f"okrctl produce failed: {producer.stderr.read()}")
     if first is None or last is first:
-        return 0.0, durations
+        raise AssertionError(f"the burst went by between two probes: raise --events "
+                             f"(okrd at {at} of {target})")
     log(f"  {last[1] - before} of {a.events} records logged and folded within "
         f"{last[0] - started:.1f} s")
     return (last[1] - first[1]) / (last[0] - first[0]), durations
@@ -108,14 +108,7 @@ def main():
     a = ap.parse_args()
     work = harness.tempdir("okrd-scraped-")
     cluster = harness.Cluster(a.okrctl, a.partitions, ["kpi-events", "kpi-events-dlq"])
-    config = os.path.join(work, "okrd.yaml")
-    with open(os.path.join(a.source_dir, "config/example.yaml")) as f:
-        settings = yaml.safe_load(f)
-    settings["kafka"]["brokers"] = cluster.bootstrap
-    settings["storage"]["path"] = os.path.join(work, "data")
-    settings["http"]["listen"] = "127.0.0.1:0"
-    with open(config, "w") as f:
-        yaml.safe_dump(settings, f)
+    config = harness.example_config(a.source_dir, cluster.bootstrap, work)
     okrd = cluster.start(a.okrd, config, os.path.join(work, "okrd.log"))
     with cluster:
         wait_for("okrd ready", okrd.ready, timeout=60)
