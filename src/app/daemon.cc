@@ -353,37 +353,37 @@ class State final : public ingest::BatchSink,
         [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { FoldLocked(); });
   }
 
-  // PIP transitions not yet handed to the outbound topic, oldest first.
-  // Transitions change only with the projection, so a projection already
-  // looked at at its current sequence is not looked at again.
-  std::vector<okrd::v1::PipTransition> UnpublishedTransitions() {
-    std::vector<okrd::v1::PipTransition> out;
+  // PIP transitions not yet handed to the outbound topic, oldest first, with
+  // the generation they belong to. Transitions change only with the
+  // projection, so a projection already looked at at its current sequence
+  // is not looked at again.
+  struct Unpublished {
+    uint64_t generation = 0;
+    std::vector<okrd::v1::PipTransition> transitions;
+  };
+  Unpublished UnpublishedTransitions() {
+    Unpublished out;
     absl::MutexLock lock(&mu_);
     const std::pair<uint64_t, uint64_t> at = {generation_,
                                               projection_->sequence()};
     if (!rebuilt_ || at == evaluated_) return out;
     evaluated_ = at;
-    if (checked_generation_ != generation_) {
-      checked_generation_ = generation_;
-      checked_ = 0;
-    }
+    out.generation = generation_;
     const std::vector<projection::FiredTransition>& fired =
         projection_->pip_transitions();
-    for (size_t i = checked_; i < fired.size(); ++i) {
+    for (size_t i = published_; i < fired.size(); ++i) {
       okrd::v1::PipTransition m = projection_->PipTransitionRecord(fired[i]);
-      if (published_.contains(m.id())) {
-        if (out.empty()) checked_ = i + 1;
-        continue;
-      }
       m.set_subject(exporter::SubjectLabel(projection_->config(), m.subject()));
-      out.push_back(std::move(m));
+      out.transitions.push_back(std::move(m));
     }
     return out;
   }
 
-  void MarkPublished(const std::string& id) {
+  // The oldest unpublished transition of `generation` was sent. Sends go in
+  // the projection's order, so the published ones are a prefix.
+  void MarkPublished(uint64_t generation) {
     absl::MutexLock lock(&mu_);
-    published_.insert(id);
+    if (generation == generation_) ++published_;
   }
 
   // After a failed send: evaluate again next time, so nothing is skipped.
@@ -486,10 +486,29 @@ class State final : public ingest::BatchSink,
     if (!s.ok()) return s;
     if (meanwhile != nullptr) *meanwhile = folded_now;
     std::swap(projection_, built.projection);
+    // Sent transitions stay sent where the new projection fired the same
+    // ones first, as a relayout or an unchanged reload does; any others
+    // are sent again with their ids, as after a restart.
+    published_ = SentBefore(*built.projection, *projection_, published_);
     folded_offsets_ = std::move(folded);
     ForgetTrackedAdmissions();
     ++generation_;
     return absl::OkStatus();
+  }
+
+  // How many of `now`'s first transitions are `before`'s first `sent`, by id.
+  static size_t SentBefore(const projection::KpiProjection& before,
+                           const projection::KpiProjection& now, size_t sent) {
+    const std::vector<projection::FiredTransition>& a =
+        before.pip_transitions();
+    const std::vector<projection::FiredTransition>& b = now.pip_transitions();
+    size_t same = 0;
+    while (same < sent && same < a.size() && same < b.size() &&
+           before.PipTransitionIdOf(a[same]) ==
+               now.PipTransitionIdOf(b[same])) {
+      ++same;
+    }
+    return same;
   }
 
   // Restores the newest snapshot matching `config` and folds the rest of the
@@ -547,17 +566,13 @@ class State final : public ingest::BatchSink,
   }
 
   bool rebuilt_ ABSL_GUARDED_BY(mu_) = false;
-  // Transition ids produced since start; after a restart every transition
-  // is produced again with the same id, for consumers to deduplicate.
-  absl::flat_hash_set<std::string> published_ ABSL_GUARDED_BY(mu_);
   // Counts projection switches (reloads); with the sequence it names the
   // state UnpublishedTransitions() last evaluated. Generations start at 1.
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 1;
   std::pair<uint64_t, uint64_t> evaluated_ ABSL_GUARDED_BY(mu_);
-  // The projection's transitions before `checked_` were all published
-  // (in generation `checked_generation_`): not looked at again.
-  uint64_t checked_generation_ ABSL_GUARDED_BY(mu_) = 0;
-  size_t checked_ ABSL_GUARDED_BY(mu_) = 0;
+  // How many of the projection's transitions, first to last, were sent to
+  // the outbound topic.
+  size_t published_ ABSL_GUARDED_BY(mu_) = 0;
   // Pairs the projection held when it was last laid out in subject order
   // (restored from a snapshot); Relayout() is wanted from kRelayoutMinPairs
   // pairs on, when a fifth of them are newer than that.
@@ -608,7 +623,8 @@ void PublishLoop(const config::Config& config, const std::string& brokers,
     return;
   }
   while (!g_stop.load()) {
-    for (const okrd::v1::PipTransition& t : state.UnpublishedTransitions()) {
+    const State::Unpublished unpublished = state.UnpublishedTransitions();
+    for (const okrd::v1::PipTransition& t : unpublished.transitions) {
       absl::Status s = (*producer)->Send(config.pip.outbound_topic, t.subject(),
                                          t.SerializeAsString(), {});
       if (!s.ok()) {
@@ -618,7 +634,7 @@ void PublishLoop(const config::Config& config, const std::string& brokers,
       }
       spdlog::info("PIP transition {} -> {}", t.id(),
                    config.pip.outbound_topic);
-      state.MarkPublished(t.id());
+      state.MarkPublished(unpublished.generation);
     }
     absl::SleepFor(absl::Seconds(1));
   }

@@ -1239,13 +1239,19 @@ void KpiProjection::RecordFired(FiredTransition fired) {
   }
 }
 
+std::string KpiProjection::PipTransitionIdOf(const FiredTransition& t) const {
+  return PipTransitionId(config_->pip_policies[t.policy], *t.subject,
+                         absl::FromUnixMicros(t.at_us),
+                         static_cast<PipState>(t.to));
+}
+
 okrd::v1::PipTransition KpiProjection::PipTransitionRecord(
     const FiredTransition& t) const {
   const config::PipPolicyOptions& policy = config_->pip_policies[t.policy];
   const absl::Time at = absl::FromUnixMicros(t.at_us);
   const PipState to = static_cast<PipState>(t.to);
   okrd::v1::PipTransition m;
-  m.set_id(PipTransitionId(policy, *t.subject, at, to));
+  m.set_id(PipTransitionIdOf(t));
   m.set_policy(policy.id);
   m.set_subject(*t.subject);
   m.set_from_state(std::string(PipStateName(static_cast<PipState>(t.from))));

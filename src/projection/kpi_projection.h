@@ -255,6 +255,8 @@ class KpiProjection {
   // The record of `t` as the outbound topic and the API show it: its id
   // (policy/subject/time/state), states, time, and the plan it leaves.
   okrd::v1::PipTransition PipTransitionRecord(const FiredTransition& t) const;
+  // Its id alone (PipTransitionId).
+  std::string PipTransitionIdOf(const FiredTransition& t) const;
   // Every transition's record, oldest first.
   std::vector<okrd::v1::PipTransition> PipTransitionRecords() const;
 

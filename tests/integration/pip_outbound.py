@@ -6,8 +6,10 @@ okr_pip_transitions_total, stay exactly what the events give."""
 import datetime
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
@@ -96,6 +98,14 @@ def main():
             else:
                 assert not t.milestones and not t.actions and not t.HasField("next_checkin"), t
         log("triggered and recovered transitions carry the plan's action, milestone and check-in")
+
+        # A reload builds a new projection, which fires the same transitions:
+        # none is sent again.
+        okrd.proc.send_signal(signal.SIGHUP)
+        wait_for("reload done", lambda: "reload done" in okrd.tail(200), timeout=60)
+        time.sleep(3)  # the publisher looks once a second
+        assert len(outbound()) == 10, "a reload sent transitions again"
+        log("a reload sends none of them again")
 
         okrd.kill9()
         okrd = cluster.start(a.okrd, config, os.path.join(work, "okrd.log"))
