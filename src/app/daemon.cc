@@ -197,7 +197,7 @@ class State final : public ingest::BatchSink,
 
   // export.max_series: an event that would open a new KPI series is admitted
   // only while kSeriesPerKpiSubject more series fit. Admitted pairs count
-  // until OnAppended has folded them. The refusal is logged
+  // until their batch is folded. The refusal is logged
   // once per KPI; each refused event is counted and kept as series_limit.
   bool Admit(const okrd::v1::KpiEvent& event, std::string* detail) override {
     // Shared: a scrape's render does not hold this up.
@@ -446,11 +446,11 @@ class State final : public ingest::BatchSink,
   uint64_t write_errors_ ABSL_GUARDED_BY(mu_) = 0;
   std::string write_error_ ABSL_GUARDED_BY(mu_);
   ingest::KafkaIngest* ingest_ ABSL_GUARDED_BY(mu_) = nullptr;
-  // Series admitted by Admit() and not yet folded (the ingest may append a
-  // batch or two ahead of the fold); KPIs already logged as having hit
-  // export.max_series.
-  // Admit() holds mu_ shared, so these have a lock of their own.
-  mutable absl::Mutex admit_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  // Series admitted by Admit() and not yet folded (the ingest appends
+  // ahead of the fold, by a batch or two, or by what came during a render);
+  // KPIs already logged as having hit export.max_series. Admit() holds mu_
+  // shared, so these have a lock of their own.
+  absl::Mutex admit_mu_ ABSL_ACQUIRED_AFTER(mu_);
   absl::flat_hash_set<std::pair<std::string, std::string>> admitted_
       ABSL_GUARDED_BY(admit_mu_);
   absl::flat_hash_set<std::string> series_limited_kpis_
