@@ -60,14 +60,14 @@ void WriteKpiValueFamilies(const projection::KpiProjection& projection,
                      "KPI value by its configured aggregation, for the "
                      "current and previous calendar period.",
                      MetricKind::kGauge, sink);
+    LabelBlock labels;
     projection.ForEachSeries([&](const projection::KpiSeries& s) {
       if (!mask.Exports(s.partition)) return;
-      const Label labels[] = {
-          {"kpi", s.kpi->id},
-          {"subject", SubjectView(config, *s.subject, &scratch)},
-          {"period", s.period_label}};
-      value.Add(labels, s.value);
-      start.Add(labels, Seconds(s.period.start));
+      labels.Set({{"kpi", s.kpi->id},
+                  {"subject", SubjectView(config, *s.subject, &scratch)},
+                  {"period", s.period_label}});
+      value.AddWith(labels, s.value);
+      start.AddWith(labels, Seconds(s.period.start));
     });
   }  // okr_kpi_value's last piece goes out
   start.MoveTo(sink);
@@ -219,39 +219,39 @@ void AddPipFamilies(Families& f, const projection::KpiProjection& projection,
             "Check-ins of the open plan whose time has passed on the logged "
             "clock.",
             MetricKind::kGauge);
+  std::string scratch;
+  LabelBlock labels;
   projection.ForEachPipState([&](const projection::PipSubjectState& p) {
     if (!mask.ExportsPair(projection, p.policy->kpi, p.subject)) return;
-    std::string scratch;
-    const Label labels[] = {
-        {"policy", p.policy->id},
-        {"subject", SubjectView(projection.config(), p.subject, &scratch)}};
+    labels.Set(
+        {{"policy", p.policy->id},
+         {"subject", SubjectView(projection.config(), p.subject, &scratch)}});
     for (projection::PipState s : projection::kAllPipStates) {
-      state.Add({labels[0], labels[1], {"state", projection::PipStateName(s)}},
-                s == p.state ? 1 : 0);
+      state.AddWith(labels, {{"state", projection::PipStateName(s)}},
+                    s == p.state ? 1 : 0);
     }
-    streak.Add(labels, p.streak);
+    streak.AddWith(labels, p.streak);
     if (p.triggered_at != absl::InfinitePast()) {
-      triggered.Add(labels, Seconds(p.triggered_at));
-      deadline.Add(labels, Seconds(p.deadline));
-      missed.Add(labels, p.milestones_missed);
+      triggered.AddWith(labels, Seconds(p.triggered_at));
+      deadline.AddWith(labels, Seconds(p.deadline));
+      missed.AddWith(labels, p.milestones_missed);
       for (size_t i = 0; i < p.milestones.size(); ++i) {
         for (projection::MilestoneStatus s :
              projection::kAllMilestoneStatuses) {
-          milestone.Add({labels[0],
-                         labels[1],
-                         {"milestone", p.policy->milestones[i].id},
-                         {"status", projection::MilestoneStatusName(s)}},
-                        s == p.milestones[i] ? 1 : 0);
+          milestone.AddWith(labels,
+                            {{"milestone", p.policy->milestones[i].id},
+                             {"status", projection::MilestoneStatusName(s)}},
+                            s == p.milestones[i] ? 1 : 0);
         }
       }
     }
     if (projection::HasOpenCheckins(p)) {
       if (p.next_checkin != absl::InfiniteFuture()) {
-        next_checkin.Add(labels, Seconds(p.next_checkin));
+        next_checkin.AddWith(labels, Seconds(p.next_checkin));
       }
-      checkins.Add(labels, p.checkins_passed);
+      checkins.AddWith(labels, p.checkins_passed);
     }
-    insufficient.Add(labels, p.insufficient_periods);
+    insufficient.AddWith(labels, p.insufficient_periods);
   });
   // Fired transitions are facts recorded at logged clock ticks, so the
   // counter never goes down, whatever arrives late. Counted per source

@@ -1,36 +1,92 @@
 #include "export/text_format.h"
 
+#include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 
 namespace okrd::exporter {
 
+namespace {
+
+// The longest text WriteValue writes: a sign, 17 digits, a point and an
+// exponent such as "e-308".
+constexpr size_t kValueRoom = 32;
+
+// Writes `value` at `out`; returns the end.
+char* WriteValue(double value, char* out) {
+  if (std::isnan(value)) return std::copy_n("NaN", 3, out);
+  if (std::isinf(value))
+    return std::copy_n(value > 0 ? "+Inf" : "-Inf", 4, out);
+  return std::to_chars(out, out + kValueRoom, value).ptr;
+}
+
+// The bytes a label value escapes.
+constexpr std::array<bool, 256> kEscaped = [] {
+  std::array<bool, 256> escaped{};
+  escaped['\\'] = escaped['"'] = escaped['\n'] = true;
+  return escaped;
+}();
+
+// Writes `value` escaped at `out`, which has room for twice its size;
+// returns the end.
+char* WriteLabelValue(absl::string_view value, char* out) {
+  const char* plain = value.data();
+  const char* const end = value.data() + value.size();
+  for (const char* c = plain; c != end; ++c) {
+    if (!kEscaped[static_cast<unsigned char>(*c)]) continue;
+    out = std::copy(plain, c, out);
+    *out++ = '\\';
+    *out++ = *c == '\n' ? 'n' : *c;
+    plain = c + 1;
+  }
+  return std::copy(plain, end, out);
+}
+
+// The room `labels` take at most, escaped, with their separators.
+size_t LabelRoom(absl::Span<const Label> labels) {
+  size_t room = 0;
+  for (const auto& [name, value] : labels) {
+    room += name.size() + 4 + 2 * value.size();  // ,name="value"
+  }
+  return room;
+}
+
+// Writes `labels` at `out`, each after `separator` and then a comma; returns
+// the end.
+char* WriteLabels(absl::Span<const Label> labels, char separator, char* out) {
+  for (const auto& [name, value] : labels) {
+    *out++ = separator;
+    out = std::copy(name.begin(), name.end(), out);
+    *out++ = '=';
+    *out++ = '"';
+    out = WriteLabelValue(value, out);
+    *out++ = '"';
+    separator = ',';
+  }
+  return out;
+}
+
+}  // namespace
+
 void AppendValue(double value, std::string* out) {
-  if (std::isnan(value)) {
-    out->append("NaN");
-    return;
-  }
-  if (std::isinf(value)) {
-    out->append(value > 0 ? "+Inf" : "-Inf");
-    return;
-  }
-  char buffer[32];
-  const std::to_chars_result r =
-      std::to_chars(buffer, buffer + sizeof(buffer), value);
-  out->append(buffer, r.ptr);
+  char buffer[kValueRoom];
+  out->append(buffer, WriteValue(value, buffer));
 }
 
 void AppendLabelValue(absl::string_view value, std::string* out) {
-  size_t plain = 0;
-  for (size_t i = 0; i < value.size(); ++i) {
-    const char c = value[i];
-    if (c != '\\' && c != '"' && c != '\n') continue;
-    out->append(value.data() + plain, i - plain);
-    out->append(c == '\\' ? "\\\\" : c == '"' ? "\\\"" : "\\n");
-    plain = i + 1;
-  }
-  out->append(value.data() + plain, value.size() - plain);
+  const size_t size = out->size();
+  out->resize(size + 2 * value.size());
+  char* const start = out->data() + size;
+  out->resize(size + (WriteLabelValue(value, start) - start));
 }
+
+void LabelBlock::Set(absl::Span<const Label> labels) {
+  text_.resize(LabelRoom(labels));
+  text_.resize(WriteLabels(labels, '{', text_.data()) - text_.data());
+}
+
+const LabelBlock TextFamily::kNoLabels;
 
 namespace {
 
@@ -63,24 +119,22 @@ TextFamily::~TextFamily() {
   if (sink_ != nullptr) MoveTo(sink_);
 }
 
-void TextFamily::Add(absl::Span<const Label> labels, double value) {
-  std::string& text = piece_;
-  text.append(name_);
-  if (!labels.empty()) {
-    char separator = '{';
-    for (const auto& [name, label_value] : labels) {
-      text.push_back(separator);
-      text.append(name.data(), name.size()).append("=\"");
-      AppendLabelValue(label_value, &text);
-      text.push_back('"');
-      separator = ',';
-    }
-    text.push_back('}');
-  }
-  text.push_back(' ');
-  AppendValue(value, &text);
-  text.push_back('\n');
-  if (text.size() >= kPieceBytes) PieceFull();
+void TextFamily::AddWith(const LabelBlock& shared,
+                         absl::Span<const Label> labels, double value) {
+  // The line is written into room sized for it, then appended whole: one
+  // bounds check and one copy instead of one per part.
+  const size_t room =
+      name_.size() + shared.text_.size() + LabelRoom(labels) + kValueRoom + 3;
+  if (line_.size() < room) line_.resize(std::max(room, size_t{256}));
+  char* out = std::copy(name_.begin(), name_.end(), line_.data());
+  out = std::copy(shared.text_.begin(), shared.text_.end(), out);
+  out = WriteLabels(labels, shared.text_.empty() ? '{' : ',', out);
+  if (!shared.text_.empty() || !labels.empty()) *out++ = '}';
+  *out++ = ' ';
+  out = WriteValue(value, out);
+  *out++ = '\n';
+  piece_.append(line_.data(), out);
+  if (piece_.size() >= kPieceBytes) PieceFull();
 }
 
 void TextFamily::PieceFull() {

@@ -32,6 +32,19 @@ using Label = std::pair<absl::string_view, absl::string_view>;
 
 enum class MetricKind { kGauge, kCounter };
 
+// Labels escaped once for several samples that share them (a value and its
+// period start, a subject's state series): written again as they are.
+class LabelBlock {
+ public:
+  LabelBlock() = default;
+  explicit LabelBlock(absl::Span<const Label> labels) { Set(labels); }
+  void Set(absl::Span<const Label> labels);
+
+ private:
+  friend class TextFamily;
+  std::string text_;  // `{a="x",b="y"` without the closing brace, or empty
+};
+
 // How much text a family gathers before it hands on a piece.
 inline constexpr size_t kPieceBytes = 256 << 10;
 
@@ -74,18 +87,29 @@ class TextFamily {
   TextFamily(const TextFamily&) = delete;
   TextFamily& operator=(const TextFamily&) = delete;
 
-  void Add(absl::Span<const Label> labels, double value);
+  void Add(absl::Span<const Label> labels, double value) {
+    AddWith(kNoLabels, labels, value);
+  }
+  // The labels of `shared`, then `labels`.
+  void AddWith(const LabelBlock& shared, absl::Span<const Label> labels,
+               double value);
+  void AddWith(const LabelBlock& shared, double value) {
+    AddWith(shared, {}, value);
+  }
 
   // Hands the text kept so far to `*sink`.
   void MoveTo(TextSink* sink);
 
  private:
+  static const LabelBlock kNoLabels;
+
   void PieceFull();
 
   std::string name_;
   TextSink* sink_;
   std::vector<std::string> kept_;  // full pieces, without a sink
   std::string piece_;              // the piece being written
+  std::string line_;               // room to write one sample's line in
 };
 
 // Families that keep their own text, written out in the order they were

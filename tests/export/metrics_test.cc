@@ -879,6 +879,34 @@ TEST(TextFormatTest, EscapesLabelsAndHelpAndFormatsValues) {
             "okr_z NaN\nokr_z +Inf\nokr_z -Inf\nokr_z -0\nokr_z 1793487600\n");
 }
 
+TEST(TextFormatTest, SharedLabelsAreWrittenAsPlainOnes) {
+  // Every byte of a long value escaped: the line outgrows any room kept
+  // from the lines before it.
+  const std::string quotes(5000, '"');
+  const LabelBlock shared({{"policy", "p\\1"}, {"subject", quotes}});
+  TextFamilies with_block;
+  TextFamily& a = with_block.Add("okr_s", "S.", MetricKind::kGauge);
+  a.AddWith(shared, 1);
+  a.AddWith(shared, {{"state", "ok"}, {"n", "x\ny"}}, 2);
+  a.AddWith(LabelBlock(), {{"state", "ok"}}, 3);
+  a.AddWith(LabelBlock(), 4);
+  TextFamilies plain;
+  TextFamily& b = plain.Add("okr_s", "S.", MetricKind::kGauge);
+  b.Add({{"policy", "p\\1"}, {"subject", quotes}}, 1);
+  b.Add(
+      {{"policy", "p\\1"}, {"subject", quotes}, {"state", "ok"}, {"n", "x\ny"}},
+      2);
+  b.Add({{"state", "ok"}}, 3);
+  b.Add({}, 4);
+  const std::string text = plain.Render();
+  EXPECT_EQ(with_block.Render(), text);
+  std::string escaped_quotes;
+  for (int i = 0; i < 5000; ++i) escaped_quotes += "\\\"";
+  EXPECT_NE(text.find("okr_s{policy=\"p\\\\1\",subject=\"" + escaped_quotes +
+                      "\",state=\"ok\",n=\"x\\ny\"} 2\nokr_s{state=\"ok\"} "
+                      "3\nokr_s 4\n"),
+            std::string::npos);
+}
 TEST(HttpServerTest, BasicAuthFromTheWebConfig) {
   FixedSource source;
   config::WebConfig web;

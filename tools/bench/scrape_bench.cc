@@ -3,7 +3,7 @@
 //
 //   scrape_bench [--series 10000,100000,1000000] [--scrapes N]
 //   scrape_bench --config FILE [--subjects 100000,1000000] [--scrapes N]
-//                [--no-peer]
+//                [--no-peer] [--render-only]
 //
 // For each series count, in a fresh child process each:
 //   okrd         a KPI projection whose subjects give that many series
@@ -23,7 +23,9 @@
 // results, PIP states) is measured. prometheus-cpp gets the same series,
 // read back from okrd's body, as gauges (unless --no-peer: at 1M subjects
 // it needs more than 12 GB). Also printed: the time to render
-// alone, per 100k series, and the whole process's resident set per series
+// alone, per 100k series, with the CPU time it took on all threads (steadier
+// than the wall time on a busy machine; --render-only stops after it), and
+// the whole process's resident set per series
 // and per subject after the scrapes, and the floor under a plain scrape:
 // the same bytes written to the same client by a bare server.
 
@@ -223,22 +225,37 @@ class CountingSink final : public exporter::TextSink {
   long series_ = 0;
 };
 
-// The time to render alone, into pieces that are dropped as they come (the
-// server sends them on).
-std::vector<double> RenderTimes(const projection::KpiProjection& projection,
-                                int scrapes) {
+// CPU time of the whole process, all threads.
+double ProcessCpuMs() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) * 1e3 +
+         static_cast<double>(t.tv_nsec) / 1e6;
+}
+
+// The times to render alone, into pieces that are dropped as they come (the
+// server sends them on), sorted: wall and CPU milliseconds.
+struct RenderTimes {
+  std::vector<double> wall_ms;
+  std::vector<double> cpu_ms;
+};
+RenderTimes TimeRenders(const projection::KpiProjection& projection,
+                        int scrapes) {
   struct Drop final : exporter::TextSink {
     void Take(std::string) override {}
   };
-  std::vector<double> ms;
+  RenderTimes times;
   for (int i = 0; i < scrapes; ++i) {
     const absl::Time start = absl::Now();
+    const double cpu = ProcessCpuMs();
     Drop sink;
     exporter::RenderMetrics(projection, exporter::DaemonState(), &sink);
-    ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
+    times.cpu_ms.push_back(ProcessCpuMs() - cpu);
+    times.wall_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
   }
-  std::sort(ms.begin(), ms.end());
-  return ms;
+  std::sort(times.wall_ms.begin(), times.wall_ms.end());
+  std::sort(times.cpu_ms.begin(), times.cpu_ms.end());
+  return times;
 }
 
 int RunOkrd(long series, int scrapes) {
@@ -262,7 +279,7 @@ int RunOkrd(long series, int scrapes) {
   }
   const long rss = ResidentBytes() - before;
   {
-    const std::vector<double> ms = RenderTimes(projection, scrapes);
+    const std::vector<double> ms = TimeRenders(projection, scrapes).wall_ms;
     std::printf("okrd %ld series: render alone p50 %.2f ms\n", series,
                 ms[ms.size() / 2]);
   }
@@ -323,7 +340,7 @@ double SampleValue(const std::string& unit, long i) {
 
 // With `peer`, also leaves the body in BodyPath() for RunPrometheusCppConfig.
 int RunOkrdConfig(const std::string& path, long subjects, int scrapes,
-                  bool peer) {
+                  bool peer, bool render_only) {
   const long before = ResidentBytes();
   auto config = config::LoadConfig(path);
   if (!config.ok()) {
@@ -362,13 +379,19 @@ int RunOkrdConfig(const std::string& path, long subjects, int scrapes,
     exporter::RenderMetrics(projection, exporter::DaemonState(), &sink);
     series = sink.series();
   }
-  const std::vector<double> ms = RenderTimes(projection, scrapes);
+  const RenderTimes times = TimeRenders(projection, scrapes);
+  const std::vector<double>& ms = times.wall_ms;
   const double p99 = ms[std::min(ms.size() - 1, ms.size() * 99 / 100)];
   std::printf(
       "okrd %ld subjects, %ld series: render alone p50 %.2f ms, p99 %.2f ms "
-      "(%.2f ms per 100k series)\n",
+      "(%.2f ms per 100k series); CPU p50 %.2f ms (%.0f ns per series)\n",
       subjects, series, ms[ms.size() / 2], p99,
-      p99 * 1e5 / static_cast<double>(series));
+      p99 * 1e5 / static_cast<double>(series),
+      times.cpu_ms[times.cpu_ms.size() / 2],
+      times.cpu_ms[times.cpu_ms.size() / 2] * 1e6 /
+          static_cast<double>(series));
+  std::fflush(stdout);
+  if (render_only) return 0;
   {
     // What every scrape did before the projection kept PIP states: run
     // every machine again.
@@ -499,7 +522,8 @@ int InChild(int (*fn)(long, int), long series, int scrapes) {
 
 int Main(int argc, char** argv) {
   (void)InitLogging("warn");
-  Args args({"series", "scrapes", "config", "subjects"}, {"no-peer"});
+  Args args({"series", "scrapes", "config", "subjects"},
+            {"no-peer", "render-only"});
   if (absl::Status s =
           args.Parse(std::vector<std::string>(argv + 1, argv + argc));
       !s.ok()) {
@@ -535,12 +559,13 @@ int Main(int argc, char** argv) {
       const pid_t pid = fork();
       if (pid == 0)
         _exit(RunOkrdConfig(*config, n, static_cast<int>(scrapes),
-                            !args.Has("no-peer")));
+                            !args.Has("no-peer") && !args.Has("render-only"),
+                            args.Has("render-only")));
       int status = 0;
       waitpid(pid, &status, 0);
       const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
       failed |= ok ? 0 : 1;
-      if (ok && !args.Has("no-peer")) {
+      if (ok && !args.Has("no-peer") && !args.Has("render-only")) {
         failed |= InChild(RunPrometheusCppConfig, n, static_cast<int>(scrapes));
       }
     }
