@@ -13,10 +13,13 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "core/pseudonym.h"
 #include "core/version.h"
 #include "export/text_format.h"
@@ -45,52 +48,149 @@ double Seconds(absl::Time t) {
   return absl::ToDoubleSeconds(t - absl::UnixEpoch());
 }
 
-// The KPI families are the large ones: one pass over the projection streams
-// okr_kpi_value to `sink` and keeps the period starts, handed on after it.
-void WriteKpiValueFamilies(const projection::KpiProjection& projection,
-                           const projection::Ownership::Mask& mask,
-                           TextSink* sink) {
+// Writes the large families in two halves by subject when asked: this
+// thread streams the first half of each KPI's (or PIP policy's) part to the
+// sink while a helper writes the second, which is spliced on after it. A
+// family that waited for its turn whole was most of the body, kept in
+// memory until the ones before it were out, and its pages were faulted in
+// again at each scrape; now at most half of one KPI's part waits.
+class Halves {
+ public:
+  // Splitting, starts the helper, which lives as long as this.
+  explicit Halves(bool split) : split_(split) {
+    if (split_) helper_ = std::thread([this] { Serve(); });
+  }
+  ~Halves() {
+    if (!split_) return;
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    helper_.join();
+  }
+  Halves(const Halves&) = delete;
+  Halves& operator=(const Halves&) = delete;
+
+  bool split() const { return split_; }
+
+  // Calls write(range, family) for the subjects from `middle` on, on the
+  // helper, into a part spliced onto `head`, and for those before `middle`
+  // on this thread into `head`; for all of them into `head` when not
+  // splitting or `middle` is empty.
+  template <typename Write>
+  void Run(const std::string& middle, TextFamily& head, Write write) {
+    using Range = projection::KpiProjection::SubjectRange;
+    if (!split_ || middle.empty()) {
+      write(Range{}, head);
+      return;
+    }
+    TextFamily second = TextFamily::Continuing(head.name());
+    const auto second_half = [&] {
+      write(Range{middle, std::nullopt}, second);
+    };
+    absl::FunctionRef<void()> task(second_half);
+    {
+      absl::MutexLock lock(&mu_);
+      task_ = &task;
+    }
+    write(Range{"", middle}, head);
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(this, &Halves::Idle));
+    }
+    head.Splice(second);
+  }
+
+ private:
+  // The helper: one thread for the whole render (a thread per half would
+  // start with a cold stack and allocator cache each time).
+  void Serve() {
+    for (;;) {
+      absl::FunctionRef<void()>* task = nullptr;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(this, &Halves::HasWork));
+        if (task_ == nullptr) return;  // stopped
+        task = task_;
+      }
+      (*task)();
+      absl::MutexLock lock(&mu_);
+      task_ = nullptr;
+    }
+  }
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return task_ != nullptr || stop_;
+  }
+  bool Idle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return task_ == nullptr;
+  }
+
+  const bool split_;
+  absl::Mutex mu_;
+  absl::FunctionRef<void()>* task_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread helper_;
+};
+
+// The KPI families: values, their period starts, then the last event
+// times, each walked on its own so that it streams.
+void WriteKpiFamilies(const projection::KpiProjection& projection,
+                      const projection::Ownership::Mask& mask, Halves& halves,
+                      TextSink* sink) {
   const config::Config& config = projection.config();
-  std::string scratch;
-  TextFamily start("okr_kpi_period_start_timestamp_seconds",
-                   "Start of the period an okr_kpi_value series covers.",
-                   MetricKind::kGauge);
+  const std::vector<const config::KpiOptions*>& kpis = projection.kpis_by_id();
+  std::vector<std::string> middles;
+  for (const config::KpiOptions* kpi : kpis) {
+    middles.push_back(halves.split() ? projection.MiddleSubject(*kpi) : "");
+  }
+  using Range = projection::KpiProjection::SubjectRange;
+  // A value or its period start, for every series.
+  const auto series = [&](TextFamily& family, bool starts) {
+    for (size_t k = 0; k < kpis.size(); ++k) {
+      halves.Run(middles[k], family, [&](const Range& range, TextFamily& out) {
+        std::string scratch;
+        projection.ForEachSeriesOf(
+            *kpis[k], range, [&](const projection::KpiSeries& s) {
+              if (!mask.Exports(s.partition)) return;
+              out.Add({{"kpi", s.kpi->id},
+                       {"subject", SubjectView(config, *s.subject, &scratch)},
+                       {"period", s.period_label}},
+                      starts ? Seconds(s.period.start) : s.value);
+            });
+      });
+    }
+  };
   {
     TextFamily value("okr_kpi_value",
                      "KPI value by its configured aggregation, for the "
                      "current and previous calendar period.",
                      MetricKind::kGauge, sink);
-    LabelBlock labels;
-    projection.ForEachSeries([&](const projection::KpiSeries& s) {
-      if (!mask.Exports(s.partition)) return;
-      labels.Set({{"kpi", s.kpi->id},
-                  {"subject", SubjectView(config, *s.subject, &scratch)},
-                  {"period", s.period_label}});
-      value.AddWith(labels, s.value);
-      start.AddWith(labels, Seconds(s.period.start));
+    series(value, false);
+  }
+  {
+    TextFamily start("okr_kpi_period_start_timestamp_seconds",
+                     "Start of the period an okr_kpi_value series covers.",
+                     MetricKind::kGauge, sink);
+    series(start, true);
+  }
+  TextFamily last(
+      "okr_kpi_last_event_timestamp_seconds",
+      "Event time of the newest measurement of a KPI for a subject.",
+      MetricKind::kGauge, sink);
+  for (size_t k = 0; k < kpis.size(); ++k) {
+    halves.Run(middles[k], last, [&](const Range& range, TextFamily& out) {
+      std::string scratch;
+      projection.ForEachSubjectOf(
+          *kpis[k], range,
+          [&](const config::KpiOptions& kpi, const std::string& subject,
+              absl::Time t, uint32_t partition) {
+            if (!mask.Exports(partition)) return;
+            out.Add({{"kpi", kpi.id},
+                     {"subject", SubjectView(config, subject, &scratch)}},
+                    Seconds(t));
+          });
     });
-  }  // okr_kpi_value's last piece goes out
-  start.MoveTo(sink);
-}
-
-// A second pass gives the last event times, which follow them.
-void AddLastEventFamily(Families& f,
-                        const projection::KpiProjection& projection,
-                        const projection::Ownership::Mask& mask) {
-  const config::Config& config = projection.config();
-  std::string scratch;
-  TextFamily& last =
-      f.Add("okr_kpi_last_event_timestamp_seconds",
-            "Event time of the newest measurement of a KPI for a subject.",
-            MetricKind::kGauge);
-  projection.ForEachSubject([&](const config::KpiOptions& kpi,
-                                const std::string& subject, absl::Time t,
-                                uint32_t partition) {
-    if (!mask.Exports(partition)) return;
-    last.Add(
-        {{"kpi", kpi.id}, {"subject", SubjectView(config, subject, &scratch)}},
-        Seconds(t));
-  });
+  }
 }
 
 void AddOkrFamilies(Families& f, const projection::KpiProjection& projection,
@@ -179,17 +279,45 @@ void AddOkrFamilies(Families& f, const projection::KpiProjection& projection,
   }
 }
 
-void AddPipFamilies(Families& f, const projection::KpiProjection& projection,
-                    const projection::Ownership::Mask& mask) {
-  TextFamily& state = f.Add(
-      "okr_pip_state",
-      "PIP trigger state per policy and subject: one series per state, 1 on "
-      "the current one. triggered recommends a review.",
-      MetricKind::kGauge);
-  TextFamily& streak =
-      f.Add("okr_pip_breach_streak_periods",
-            "Consecutive closed periods breaching the policy's trigger.",
-            MetricKind::kGauge);
+void WritePipFamilies(const projection::KpiProjection& projection,
+                      const projection::Ownership::Mask& mask, Halves& halves,
+                      TextSink* sink) {
+  const config::Config& config = projection.config();
+  {
+    TextFamily state(
+        "okr_pip_state",
+        "PIP trigger state per policy and subject: one series per state, 1 "
+        "on the current one. triggered recommends a review.",
+        MetricKind::kGauge, sink);
+    for (size_t i = 0; i < config.pip_policies.size(); ++i) {
+      halves.Run(
+          halves.split() ? projection.MiddlePipSubject(i) : "", state,
+          [&](const projection::KpiProjection::SubjectRange& range,
+              TextFamily& out) {
+            std::string scratch;
+            LabelBlock labels;
+            projection.ForEachPipStateOf(
+                i, range, [&](const projection::PipSubjectState& p) {
+                  if (!mask.ExportsPair(projection, p.policy->kpi, p.subject)) {
+                    return;
+                  }
+                  labels.Set(
+                      {{"policy", p.policy->id},
+                       {"subject", SubjectView(config, p.subject, &scratch)}});
+                  for (projection::PipState s : projection::kAllPipStates) {
+                    out.AddWith(labels,
+                                {{"state", projection::PipStateName(s)}},
+                                s == p.state ? 1 : 0);
+                  }
+                });
+          });
+    }
+  }
+  Families f;
+  TextFamily streak(
+      "okr_pip_breach_streak_periods",
+      "Consecutive closed periods breaching the policy's trigger.",
+      MetricKind::kGauge, sink);
   TextFamily& triggered =
       f.Add("okr_pip_triggered_timestamp_seconds",
             "When the current or last plan was triggered.", MetricKind::kGauge);
@@ -223,13 +351,8 @@ void AddPipFamilies(Families& f, const projection::KpiProjection& projection,
   LabelBlock labels;
   projection.ForEachPipState([&](const projection::PipSubjectState& p) {
     if (!mask.ExportsPair(projection, p.policy->kpi, p.subject)) return;
-    labels.Set(
-        {{"policy", p.policy->id},
-         {"subject", SubjectView(projection.config(), p.subject, &scratch)}});
-    for (projection::PipState s : projection::kAllPipStates) {
-      state.AddWith(labels, {{"state", projection::PipStateName(s)}},
-                    s == p.state ? 1 : 0);
-    }
+    labels.Set({{"policy", p.policy->id},
+                {"subject", SubjectView(config, p.subject, &scratch)}});
     streak.AddWith(labels, p.streak);
     if (p.triggered_at != absl::InfinitePast()) {
       triggered.AddWith(labels, Seconds(p.triggered_at));
@@ -253,6 +376,7 @@ void AddPipFamilies(Families& f, const projection::KpiProjection& projection,
     }
     insufficient.AddWith(labels, p.insufficient_periods);
   });
+  streak.MoveTo(sink);  // the families kept in `f` follow it
   // Fired transitions are facts recorded at logged clock ticks, so the
   // counter never goes down, whatever arrives late. Counted per source
   // partition: a partition's series move whole between instances, so each
@@ -331,6 +455,7 @@ void AddPipFamilies(Families& f, const projection::KpiProjection& projection,
                {"partition", absl::StrCat(source->second)}},
               count);
   }
+  f.MoveTo(sink);
 }
 
 // Where each partition stands on this instance: owned, caught up, how its
@@ -518,8 +643,8 @@ void AddDaemonFamilies(Families& f, const DaemonState& state) {
       .Add({{"version", Version()}}, 1);
 }
 
-// From this many (KPI, subject) pairs on, the last event times and the OKR
-// and PIP families are rendered on a second thread.
+// From this many (KPI, subject) pairs on, the large families are written
+// in halves on two threads.
 constexpr size_t kPairsForSecondThread = 4096;
 
 void Render(const projection::KpiProjection& projection,
@@ -530,31 +655,20 @@ void Render(const projection::KpiProjection& projection,
   if (!ownership.standby()) {
     const projection::Ownership::Mask mask =
         ownership.MaskFor(projection.partitions());
-    // The last event times and the OKR and PIP families are rendered beside
-    // the KPI values and period starts, on a second thread, and kept until
-    // those are out: measured, the values and starts took about as long as
-    // the rest together. Both sides only read the projection's pairs
-    // (periods a PIP read would read back from the log are read back
-    // first); the kept OKR and PIP states, which a read may bring up to
-    // date, are touched by the second thread alone.
-    // A small projection renders on this thread alone: starting a thread
+    // The large families are written in halves on two threads (Halves),
+    // which only read: what a read would bring up to date first (periods
+    // read back from the log, the kept PIP states) is, before they start.
+    // A small projection renders on this thread alone: starting threads
     // would cost more than it saves.
     projection.Settle();
-    Families later;
-    const auto beside_values = [&] {
-      AddLastEventFamily(later, projection, mask);
-      AddOkrFamilies(later, projection, mask);
-      AddPipFamilies(later, projection, mask);
-    };
-    if (projection.subject_count() < kPairsForSecondThread) {
-      beside_values();
-      WriteKpiValueFamilies(projection, mask, sink);
-    } else {
-      std::thread beside(beside_values);
-      WriteKpiValueFamilies(projection, mask, sink);
-      beside.join();
+    Halves halves(projection.subject_count() >= kPairsForSecondThread);
+    WriteKpiFamilies(projection, mask, halves, sink);
+    {
+      Families okrs;
+      AddOkrFamilies(okrs, projection, mask);
+      okrs.MoveTo(sink);
     }
-    later.MoveTo(sink);
+    WritePipFamilies(projection, mask, halves, sink);
   }
   Families rest;
   rest.Add("okrd_projection_sequence",

@@ -149,6 +149,15 @@ void TextFamily::PieceFull() {
   piece_.reserve(kPieceBytes + 1024);
 }
 
+void TextFamily::Splice(TextFamily& rest) {
+  if (!piece_.empty()) {
+    sink_->Take(std::move(piece_));
+    piece_ = std::string();
+    piece_.reserve(kPieceBytes + 1024);
+  }
+  rest.MoveTo(sink_);
+}
+
 void TextFamily::MoveTo(TextSink* sink) {
   for (std::string& piece : kept_) sink->Take(std::move(piece));
   kept_.clear();

@@ -82,10 +82,17 @@ class TextFamily {
   // with another's.
   TextFamily(absl::string_view name, absl::string_view help, MetricKind kind)
       : TextFamily(name, help, kind, nullptr) {}
+  // More samples of family `name`, kept without its HELP and TYPE lines:
+  // a part written beside the family's head, and spliced onto it.
+  static TextFamily Continuing(absl::string_view name) {
+    return TextFamily(name);
+  }
   ~TextFamily();
 
   TextFamily(const TextFamily&) = delete;
   TextFamily& operator=(const TextFamily&) = delete;
+
+  const std::string& name() const { return name_; }
 
   void Add(absl::Span<const Label> labels, double value) {
     AddWith(kNoLabels, labels, value);
@@ -99,8 +106,13 @@ class TextFamily {
 
   // Hands the text kept so far to `*sink`.
   void MoveTo(TextSink* sink);
+  // Hands this family's text so far, then all of `rest` (a Continuing()
+  // part of it), to its sink; needs a sink.
+  void Splice(TextFamily& rest);
 
  private:
+  explicit TextFamily(absl::string_view name) : name_(name), sink_(nullptr) {}
+
   static const LabelBlock kNoLabels;
 
   void PieceFull();

@@ -324,7 +324,7 @@ std::string ConfigHash(const config::Config& config) {
 }
 
 okrd::v1::ProjectionSnapshot KpiProjection::Snapshot() const {
-  Settle();  // no subject waits to be read back
+  RefillIfStale();  // no subject waits to be read back
   okrd::v1::ProjectionSnapshot out;
   out.set_sequence(sequence_);
   out.set_clock_ns(SnapshotNs(clock_));
@@ -565,7 +565,7 @@ struct KpiProjection::PipStates {
 KpiProjection::~KpiProjection() = default;
 
 void KpiProjection::UpdatePipStates() const {
-  Settle();
+  RefillIfStale();
   PipStates& s = *pip_states_;
   const std::vector<config::PipPolicyOptions>& policies = config_->pip_policies;
   if (!s.valid || clock_ >= s.valid_until) {
@@ -622,9 +622,28 @@ void KpiProjection::UpdatePipStates() const {
 void KpiProjection::ForEachPipState(
     const std::function<void(const PipSubjectState&)>& fn) const {
   UpdatePipStates();
-  for (const auto& subjects : pip_states_->by_policy) {
-    for (const auto& [subject, state] : subjects) fn(state);
+  for (size_t i = 0; i < pip_states_->by_policy.size(); ++i) {
+    ForEachPipStateOf(i, SubjectRange{}, fn);
   }
+}
+
+void KpiProjection::ForEachPipStateOf(
+    size_t policy, const SubjectRange& range,
+    absl::FunctionRef<void(const PipSubjectState&)> fn) const {
+  if (policy >= pip_states_->by_policy.size()) return;
+  const auto& states = pip_states_->by_policy[policy];
+  const auto end =
+      range.until ? states.lower_bound(*range.until) : states.end();
+  for (auto it = states.lower_bound(range.from); it != end; ++it) {
+    fn(it->second);
+  }
+}
+
+std::string KpiProjection::MiddlePipSubject(size_t policy) const {
+  if (policy >= pip_states_->by_policy.size()) return "";
+  const auto& states = pip_states_->by_policy[policy];
+  if (states.size() < 2) return "";
+  return std::next(states.begin(), states.size() / 2)->first;
 }
 
 KpiProjection::KpiProjection(std::shared_ptr<const config::Config> config)
@@ -1066,17 +1085,22 @@ void KpiProjection::RefillStalePipSubjects() {
   }
 }
 
-void KpiProjection::Settle() const {
+void KpiProjection::RefillIfStale() const {
   if (pip_stale_.empty()) return;
   // Like the kept PIP states, changed by reads, which the owner serialises
   // with Apply().
   const_cast<KpiProjection*>(this)->RefillStalePipSubjects();
 }
 
+void KpiProjection::Settle() const {
+  RefillIfStale();
+  UpdatePipStates();
+}
+
 void KpiProjection::ForEachPipSubject(
     size_t policy, const std::function<void(const std::string&, absl::Time,
                                             const PipCheckpoint*)>& fn) const {
-  Settle();
+  RefillIfStale();
   const PipPolicyKpis& p = pip_policies_[policy];
   if (p.kpi == nullptr) return;
   ForEachPairOf(p.base->id, [&](const Key& key, const SubjectState& state) {
@@ -1286,41 +1310,69 @@ std::vector<okrd::v1::PipTransition> KpiProjection::PipTransitionRecords()
 
 void KpiProjection::ForEachSeries(
     const std::function<void(const KpiSeries&)>& fn) const {
-  if (clock_ == absl::InfinitePast()) return;
   for (const config::KpiOptions* kpi : by_id_) {
-    // Period bounds depend only on the KPI; computed once per KPI.
-    const Period current = PeriodContaining(clock_, *kpi);
-    const Period previous = PreviousPeriod(current, *kpi);
-    ForEachPairOf(BaseOf(*kpi).id, [&](const Key& key,
-                                       const SubjectState& state) {
-      // A measured KPI's pair is at hand; a derived one finds its inputs'
-      // once for both periods.
-      InputStates inputs{};
-      if (kpi->is_derived()) FindInputs(*kpi, key.second, &state, &inputs);
-      for (const auto& [label, period] :
-           {std::pair{"current", current}, std::pair{"previous", previous}}) {
-        if (const std::optional<double> value =
-                kpi->is_derived()
-                    ? DerivedValue(*kpi, key.second, period, inputs)
-                    : ValueOf(state, period)) {
-          fn(KpiSeries{kpi, &key.second, label, period, *value,
-                       state.partition});
-        }
-      }
-    });
+    ForEachSeriesOf(*kpi, SubjectRange{}, fn);
   }
+}
+
+void KpiProjection::ForEachSeriesOf(
+    const config::KpiOptions& kpi, const SubjectRange& range,
+    absl::FunctionRef<void(const KpiSeries&)> fn) const {
+  if (clock_ == absl::InfinitePast()) return;
+  // Period bounds depend only on the KPI; computed once per KPI.
+  const Period current = PeriodContaining(clock_, kpi);
+  const Period previous = PreviousPeriod(current, kpi);
+  ForEachPairOf(
+      BaseOf(kpi).id, range, [&](const Key& key, const SubjectState& state) {
+        // A measured KPI's pair is at hand; a derived one finds
+        // its inputs' once for both periods.
+        InputStates inputs{};
+        if (kpi.is_derived()) {
+          FindInputs(kpi, key.second, &state, &inputs);
+        }
+        for (const auto& [label, period] :
+             {std::pair{"current", current}, std::pair{"previous", previous}}) {
+          if (const std::optional<double> value =
+                  kpi.is_derived()
+                      ? DerivedValue(kpi, key.second, period, inputs)
+                      : ValueOf(state, period)) {
+            fn(KpiSeries{&kpi, &key.second, label, period, *value,
+                         state.partition});
+          }
+        }
+      });
 }
 
 void KpiProjection::ForEachSubject(
     const std::function<void(const config::KpiOptions&, const std::string&,
                              absl::Time, uint32_t)>& fn) const {
   for (const config::KpiOptions* kpi : by_id_) {
-    ForEachPairOf(
-        BaseOf(*kpi).id, [&](const Key& key, const SubjectState& state) {
-          fn(*kpi, key.second, LastEventTimeOf(*kpi, key.second, &state),
-             state.partition);
-        });
+    ForEachSubjectOf(*kpi, SubjectRange{}, fn);
   }
+}
+
+void KpiProjection::ForEachSubjectOf(
+    const config::KpiOptions& kpi, const SubjectRange& range,
+    absl::FunctionRef<void(const config::KpiOptions&, const std::string&,
+                           absl::Time, uint32_t)>
+        fn) const {
+  ForEachPairOf(BaseOf(kpi).id, range,
+                [&](const Key& key, const SubjectState& state) {
+                  fn(kpi, key.second, LastEventTimeOf(kpi, key.second, &state),
+                     state.partition);
+                });
+}
+
+std::string KpiProjection::MiddleSubject(const config::KpiOptions& kpi) const {
+  // Walks the keys alone (a view and a pointer each, in the tree's nodes);
+  // the pairs' states are not touched.
+  const std::string& base = BaseOf(kpi).id;
+  const std::string after = base + '\0';
+  const auto begin = ordered_.lower_bound(KeyView(base, ""));
+  const auto end = ordered_.lower_bound(KeyView(after, ""));
+  const auto size = std::distance(begin, end);
+  if (size < 2) return "";
+  return std::string(std::next(begin, size / 2)->first.second);
 }
 
 std::optional<double> KpiProjection::LatestValueWithin(

@@ -28,6 +28,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/container/node_hash_map.h"
 #include "absl/container/node_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -203,6 +204,28 @@ class KpiProjection {
       const std::function<void(const config::KpiOptions&, const std::string&,
                                absl::Time, uint32_t)>& fn) const;
 
+  // The walks above one KPI at a time, over a range of its subjects, so
+  // that a reader can split them (between threads) and still write in
+  // their order. KPIs in the walks' order:
+  const std::vector<const config::KpiOptions*>& kpis_by_id() const {
+    return by_id_;
+  }
+  // The subjects from `from` on, before `until` (none: to the last).
+  struct SubjectRange {
+    absl::string_view from;
+    std::optional<absl::string_view> until;
+  };
+  void ForEachSeriesOf(const config::KpiOptions& kpi, const SubjectRange& range,
+                       absl::FunctionRef<void(const KpiSeries&)> fn) const;
+  void ForEachSubjectOf(
+      const config::KpiOptions& kpi, const SubjectRange& range,
+      absl::FunctionRef<void(const config::KpiOptions&, const std::string&,
+                             absl::Time, uint32_t)>
+          fn) const;
+  // The subject that splits `kpi`'s pairs (its base's, for a derived KPI)
+  // into halves: the first of the second half; empty with fewer than two.
+  std::string MiddleSubject(const config::KpiOptions& kpi) const;
+
   // Every partition events came from, in order of first appearance; a
   // (KPI, subject) names one by its index.
   const std::vector<SourcePartition>& partitions() const { return partitions_; }
@@ -267,6 +290,14 @@ class KpiProjection {
   // a scrape renders what is there instead of running every machine.
   void ForEachPipState(
       const std::function<void(const PipSubjectState&)>& fn) const;
+  // Those of PIP policy `policy` (config order) over a range of subjects,
+  // after Settle(): in the order ForEachPipState calls them.
+  void ForEachPipStateOf(
+      size_t policy, const SubjectRange& range,
+      absl::FunctionRef<void(const PipSubjectState&)> fn) const;
+  // The subject that splits policy `policy`'s states into halves, after
+  // Settle(); empty with fewer than two.
+  std::string MiddlePipSubject(size_t policy) const;
 
   // Objectives and key results at the clock, equal to EvaluateOkrs' answer
   // (okr.h). Kept until the projection next changes (a record folded, the
@@ -275,9 +306,10 @@ class KpiProjection {
   const OkrState& okrs() const;
 
   // Brings up to date what PIP reads would first: the periods read back
-  // from the log for machines that must judge every period again. Reads do
-  // it themselves; a caller reading from two threads at once calls it
-  // before, so that neither changes what the other reads.
+  // from the log for machines that must judge every period again, and the
+  // kept PIP states. Reads do it themselves; a caller reading from two
+  // threads at once calls it before, so that neither changes what the
+  // other reads.
   void Settle() const;
 
   // The state as a snapshot, stamped with ConfigHash(config()).
@@ -400,12 +432,21 @@ class KpiProjection {
   // Calls `fn(key, state)` for every pair of KPI `kpi`, in subject order.
   template <typename F>
   void ForEachPairOf(const std::string& kpi, F fn) const {
+    ForEachPairOf(kpi, SubjectRange{}, fn);
+  }
+  // Those with subjects in `range`.
+  template <typename F>
+  void ForEachPairOf(const std::string& kpi, const SubjectRange& range,
+                     F fn) const {
     // Every key of `kpi` sorts before (kpi + '\0', ""), and every other
     // key after it: the bounds are found once, not a string compared per
     // pair.
     const std::string after = kpi + '\0';
-    const auto end = ordered_.lower_bound(KeyView(after, ""));
-    for (auto it = ordered_.lower_bound(KeyView(kpi, "")); it != end; ++it) {
+    const auto end = range.until
+                         ? ordered_.lower_bound(KeyView(kpi, *range.until))
+                         : ordered_.lower_bound(KeyView(after, ""));
+    for (auto it = ordered_.lower_bound(KeyView(kpi, range.from)); it != end;
+         ++it) {
       fn(it->second->first, it->second->second);
     }
   }
@@ -460,6 +501,9 @@ class KpiProjection {
   void RecordPipTransitions();
   // Brings the kept PIP states up to the clock and the data.
   void UpdatePipStates() const;
+  // Reads back the periods of subjects whose machines must judge every
+  // period again (pip_stale_).
+  void RefillIfStale() const;
 
   // The index of `topic`/`partition` in partitions_, added when new.
   uint32_t PartitionIndex(const std::string& topic, int32_t partition);

@@ -27,6 +27,7 @@
 #include "export/status_page.h"
 #include "export/text_format.h"
 #include "gtest/gtest.h"
+#include "projection/pip.h"
 
 namespace okrd::exporter {
 namespace {
@@ -305,6 +306,75 @@ TEST(RenderMetricsTest, TwoThreadsRenderWhatOneDoes) {
       two,
       "okr_kpi_value{kpi=\"signups\",subject=\"subject-4999\","
       "period=\"current\"} 4999\n"));
+}
+
+// The sample lines of family `name` in `text`, in order.
+std::vector<std::string> SamplesOf(const std::string& text,
+                                   const std::string& name) {
+  std::vector<std::string> lines;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (absl::StartsWith(line, name + "{")) lines.emplace_back(line);
+  }
+  return lines;
+}
+
+std::string Formatted(double value) {
+  std::string text;
+  AppendValue(value, &text);
+  return text;
+}
+
+// From 4096 pairs on, the large families are written in halves by subject on
+// two threads: each still has every sample once, in its walk's order.
+TEST(RenderMetricsTest, HalvesWriteEachFamilyInItsWalkOrder) {
+  auto config = std::make_shared<config::Config>(*OneKpi());
+  config::KpiOptions growth;
+  growth.id = "signup_growth";
+  growth.derived.kind = config::DerivedKpi::Kind::kChange;
+  growth.derived.inputs = {"signups"};
+  config->kpis.push_back(growth);
+  config::PipPolicyOptions policy;
+  policy.id = "quota";
+  policy.kpi = "signups";
+  config->pip_policies.push_back(policy);
+  projection::KpiProjection projection(config);
+  for (int i = 0; i < 5000; ++i) {
+    ApplyFrom(projection, 1 + i, absl::StrCat("subject-", i), i % 4, i);
+  }
+  ASSERT_GE(projection.subject_count(), 4096u);
+  const std::string text = RenderMetrics(projection, DaemonState{});
+  std::vector<std::string> values, starts, lasts, states;
+  projection.ForEachSeries([&](const projection::KpiSeries& s) {
+    const std::string labels =
+        absl::StrCat("{kpi=\"", s.kpi->id, "\",subject=\"", *s.subject,
+                     "\",period=\"", s.period_label, "\"} ");
+    values.push_back(absl::StrCat("okr_kpi_value", labels, Formatted(s.value)));
+    starts.push_back(
+        absl::StrCat("okr_kpi_period_start_timestamp_seconds", labels,
+                     Formatted(absl::ToUnixSeconds(s.period.start))));
+  });
+  projection.ForEachSubject([&](const config::KpiOptions& kpi,
+                                const std::string& subject, absl::Time t,
+                                uint32_t) {
+    lasts.push_back(absl::StrCat("okr_kpi_last_event_timestamp_seconds{kpi=\"",
+                                 kpi.id, "\",subject=\"", subject, "\"} ",
+                                 Formatted(absl::ToUnixSeconds(t))));
+  });
+  projection.ForEachPipState([&](const projection::PipSubjectState& p) {
+    for (projection::PipState s : projection::kAllPipStates) {
+      states.push_back(absl::StrCat(
+          "okr_pip_state{policy=\"quota\",subject=\"", p.subject, "\",state=\"",
+          projection::PipStateName(s), "\"} ", s == p.state ? 1 : 0));
+    }
+  });
+  // signup_growth has no previous period to change from: signups' alone.
+  ASSERT_EQ(values.size(), 5000u);
+  EXPECT_EQ(SamplesOf(text, "okr_kpi_value"), values);
+  EXPECT_EQ(SamplesOf(text, "okr_kpi_period_start_timestamp_seconds"), starts);
+  ASSERT_EQ(lasts.size(), 10000u);  // signups' and signup_growth's
+  EXPECT_EQ(SamplesOf(text, "okr_kpi_last_event_timestamp_seconds"), lasts);
+  ASSERT_EQ(states.size(), 5000 * projection::kAllPipStates.size());
+  EXPECT_EQ(SamplesOf(text, "okr_pip_state"), states);
 }
 
 // Two instances split kpi-events: each exports only the series of the
