@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -133,7 +134,7 @@ class Halves {
 };
 
 // The KPI families: values, their period starts, then the last event
-// times, each walked on its own so that it streams.
+// times, each written on its own so that it streams.
 void WriteKpiFamilies(const projection::KpiProjection& projection,
                       const projection::Ownership::Mask& mask, Halves& halves,
                       TextSink* sink) {
@@ -144,10 +145,25 @@ void WriteKpiFamilies(const projection::KpiProjection& projection,
     middles.push_back(halves.split() ? projection.MiddleSubject(*kpi) : "");
   }
   using Range = projection::KpiProjection::SubjectRange;
-  // A value or its period start, for every series.
-  const auto series = [&](TextFamily& family, bool starts) {
+  // The half of a KPI's subjects `range` is (0 for the first of two).
+  const auto half = [](const Range& range) { return range.until ? 0 : 1; };
+  // The series written by the values' walk, per KPI and half: the period
+  // starts follow them without walking the pairs and computing the values
+  // again.
+  struct Written {
+    const std::string* subject;
+    const char* period;
+    double start;
+  };
+  std::vector<std::array<std::vector<Written>, 2>> written(kpis.size());
+  {
+    TextFamily value("okr_kpi_value",
+                     "KPI value by its configured aggregation, for the "
+                     "current and previous calendar period.",
+                     MetricKind::kGauge, sink);
     for (size_t k = 0; k < kpis.size(); ++k) {
-      halves.Run(middles[k], family, [&](const Range& range, TextFamily& out) {
+      halves.Run(middles[k], value, [&](const Range& range, TextFamily& out) {
+        std::vector<Written>& series = written[k][half(range)];
         std::string scratch;
         projection.ForEachSeriesOf(
             *kpis[k], range, [&](const projection::KpiSeries& s) {
@@ -155,23 +171,30 @@ void WriteKpiFamilies(const projection::KpiProjection& projection,
               out.Add({{"kpi", s.kpi->id},
                        {"subject", SubjectView(config, *s.subject, &scratch)},
                        {"period", s.period_label}},
-                      starts ? Seconds(s.period.start) : s.value);
+                      s.value);
+              series.push_back(
+                  {s.subject, s.period_label, Seconds(s.period.start)});
             });
       });
     }
-  };
-  {
-    TextFamily value("okr_kpi_value",
-                     "KPI value by its configured aggregation, for the "
-                     "current and previous calendar period.",
-                     MetricKind::kGauge, sink);
-    series(value, false);
   }
   {
     TextFamily start("okr_kpi_period_start_timestamp_seconds",
                      "Start of the period an okr_kpi_value series covers.",
                      MetricKind::kGauge, sink);
-    series(start, true);
+    for (size_t k = 0; k < kpis.size(); ++k) {
+      halves.Run(middles[k], start, [&](const Range& range, TextFamily& out) {
+        std::vector<Written>& series = written[k][half(range)];
+        std::string scratch;
+        for (const Written& w : series) {
+          out.Add({{"kpi", kpis[k]->id},
+                   {"subject", SubjectView(config, *w.subject, &scratch)},
+                   {"period", w.period}},
+                  w.start);
+        }
+        series = std::vector<Written>();
+      });
+    }
   }
   TextFamily last(
       "okr_kpi_last_event_timestamp_seconds",

@@ -111,7 +111,10 @@ class TextFamily {
   void Splice(TextFamily& rest);
 
  private:
-  explicit TextFamily(absl::string_view name) : name_(name), sink_(nullptr) {}
+  // A part of a large family: full-sized pieces from the start.
+  explicit TextFamily(absl::string_view name) : name_(name), sink_(nullptr) {
+    piece_.reserve(kPieceBytes + 1024);
+  }
 
   static const LabelBlock kNoLabels;
 
