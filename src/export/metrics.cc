@@ -134,7 +134,8 @@ class Halves {
 };
 
 // The KPI families: values, their period starts, then the last event
-// times, each written on its own so that it streams.
+// times, each written on its own so that it streams; the pairs are walked
+// once, for the values.
 void WriteKpiFamilies(const projection::KpiProjection& projection,
                       const projection::Ownership::Mask& mask, Halves& halves,
                       TextSink* sink) {
@@ -147,15 +148,22 @@ void WriteKpiFamilies(const projection::KpiProjection& projection,
   using Range = projection::KpiProjection::SubjectRange;
   // The half of a KPI's subjects `range` is (0 for the first of two).
   const auto half = [](const Range& range) { return range.until ? 0 : 1; };
-  // The series written by the values' walk, per KPI and half: the period
-  // starts follow them without walking the pairs and computing the values
-  // again.
+  // What the values' walk wrote, per KPI and half: the period starts and
+  // the last event times follow it without walking the pairs again.
   struct Written {
     const std::string* subject;
     const char* period;
     double start;
   };
-  std::vector<std::array<std::vector<Written>, 2>> written(kpis.size());
+  struct Seen {
+    const std::string* subject;
+    double last_event;
+  };
+  struct Walked {
+    std::vector<Written> series;
+    std::vector<Seen> pairs;
+  };
+  std::vector<std::array<Walked, 2>> walked(kpis.size());
   {
     TextFamily value("okr_kpi_value",
                      "KPI value by its configured aggregation, for the "
@@ -163,17 +171,21 @@ void WriteKpiFamilies(const projection::KpiProjection& projection,
                      MetricKind::kGauge, sink);
     for (size_t k = 0; k < kpis.size(); ++k) {
       halves.Run(middles[k], value, [&](const Range& range, TextFamily& out) {
-        std::vector<Written>& series = written[k][half(range)];
+        Walked& w = walked[k][half(range)];
         std::string scratch;
-        projection.ForEachSeriesOf(
-            *kpis[k], range, [&](const projection::KpiSeries& s) {
-              if (!mask.Exports(s.partition)) return;
-              out.Add({{"kpi", s.kpi->id},
-                       {"subject", SubjectView(config, *s.subject, &scratch)},
-                       {"period", s.period_label}},
-                      s.value);
-              series.push_back(
-                  {s.subject, s.period_label, Seconds(s.period.start)});
+        projection.ForEachKpiPair(
+            *kpis[k], range, [&](const projection::KpiPair& p) {
+              if (!mask.Exports(p.partition)) return;
+              w.pairs.push_back({p.subject, Seconds(p.last_event_time)});
+              for (size_t i = 0; i < 2; ++i) {
+                if (!p.values[i]) continue;
+                out.Add({{"kpi", p.kpi->id},
+                         {"subject", SubjectView(config, *p.subject, &scratch)},
+                         {"period", p.period_labels[i]}},
+                        *p.values[i]);
+                w.series.push_back({p.subject, p.period_labels[i],
+                                    Seconds(p.periods[i].start)});
+              }
             });
       });
     }
@@ -184,7 +196,7 @@ void WriteKpiFamilies(const projection::KpiProjection& projection,
                      MetricKind::kGauge, sink);
     for (size_t k = 0; k < kpis.size(); ++k) {
       halves.Run(middles[k], start, [&](const Range& range, TextFamily& out) {
-        std::vector<Written>& series = written[k][half(range)];
+        std::vector<Written>& series = walked[k][half(range)].series;
         std::string scratch;
         for (const Written& w : series) {
           out.Add({{"kpi", kpis[k]->id},
@@ -202,16 +214,14 @@ void WriteKpiFamilies(const projection::KpiProjection& projection,
       MetricKind::kGauge, sink);
   for (size_t k = 0; k < kpis.size(); ++k) {
     halves.Run(middles[k], last, [&](const Range& range, TextFamily& out) {
+      std::vector<Seen>& pairs = walked[k][half(range)].pairs;
       std::string scratch;
-      projection.ForEachSubjectOf(
-          *kpis[k], range,
-          [&](const config::KpiOptions& kpi, const std::string& subject,
-              absl::Time t, uint32_t partition) {
-            if (!mask.Exports(partition)) return;
-            out.Add({{"kpi", kpi.id},
-                     {"subject", SubjectView(config, subject, &scratch)}},
-                    Seconds(t));
-          });
+      for (const Seen& p : pairs) {
+        out.Add({{"kpi", kpis[k]->id},
+                 {"subject", SubjectView(config, *p.subject, &scratch)}},
+                p.last_event);
+      }
+      pairs = std::vector<Seen>();
     });
   }
 }

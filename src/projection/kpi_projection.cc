@@ -1363,6 +1363,53 @@ void KpiProjection::ForEachSubjectOf(
                 });
 }
 
+void KpiProjection::ForEachKpiPair(
+    const config::KpiOptions& kpi, const SubjectRange& range,
+    absl::FunctionRef<void(const KpiPair&)> fn) const {
+  KpiPair pair{};
+  pair.kpi = &kpi;
+  const bool ticked = clock_ != absl::InfinitePast();
+  if (ticked) {
+    pair.periods[0] = PeriodContaining(clock_, kpi);
+    pair.periods[1] = PreviousPeriod(pair.periods[0], kpi);
+  }
+  const auto& inputs = inputs_[&kpi - config_->kpis.data()];
+  ForEachPairOf(
+      BaseOf(kpi).id, range, [&](const Key& key, const SubjectState& state) {
+        pair.subject = &key.second;
+        pair.partition = state.partition;
+        if (!kpi.is_derived()) {
+          for (size_t i = 0; i < 2; ++i) {
+            pair.values[i] =
+                ticked ? ValueOf(state, pair.periods[i]) : std::nullopt;
+          }
+          pair.last_event_time = state.last_event_time;
+          fn(pair);
+          return;
+        }
+        // The inputs' states, found once for the values and the time.
+        InputStates states{};
+        FindInputs(kpi, key.second, &state, &states);
+        for (size_t i = 0; i < 2; ++i) {
+          pair.values[i] =
+              ticked ? DerivedValue(kpi, key.second, pair.periods[i], states)
+                     : std::nullopt;
+        }
+        // LastEventTimeOf with the measured inputs' states at hand.
+        pair.last_event_time = absl::InfinitePast();
+        for (size_t i = 0; i < inputs.size(); ++i) {
+          const absl::Time t =
+              i < states.size() && !inputs[i]->is_derived()
+                  ? (states[i] == nullptr ? absl::InfinitePast()
+                                          : states[i]->last_event_time)
+                  : LastEventTimeOf(*inputs[i], key.second,
+                                    i == 0 ? &state : nullptr);
+          pair.last_event_time = std::max(pair.last_event_time, t);
+        }
+        fn(pair);
+      });
+}
+
 std::string KpiProjection::MiddleSubject(const config::KpiOptions& kpi) const {
   // Walks the keys alone (a view and a pointer each, in the tree's nodes);
   // the pairs' states are not touched.

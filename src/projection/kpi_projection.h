@@ -147,6 +147,19 @@ struct KpiSeries {
   uint32_t partition;  // of the (KPI, subject)
 };
 
+// A (KPI, subject) pair as /metrics writes it: its series, where it has a
+// value, and its last event time.
+struct KpiPair {
+  const config::KpiOptions* kpi;
+  const std::string* subject;
+  uint32_t partition;
+  absl::Time last_event_time;
+  // The current period, then the previous one, with the value in each.
+  std::array<const char*, 2> period_labels = {"current", "previous"};
+  std::array<Period, 2> periods;
+  std::array<std::optional<double>, 2> values;
+};
+
 // Hash of what shapes the projection's state (KPI ids, aggregations,
 // periods, zones, week starts, lateness; PIP policies): snapshots taken under
 // another hash are not reused.
@@ -222,6 +235,9 @@ class KpiProjection {
       absl::FunctionRef<void(const config::KpiOptions&, const std::string&,
                              absl::Time, uint32_t)>
           fn) const;
+  // ForEachSeriesOf and ForEachSubjectOf in one walk, pair by pair.
+  void ForEachKpiPair(const config::KpiOptions& kpi, const SubjectRange& range,
+                      absl::FunctionRef<void(const KpiPair&)> fn) const;
   // The subject that splits `kpi`'s pairs (its base's, for a derived KPI)
   // into halves: the first of the second half; empty with fewer than two.
   std::string MiddleSubject(const config::KpiOptions& kpi) const;

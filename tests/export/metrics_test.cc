@@ -249,15 +249,17 @@ void ExpectContainsNone(const std::string& text,
 
 // A sign-up of `subject` consumed from kpi-events/`partition`.
 void ApplyFrom(projection::KpiProjection& p, uint64_t seq,
-               const std::string& subject, int32_t partition, double value) {
+               const std::string& subject, int32_t partition, double value,
+               const std::string& kpi = "signups",
+               int64_t event_time = 1795634300) {
   okrd::v1::StoredEvent record;
   record.set_sequence(seq);
   record.set_ingest_time_us(1795634360000000);
   auto* e = record.mutable_event();
-  e->set_kpi("signups");
+  e->set_kpi(kpi);
   e->set_subject(subject);
   e->set_value(value);
-  e->mutable_event_time()->set_seconds(1795634300);
+  e->mutable_event_time()->set_seconds(event_time);
   record.mutable_position()->set_topic("kpi-events");
   record.mutable_position()->set_partition(partition);
   p.Apply(record);
@@ -333,6 +335,16 @@ TEST(RenderMetricsTest, HalvesWriteEachFamilyInItsWalkOrder) {
   growth.derived.kind = config::DerivedKpi::Kind::kChange;
   growth.derived.inputs = {"signups"};
   config->kpis.push_back(growth);
+  config::KpiOptions visits;
+  visits.id = "visits";
+  visits.aggregation = config::Aggregation::kSum;
+  config->kpis.push_back(visits);
+  // Its last event is the newer of its inputs'.
+  config::KpiOptions conversion;
+  conversion.id = "conversion";
+  conversion.derived.kind = config::DerivedKpi::Kind::kRatio;
+  conversion.derived.inputs = {"signups", "visits"};
+  config->kpis.push_back(conversion);
   config::PipPolicyOptions policy;
   policy.id = "quota";
   policy.kpi = "signups";
@@ -340,6 +352,10 @@ TEST(RenderMetricsTest, HalvesWriteEachFamilyInItsWalkOrder) {
   projection::KpiProjection projection(config);
   for (int i = 0; i < 5000; ++i) {
     ApplyFrom(projection, 1 + i, absl::StrCat("subject-", i), i % 4, i);
+  }
+  for (int i = 0; i < 5000; i += 3) {
+    ApplyFrom(projection, 10000 + i, absl::StrCat("subject-", i), i % 4, 10,
+              "visits", 1795634300 + (i % 2 == 0 ? 60 : -60));
   }
   ASSERT_GE(projection.subject_count(), 4096u);
   const std::string text = RenderMetrics(projection, DaemonState{});
@@ -367,11 +383,13 @@ TEST(RenderMetricsTest, HalvesWriteEachFamilyInItsWalkOrder) {
           projection::PipStateName(s), "\"} ", s == p.state ? 1 : 0));
     }
   });
-  // signup_growth has no previous period to change from: signups' alone.
-  ASSERT_EQ(values.size(), 5000u);
+  // signups', visits' and conversion's; signup_growth has no previous
+  // period to change from.
+  ASSERT_EQ(values.size(), 5000u + 2 * 1667u);
   EXPECT_EQ(SamplesOf(text, "okr_kpi_value"), values);
   EXPECT_EQ(SamplesOf(text, "okr_kpi_period_start_timestamp_seconds"), starts);
-  ASSERT_EQ(lasts.size(), 10000u);  // signups' and signup_growth's
+  // conversion's, signups', signup_growth's and visits'.
+  ASSERT_EQ(lasts.size(), 5000u * 3 + 1667u);
   EXPECT_EQ(SamplesOf(text, "okr_kpi_last_event_timestamp_seconds"), lasts);
   ASSERT_EQ(states.size(), 5000 * projection::kAllPipStates.size());
   EXPECT_EQ(SamplesOf(text, "okr_pip_state"), states);
