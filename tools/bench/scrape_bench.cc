@@ -3,7 +3,7 @@
 //
 //   scrape_bench [--series 10000,100000,1000000] [--scrapes N]
 //   scrape_bench --config FILE [--subjects 100000,1000000] [--scrapes N]
-//                [--no-peer] [--render-only]
+//                [--no-peer] [--render-only] [--laid-out]
 //
 // For each series count, in a fresh child process each:
 //   okrd         a KPI projection whose subjects give that many series
@@ -22,12 +22,15 @@
 // and every series /metrics then exports (KPI values, objectives, key
 // results, PIP states) is measured. prometheus-cpp gets the same series,
 // read back from okrd's body, as gauges (unless --no-peer: at 1M subjects
-// it needs more than 12 GB). Also printed: the time to render
-// alone, per 100k series, with the CPU time it took on all threads (steadier
-// than the wall time on a busy machine; --render-only stops after it), and
-// the whole process's resident set per series
-// and per subject after the scrapes, and the floor under a plain scrape:
+// it needs more than 12 GB). Also printed: the time to render alone, per
+// 100k series, with the CPU time it took on all threads (steadier than the
+// wall time on a busy machine; --render-only stops after it); the whole
+// process's resident set per series and per subject after the scrapes; and
+// the floor under a plain scrape:
 // the same bytes written to the same client by a bare server.
+// With --laid-out the projection is measured as okrd's relayout or a
+// restart leaves it (restored from its snapshot: pairs in memory in the
+// order a scrape walks them), not as folding events grew it.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -340,7 +343,7 @@ double SampleValue(const std::string& unit, long i) {
 
 // With `peer`, also leaves the body in BodyPath() for RunPrometheusCppConfig.
 int RunOkrdConfig(const std::string& path, long subjects, int scrapes,
-                  bool peer, bool render_only) {
+                  bool peer, bool render_only, bool laid_out) {
   const long before = ResidentBytes();
   auto config = config::LoadConfig(path);
   if (!config.ok()) {
@@ -348,7 +351,7 @@ int RunOkrdConfig(const std::string& path, long subjects, int scrapes,
                  std::string(config.status().message()).c_str());
     return 2;
   }
-  projection::KpiProjection projection(*config);
+  auto grown = std::make_unique<projection::KpiProjection>(*config);
   const absl::Time now = absl::Now();
   okrd::v1::StoredEvent record;
   record.set_ingest_time_us(absl::ToUnixMicros(now));
@@ -363,13 +366,25 @@ int RunOkrdConfig(const std::string& path, long subjects, int scrapes,
       e->set_value(SampleValue(kpi.unit, i));
       ToProto(now - absl::Seconds(static_cast<double>(sequence % 60)),
               e->mutable_event_time());
-      projection.Apply(record);
+      grown->Apply(record);
     }
   }
   okrd::v1::StoredEvent tick;
   tick.set_sequence(++sequence);
   tick.mutable_tick()->set_wall_time_us(absl::ToUnixMicros(now));
-  projection.Apply(tick);
+  grown->Apply(tick);
+  if (laid_out) {
+    // As okrd's relayout (or a restart) leaves it: restored from its
+    // snapshot, pairs in memory in the order scrapes walk them.
+    const okrd::v1::ProjectionSnapshot snapshot = grown->Snapshot();
+    grown = std::make_unique<projection::KpiProjection>(*config);
+    if (absl::Status s = grown->Restore(snapshot); !s.ok()) {
+      std::fprintf(stderr, "scrape_bench: %s\n",
+                   std::string(s.message()).c_str());
+      return 1;
+    }
+  }
+  const projection::KpiProjection& projection = *grown;
   const long built = ResidentBytes() - before;
   long series = 0;
   {
@@ -523,7 +538,7 @@ int InChild(int (*fn)(long, int), long series, int scrapes) {
 int Main(int argc, char** argv) {
   (void)InitLogging("warn");
   Args args({"series", "scrapes", "config", "subjects"},
-            {"no-peer", "render-only"});
+            {"no-peer", "render-only", "laid-out"});
   if (absl::Status s =
           args.Parse(std::vector<std::string>(argv + 1, argv + argc));
       !s.ok()) {
@@ -560,7 +575,7 @@ int Main(int argc, char** argv) {
       if (pid == 0)
         _exit(RunOkrdConfig(*config, n, static_cast<int>(scrapes),
                             !args.Has("no-peer") && !args.Has("render-only"),
-                            args.Has("render-only")));
+                            args.Has("render-only"), args.Has("laid-out")));
       int status = 0;
       waitpid(pid, &status, 0);
       const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
