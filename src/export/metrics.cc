@@ -54,7 +54,7 @@ double Seconds(absl::Time t) {
 // sink while a helper writes the second, which is spliced on after it. A
 // family that waited for its turn whole was most of the body, kept in
 // memory until the ones before it were out, and its pages were faulted in
-// again at each scrape; now at most half of one KPI's part waits.
+// again at each scrape; now at most half of one KPI's part of it waits.
 class Halves {
  public:
   // Splitting, starts the helper, which lives as long as this.

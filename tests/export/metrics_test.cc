@@ -50,6 +50,15 @@ std::shared_ptr<const config::Config> OneKpi() {
   return config;
 }
 
+// signups' change against the previous period.
+config::KpiOptions SignupGrowth() {
+  config::KpiOptions growth;
+  growth.id = "signup_growth";
+  growth.derived.kind = config::DerivedKpi::Kind::kChange;
+  growth.derived.inputs = {"signups"};
+  return growth;
+}
+
 void ApplyEvent(projection::KpiProjection& p, uint64_t seq, double value) {
   okrd::v1::StoredEvent record;
   record.set_sequence(seq);
@@ -330,11 +339,7 @@ std::string Formatted(double value) {
 // two threads: each still has every sample once, in its walk's order.
 TEST(RenderMetricsTest, HalvesWriteEachFamilyInItsWalkOrder) {
   auto config = std::make_shared<config::Config>(*OneKpi());
-  config::KpiOptions growth;
-  growth.id = "signup_growth";
-  growth.derived.kind = config::DerivedKpi::Kind::kChange;
-  growth.derived.inputs = {"signups"};
-  config->kpis.push_back(growth);
+  config->kpis.push_back(SignupGrowth());
   config::KpiOptions visits;
   visits.id = "visits";
   visits.aggregation = config::Aggregation::kSum;
@@ -506,11 +511,7 @@ TEST(RenderMetricsTest, TransitionCountersStartAtZero) {
 // exported by the instance that owns the base's partition.
 TEST(RenderMetricsTest, PipStatesOfDerivedKpisFollowTheirBasePartition) {
   auto config = std::make_shared<config::Config>(*OneKpi());
-  config::KpiOptions growth;
-  growth.id = "signup_growth";
-  growth.derived.kind = config::DerivedKpi::Kind::kChange;
-  growth.derived.inputs = {"signups"};
-  config->kpis.push_back(growth);
+  config->kpis.push_back(SignupGrowth());
   config::PipPolicyOptions policy;
   policy.id = "shrinking";
   policy.kpi = "signup_growth";
