@@ -260,6 +260,7 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
       absl::MutexLock lock(&mu_);
       running_ = false;
     }
+    AwaitFirstAssignment();
     consumer_->close();
     closed_ = true;
     if (dlq_) {
@@ -271,6 +272,26 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
   }
 
   bool assigned() const { return assigned_.load(); }
+
+  // librdkafka before 2.3 (Debian 12 ships 2.0.2) aborts when a consumer of
+  // the cooperative-sticky assignor is closed after it joined its group and
+  // before its first assignment: the assignor's state is made by that
+  // assignment and freed unchecked at close (confluentinc/librdkafka#4312).
+  // An okrd stopped within its first seconds could hit that window, so a
+  // close before the first assignment waits for it, at most
+  // kFirstAssignmentWait. (Waiting only once a rebalance protocol is
+  // chosen, i.e. after the join, still aborted 2 of 30 early stops: the
+  // join can complete between the check and the close.) The messages
+  // consumed meanwhile are dropped: their offsets are neither stored nor
+  // committed, and the next start reads them again from the log's offsets.
+  void AwaitFirstAssignment() {
+    constexpr absl::Duration kFirstAssignmentWait = absl::Seconds(10);
+    const absl::Time until = absl::Now() + kFirstAssignmentWait;
+    while (!ever_assigned_ && absl::Now() < until) {
+      rd_kafka_message_t* message = rd_kafka_consume_queue(queue_.get(), 50);
+      if (message != nullptr) rd_kafka_message_destroy(message);
+    }
+  }
 
   void UpdateConfig(std::shared_ptr<const config::Config> config) {
     absl::MutexLock lock(&mu_);
@@ -352,6 +373,7 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
       }
       // The rebalance is complete: what this member owns is known.
       assigned_.store(true);
+      ever_assigned_ = true;
     } else {
       for (RdKafka::TopicPartition* tp : partitions) {
         owned_.erase({tp->topic(), tp->partition()});
@@ -816,6 +838,8 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
   std::set<eventlog::PartitionKey> fresh_;
   bool ownership_changed_ = true;
   bool counts_known_ = false;
+  // Whether any assignment came since subscribe (AwaitFirstAssignment).
+  bool ever_assigned_ = false;
   const std::map<eventlog::PartitionKey, int64_t>* in_flight_ = nullptr;
   // Next offsets of everything consumed in this run, and what was last
   // committed to Kafka.
