@@ -1311,56 +1311,27 @@ std::vector<okrd::v1::PipTransition> KpiProjection::PipTransitionRecords()
 void KpiProjection::ForEachSeries(
     const std::function<void(const KpiSeries&)>& fn) const {
   for (const config::KpiOptions* kpi : by_id_) {
-    ForEachSeriesOf(*kpi, SubjectRange{}, fn);
+    ForEachKpiPair(*kpi, SubjectRange{}, [&](const KpiPair& p) {
+      for (size_t i = 0; i < 2; ++i) {
+        if (p.values[i]) {
+          fn(KpiSeries{p.kpi, p.subject, p.period_labels[i], p.periods[i],
+                       *p.values[i], p.partition});
+        }
+      }
+    });
   }
-}
-
-void KpiProjection::ForEachSeriesOf(
-    const config::KpiOptions& kpi, const SubjectRange& range,
-    absl::FunctionRef<void(const KpiSeries&)> fn) const {
-  if (clock_ == absl::InfinitePast()) return;
-  // Period bounds depend only on the KPI; computed once per KPI.
-  const Period current = PeriodContaining(clock_, kpi);
-  const Period previous = PreviousPeriod(current, kpi);
-  ForEachPairOf(
-      BaseOf(kpi).id, range, [&](const Key& key, const SubjectState& state) {
-        // A measured KPI's pair is at hand; a derived one finds
-        // its inputs' once for both periods.
-        InputStates inputs{};
-        if (kpi.is_derived()) {
-          FindInputs(kpi, key.second, &state, &inputs);
-        }
-        for (const auto& [label, period] :
-             {std::pair{"current", current}, std::pair{"previous", previous}}) {
-          if (const std::optional<double> value =
-                  kpi.is_derived()
-                      ? DerivedValue(kpi, key.second, period, inputs)
-                      : ValueOf(state, period)) {
-            fn(KpiSeries{&kpi, &key.second, label, period, *value,
-                         state.partition});
-          }
-        }
-      });
 }
 
 void KpiProjection::ForEachSubject(
     const std::function<void(const config::KpiOptions&, const std::string&,
                              absl::Time, uint32_t)>& fn) const {
   for (const config::KpiOptions* kpi : by_id_) {
-    ForEachSubjectOf(*kpi, SubjectRange{}, fn);
+    ForEachPairOf(
+        BaseOf(*kpi).id, [&](const Key& key, const SubjectState& state) {
+          fn(*kpi, key.second, LastEventTimeOf(*kpi, key.second, &state),
+             state.partition);
+        });
   }
-}
-
-void KpiProjection::ForEachSubjectOf(
-    const config::KpiOptions& kpi, const SubjectRange& range,
-    absl::FunctionRef<void(const config::KpiOptions&, const std::string&,
-                           absl::Time, uint32_t)>
-        fn) const {
-  ForEachPairOf(BaseOf(kpi).id, range,
-                [&](const Key& key, const SubjectState& state) {
-                  fn(kpi, key.second, LastEventTimeOf(kpi, key.second, &state),
-                     state.partition);
-                });
 }
 
 void KpiProjection::ForEachKpiPair(

@@ -228,14 +228,7 @@ class KpiProjection {
     absl::string_view from;
     std::optional<absl::string_view> until;
   };
-  void ForEachSeriesOf(const config::KpiOptions& kpi, const SubjectRange& range,
-                       absl::FunctionRef<void(const KpiSeries&)> fn) const;
-  void ForEachSubjectOf(
-      const config::KpiOptions& kpi, const SubjectRange& range,
-      absl::FunctionRef<void(const config::KpiOptions&, const std::string&,
-                             absl::Time, uint32_t)>
-          fn) const;
-  // ForEachSeriesOf and ForEachSubjectOf in one walk, pair by pair.
+  // Both walks above in one, for `kpi`'s subjects in `range`, pair by pair.
   void ForEachKpiPair(const config::KpiOptions& kpi, const SubjectRange& range,
                       absl::FunctionRef<void(const KpiPair&)> fn) const;
   // The subject that splits `kpi`'s pairs (its base's, for a derived KPI)
