@@ -149,18 +149,17 @@ void WriteKpiFamilies(const projection::KpiProjection& projection,
   // The half of a KPI's subjects `range` is (0 for the first of two).
   const auto half = [](const Range& range) { return range.until ? 0 : 1; };
   // What the values' walk wrote, per KPI and half: the period starts and
-  // the last event times follow it without walking the pairs again.
-  struct Written {
-    const std::string* subject;
-    const char* period;
-    double start;
-  };
+  // the last event times follow it without walking the pairs again. A
+  // KPI's two periods are the same for all its pairs, so a pair's note
+  // says which of them had a value.
   struct Seen {
     const std::string* subject;
     double last_event;
+    uint8_t periods;  // bit i: a value for period i
   };
   struct Walked {
-    std::vector<Written> series;
+    std::array<const char*, 2> period_labels;
+    std::array<double, 2> starts;
     std::vector<Seen> pairs;
   };
   std::vector<std::array<Walked, 2>> walked(kpis.size());
@@ -173,18 +172,23 @@ void WriteKpiFamilies(const projection::KpiProjection& projection,
       halves.Run(middles[k], value, [&](const Range& range, TextFamily& out) {
         Walked& w = walked[k][half(range)];
         std::string scratch;
+        LabelBlock labels;
         projection.ForEachKpiPair(
             *kpis[k], range, [&](const projection::KpiPair& p) {
               if (!mask.Exports(p.partition)) return;
-              w.pairs.push_back({p.subject, Seconds(p.last_event_time)});
+              Seen& seen = w.pairs.emplace_back(
+                  Seen{p.subject, Seconds(p.last_event_time), 0});
+              if (!p.values[0] && !p.values[1]) return;
+              w.period_labels = p.period_labels;
+              labels.Set(
+                  {{"kpi", p.kpi->id},
+                   {"subject", SubjectView(config, *p.subject, &scratch)}});
               for (size_t i = 0; i < 2; ++i) {
                 if (!p.values[i]) continue;
-                out.Add({{"kpi", p.kpi->id},
-                         {"subject", SubjectView(config, *p.subject, &scratch)},
-                         {"period", p.period_labels[i]}},
-                        *p.values[i]);
-                w.series.push_back({p.subject, p.period_labels[i],
-                                    Seconds(p.periods[i].start)});
+                out.AddWith(labels, {{"period", p.period_labels[i]}},
+                            *p.values[i]);
+                w.starts[i] = Seconds(p.periods[i].start);
+                seen.periods |= 1 << i;
               }
             });
       });
@@ -196,15 +200,18 @@ void WriteKpiFamilies(const projection::KpiProjection& projection,
                      MetricKind::kGauge, sink);
     for (size_t k = 0; k < kpis.size(); ++k) {
       halves.Run(middles[k], start, [&](const Range& range, TextFamily& out) {
-        std::vector<Written>& series = walked[k][half(range)].series;
+        const Walked& w = walked[k][half(range)];
         std::string scratch;
-        for (const Written& w : series) {
-          out.Add({{"kpi", kpis[k]->id},
-                   {"subject", SubjectView(config, *w.subject, &scratch)},
-                   {"period", w.period}},
-                  w.start);
+        LabelBlock labels;
+        for (const Seen& p : w.pairs) {
+          if (p.periods == 0) continue;
+          labels.Set({{"kpi", kpis[k]->id},
+                      {"subject", SubjectView(config, *p.subject, &scratch)}});
+          for (size_t i = 0; i < 2; ++i) {
+            if ((p.periods >> i & 1) == 0) continue;
+            out.AddWith(labels, {{"period", w.period_labels[i]}}, w.starts[i]);
+          }
         }
-        series = std::vector<Written>();
       });
     }
   }

@@ -4,6 +4,8 @@
 #include <array>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 namespace okrd::exporter {
 
@@ -13,8 +15,55 @@ namespace {
 // exponent such as "e-308".
 constexpr size_t kValueRoom = 32;
 
-// Writes `value` at `out`; returns the end.
+// Copies `size` bytes to `out`; returns the end. The runs a line is made
+// of (names, label values) are short: they are copied inline, where a call
+// to memmove for each cost more than the copy.
+inline char* Put(const char* from, size_t size, char* out) {
+  if (size > 16) {
+    std::memcpy(out, from, size);
+  } else if (size >= 8) {
+    uint64_t head, tail;
+    std::memcpy(&head, from, 8);
+    std::memcpy(&tail, from + size - 8, 8);
+    std::memcpy(out, &head, 8);
+    std::memcpy(out + size - 8, &tail, 8);
+  } else if (size >= 4) {
+    uint32_t head, tail;
+    std::memcpy(&head, from, 4);
+    std::memcpy(&tail, from + size - 4, 4);
+    std::memcpy(out, &head, 4);
+    std::memcpy(out + size - 4, &tail, 4);
+  } else {
+    for (size_t i = 0; i < size; ++i) out[i] = from[i];
+  }
+  return out + size;
+}
+
+inline char* Put(absl::string_view text, char* out) {
+  return Put(text.data(), text.size(), out);
+}
+
+// Doubles below this magnitude that are whole are integers exactly, and
+// so is every double between them: no shorter digits name the same value.
+constexpr double kExactWhole = 9007199254740992.0;  // 2^53
+
+// Writes `value` at `out`; returns the end. The text is std::to_chars'
+// shortest form.
 char* WriteValue(double value, char* out) {
+  // Most values are whole (timestamps, counts, the 0 and 1 of state
+  // series): written as integers, which is to_chars' form for them unless
+  // they end in five zeros or more (1e+06 is shorter than 1000000) or are
+  // -0.
+  if (value > -kExactWhole && value < kExactWhole) {
+    const auto whole = static_cast<int64_t>(value);
+    if (static_cast<double>(whole) == value && whole % 100000 != 0) {
+      return std::to_chars(out, out + kValueRoom, whole).ptr;
+    }
+    if (value == 0 && !std::signbit(value)) {
+      *out = '0';
+      return out + 1;
+    }
+  }
   if (std::isnan(value)) return std::copy_n("NaN", 3, out);
   if (std::isinf(value))
     return std::copy_n(value > 0 ? "+Inf" : "-Inf", 4, out);
@@ -28,19 +77,62 @@ constexpr std::array<bool, 256> kEscaped = [] {
   return escaped;
 }();
 
-// Writes `value` escaped at `out`, which has room for twice its size;
+// Whether any byte of `word` is `byte` (exact as a yes or no).
+constexpr bool HasByte(uint64_t word, unsigned char byte) {
+  constexpr uint64_t kOnes = 0x0101010101010101;
+  constexpr uint64_t kHighs = 0x8080808080808080;
+  const uint64_t x = word ^ (kOnes * byte);
+  return ((x - kOnes) & ~x & kHighs) != 0;
+}
+
+// Whether `value` has a byte that escapes: eight bytes at a time, the
+// last word overlapping the one before it.
+inline bool Escapes(absl::string_view value) {
+  const char* const c = value.data();
+  const size_t size = value.size();
+  const auto any = [](uint64_t word) {
+    return HasByte(word, '\\') || HasByte(word, '"') || HasByte(word, '\n');
+  };
+  uint64_t word = 0;  // a zero byte escapes nothing
+  if (size >= 8) {
+    for (size_t i = 0; i + 8 < size; i += 8) {
+      std::memcpy(&word, c + i, 8);
+      if (any(word)) return true;
+    }
+    std::memcpy(&word, c + size - 8, 8);
+  } else if (size >= 4) {
+    uint32_t head, tail;
+    std::memcpy(&head, c, 4);
+    std::memcpy(&tail, c + size - 4, 4);
+    word = head | uint64_t{tail} << 32;
+  } else {
+    for (size_t i = 0; i < size; ++i) {
+      word |= uint64_t{static_cast<unsigned char>(c[i])} << (8 * i);
+    }
+  }
+  return any(word);
+}
+
+// Writes `value`, which has a byte that escapes, escaped at `out`;
 // returns the end.
-char* WriteLabelValue(absl::string_view value, char* out) {
+[[gnu::noinline]] char* WriteEscaped(absl::string_view value, char* out) {
   const char* plain = value.data();
   const char* const end = value.data() + value.size();
   for (const char* c = plain; c != end; ++c) {
     if (!kEscaped[static_cast<unsigned char>(*c)]) continue;
-    out = std::copy(plain, c, out);
+    out = Put(plain, c - plain, out);
     *out++ = '\\';
     *out++ = *c == '\n' ? 'n' : *c;
     plain = c + 1;
   }
-  return std::copy(plain, end, out);
+  return Put(plain, end - plain, out);
+}
+
+// Writes `value` escaped at `out`, which has room for twice its size;
+// returns the end. Most values escape nothing and are copied whole.
+inline char* WriteLabelValue(absl::string_view value, char* out) {
+  if (!Escapes(value)) return Put(value, out);
+  return WriteEscaped(value, out);
 }
 
 // The room `labels` take at most, escaped, with their separators.
@@ -57,7 +149,7 @@ size_t LabelRoom(absl::Span<const Label> labels) {
 char* WriteLabels(absl::Span<const Label> labels, char separator, char* out) {
   for (const auto& [name, value] : labels) {
     *out++ = separator;
-    out = std::copy(name.begin(), name.end(), out);
+    out = Put(name, out);
     *out++ = '=';
     *out++ = '"';
     out = WriteLabelValue(value, out);
@@ -126,8 +218,8 @@ void TextFamily::AddWith(const LabelBlock& shared,
   const size_t room =
       name_.size() + shared.text_.size() + LabelRoom(labels) + kValueRoom + 3;
   if (line_.size() < room) line_.resize(std::max(room, size_t{256}));
-  char* out = std::copy(name_.begin(), name_.end(), line_.data());
-  out = std::copy(shared.text_.begin(), shared.text_.end(), out);
+  char* out = Put(name_, line_.data());
+  out = Put(shared.text_, out);
   out = WriteLabels(labels, shared.text_.empty() ? '{' : ',', out);
   if (!shared.text_.empty() || !labels.empty()) *out++ = '}';
   *out++ = ' ';

@@ -6,9 +6,12 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <charconv>
+#include <cmath>
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <random>
 #include <regex>
 #include <set>
 #include <string>
@@ -966,6 +969,80 @@ TEST(TextFormatTest, EscapesLabelsAndHelpAndFormatsValues) {
             "# HELP okr_z Specials.\n"
             "# TYPE okr_z gauge\n"
             "okr_z NaN\nokr_z +Inf\nokr_z -Inf\nokr_z -0\nokr_z 1793487600\n");
+}
+
+TEST(TextFormatTest, ValuesAreWrittenInToCharsShortestForm) {
+  // Whole numbers take a path of their own; each must read as to_chars
+  // writes it, including where 1e+06 is shorter than the digits.
+  std::vector<double> values = {0.0,
+                                -0.0,
+                                1,
+                                -1,
+                                9,
+                                10,
+                                99999,
+                                100000,
+                                -100000,
+                                1e6,
+                                1234500000,
+                                1764633600,
+                                1e15,
+                                1e16,
+                                9007199254740991.0,
+                                9007199254740992.0,
+                                -9007199254740991.0,
+                                9007199254740994.0,
+                                0.5,
+                                1e-7,
+                                123.25,
+                                1e21,
+                                -1e300};
+  for (double p = 1; p < 1e17; p *= 10) {
+    for (double m : {1.0, 3.0, 12.0, 120.0, 1200.0, 99999.0, 100001.0}) {
+      values.push_back(p * m);
+      values.push_back(-p * m);
+      values.push_back(p * m + 1);
+    }
+  }
+  std::mt19937_64 random(7);
+  for (int i = 0; i < 100000; ++i) {
+    const int digits = static_cast<int>(random() % 16);
+    const double whole = static_cast<double>(
+        static_cast<int64_t>(random() % 9007199254740992ULL) /
+        static_cast<int64_t>(std::pow(10, digits)));
+    values.push_back(whole * std::pow(10, random() % 8));
+    values.push_back(-whole);
+  }
+  for (double value : values) {
+    char expected[64];
+    const auto end =
+        std::to_chars(expected, expected + sizeof(expected), value).ptr;
+    std::string text;
+    AppendValue(value, &text);
+    ASSERT_EQ(text, std::string(expected, end)) << value;
+  }
+}
+
+TEST(TextFormatTest, LabelValuesEscapeAnywhereInTheirWords) {
+  // Each escaped byte at each place of values up to three words long, and
+  // plain ones of every length.
+  for (size_t size = 0; size < 25; ++size) {
+    const std::string plain(size, 'a');
+    std::string text;
+    AppendLabelValue(plain, &text);
+    EXPECT_EQ(text, plain);
+    for (size_t at = 0; at < size; ++at) {
+      for (char c : {'\\', '"', '\n'}) {
+        std::string value = plain;
+        value[at] = c;
+        std::string want = plain.substr(0, at) + '\\' + (c == '\n' ? 'n' : c) +
+                           plain.substr(at + 1);
+        text.clear();
+        AppendLabelValue(value, &text);
+        EXPECT_EQ(text, want) << size << " " << at;
+      }
+    }
+  }
 }
 
 TEST(TextFormatTest, SharedLabelsAreWrittenAsPlainOnes) {
