@@ -133,6 +133,33 @@ class Halves {
   std::thread helper_;
 };
 
+// What the values' walk wrote of a KPI (or half of it): the period starts
+// and the last event times follow it without walking the pairs again, nor
+// reading or escaping a subject again. A KPI's two periods are the same
+// for all its pairs, so a pair's note says which of them had a value.
+struct PairNote {
+  size_t labels_end;  // of its `{kpi="…",subject="…"` in KpiWalk::labels
+  double last_event;
+  uint8_t periods;  // bit i: a value for period i
+};
+struct KpiWalk {
+  std::array<const char*, 2> period_labels;
+  std::array<double, 2> starts;
+  std::string labels;
+  std::vector<PairNote> pairs;
+  // Calls fn(labels, pair) for each pair in walk order.
+  template <typename F>
+  void ForEach(F fn) const {
+    size_t from = 0;
+    for (const PairNote& p : pairs) {
+      fn(WrittenLabels{absl::string_view(labels).substr(from,
+                                                        p.labels_end - from)},
+         p);
+      from = p.labels_end;
+    }
+  }
+};
+
 // The KPI families: values, their period starts, then the last event
 // times, each written on its own so that it streams; the pairs are walked
 // once, for the values.
@@ -148,21 +175,7 @@ void WriteKpiFamilies(const projection::KpiProjection& projection,
   using Range = projection::KpiProjection::SubjectRange;
   // The half of a KPI's subjects `range` is (0 for the first of two).
   const auto half = [](const Range& range) { return range.until ? 0 : 1; };
-  // What the values' walk wrote, per KPI and half: the period starts and
-  // the last event times follow it without walking the pairs again. A
-  // KPI's two periods are the same for all its pairs, so a pair's note
-  // says which of them had a value.
-  struct Seen {
-    const std::string* subject;
-    double last_event;
-    uint8_t periods;  // bit i: a value for period i
-  };
-  struct Walked {
-    std::array<const char*, 2> period_labels;
-    std::array<double, 2> starts;
-    std::vector<Seen> pairs;
-  };
-  std::vector<std::array<Walked, 2>> walked(kpis.size());
+  std::vector<std::array<KpiWalk, 2>> walked(kpis.size());
   {
     TextFamily value("okr_kpi_value",
                      "KPI value by its configured aggregation, for the "
@@ -170,23 +183,23 @@ void WriteKpiFamilies(const projection::KpiProjection& projection,
                      MetricKind::kGauge, sink);
     for (size_t k = 0; k < kpis.size(); ++k) {
       halves.Run(middles[k], value, [&](const Range& range, TextFamily& out) {
-        Walked& w = walked[k][half(range)];
+        KpiWalk& w = walked[k][half(range)];
         std::string scratch;
         LabelBlock labels;
         projection.ForEachKpiPair(
             *kpis[k], range, [&](const projection::KpiPair& p) {
               if (!mask.Exports(p.partition)) return;
-              Seen& seen = w.pairs.emplace_back(
-                  Seen{p.subject, Seconds(p.last_event_time), 0});
-              if (!p.values[0] && !p.values[1]) return;
-              w.period_labels = p.period_labels;
               labels.Set(
                   {{"kpi", p.kpi->id},
                    {"subject", SubjectView(config, *p.subject, &scratch)}});
+              w.labels.append(labels.text());
+              PairNote& seen = w.pairs.emplace_back(
+                  PairNote{w.labels.size(), Seconds(p.last_event_time), 0});
               for (size_t i = 0; i < 2; ++i) {
                 if (!p.values[i]) continue;
                 out.AddWith(labels, {{"period", p.period_labels[i]}},
                             *p.values[i]);
+                w.period_labels[i] = p.period_labels[i];
                 w.starts[i] = Seconds(p.periods[i].start);
                 seen.periods |= 1 << i;
               }
@@ -200,18 +213,13 @@ void WriteKpiFamilies(const projection::KpiProjection& projection,
                      MetricKind::kGauge, sink);
     for (size_t k = 0; k < kpis.size(); ++k) {
       halves.Run(middles[k], start, [&](const Range& range, TextFamily& out) {
-        const Walked& w = walked[k][half(range)];
-        std::string scratch;
-        LabelBlock labels;
-        for (const Seen& p : w.pairs) {
-          if (p.periods == 0) continue;
-          labels.Set({{"kpi", kpis[k]->id},
-                      {"subject", SubjectView(config, *p.subject, &scratch)}});
+        const KpiWalk& w = walked[k][half(range)];
+        w.ForEach([&](WrittenLabels labels, const PairNote& p) {
           for (size_t i = 0; i < 2; ++i) {
             if ((p.periods >> i & 1) == 0) continue;
             out.AddWith(labels, {{"period", w.period_labels[i]}}, w.starts[i]);
           }
-        }
+        });
       });
     }
   }
@@ -221,14 +229,11 @@ void WriteKpiFamilies(const projection::KpiProjection& projection,
       MetricKind::kGauge, sink);
   for (size_t k = 0; k < kpis.size(); ++k) {
     halves.Run(middles[k], last, [&](const Range& range, TextFamily& out) {
-      std::vector<Seen>& pairs = walked[k][half(range)].pairs;
-      std::string scratch;
-      for (const Seen& p : pairs) {
-        out.Add({{"kpi", kpis[k]->id},
-                 {"subject", SubjectView(config, *p.subject, &scratch)}},
-                p.last_event);
-      }
-      pairs = std::vector<Seen>();
+      KpiWalk& w = walked[k][half(range)];
+      w.ForEach([&](WrittenLabels labels, const PairNote& p) {
+        out.AddWith(labels, {}, p.last_event);
+      });
+      w = KpiWalk();
     });
   }
 }

@@ -211,17 +211,17 @@ TextFamily::~TextFamily() {
   if (sink_ != nullptr) MoveTo(sink_);
 }
 
-void TextFamily::AddWith(const LabelBlock& shared,
-                         absl::Span<const Label> labels, double value) {
+void TextFamily::AddWith(WrittenLabels shared, absl::Span<const Label> labels,
+                         double value) {
   // The line is written into room sized for it, then appended whole: one
   // bounds check and one copy instead of one per part.
   const size_t room =
-      name_.size() + shared.text_.size() + LabelRoom(labels) + kValueRoom + 3;
+      name_.size() + shared.text.size() + LabelRoom(labels) + kValueRoom + 3;
   if (line_.size() < room) line_.resize(std::max(room, size_t{256}));
   char* out = Put(name_, line_.data());
-  out = Put(shared.text_, out);
-  out = WriteLabels(labels, shared.text_.empty() ? '{' : ',', out);
-  if (!shared.text_.empty() || !labels.empty()) *out++ = '}';
+  out = Put(shared.text, out);
+  out = WriteLabels(labels, shared.text.empty() ? '{' : ',', out);
+  if (!shared.text.empty() || !labels.empty()) *out++ = '}';
   *out++ = ' ';
   out = WriteValue(value, out);
   *out++ = '\n';

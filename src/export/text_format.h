@@ -39,10 +39,18 @@ class LabelBlock {
   LabelBlock() = default;
   explicit LabelBlock(absl::Span<const Label> labels) { Set(labels); }
   void Set(absl::Span<const Label> labels);
+  // The labels as written: `{a="x",b="y"` without the closing brace, or
+  // empty. Kept elsewhere, it is written again as WrittenLabels.
+  const std::string& text() const { return text_; }
 
  private:
-  friend class TextFamily;
-  std::string text_;  // `{a="x",b="y"` without the closing brace, or empty
+  std::string text_;
+};
+
+// A LabelBlock's text() kept elsewhere: a block for each of many samples,
+// written once and read back in order.
+struct WrittenLabels {
+  absl::string_view text;
 };
 
 // How much text a family gathers before it hands on a piece.
@@ -98,8 +106,12 @@ class TextFamily {
     AddWith(kNoLabels, labels, value);
   }
   // The labels of `shared`, then `labels`.
-  void AddWith(const LabelBlock& shared, absl::Span<const Label> labels,
+  void AddWith(WrittenLabels shared, absl::Span<const Label> labels,
                double value);
+  void AddWith(const LabelBlock& shared, absl::Span<const Label> labels,
+               double value) {
+    AddWith(WrittenLabels{shared.text()}, labels, value);
+  }
   void AddWith(const LabelBlock& shared, double value) {
     AddWith(shared, {}, value);
   }
