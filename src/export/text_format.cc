@@ -15,6 +15,17 @@ namespace {
 // exponent such as "e-308".
 constexpr size_t kValueRoom = 32;
 
+// Copies `size` bytes, between one and two `Word`s, as two words that may
+// overlap.
+template <typename Word>
+inline void PutTwoWords(const char* from, size_t size, char* out) {
+  Word head, tail;
+  std::memcpy(&head, from, sizeof(Word));
+  std::memcpy(&tail, from + size - sizeof(Word), sizeof(Word));
+  std::memcpy(out, &head, sizeof(Word));
+  std::memcpy(out + size - sizeof(Word), &tail, sizeof(Word));
+}
+
 // Copies `size` bytes to `out`; returns the end. The runs a line is made
 // of (names, label values) are short: they are copied inline, where a call
 // to memmove for each cost more than the copy.
@@ -22,17 +33,9 @@ inline char* Put(const char* from, size_t size, char* out) {
   if (size > 16) {
     std::memcpy(out, from, size);
   } else if (size >= 8) {
-    uint64_t head, tail;
-    std::memcpy(&head, from, 8);
-    std::memcpy(&tail, from + size - 8, 8);
-    std::memcpy(out, &head, 8);
-    std::memcpy(out + size - 8, &tail, 8);
+    PutTwoWords<uint64_t>(from, size, out);
   } else if (size >= 4) {
-    uint32_t head, tail;
-    std::memcpy(&head, from, 4);
-    std::memcpy(&tail, from + size - 4, 4);
-    std::memcpy(out, &head, 4);
-    std::memcpy(out + size - 4, &tail, 4);
+    PutTwoWords<uint32_t>(from, size, out);
   } else {
     for (size_t i = 0; i < size; ++i) out[i] = from[i];
   }
