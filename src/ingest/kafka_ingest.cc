@@ -96,6 +96,39 @@ struct PartitionList {
 
 }  // namespace
 
+std::map<std::string, std::string> ConsumerTuning() {
+  return {
+      // How long a fetch may wait for data. The embedded broker answers
+      // only when it runs out (a real one as soon as data arrives), so it
+      // bounds event-to-metric latency there: at 50 ms the p50 from send
+      // to fold was 28 ms at 1k events/s, at 5 ms 4.6 ms (ingest_bench
+      // --latency-seconds). Against a real cluster a larger value only
+      // saves idle fetches; kafka.properties overrides it.
+      {"fetch.wait.max.ms", "5"},
+      // librdkafka counts this against the one consumer queue all
+      // partitions feed, so its default (100000) starves a fast consumer
+      // between fetches; the queue stays bounded by
+      // queued.max.messages.kbytes.
+      {"queued.min.messages", "1000000"},
+      // What the consumer queue may hold ahead of okrd, in message bytes
+      // (librdkafka's own bookkeeping comes on top: about 3.7 times as
+      // much again for 100-byte events). Once the queue is over it,
+      // librdkafka 2.0 stops fetching and looks again only when its
+      // broker thread next wakes, up to a second later; so the queue
+      // must hold about a second of okrd's fastest ingest, or a catch-up
+      // stalls with the queue empty. At 16 MiB (about 230k events of
+      // 73 bytes) ingest_bench's consumer waited 0.4-1.3 s of every
+      // 1.5-4 s for messages and took 255-300k events/s; at 32 MiB it
+      // waited for none and took 360-420k. A fetch may overshoot the
+      // bound by a whole response: at librdkafka's defaults (64 MiB,
+      // 50 MiB per response) the backlog after a 30 s broker stall on
+      // 400 partitions held 320 MiB; responses of at most 4 MiB keep the
+      // overshoot small.
+      {"queued.max.messages.kbytes", "32768"},
+      {"fetch.max.bytes", "4194304"},
+  };
+}
+
 class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
                                 public RdKafka::EventCb {
  public:
@@ -123,28 +156,8 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
         {"enable.partition.eof", "false"},
         {"partition.assignment.strategy", "cooperative-sticky"},
         {"auto.offset.reset", kafka.auto_offset_reset},
-        // How long a fetch may wait for data. The embedded broker answers
-        // only when it runs out (a real one as soon as data arrives), so it
-        // bounds event-to-metric latency there: at 50 ms the p50 from send
-        // to fold was 28 ms at 1k events/s, at 5 ms 4.6 ms (ingest_bench
-        // --latency-seconds). Against a real cluster a larger value only
-        // saves idle fetches; kafka.properties overrides it.
-        {"fetch.wait.max.ms", "5"},
-        // librdkafka counts this against the one consumer queue all
-        // partitions feed, so its default (100000) starves a fast consumer
-        // between fetches; the queue stays bounded by
-        // queued.max.messages.kbytes (64 MiB by default).
-        {"queued.min.messages", "1000000"},
-        // What the consumer queue may hold ahead of okrd. librdkafka checks
-        // queued.max.messages.kbytes before each fetch, and a fetch may
-        // overshoot it by a whole response: at the defaults (64 MiB, 50 MiB
-        // per response) the backlog after a 30 s broker stall on 400
-        // partitions held 320 MiB. 16 MiB is some 80k events, half a
-        // second of okrd's fastest ingest; a response of at most 4 MiB keeps
-        // the overshoot small.
-        {"queued.max.messages.kbytes", "16384"},
-        {"fetch.max.bytes", "4194304"},
     };
+    settings.merge(ConsumerTuning());
     for (const auto& [key, value] : kafka.properties) settings[key] = value;
     std::string err;
     for (const auto& [key, value] : settings) {

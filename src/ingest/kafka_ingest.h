@@ -62,6 +62,11 @@ class SeriesGate {
   virtual bool Admit(const okrd::v1::KpiEvent& event, std::string* detail) = 0;
 };
 
+// The librdkafka consumer settings okrd uses unless kafka.properties says
+// otherwise: fetch wait and prefetch bounds tuned for ingest and
+// event-to-metric latency (README, `kafka.properties`).
+std::map<std::string, std::string> ConsumerTuning();
+
 class KafkaIngest {
  public:
   // `brokers` is the bootstrap list to use (the config's, or the embedded

@@ -232,9 +232,10 @@ std::unique_ptr<RdKafka::KafkaConsumer> FloorConsumer(
       {"enable.auto.commit", "false"},
       {"enable.partition.eof", "false"},
       {"partition.assignment.strategy", "cooperative-sticky"},
-      {"auto.offset.reset", "earliest"},
-      {"fetch.wait.max.ms", "5"},
-      {"queued.min.messages", "1000000"}};
+      {"auto.offset.reset", "earliest"}};
+  // okrd's own consumer settings, so that the floors differ from okrd only
+  // in the work done per message.
+  settings.merge(okrd::ingest::ConsumerTuning());
   for (const auto& [key, value] : config.kafka.properties) {
     settings[key] = value;
   }
