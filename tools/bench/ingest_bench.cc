@@ -579,7 +579,12 @@ double IngestRate(const std::shared_ptr<config::Config>& config,
       absl::SleepFor(absl::Milliseconds(50));
     stop.store(true);
   });
+  // Named as okrd's own consume thread is, for the CPU lines and profiles.
+  char name[16] = {};
+  pthread_getname_np(pthread_self(), name, sizeof(name));
+  pthread_setname_np(pthread_self(), "okrd-consume");
   const absl::Status status = (*ingest)->Run(stop);
+  pthread_setname_np(pthread_self(), name);
   watchdog.join();
   if (!status.ok() || sink.seen() < static_cast<uint64_t>(events)) {
     std::fprintf(stderr, "ingest_bench: only %llu of %lld events arrived\n",
