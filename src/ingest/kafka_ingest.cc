@@ -119,7 +119,7 @@ std::map<std::string, std::string> ConsumerTuning() {
       // stalls with the queue empty. At 16 MiB (about 230k events of
       // 73 bytes) ingest_bench's consumer waited 0.4-1.3 s of every
       // 1.5-4 s for messages and took 255-300k events/s; at 32 MiB it
-      // waited for none and took 360-420k. A fetch may overshoot the
+      // waited for none and took 357-497k. A fetch may overshoot the
       // bound by a whole response: at librdkafka's defaults (64 MiB,
       // 50 MiB per response) the backlog after a 30 s broker stall on
       // 400 partitions held 320 MiB; responses of at most 4 MiB keep the

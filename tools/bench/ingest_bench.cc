@@ -579,7 +579,8 @@ double IngestRate(const std::shared_ptr<config::Config>& config,
       absl::SleepFor(absl::Milliseconds(50));
     stop.store(true);
   });
-  // Named as okrd's own consume thread is, for the CPU lines and profiles.
+  // Run() consumes on this thread (in okrd, the main one): named beside
+  // okrd-append and okrd-publish for the CPU lines and profiles.
   char name[16] = {};
   pthread_getname_np(pthread_self(), name, sizeof(name));
   pthread_setname_np(pthread_self(), "okrd-consume");
