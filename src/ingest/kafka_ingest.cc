@@ -111,8 +111,8 @@ std::map<std::string, std::string> ConsumerTuning() {
       // queued.max.messages.kbytes.
       {"queued.min.messages", "1000000"},
       // What the consumer queue may hold ahead of okrd, in message bytes
-      // (librdkafka's own bookkeeping comes on top: about 3.7 times as
-      // much again for 100-byte events). Once the queue is over it,
+      // (with librdkafka's bookkeeping, a queued 100-byte event takes about
+      // 3.7 times its bytes in memory). Once the queue is over it,
       // librdkafka 2.0 stops fetching and looks again only when its
       // broker thread next wakes, up to a second later; so the queue
       // must hold about a second of okrd's fastest ingest, or a catch-up
