@@ -1778,8 +1778,11 @@ absl::Status EventLog::WriteRun(const IdTable& table, uint64_t covered) {
                                .string();
   rocksdb::Options run_options(rocksdb::DBOptions(), IdIndexOptions(nullptr));
   // Uncompressed: a run's entries are mostly their 32-byte hashes, which do
-  // not compress, and LZ4 was a quarter of the run writer's CPU.
+  // not compress, and LZ4 was a quarter of the run writer's CPU. An
+  // SstFileWriter takes the last entry of compression_per_level (LZ4, from
+  // OptimizeLevelStyleCompaction) over `compression`: both are set.
   run_options.compression = rocksdb::kNoCompression;
+  run_options.compression_per_level.clear();
   rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), run_options,
                                 handles_[kDedup]);
   if (absl::Status s = FromRocks(writer.Open(path), "opening a run"); !s.ok()) {
