@@ -5,12 +5,16 @@
 //   ingest_bench [--events N] [--partitions P] [--subjects S] [--batch B]
 //                [--runs R] [--kafka-property KEY=VALUE]... [--random-ids]
 //                [--format protobuf|json|protobuf,json]
-//                [--latency-fractions F,F...]
+//                [--latency-fractions F,F...] [--latency-base live|catch-up]
 //                [--latency-seconds S]
 //
-// With --latency-seconds, it then produces at fixed rates (1k/s, and
-// --latency-fractions of the durable rate just measured, 0.5,0.9 by default)
-// for S seconds each, and prints percentiles (after 0.5 s of warm-up) of the
+// With --latency-seconds, it then measures the maximum: N events produced
+// flat out by this process while a durable ingest consumes them, so that the
+// producer and the broker take the share of the machine they take at the
+// fixed rates (--latency-base catch-up uses the durable rate measured before,
+// with the topic loaded beforehand, instead). Then it produces at fixed rates
+// (1k/s, and --latency-fractions of that maximum, 0.5,0.9 by default) for S
+// seconds each, and prints percentiles (after 0.5 s of warm-up) of the
 // time from each send to the event's fold into the projection, which is when
 // the next /metrics scrape shows it. Before each rate, a floor line: the same
 // producer and consumer settings with the messages only consumed and decoded,
@@ -439,20 +443,37 @@ class RawLatencyConsumer {
 // The first events of each rate are not counted (see count_from_us).
 constexpr absl::Duration kWarmUp = absl::Milliseconds(500);
 
-// Produces `rate` events a second for `seconds` into a fresh topic that a
-// durable ingest (sync on) consumes, or with `floor` the raw consumer above;
-// returns "p50 / p99 / max" of the send to fold (or consume) latency in ms,
-// or an empty string.
-std::string LatencyAt(const std::shared_ptr<config::Config>& config,
-                      const std::string& brokers, const std::string& topic,
-                      double rate, double seconds, long long subjects,
-                      bool floor) {
+// What one latency run saw.
+struct LatencyRun {
+  bool ok = false;
+  double p50 = 0, p99 = 0, max = 0;  // ms, events after the warm-up
+  size_t counted = 0;
+  double cores_busy = 0;  // the whole process, first send to last arrival
+  double rate = 0;        // events sent / (last arrival - first send)
+
+  std::string Describe() const {
+    if (!ok) return "failed";
+    return absl::StrFormat(
+        "p50 %.1f ms, p99 %.1f ms, max %.1f ms (%zu events after the first "
+        "0.5 s); %.2f cores busy",
+        p50, p99, max, counted, cores_busy);
+  }
+};
+
+// Produces `total` events into a fresh topic that a durable ingest (sync on)
+// consumes, or with `floor` the raw consumer above, `rate` events a second
+// or, with `rate` 0, as fast as the producer can send them; returns the
+// send to fold (or consume) latencies and the rate achieved.
+LatencyRun LatencyAt(const std::shared_ptr<config::Config>& config,
+                     const std::string& brokers, const std::string& topic,
+                     double rate, long long total, long long subjects,
+                     bool floor) {
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path() /
       absl::StrCat("okrd-latency-", getpid(), "-", topic);
   std::filesystem::remove_all(dir);
   auto log = eventlog::EventLog::Open({.path = dir.string(), .sync = true});
-  if (!log.ok()) return "";
+  if (!log.ok()) return {};
   auto run_config = std::make_shared<config::Config>(*config);
   run_config->kafka.topics = {topic};
   run_config->kafka.group_id = absl::StrCat("latency-", topic);
@@ -462,11 +483,11 @@ std::string LatencyAt(const std::shared_ptr<config::Config>& config,
       absl::UnavailableError("not started");
   if (floor) {
     raw = RawLatencyConsumer::Start(*run_config, brokers, topic);
-    if (!raw) return "";
+    if (!raw) return {};
   } else {
     ingest = ingest::KafkaIngest::Create(run_config, brokers, log->get(), &sink,
                                          &Clock::Real());
-    if (!ingest.ok()) return "";
+    if (!ingest.ok()) return {};
   }
   std::atomic<bool> stop{false};
   absl::Status status;
@@ -484,7 +505,6 @@ std::string LatencyAt(const std::shared_ptr<config::Config>& config,
   auto producer = ingest::Producer::Create(brokers, {{"linger.ms", "1"}});
   ThreadCpu cpu_before;
   absl::Time sending_started = absl::InfinitePast();
-  const long long total = static_cast<long long>(rate * seconds);
   if (producer.ok()) {
     okrd::v1::KpiEvent e;
     e.set_kpi("signups");
@@ -495,10 +515,12 @@ std::string LatencyAt(const std::shared_ptr<config::Config>& config,
     cpu_before = ReadThreadCpu();
     sending_started = start;
     for (long long i = 0; i < total; ++i) {
-      const absl::Time due =
-          start + absl::Seconds(static_cast<double>(i) / rate);
-      const absl::Time now = absl::Now();
-      if (due > now) absl::SleepFor(due - now);
+      if (rate > 0) {
+        const absl::Time due =
+            start + absl::Seconds(static_cast<double>(i) / rate);
+        const absl::Time now = absl::Now();
+        if (due > now) absl::SleepFor(due - now);
+      }
       e.set_event_id(absl::StrCat(topic, "-", i));
       e.set_subject(absl::StrCat("subject-", i % subjects));
       e.set_value(1);
@@ -511,7 +533,7 @@ std::string LatencyAt(const std::shared_ptr<config::Config>& config,
   const absl::Time done_by = absl::Now() + absl::Seconds(60);
   while (latencies.seen() < static_cast<size_t>(total) &&
          absl::Now() < done_by) {
-    absl::SleepFor(absl::Milliseconds(20));
+    absl::SleepFor(absl::Milliseconds(1));
   }
   // The whole process (producer, broker and consumer) from the first send
   // to the last event's arrival.
@@ -530,17 +552,21 @@ std::string LatencyAt(const std::shared_ptr<config::Config>& config,
   log->reset();
   std::filesystem::remove_all(dir);
   if (!status.ok() || seen_all < static_cast<size_t>(total) || ms.empty()) {
-    return "";
+    return {};
   }
   std::sort(ms.begin(), ms.end());
   auto at = [&](double q) {
     return ms[std::min(ms.size() - 1, static_cast<size_t>(q * ms.size()))];
   };
-  return absl::StrFormat(
-      "p50 %.1f ms, p99 %.1f ms, max %.1f ms (%zu events after the first 0.5 "
-      "s); %.2f cores busy",
-      at(0.5), at(0.99), ms.back(), ms.size(),
-      elapsed > 0 ? busy_seconds / elapsed : 0);
+  LatencyRun run;
+  run.ok = true;
+  run.p50 = at(0.5);
+  run.p99 = at(0.99);
+  run.max = ms.back();
+  run.counted = ms.size();
+  run.cores_busy = elapsed > 0 ? busy_seconds / elapsed : 0;
+  run.rate = elapsed > 0 ? static_cast<double>(total) / elapsed : 0;
+  return run;
 }
 
 double Median(std::vector<double> values) {
@@ -604,7 +630,7 @@ int Main(int argc, char** argv) {
   (void)InitLogging("warn");
   Args args(
       {"events", "partitions", "subjects", "batch", "runs", "kafka-property",
-       "latency-seconds", "latency-fractions", "format"},
+       "latency-seconds", "latency-fractions", "latency-base", "format"},
       {"random-ids"});
   if (absl::Status s =
           args.Parse(std::vector<std::string>(argv + 1, argv + argc));
@@ -640,11 +666,24 @@ int Main(int argc, char** argv) {
     }
     fractions.push_back(fraction);
   }
+  const std::string latency_base =
+      std::string(args.Get("latency-base").value_or("live"));
+  if (latency_base != "live" && latency_base != "catch-up") {
+    std::fprintf(stderr,
+                 "ingest_bench: --latency-base: must be live or catch-up\n");
+    return 2;
+  }
+  const bool catch_up_base = latency_base == "catch-up";
   // The latency runs (a floor and okrd per rate) each read a topic of their
   // own from its start.
   std::vector<std::string> topics = {kTopic, kSecondTopic};
   for (size_t i = 0; i < 2 * (fractions.size() + 1); ++i) {
     topics.push_back(absl::StrCat("latency-", i));
+  }
+  if (!catch_up_base) {
+    for (long long r = 0; r < runs; ++r) {
+      topics.push_back(absl::StrCat("latency-max-", r));
+    }
   }
   auto broker =
       ingest::EmbeddedBroker::Start(static_cast<int>(partitions), topics);
@@ -800,13 +839,39 @@ int Main(int argc, char** argv) {
                  std::string(s.message()).c_str());
     return 2;
   }
-  std::vector<std::pair<std::string, double>> latency_rates = {
-      {"1k/s", 1000.0}};
-  for (double fraction : fractions) {
-    latency_rates.emplace_back(absl::StrFormat("%.0f%% of max", 100 * fraction),
-                               fraction * sync_rate);
-  }
   if (latency_seconds > 0) {
+    // The maximum the rates are fractions of. By default the rate durable
+    // ingest keeps up with while this process also produces, flat out: the
+    // producer and the broker then take their share of the machine, as they
+    // do at every fixed rate below. --latency-base catch-up takes the rate
+    // measured above instead, reading a topic loaded beforehand.
+    double base = sync_rate;
+    if (!catch_up_base) {
+      std::vector<double> live;
+      for (long long r = 0; r < runs; ++r) {
+        const LatencyRun run =
+            LatencyAt(config, brokers, absl::StrCat("latency-max-", r), 0,
+                      events, subjects, /*floor=*/false);
+        if (run.ok) live.push_back(run.rate);
+      }
+      if (live.empty()) {
+        std::fprintf(stderr,
+                     "ingest_bench: the maximum beside the producer "
+                     "could not be measured\n");
+        return 1;
+      }
+      base = Median(live);
+      std::printf(
+          "maximum beside the producer, sync on: %.0f events/s%s (catch-up "
+          "without it: %.0f)\n",
+          base, Range(live).c_str(), sync_rate);
+    }
+    std::vector<std::pair<std::string, double>> latency_rates = {
+        {"1k/s", 1000.0}};
+    for (double fraction : fractions) {
+      latency_rates.emplace_back(
+          absl::StrFormat("%.0f%% of max", 100 * fraction), fraction * base);
+    }
     int n = 0;
     for (const auto& [label, rate] : latency_rates) {
       // The floor first: the same producer and consumer settings, the
@@ -814,13 +879,14 @@ int Main(int argc, char** argv) {
       // library cost at this rate on this machine.
       for (bool raw_only : {true, false}) {
         const std::string topic = absl::StrCat("latency-", n++);
-        const std::string got =
-            LatencyAt(config, brokers, topic, rate,
-                      static_cast<double>(latency_seconds), subjects, raw_only);
+        const LatencyRun run = LatencyAt(
+            config, brokers, topic, rate,
+            static_cast<long long>(rate * static_cast<double>(latency_seconds)),
+            subjects, raw_only);
         std::printf(
             "%s %-10s (%6.0f/s): %s\n",
             raw_only ? "send -> consume, floor:" : "send -> fold, sync on:",
-            label.c_str(), rate, got.empty() ? "failed" : got.c_str());
+            label.c_str(), rate, run.Describe().c_str());
       }
     }
   }
