@@ -14,12 +14,14 @@
 // fixed rates (--latency-base catch-up uses the durable rate measured before,
 // with the topic loaded beforehand, instead). Then it produces at fixed rates
 // (1k/s, and --latency-fractions of that maximum, 0.5,0.9 by default) for S
-// seconds each, and prints percentiles (after 0.5 s of warm-up) of the
-// time from each send to the event's fold into the projection, which is when
-// the next /metrics scrape shows it. Before each rate, a floor line: the same
-// producer and consumer settings with the messages only consumed and decoded,
-// which is what the broker, the client library and the machine's load cost at
-// that rate.
+// seconds each, and prints percentiles (after one untimed event has gone
+// through, and 0.5 s of warm-up) of the time from each send to the event's
+// fold into the projection, which is when the next /metrics scrape shows
+// it, and the share of the machine's CPU time the host gave to other guests
+// meanwhile (steal). Before each rate, a floor line: the same producer and
+// consumer settings with the messages only consumed and decoded, which is
+// what the broker, the client library and the machine's load cost at that
+// rate.
 //
 // --format json sends the events as proto3 JSON on a topic listed in
 // kafka.json_topics (about 2.5 times the bytes: fewer fit the embedded
