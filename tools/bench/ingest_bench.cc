@@ -476,6 +476,7 @@ struct LatencyRun {
 
   std::string Describe() const {
     if (!ok) return "failed";
+    if (counted == 0) return "no events after the first 0.5 s";
     return absl::StrFormat(
         "p50 %.1f ms, p99 %.1f ms, max %.1f ms (%zu events after the first "
         "0.5 s); %.2f cores busy, %.0f%% stolen by the host",
@@ -534,10 +535,10 @@ LatencyRun LatencyAt(const std::shared_ptr<config::Config>& config,
   // starts fetching only after looking up its offsets; together up to a
   // second here, a start-up cost rather than latency.
   const size_t expected = static_cast<size_t>(total) + 1;
+  okrd::v1::KpiEvent e;
+  e.set_kpi("signups");
+  e.set_unit("count");
   if (producer.ok()) {
-    okrd::v1::KpiEvent e;
-    e.set_kpi("signups");
-    e.set_unit("count");
     e.set_event_id(absl::StrCat(topic, "-first"));
     e.set_subject("subject-0");
     e.set_value(1);
@@ -551,9 +552,6 @@ LatencyRun LatencyAt(const std::shared_ptr<config::Config>& config,
     }
   }
   if (producer.ok() && latencies.seen() == 1) {
-    okrd::v1::KpiEvent e;
-    e.set_kpi("signups");
-    e.set_unit("count");
     std::string payload;
     const absl::Time start = absl::Now();
     count_from_us.store(absl::ToUnixMicros(start + kWarmUp));
@@ -597,19 +595,21 @@ LatencyRun LatencyAt(const std::shared_ptr<config::Config>& config,
   if (ingest.ok()) ingest->reset();
   log->reset();
   std::filesystem::remove_all(dir);
-  if (!status.ok() || seen_all < expected || ms.empty()) {
-    return {};
-  }
-  std::sort(ms.begin(), ms.end());
-  auto at = [&](double q) {
-    return ms[std::min(ms.size() - 1, static_cast<size_t>(q * ms.size()))];
-  };
+  if (!status.ok() || seen_all < expected) return {};
   LatencyRun run;
   run.ok = true;
-  run.p50 = at(0.5);
-  run.p99 = at(0.99);
-  run.max = ms.back();
-  run.counted = ms.size();
+  // A short flat-out run may be over before the warm-up is: a rate, no
+  // percentiles.
+  if (!ms.empty()) {
+    std::sort(ms.begin(), ms.end());
+    auto at = [&](double q) {
+      return ms[std::min(ms.size() - 1, static_cast<size_t>(q * ms.size()))];
+    };
+    run.p50 = at(0.5);
+    run.p99 = at(0.99);
+    run.max = ms.back();
+    run.counted = ms.size();
+  }
   run.cores_busy = elapsed > 0 ? busy_seconds / elapsed : 0;
   const double ticks = machine_after.total - machine_before.total;
   run.stolen =
