@@ -6,22 +6,30 @@
 //                [--runs R] [--kafka-property KEY=VALUE]... [--random-ids]
 //                [--format protobuf|json|protobuf,json]
 //                [--latency-fractions F,F...] [--latency-base live|catch-up]
-//                [--latency-seconds S]
+//                [--latency-seconds S] [--latency-max-events M]
 //
-// With --latency-seconds, it then measures the maximum: N events produced
-// flat out by this process while a durable ingest consumes them, so that the
-// producer and the broker take the share of the machine they take at the
-// fixed rates (--latency-base catch-up uses the durable rate measured before,
-// with the topic loaded beforehand, instead). Then it produces at fixed rates
-// (1k/s, and --latency-fractions of that maximum, 0.5,0.9 by default) for S
-// seconds each, and prints percentiles (after one untimed event has gone
-// through, and 0.5 s of warm-up) of the time from each send to the event's
-// fold into the projection, which is when the next /metrics scrape shows
-// it, and the share of the machine's CPU time the host gave to other guests
-// meanwhile (steal). Before each rate, a floor line: the same producer and
-// consumer settings with the messages only consumed and decoded, which is
-// what the broker, the client library and the machine's load cost at that
-// rate.
+// With --latency-seconds, it then measures the maximum: M events (N by
+// default) produced flat out by this process while a durable ingest consumes
+// them, so that the producer and the broker take the share of the machine
+// they take at the fixed rates (--latency-base catch-up uses the durable rate
+// measured before, with the topic loaded beforehand, instead). N events go
+// through in a second or two, which leaves out what a longer run also pays
+// for (the id index's sorted runs, RocksDB's flushes): to hold the rates for
+// S seconds, give M about S seconds' worth (the producer stays at most 100k
+// events ahead of the consumer, which the embedded broker's partitions
+// hold). Then it produces at fixed rates (1k/s, and --latency-fractions of
+// that maximum, 0.5,0.9 by default) for S seconds each, and prints percentiles
+// (after one untimed event has gone through, and 0.5 s of warm-up) of the time
+// from each send to the event's fold into the projection, which is when the
+// next /metrics scrape shows it, and the share of the machine's CPU time the
+// host gave to other guests meanwhile (steal). Before each rate, a floor line:
+// the same producer and consumer settings with the messages only consumed and
+// decoded, which is what the broker, the client library and the machine's load
+// cost at that rate. Keep the partitions few for these (8 is the default): the
+// embedded broker finds a fetch's offset by walking the partition's message
+// sets from its oldest, and paced sending makes the sets small, so at 32
+// partitions that walk took more of the machine than okrd (rdk:mock 5.6
+// us/event against the floor consumer's 1.1, at 130k/s).
 //
 // --format json sends the events as proto3 JSON on a topic listed in
 // kafka.json_topics (about 2.5 times the bytes: fewer fit the embedded
@@ -202,6 +210,11 @@ struct CpuTally {
     for (const auto& [name, used] : sink.Cpu()) seconds[name] += used;
     events += sink.timed_events();
     wall_seconds += sink.timed_seconds();
+  }
+  void Add(const CpuTally& other) {
+    for (const auto& [name, used] : other.seconds) seconds[name] += used;
+    events += other.events;
+    wall_seconds += other.wall_seconds;
   }
 
   // "okrd-append 3.06, ...; total 5.92 us/event, 1.69 cores busy": us per
@@ -425,7 +438,10 @@ class RawLatencyConsumer {
     self->consumer_ =
         FloorConsumer(config, brokers, absl::StrCat("latency-", topic), topic);
     if (!self->consumer_) return nullptr;
-    self->thread_ = std::thread([raw = self.get()] { raw->Loop(); });
+    self->thread_ = std::thread([raw = self.get()] {
+      pthread_setname_np(pthread_self(), "floor-consume");
+      raw->Loop();
+    });
     return self;
   }
   ~RawLatencyConsumer() {
@@ -464,6 +480,10 @@ class RawLatencyConsumer {
 
 // The first events of each rate are not counted (see count_from_us).
 constexpr absl::Duration kWarmUp = absl::Milliseconds(500);
+// How far a flat-out producer may run ahead of the consumer, in events: a
+// third of a second of okrd's durable ingest here, within what 4 partitions
+// of the embedded broker hold.
+constexpr long long kMaxLead = 100000;
 
 // What one latency run saw.
 struct LatencyRun {
@@ -473,6 +493,7 @@ struct LatencyRun {
   double cores_busy = 0;  // the whole process, first send to last arrival
   double stolen = 0;      // of the machine's CPU time meanwhile (steal)
   double rate = 0;        // events sent / (last arrival - first send)
+  CpuTally cpu;           // by thread, first send to last arrival
 
   std::string Describe() const {
     if (!ok) return "failed";
@@ -482,6 +503,10 @@ struct LatencyRun {
         "0.5 s); %.2f cores busy, %.0f%% stolen by the host",
         p50, p99, max, counted, cores_busy, 100 * stolen);
   }
+  // Where the machine's time went: the producer (this process's main
+  // thread, its rdk: threads named like the consumer's), the embedded
+  // broker (rdk:mock) and the consumer.
+  std::string DescribeCpu() const { return ok ? cpu.Describe() : "failed"; }
 };
 
 // Produces `total` events into a fresh topic that a durable ingest (sync on)
@@ -516,6 +541,7 @@ LatencyRun LatencyAt(const std::shared_ptr<config::Config>& config,
   std::atomic<bool> stop{false};
   absl::Status status;
   std::thread runner([&] {
+    pthread_setname_np(pthread_self(), "okrd-consume");
     if (!floor) status = (*ingest)->Run(stop);
   });
   auto assigned = [&] {
@@ -559,11 +585,25 @@ LatencyRun LatencyAt(const std::shared_ptr<config::Config>& config,
     machine_before = ReadMachineTicks();
     sending_started = start;
     for (long long i = 0; i < total; ++i) {
+      // Paced in steps of a millisecond, the producer's linger: sleeping
+      // before each event (every 7 us at 137k/s) cost the producer three
+      // times its sending, the machine's time the consumers need.
       if (rate > 0) {
         const absl::Time due =
             start + absl::Seconds(static_cast<double>(i) / rate);
         const absl::Time now = absl::Now();
-        if (due > now) absl::SleepFor(due - now);
+        if (due - now >= absl::Milliseconds(1)) absl::SleepFor(due - now);
+      } else if (i % 1024 == 0) {
+        // Flat out, but at most kMaxLead events ahead of the consumer: the
+        // embedded broker drops a partition's oldest messages past ~5 MB,
+        // and a run long enough to include the id index's runs and
+        // RocksDB's flushes would otherwise outgrow it.
+        while (static_cast<long long>(i + 1) -
+                       static_cast<long long>(latencies.seen()) >
+                   kMaxLead &&
+               absl::Now() < start + absl::Minutes(5)) {
+          absl::SleepFor(absl::Milliseconds(1));
+        }
       }
       e.set_event_id(absl::StrCat(topic, "-", i));
       e.set_subject(absl::StrCat("subject-", i % subjects));
@@ -583,10 +623,15 @@ LatencyRun LatencyAt(const std::shared_ptr<config::Config>& config,
   const double elapsed = absl::ToDoubleSeconds(absl::Now() - sending_started);
   const MachineTicks machine_after = ReadMachineTicks();
   double busy_seconds = 0;
+  CpuTally cpu;
   for (const auto& [name, used] : ReadThreadCpu()) {
     auto before = cpu_before.find(name);
-    busy_seconds += used - (before == cpu_before.end() ? 0 : before->second);
+    cpu.seconds[name] =
+        used - (before == cpu_before.end() ? 0 : before->second);
+    busy_seconds += cpu.seconds[name];
   }
+  cpu.events = static_cast<uint64_t>(total);
+  cpu.wall_seconds = elapsed;
   stop.store(true);
   runner.join();
   std::vector<double> ms = latencies.ms();
@@ -615,6 +660,7 @@ LatencyRun LatencyAt(const std::shared_ptr<config::Config>& config,
   run.stolen =
       ticks > 0 ? (machine_after.steal - machine_before.steal) / ticks : 0;
   run.rate = elapsed > 0 ? static_cast<double>(total) / elapsed : 0;
+  run.cpu = std::move(cpu);
   return run;
 }
 
@@ -677,10 +723,10 @@ double IngestRate(const std::shared_ptr<config::Config>& config,
 
 int Main(int argc, char** argv) {
   (void)InitLogging("warn");
-  Args args(
-      {"events", "partitions", "subjects", "batch", "runs", "kafka-property",
-       "latency-seconds", "latency-fractions", "latency-base", "format"},
-      {"random-ids"});
+  Args args({"events", "partitions", "subjects", "batch", "runs",
+             "kafka-property", "latency-seconds", "latency-fractions",
+             "latency-base", "latency-max-events", "format"},
+            {"random-ids"});
   if (absl::Status s =
           args.Parse(std::vector<std::string>(argv + 1, argv + argc));
       !s.ok()) {
@@ -688,12 +734,14 @@ int Main(int argc, char** argv) {
                  std::string(s.message()).c_str());
     return 2;
   }
-  long long events = 0, partitions = 0, subjects = 0, batch = 0, runs = 0;
+  long long events = 0, partitions = 0, subjects = 0, batch = 0, runs = 0,
+            max_events = 0;
   for (auto [name, fallback, out] :
        {std::tuple{"events", 200000LL, &events},
         std::tuple{"partitions", 8LL, &partitions},
         std::tuple{"subjects", 1000LL, &subjects},
-        std::tuple{"batch", 5000LL, &batch}, std::tuple{"runs", 1LL, &runs}}) {
+        std::tuple{"batch", 5000LL, &batch}, std::tuple{"runs", 1LL, &runs},
+        std::tuple{"latency-max-events", 0LL, &max_events}}) {
     if (absl::Status s = args.GetInt(name, 1, 100000000, fallback, out);
         !s.ok()) {
       std::fprintf(stderr, "ingest_bench: %s\n",
@@ -701,6 +749,7 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
+  if (max_events == 0) max_events = events;
   // Latency rates as fractions of the durable rate, after the fixed 1k/s.
   std::vector<double> fractions;
   for (absl::string_view part :
@@ -897,11 +946,14 @@ int Main(int argc, char** argv) {
     double base = sync_rate;
     if (!catch_up_base) {
       std::vector<double> live;
+      CpuTally cpu;
       for (long long r = 0; r < runs; ++r) {
         const LatencyRun run =
             LatencyAt(config, brokers, absl::StrCat("latency-max-", r), 0,
-                      events, subjects, /*floor=*/false);
-        if (run.ok) live.push_back(run.rate);
+                      max_events, subjects, /*floor=*/false);
+        if (!run.ok) continue;
+        live.push_back(run.rate);
+        cpu.Add(run.cpu);
       }
       if (live.empty()) {
         std::fprintf(stderr,
@@ -911,9 +963,10 @@ int Main(int argc, char** argv) {
       }
       base = Median(live);
       std::printf(
-          "maximum beside the producer, sync on: %.0f events/s%s (catch-up "
-          "without it: %.0f)\n",
-          base, Range(live).c_str(), sync_rate);
+          "maximum beside the producer, sync on: %.0f events/s%s over %lld "
+          "events (catch-up without it: %.0f)\n",
+          base, Range(live).c_str(), max_events, sync_rate);
+      std::printf("  cpu, us/event by thread:   %s\n", cpu.Describe().c_str());
     }
     std::vector<std::pair<std::string, double>> latency_rates = {
         {"1k/s", 1000.0}};
@@ -936,6 +989,8 @@ int Main(int argc, char** argv) {
             "%s %-10s (%6.0f/s): %s\n",
             raw_only ? "send -> consume, floor:" : "send -> fold, sync on:",
             label.c_str(), rate, run.Describe().c_str());
+        std::printf("  cpu, us/event by thread:   %s\n",
+                    run.DescribeCpu().c_str());
       }
     }
   }
