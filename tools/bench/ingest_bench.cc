@@ -5,14 +5,16 @@
 //   ingest_bench [--events N] [--partitions P] [--subjects S] [--batch B]
 //                [--runs R] [--kafka-property KEY=VALUE]... [--random-ids]
 //                [--format protobuf|json|protobuf,json]
-//                [--latency-fractions F,F...] [--latency-base live|catch-up]
+//                [--latency-fractions F,F...]
+//                [--latency-base live|catch-up|R]
 //                [--latency-seconds S] [--latency-max-events M]
 //
 // With --latency-seconds, it then measures the maximum: M events (N by
 // default) produced flat out by this process while a durable ingest consumes
 // them, so that the producer and the broker take the share of the machine
 // they take at the fixed rates (--latency-base catch-up uses the durable rate
-// measured before, with the topic loaded beforehand, instead). N events go
+// measured before, with the topic loaded beforehand, instead; a rate R is
+// taken as the maximum, which gives two builds the same rates). N events go
 // through in a second or two, which leaves out what a longer run also pays
 // for (the id index's sorted runs, RocksDB's flushes): to hold the rates for
 // S seconds, give M about S seconds' worth (the producer stays at most 100k
@@ -766,12 +768,15 @@ int Main(int argc, char** argv) {
   }
   const std::string latency_base =
       std::string(args.Get("latency-base").value_or("live"));
-  if (latency_base != "live" && latency_base != "catch-up") {
+  double given_base = 0;  // events/s, from --latency-base R
+  if (latency_base != "live" && latency_base != "catch-up" &&
+      (!absl::SimpleAtod(latency_base, &given_base) || given_base <= 0)) {
     std::fprintf(stderr,
-                 "ingest_bench: --latency-base: must be live or catch-up\n");
+                 "ingest_bench: --latency-base: must be live, catch-up or a "
+                 "rate in events/s\n");
     return 2;
   }
-  const bool catch_up_base = latency_base == "catch-up";
+  const bool catch_up_base = latency_base != "live";
   // The latency runs (a floor and okrd per rate) each read a topic of their
   // own from its start.
   std::vector<std::string> topics = {kTopic, kSecondTopic};
@@ -943,7 +948,7 @@ int Main(int argc, char** argv) {
     // producer and the broker then take their share of the machine, as they
     // do at every fixed rate below. --latency-base catch-up takes the rate
     // measured above instead, reading a topic loaded beforehand.
-    double base = sync_rate;
+    double base = given_base > 0 ? given_base : sync_rate;
     if (!catch_up_base) {
       std::vector<double> live;
       CpuTally cpu;
