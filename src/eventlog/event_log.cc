@@ -1419,9 +1419,11 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     frozen_.pop_front();
     tables_dropped_.fetch_add(1);
   }
-  if (!batch.prepared || batch.prepared_after != tables_dropped_.load()) {
-    if (absl::Status s = Prepare(batch); !s.ok()) return s;
+  if (batch.looked_up_any && batch.prepared_after != tables_dropped_.load()) {
+    for (Batch::Candidate& c : batch.events) c.looked_up = false;
+    batch.looked_up_any = false;
   }
+  if (absl::Status s = Prepare(batch); !s.ok()) return s;
   const uint64_t before = next.last_sequence;
   result.appended.reserve(batch.events.size() + 1);
   // Ids this batch put in the active table, taken out again if the write
@@ -1437,7 +1439,6 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
   PartitionTally tally(&next.partition_counters);
   for (size_t i = 0; i < batch.events.size(); ++i) {
     Batch::Candidate& c = batch.events[i];
-    if (!c.sealed) batch.Seal(c);
     const absl::string_view hash(c.hash.data(), c.hash.size());
     const absl::string_view id = c.event().event_id();
     bool seen = c.logged;
@@ -1599,12 +1600,15 @@ absl::Status EventLog::Prepare(Batch& batch) const {
   // In key order, which RocksDB would sort them into otherwise. The ids sit
   // beside their indexes while sorting, rather than being reached through
   // each event at every comparison.
-  const size_t n = batch.events.size();
   std::vector<std::pair<absl::string_view, uint32_t>> ids;
-  ids.reserve(n);
-  for (uint32_t i = 0; i < n; ++i) {
-    ids.emplace_back(batch.events[i].event().event_id(), i);
+  for (uint32_t i = 0; i < batch.events.size(); ++i) {
+    Batch::Candidate& c = batch.events[i];
+    if (c.looked_up) continue;
+    if (!c.sealed) batch.Seal(c);
+    ids.emplace_back(c.event().event_id(), i);
   }
+  if (ids.empty()) return absl::OkStatus();
+  const size_t n = ids.size();
   std::sort(ids.begin(), ids.end());
   std::vector<rocksdb::Slice> keys;
   keys.reserve(n);
@@ -1624,6 +1628,7 @@ absl::Status EventLog::Prepare(Batch& batch) const {
   }
   for (size_t k = 0; k < n; ++k) {
     Batch::Candidate& c = batch.events[ids[k].second];
+    c.looked_up = true;
     c.logged = statuses[k].ok();
     if (c.logged) {
       // The sequence, then the hash.
@@ -1634,8 +1639,10 @@ absl::Status EventLog::Prepare(Batch& batch) const {
       return FromRocks(statuses[k], "dedup lookup");
     }
   }
-  batch.prepared = true;
-  batch.prepared_after = dropped;
+  if (!batch.looked_up_any) {
+    batch.looked_up_any = true;
+    batch.prepared_after = dropped;
+  }
   return absl::OkStatus();
 }
 

@@ -139,8 +139,9 @@ struct Batch {
     bool sealed = false;
     Digest hash{};                  // PayloadHash(event)
     absl::string_view event_bytes;  // the serialization hashed, on the arena
-    // Set by EventLog::Prepare(): whether the id index's runs held the id,
-    // and the hash they held (on the arena).
+    // Set by EventLog::Prepare(): whether it looked the id up, whether the
+    // id index's runs held it, and the hash they held (on the arena).
+    bool looked_up = false;
     bool logged = false;
     absl::string_view logged_hash;
 
@@ -155,17 +156,17 @@ struct Batch {
   // A copy of `bytes` on the arena, freed with it.
   absl::string_view Keep(absl::string_view bytes);
   // Hashes the candidate's event and keeps the bytes hashed, which Append()
-  // then stores as they are; the event must not change afterwards. Append()
-  // seals what the caller has not, on its own thread: sealing on the
-  // decoding thread takes that work off the append path.
+  // then stores as they are; the event must not change afterwards.
+  // EventLog::Prepare() seals what the caller has not, on the thread that
+  // calls it.
   void Seal(Candidate& candidate);
 
   std::shared_ptr<google::protobuf::Arena> arena;
   std::vector<Candidate> events;
   // Set by EventLog::Prepare(): how many in-memory tables of the id index
-  // had been dropped (after their run was ingested) when it looked the ids
-  // up.
-  bool prepared = false;
+  // had been dropped (after their run was ingested) when it first looked
+  // ids of this batch up.
+  bool looked_up_any = false;
   uint64_t prepared_after = 0;
   std::vector<okrd::v1::RejectedRecord> rejects;
   // Next offset to consume per partition, after this batch.
@@ -263,11 +264,14 @@ class EventLog {
   // whole.
   absl::StatusOr<AppendResult> Append(Batch&& batch,
                                       Durable durable = Durable::kOnReturn);
-  // Looks the batch's event ids up in the id index's runs ahead of
-  // Append(), so that another thread can do it while Append() writes the
-  // batches before. Append() settles the rest against the ids in memory,
-  // and looks up again when a table it would need was dropped since. May
-  // run concurrently with Append() and the read methods.
+  // Seals the batch's events and looks their ids up in the id index's
+  // runs ahead of Append(), so that another thread can do it while Append()
+  // writes the batches before, or while the batch still fills. Each call
+  // takes the events no call took before: a batch may be prepared in parts
+  // as its events come. Append() prepares what is left, settles the rest
+  // against the ids in memory, and looks up again when a table it would
+  // need was dropped since the first part. May run concurrently with
+  // Append() and the read methods.
   absl::Status Prepare(Batch& batch) const;
   // Fsyncs every batch appended so far, when the log was opened with sync.
   absl::Status SyncWal();

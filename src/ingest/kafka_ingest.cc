@@ -229,6 +229,7 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
       in_flight_ = &filled.batch.next_offsets;
       FillBatch(filled.batch, stop);
       in_flight_ = nullptr;
+      if (failed_.load()) break;
       for (const auto& [key, offset] : filled.batch.next_offsets) {
         consumed_[key] = offset;
       }
@@ -457,6 +458,7 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
     absl::Time now = clock_->Now();
     const absl::Time deadline = now + kafka.batch_max_wait;
     int taken = 0;
+    size_t prepared_upto = 0;  // events Prepare()d while waiting
     batch.events.reserve(static_cast<size_t>(kafka.batch_max_messages));
     constexpr int kChunk = 256;
     rd_kafka_message_t* messages[kChunk];
@@ -478,6 +480,18 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
       // call would wait for all of `want`).
       ssize_t n = rd_kafka_consume_batch_queue(queue_.get(), 0, messages, want);
       if (n == 0 && timeout > 0) {
+        // Nothing ready: while the next message is on its way, seal and
+        // look up those taken, which the appender would otherwise do after
+        // the batch closes. Then look for messages again before waiting.
+        if (batch.events.size() > prepared_upto) {
+          prepared_upto = batch.events.size();
+          if (absl::Status s = log_->Prepare(batch); !s.ok()) {
+            Fail(s);
+            return;
+          }
+          now = clock_->Now();
+          continue;
+        }
         n = rd_kafka_consume_batch_queue(queue_.get(), timeout, messages, 1);
       }
       // One clock read per call: validation and the batch deadline share

@@ -369,6 +369,60 @@ TEST_F(EventLogTest, PreparedBeforeARunWentInIsLookedUpAgain) {
   EXPECT_EQ(result->appended[0]->event().event_id(), "z");
 }
 
+// A batch prepared in parts as its events come (the consumer does so while
+// it waits for the next message) settles each event once: the parts looked
+// up in the runs and the events added after the last part alike.
+TEST_F(EventLogTest, BatchPreparedInPartsDeduplicatesEveryEvent) {
+  auto log = Open(/*run_ids=*/2);
+  Batch first;
+  Event(first, "a", 1, 0);
+  Event(first, "b", 2, 1);
+  ASSERT_TRUE(log->Append(std::move(first)).ok());
+  log->AwaitIdRuns();
+  ASSERT_EQ(log->id_index_stats().runs_written, 1u);  // "a" and "b" on disk
+  Batch parts;
+  Event(parts, "a", 1, 2);  // a duplicate, found in the run
+  ASSERT_TRUE(log->Prepare(parts).ok());
+  EXPECT_TRUE(parts.events[0].looked_up);
+  EXPECT_TRUE(parts.events[0].logged);
+  Event(parts, "b", 7, 3);  // a conflict, found in the run
+  Event(parts, "c", 3, 4);  // new
+  ASSERT_TRUE(log->Prepare(parts).ok());
+  Event(parts, "c", 3, 5);  // the same again in the batch: a duplicate
+  Event(parts, "d", 4, 6);  // added after the last part
+  EXPECT_FALSE(parts.events[4].looked_up);
+  auto result = log->Append(std::move(parts));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->duplicates, 2u);
+  ASSERT_EQ(result->rejected.size(), 1u);
+  EXPECT_EQ(result->rejected[0].reason(), "conflict");
+  ASSERT_EQ(result->appended.size(), 2u);
+  EXPECT_EQ(result->appended[0]->event().event_id(), "c");
+  EXPECT_EQ(result->appended[1]->event().event_id(), "d");
+}
+
+// The first part of a batch was looked up before a table went to disk and
+// was dropped; a later part after. The whole batch is looked up again.
+TEST_F(EventLogTest, BatchPartPreparedBeforeARunWentInIsLookedUpAgain) {
+  auto log = Open(/*run_ids=*/2);
+  Batch parts;
+  Event(parts, "a", 1, 10);
+  ASSERT_TRUE(log->Prepare(parts).ok());
+  Batch first;
+  Event(first, "a", 1, 0);
+  Event(first, "b", 2, 1);
+  ASSERT_TRUE(log->Append(std::move(first)).ok());
+  log->AwaitIdRuns();
+  ASSERT_EQ(log->id_index_stats().runs_written, 1u);
+  Event(parts, "z", 9, 11);
+  ASSERT_TRUE(log->Prepare(parts).ok());
+  auto result = log->Append(std::move(parts));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->duplicates, 1u);
+  ASSERT_EQ(result->appended.size(), 1u);
+  EXPECT_EQ(result->appended[0]->event().event_id(), "z");
+}
+
 // Ids are found wherever they are: in memory, in runs written meanwhile,
 // after a reopen that rebuilds the in-memory tables from the log's tail.
 TEST_F(EventLogTest, IdsAreFoundInRunsAndAfterReopen) {
