@@ -254,13 +254,13 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
         if (!to_append_.Put(std::move(filled))) break;
       }
       FreeSpent();
-      CommitToKafka();
+      CommitToKafka(/*all_now=*/false);
     }
     to_append_.Close();
     appender.join();
     publisher.join();
     FreeSpent();
-    CommitToKafka();
+    CommitToKafka(/*all_now=*/true);
     absl::Status result;
     {
       absl::MutexLock lock(&failure_mu_);
@@ -713,12 +713,17 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
   }
 
   // Commits the log's offsets to Kafka when they moved (they may run a
-  // batch ahead of its fsync), and updates the lag. Kafka's committed
-  // offsets are for lag dashboards only; the log's offsets are the ones
-  // okrd resumes from.
-  void CommitToKafka() {
+  // batch ahead of its fsync), at most once per kCommitEvery unless
+  // `all_now`, and updates the lag. Kafka's committed offsets are for lag
+  // dashboards only; the log's offsets are the ones okrd resumes from.
+  // Committing after every batch sent the broker hundreds of commits a
+  // second under a steady load, which cost the embedded broker and the
+  // client's thread as much as the fetches did.
+  void CommitToKafka(bool all_now) {
     const std::map<eventlog::PartitionKey, int64_t> stored = log_->Offsets();
-    if (stored != committed_) {
+    const absl::Time now = absl::Now();
+    if (stored != committed_ && (all_now || now >= next_commit_)) {
+      next_commit_ = now + kCommitEvery;
       PartitionList commit;
       for (const auto& [key, offset] : stored) {
         if (!owned_.contains(key)) continue;
@@ -872,6 +877,8 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
   // committed to Kafka.
   std::map<eventlog::PartitionKey, int64_t> consumed_;
   std::map<eventlog::PartitionKey, int64_t> committed_;
+  absl::Time next_commit_ = absl::InfinitePast();
+  static constexpr absl::Duration kCommitEvery = absl::Seconds(1);
 
   // consume thread -> appender -> publisher.
   Handoff<Filled> to_append_;
