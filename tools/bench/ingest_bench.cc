@@ -482,9 +482,9 @@ class RawLatencyConsumer {
 
 // The first events of each rate are not counted (see count_from_us).
 constexpr absl::Duration kWarmUp = absl::Milliseconds(500);
-// How far a flat-out producer may run ahead of the consumer, in events: a
-// third of a second of okrd's durable ingest here, within what 4 partitions
-// of the embedded broker hold.
+// How far a flat-out producer may run ahead of the consumer, in events:
+// about half a second of okrd's durable ingest here beside the producer,
+// within what 4 partitions of the embedded broker hold (~2.5 MB each).
 constexpr long long kMaxLead = 100000;
 
 // What one latency run saw.
