@@ -123,6 +123,17 @@ ThreadCpu ReadThreadCpu() {
   return cpu;
 }
 
+// CPU seconds each thread used between two readings; a thread started
+// after `before` counts from zero.
+ThreadCpu CpuBetween(const ThreadCpu& before, const ThreadCpu& after) {
+  ThreadCpu used;
+  for (const auto& [name, seconds] : after) {
+    auto first = before.find(name);
+    used[name] = seconds - (first == before.end() ? 0 : first->second);
+  }
+  return used;
+}
+
 // The machine's CPU time so far, all CPUs, and the part of it the
 // hypervisor gave to other guests ("steal", /proc/stat), in ticks. On a
 // shared host a window with much steal measures the neighbours too.
@@ -171,14 +182,7 @@ class TimingSink final : public ingest::BatchSink {
   }
 
   // CPU seconds per thread name between the first and the last batch.
-  ThreadCpu Cpu() const {
-    ThreadCpu used;
-    for (const auto& [name, seconds] : cpu_last_) {
-      auto first = cpu_first_.find(name);
-      used[name] = seconds - (first == cpu_first_.end() ? 0 : first->second);
-    }
-    return used;
-  }
+  ThreadCpu Cpu() const { return CpuBetween(cpu_first_, cpu_last_); }
   uint64_t timed_events() const { return seen_ - first_batch_; }
   double timed_seconds() const { return absl::ToDoubleSeconds(last_ - first_); }
 
@@ -364,13 +368,9 @@ double FloorRate(const config::Config& config, const std::string& brokers,
   if (seen < static_cast<uint64_t>(events)) return -1;
   const uint64_t timed = seen - first_batch;
   const double secs = absl::ToDoubleSeconds(last - first);
-  for (const auto& [name, used] : cpu_last) {
-    auto before = cpu_first.find(name);
-    cpu->seconds[name] +=
-        used - (before == cpu_first.end() ? 0 : before->second);
-  }
-  cpu->events += timed;
-  cpu->wall_seconds += secs;
+  cpu->Add({.seconds = CpuBetween(cpu_first, cpu_last),
+            .events = timed,
+            .wall_seconds = secs});
   return secs > 0 ? static_cast<double>(timed) / secs : 0;
 }
 
@@ -624,16 +624,11 @@ LatencyRun LatencyAt(const std::shared_ptr<config::Config>& config,
   // to the last event's arrival.
   const double elapsed = absl::ToDoubleSeconds(absl::Now() - sending_started);
   const MachineTicks machine_after = ReadMachineTicks();
+  CpuTally cpu{.seconds = CpuBetween(cpu_before, ReadThreadCpu()),
+               .events = static_cast<uint64_t>(total),
+               .wall_seconds = elapsed};
   double busy_seconds = 0;
-  CpuTally cpu;
-  for (const auto& [name, used] : ReadThreadCpu()) {
-    auto before = cpu_before.find(name);
-    cpu.seconds[name] =
-        used - (before == cpu_before.end() ? 0 : before->second);
-    busy_seconds += cpu.seconds[name];
-  }
-  cpu.events = static_cast<uint64_t>(total);
-  cpu.wall_seconds = elapsed;
+  for (const auto& [name, used] : cpu.seconds) busy_seconds += used;
   stop.store(true);
   runner.join();
   std::vector<double> ms = latencies.ms();
