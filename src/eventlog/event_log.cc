@@ -1609,7 +1609,7 @@ absl::Status EventLog::Prepare(Batch& batch) const {
   }
   if (ids.empty()) return absl::OkStatus();
   const size_t n = ids.size();
-  std::sort(ids.begin(), ids.end());
+  SortByIds(ids, [](const auto& id) { return id.first; });
   std::vector<rocksdb::Slice> keys;
   keys.reserve(n);
   for (const auto& [id, unused] : ids) keys.emplace_back(id.data(), id.size());

@@ -43,8 +43,7 @@ std::vector<IdTable::Slot> IdTable::Sorted() const {
   for (const auto& [id, sequence] : map_) {
     sorted.push_back({.id = id, .sequence = sequence, .hash = HashOf(id)});
   }
-  std::sort(sorted.begin(), sorted.end(),
-            [](const Slot& a, const Slot& b) { return a.id < b.id; });
+  SortByIds(sorted, [](const Slot& slot) { return slot.id; });
   return sorted;
 }
 

@@ -11,9 +11,12 @@
 // The ids' bytes are copied into the table's own blocks, so a table outlives
 // the batches that filled it. Not thread-safe.
 
+#include <algorithm>
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -26,6 +29,81 @@ namespace okrd::eventlog {
 
 // The SHA-256 of an event (see PayloadHash).
 using Digest = std::array<char, 32>;
+
+// Sorts `items` into the bytewise order of the ids `id_of(item)` views, as
+// std::sort comparing the ids would, in a fraction of the time. Ids share
+// long prefixes ("order-" and a counter, a tenant, a date), and comparing
+// them whole was 42% of the id index's run writer and 6% of the consume
+// thread (its lookups). So the bytes every id shares from the start are
+// skipped, the next 8 are read once per id as a big-endian number, and the
+// numbers are radix-sorted, a pass per byte that differs between them; only
+// ids with equal numbers are then compared whole.
+template <typename T, typename IdOf>
+void SortByIds(std::vector<T>& items, IdOf id_of) {
+  const size_t n = items.size();
+  if (n < 2) return;
+  const absl::string_view first = id_of(items[0]);
+  size_t common = first.size();
+  for (size_t i = 1; i < n && common > 0; ++i) {
+    const absl::string_view id = id_of(items[i]).substr(0, common);
+    common = static_cast<size_t>(
+        std::mismatch(id.begin(), id.end(), first.begin()).first - id.begin());
+  }
+  // A number per id: its 8 bytes after the common prefix, zeros past its
+  // end. A smaller number means a smaller id; equal ones say nothing.
+  struct Keyed {
+    uint64_t key;
+    uint32_t index;
+  };
+  std::vector<Keyed> keyed(n);
+  uint64_t all_and = ~uint64_t{0};
+  uint64_t all_or = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const absl::string_view rest = id_of(items[i]).substr(common);
+    uint64_t key = 0;
+    if (rest.size() >= sizeof(key)) {
+      std::memcpy(&key, rest.data(), sizeof(key));
+      if constexpr (std::endian::native == std::endian::little) {
+        key = __builtin_bswap64(key);
+      }
+    } else {
+      for (size_t k = 0; k < sizeof(key); ++k) {
+        key = key << 8 | (k < rest.size() ? static_cast<uint8_t>(rest[k]) : 0);
+      }
+    }
+    keyed[i] = {key, static_cast<uint32_t>(i)};
+    all_and &= key;
+    all_or |= key;
+  }
+  // Least significant byte first, each pass stable; a byte equal in every
+  // number needs none.
+  const uint64_t varying = all_and ^ all_or;
+  std::vector<Keyed> scratch(n);
+  for (int shift = 0; shift < 64; shift += 8) {
+    if (((varying >> shift) & 0xff) == 0) continue;
+    std::array<size_t, 257> start{};
+    for (const Keyed& k : keyed) ++start[((k.key >> shift) & 0xff) + 1];
+    for (size_t b = 1; b < start.size(); ++b) start[b] += start[b - 1];
+    for (const Keyed& k : keyed) scratch[start[(k.key >> shift) & 0xff]++] = k;
+    keyed.swap(scratch);
+  }
+  for (size_t i = 0; i < n;) {
+    size_t j = i + 1;
+    while (j < n && keyed[j].key == keyed[i].key) ++j;
+    if (j - i > 1) {
+      std::sort(keyed.begin() + static_cast<std::ptrdiff_t>(i),
+                keyed.begin() + static_cast<std::ptrdiff_t>(j),
+                [&](const Keyed& a, const Keyed& b) {
+                  return id_of(items[a.index]) < id_of(items[b.index]);
+                });
+    }
+    i = j;
+  }
+  std::vector<T> sorted;
+  sorted.reserve(n);
+  for (const Keyed& k : keyed) sorted.push_back(std::move(items[k.index]));
+  items = std::move(sorted);
+}
 
 class IdTable {
  public:

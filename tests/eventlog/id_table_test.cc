@@ -1,7 +1,11 @@
 #include "eventlog/id_table.h"
 
+#include <algorithm>
 #include <optional>
+#include <random>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -74,6 +78,51 @@ TEST(IdTableTest, SortsByIdBytesAndKeepsLongIds) {
     EXPECT_LT(sorted[i - 1].id, sorted[i].id);
   }
   EXPECT_GE(table.MemoryBytes(), long_id.size() + 20000 * 5);
+}
+
+// SortByIds must give std::sort's order for any ids: long shared prefixes,
+// ids that end inside or before the 8 bytes it reads, NUL and high bytes,
+// equal ids, an empty id.
+TEST(SortByIdsTest, OrdersLikeComparingWholeIds) {
+  std::mt19937 random(7);
+  const std::vector<std::string> prefixes = {"", "order-", "order-2026-12-",
+                                             std::string("a\0", 2)};
+  const std::string alphabet = std::string("\0\x01az\x7f\x80\xff", 7);
+  for (const std::string& prefix : prefixes) {
+    for (int round = 0; round < 20; ++round) {
+      std::vector<std::pair<std::string, int>> ids;
+      const int n = 1 + static_cast<int>(random() % 300);
+      for (int i = 0; i < n; ++i) {
+        std::string id = prefix;
+        const size_t length = random() % 14;
+        for (size_t k = 0; k < length; ++k) {
+          id.push_back(alphabet[random() % alphabet.size()]);
+        }
+        ids.emplace_back(id, i);
+        if (random() % 8 == 0) ids.emplace_back(id, ++i);  // equal ids
+      }
+      if (prefix.empty() && round == 0) ids.emplace_back("", n + 1);
+      std::vector<std::pair<std::string, int>> expected = ids;
+      std::stable_sort(
+          expected.begin(), expected.end(),
+          [](const auto& a, const auto& b) { return a.first < b.first; });
+      SortByIds(ids,
+                [](const auto& id) { return absl::string_view(id.first); });
+      ASSERT_EQ(ids.size(), expected.size());
+      for (size_t i = 0; i < ids.size(); ++i) {
+        ASSERT_EQ(ids[i].first, expected[i].first)
+            << "prefix " << prefix.size() << " round " << round << " at " << i;
+      }
+      // Every item is there once (equal ids may come in either order).
+      std::vector<int> seen;
+      for (const auto& [id, index] : ids) seen.push_back(index);
+      std::vector<int> all;
+      for (const auto& [id, index] : expected) all.push_back(index);
+      std::sort(seen.begin(), seen.end());
+      std::sort(all.begin(), all.end());
+      EXPECT_EQ(seen, all);
+    }
+  }
 }
 
 }  // namespace

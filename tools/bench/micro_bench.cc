@@ -1,13 +1,16 @@
 // Micro benchmarks of ingest's hot path, one stage at a time: decode and
 // validate, durable append of a batch (sync on/off), projection fold.
 
+#include <algorithm>
 #include <filesystem>
+#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
 #include "config/config.h"
 #include "core/time_util.h"
 #include "eventlog/event_log.h"
+#include "eventlog/id_table.h"
 #include "google/protobuf/util/json_util.h"
 #include "ingest/validator.h"
 #include "projection/kpi_projection.h"
@@ -209,6 +212,39 @@ BENCHMARK(BM_AppendBatch)
     ->Args({1000, 0})
     ->Args({5000, 1})
     ->UseRealTime();
+
+// Ordering range(0) ids for the id index (a batch's lookups, a run's
+// writing): with SortByIds (range(2) 1) or std::sort comparing whole ids
+// (0); range(1) 0 for "bench-N" ids of a shuffled range, 1 for 32 random hex
+// digits.
+void BM_SortIds(benchmark::State& state) {
+  std::mt19937_64 random(1);
+  std::vector<std::string> ids;
+  for (int64_t i = 0; i < state.range(0); ++i) {
+    ids.push_back(state.range(1) == 0
+                      ? absl::StrCat("bench-", i)
+                      : absl::StrCat(absl::Hex(random(), absl::kZeroPad16),
+                                     absl::Hex(random(), absl::kZeroPad16)));
+  }
+  std::shuffle(ids.begin(), ids.end(), random);
+  std::vector<std::pair<absl::string_view, uint32_t>> items;
+  for (auto _ : state) {
+    state.PauseTiming();
+    items.clear();
+    for (uint32_t i = 0; i < ids.size(); ++i) items.emplace_back(ids[i], i);
+    state.ResumeTiming();
+    if (state.range(2) == 1) {
+      eventlog::SortByIds(items, [](const auto& item) { return item.first; });
+    } else {
+      std::sort(items.begin(), items.end());
+    }
+    benchmark::DoNotOptimize(items.data());
+  }
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+}
+BENCHMARK(BM_SortIds)
+    ->ArgsProduct({{5000, 200000}, {0, 1}, {0, 1}})
+    ->Unit(benchmark::kMicrosecond);
 
 // Folding one event: a sum (range 0) or a median from its sketch (1).
 void BM_ProjectionApply(benchmark::State& state) {
