@@ -818,19 +818,6 @@ rocksdb::ColumnFamilyOptions IdIndexOptions(
   options.memtable_whole_key_filtering = true;
   options.memtable_prefix_bloom_size_ratio = 0.1;
   options.write_buffer_size = 16 << 20;
-  // The runs come whole, each spanning every id (random ones, as UUIDs
-  // are), so a leveled tree merges each pair of new ones into all of level
-  // 1, rewriting the whole index every two runs. Universal (size-tiered)
-  // compaction merges runs of similar size, so an id is rewritten about
-  // log2(runs) times. id_index_bench, random ids: at 4M, appends 298k-348k
-  // ids/s against 209k-225k; at 10M, 166k against 127k with 16% less CPU,
-  // new-id lookups 142k against 126k, duplicates 63k against 95k (more runs
-  // to look through). Ids that rise ("order-1", "order-2", ...) make runs
-  // that overlap less, where leveled merging did less (ingest_bench, 4M
-  // events: 4.1 s of merging against 6.6). A tree written leveled is a
-  // valid universal one (each level a sorted run, older below), so logs
-  // from before open as they are.
-  options.compaction_style = rocksdb::kCompactionStyleUniversal;
   return options;
 }
 

@@ -562,68 +562,6 @@ TEST_F(EventLogTest, OpensALogFromBeforeTheIdRuns) {
             absl::OkStatus());
 }
 
-// Logs from before the id index compacted universally have its runs merged
-// into levels by leveled compaction: opened as they are, every id found.
-TEST_F(EventLogTest, OpensAnIdIndexCompactedLeveled) {
-  auto append_ids = [](EventLog& log, int from, int to) {
-    Batch batch;
-    for (int i = from; i < to; ++i) Event(batch, absl::StrCat("id-", i), i, i);
-    batch.next_offsets[{"kpi-events", 0}] = to;
-    auto result = log.Append(std::move(batch));
-    EXPECT_TRUE(result.ok()) << result.status();
-    return result.ok() ? result->duplicates : 0;
-  };
-  {
-    auto log = Open(/*run_ids=*/7);
-    ASSERT_NE(log, nullptr);
-    for (int b = 0; b < 5; ++b) append_ids(*log, b * 8, b * 8 + 8);
-    log->AwaitIdRuns();
-    ASSERT_EQ(log->id_index_stats().runs_written, 5u);
-  }
-  {
-    // As leveled compaction leaves it: the runs merged into level 1.
-    std::vector<std::string> names;
-    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(),
-                                                dir_.string(), &names)
-                    .ok());
-    std::vector<rocksdb::ColumnFamilyDescriptor> families;
-    for (const std::string& name : names) {
-      families.emplace_back(name, rocksdb::ColumnFamilyOptions());
-    }
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), dir_.string(), families,
-                                  &handles, &raw)
-                    .ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
-    const auto dedup = std::find(names.begin(), names.end(), "dedup");
-    ASSERT_NE(dedup, names.end());
-    rocksdb::ColumnFamilyHandle* handle = handles[dedup - names.begin()];
-    rocksdb::CompactRangeOptions compact;
-    compact.change_level = true;
-    compact.target_level = 1;
-    ASSERT_TRUE(db->CompactRange(compact, handle, nullptr, nullptr).ok());
-    std::string files;
-    ASSERT_TRUE(db->GetProperty(handle, "rocksdb.num-files-at-level1", &files));
-    EXPECT_EQ(files, "1");
-    for (rocksdb::ColumnFamilyHandle* h : handles) {
-      ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
-    }
-  }
-  auto log = Open(/*run_ids=*/7);
-  ASSERT_NE(log, nullptr);
-  EXPECT_EQ(append_ids(*log, 0, 40), 40u);
-  EXPECT_EQ(append_ids(*log, 40, 60), 0u);
-  log->AwaitIdRuns();
-  EXPECT_EQ(append_ids(*log, 30, 60), 30u);
-  for (const std::string id : {"id-0", "id-39", "id-59"}) {
-    auto found = log->GetByEventId(id);
-    ASSERT_TRUE(found.ok() && found->has_value()) << id;
-  }
-  EXPECT_EQ(log->Verify([](absl::string_view, uint64_t, uint64_t) {}),
-            absl::OkStatus());
-}
-
 // As in ingest: one thread prepares the next batches while another appends,
 // and ids repeat across neighbouring batches. Every id is accepted once and
 // every repeat counted as a duplicate, whichever appends each lookup saw.
