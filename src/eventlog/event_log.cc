@@ -199,18 +199,6 @@ bool Amends(const okrd::v1::KpiEvent& event) {
          event.kind() == okrd::v1::RETRACTION;
 }
 
-// Adds `record` to a block of event records: its size as a varint, then its
-// bytes. A block's records have consecutive sequences from its key on.
-void AddToBlock(absl::string_view record, std::string* block) {
-  uint8_t size[5];  // a varint32 at most
-  const uint8_t* end =
-      google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(
-          static_cast<uint32_t>(record.size()), size);
-  block->append(reinterpret_cast<const char*>(size),
-                static_cast<size_t>(end - size));
-  block->append(record.data(), record.size());
-}
-
 // Calls `fn` for the records of the block that starts at sequence `first`
 // from sequence `from` on, until it returns false (then sets `*stopped`).
 // False when the block cannot be read.
@@ -690,32 +678,111 @@ uint8_t* WritePosition(const okrd::v1::SourcePosition& position, uint8_t* out) {
   return out;
 }
 
+size_t RecordBodySize(const okrd::v1::StoredEvent& record, size_t event_bytes) {
+  size_t size =
+      1 + Coded::VarintSize32(static_cast<uint32_t>(event_bytes)) + event_bytes;
+  if (record.has_position()) {
+    const size_t position = PositionSize(record.position());
+    size += 1 + Coded::VarintSize32(static_cast<uint32_t>(position)) + position;
+  }
+  return size;
+}
+
+uint8_t* WriteRecordBody(const okrd::v1::StoredEvent& record,
+                         absl::string_view event_bytes, uint8_t* out) {
+  out = WriteBytesField(2, event_bytes, out);
+  if (record.has_position()) {
+    out = WriteLengthPrefix(3, PositionSize(record.position()), out);
+    out = WritePosition(record.position(), out);
+  }
+  return out;
+}
+
+size_t RecordSize(const okrd::v1::StoredEvent& record, size_t body) {
+  size_t size = body;
+  if (record.sequence() != 0) {
+    size += 1 + Coded::VarintSize64(record.sequence());
+  }
+  if (record.ingest_time_us() != 0) {
+    size +=
+        1 + Coded::VarintSize64(static_cast<uint64_t>(record.ingest_time_us()));
+  }
+  if (record.has_amends()) {
+    const size_t amends = record.amends().ByteSizeLong();
+    size += 1 + Coded::VarintSize32(static_cast<uint32_t>(amends)) + amends;
+  }
+  if (record.schema_id() != 0) {
+    size += 1 + Coded::VarintSize32(record.schema_id());
+  }
+  return size;
+}
+
+uint8_t* WriteRecord(const okrd::v1::StoredEvent& record,
+                     absl::string_view body, uint8_t* out) {
+  if (record.sequence() != 0) out = WriteVarintField(1, record.sequence(), out);
+  std::memcpy(out, body.data(), body.size());
+  out += body.size();
+  if (record.ingest_time_us() != 0) {
+    out = WriteVarintField(4, static_cast<uint64_t>(record.ingest_time_us()),
+                           out);
+  }
+  // RecordSize() cached its size.
+  if (record.has_amends()) out = WriteMessageField(6, record.amends(), out);
+  if (record.schema_id() != 0) {
+    out = WriteVarintField(7, record.schema_id(), out);
+  }
+  return out;
+}
+
+// The block of event records Append() fills. Each record is its size as a
+// varint, then its bytes; a block's records have consecutive sequences from
+// its key on. The buffer is kept from block to block.
+class BlockWriter {
+ public:
+  bool empty() const { return used_ == 0; }
+  size_t size() const { return used_; }
+  rocksdb::Slice bytes() const { return rocksdb::Slice(buffer_.data(), used_); }
+  void clear() { used_ = 0; }
+  // `record`, whose fields 2 and 3 serialize to `body`, serialized in
+  // place.
+  void AddRecord(const okrd::v1::StoredEvent& record, absl::string_view body) {
+    const size_t size = RecordSize(record, body.size());
+    uint8_t* out = Reserve(5 + size);
+    out = Coded::WriteVarint32ToArray(static_cast<uint32_t>(size), out);
+    out = WriteRecord(record, body, out);
+    used_ = static_cast<size_t>(reinterpret_cast<char*>(out) - buffer_.data());
+  }
+  void Add(absl::string_view record) {
+    uint8_t* out = Reserve(5 + record.size());
+    out =
+        Coded::WriteVarint32ToArray(static_cast<uint32_t>(record.size()), out);
+    std::memcpy(out, record.data(), record.size());
+    used_ = static_cast<size_t>(reinterpret_cast<char*>(out) - buffer_.data()) +
+            record.size();
+  }
+
+ private:
+  // Room for `bytes` more; where they go.
+  uint8_t* Reserve(size_t bytes) {
+    if (buffer_.size() < used_ + bytes) {
+      buffer_.resize(std::max(used_ + bytes, 2 * kBlockBytes));
+    }
+    return reinterpret_cast<uint8_t*>(buffer_.data() + used_);
+  }
+
+  std::string buffer_;
+  size_t used_ = 0;
+};
+
 }  // namespace
 
 void SerializeRecord(const okrd::v1::StoredEvent& record,
                      absl::string_view event_bytes, std::string* out) {
-  const size_t position =
-      record.has_position() ? PositionSize(record.position()) : 0;
-  const size_t amends =
-      record.has_amends() ? record.amends().ByteSizeLong() : 0;
-  // Each field: at most a 1-byte tag, a 10-byte varint and its bytes.
-  out->resize(5 * 11 + event_bytes.size() + position + amends);
-  auto* begin = reinterpret_cast<uint8_t*>(out->data());
-  uint8_t* end = begin;
-  if (record.sequence() != 0) end = WriteVarintField(1, record.sequence(), end);
-  end = WriteBytesField(2, event_bytes, end);
-  if (record.has_position()) {
-    end = WriteLengthPrefix(3, position, end);
-    end = WritePosition(record.position(), end);
-  }
-  if (record.ingest_time_us() != 0) {
-    end = WriteVarintField(4, static_cast<uint64_t>(record.ingest_time_us()),
-                           end);
-  }
-  if (record.has_amends()) end = WriteMessageField(6, record.amends(), end);
-  if (record.schema_id() != 0)
-    end = WriteVarintField(7, record.schema_id(), end);
-  out->resize(static_cast<size_t>(end - begin));
+  std::string body(RecordBodySize(record, event_bytes.size()), '\0');
+  WriteRecordBody(record, event_bytes, reinterpret_cast<uint8_t*>(body.data()));
+  out->resize(RecordSize(record, body.size()));
+  uint8_t* begin = reinterpret_cast<uint8_t*>(out->data());
+  out->resize(static_cast<size_t>(WriteRecord(record, body, begin) - begin));
 }
 
 Batch::Batch() {
@@ -737,7 +804,29 @@ Batch::Candidate Batch::NewCandidate() {
 void Batch::Seal(Candidate& candidate) {
   absl::string_view bytes;
   candidate.hash = HashOf(candidate.event(), &bytes);
-  candidate.event_bytes = Keep(bytes);
+  const okrd::v1::StoredEvent& record = *candidate.record;
+  const size_t size = RecordBodySize(record, bytes.size());
+  char* body = google::protobuf::Arena::CreateArray<char>(arena.get(), size);
+  WriteRecordBody(record, bytes, reinterpret_cast<uint8_t*>(body));
+  candidate.body = absl::string_view(body, size);
+  // Field 2's tag and size, then the event's bytes.
+  candidate.event_bytes = candidate.body.substr(
+      1 + Coded::VarintSize32(static_cast<uint32_t>(bytes.size())),
+      bytes.size());
+  // Field 1 of the event's bytes, which protobuf writes first, when it is
+  // the id: the append thread then reads the id with the bytes it stores.
+  const std::string& id = record.event().event_id();
+  const size_t id_at =
+      1 + Coded::VarintSize32(static_cast<uint32_t>(id.size()));
+  const absl::string_view in_bytes = candidate.event_bytes.substr(
+      std::min(id_at, candidate.event_bytes.size()), id.size());
+  candidate.id = !id.empty() && in_bytes == id &&
+                         static_cast<uint8_t>(candidate.event_bytes[0]) ==
+                             WireFormatLite::MakeTag(
+                                 1, WireFormatLite::WIRETYPE_LENGTH_DELIMITED)
+                     ? in_bytes
+                     : absl::string_view(id);
+  candidate.amends = Amends(record.event());
   candidate.sealed = true;
 }
 
@@ -1390,13 +1479,11 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
   // Room for the events, so the batch is not copied as it grows.
   rocksdb::WriteBatch wb(batch.events.size() * 256);
   // The block being filled, and the sequence of its first record.
-  std::string block;
+  BlockWriter block;
   uint64_t block_first = 0;
-  auto add_to_block = [&](uint64_t sequence, absl::string_view record) {
-    if (block.empty()) block_first = sequence;
-    AddToBlock(record, &block);
+  auto close_full_block = [&] {
     if (block.size() >= kBlockBytes) {
-      wb.Put(handles_[kBlocks], EncodeU64(block_first), block);
+      wb.Put(handles_[kBlocks], EncodeU64(block_first), block.bytes());
       block.clear();
     }
   };
@@ -1437,16 +1524,28 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
   uint64_t accepted = 0;
   std::string value;
   PartitionTally tally(&next.partition_counters);
+  // Each new id probes every in-memory table, which miss the cache: the
+  // probes of the id kPrefetchAhead places on are started early.
+  constexpr size_t kPrefetchAhead = 8;
+  auto prefetch = [&](size_t i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(index_mu_) {
+    if (i >= batch.events.size() || batch.events[i].logged) return;
+    for (const auto& frozen : frozen_) {
+      frozen->table->Prefetch(batch.events[i].id);
+    }
+    active_->Prefetch(batch.events[i].id);
+  };
+  for (size_t i = 0; i < kPrefetchAhead; ++i) prefetch(i);
   for (size_t i = 0; i < batch.events.size(); ++i) {
+    prefetch(i + kPrefetchAhead);
     Batch::Candidate& c = batch.events[i];
     const absl::string_view hash(c.hash.data(), c.hash.size());
-    const absl::string_view id = c.event().event_id();
+    const absl::string_view id = c.id;
     bool seen = c.logged;
     absl::string_view existing = c.logged_hash;
     // Older in-memory tables first; then the active one, which takes a new
     // id in the same probe. A correction's id goes in only once its target
     // is resolved (it could name itself).
-    const bool amends = Amends(c.event());
+    const bool amends = c.amends;
     std::optional<IdTable::Entry> present;
     if (!seen) present = FindInFrozen(id);
     if (!seen && !present) {
@@ -1499,8 +1598,9 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     stored.set_sequence(sequence);
     if (amendment.target_sequence() != 0) *stored.mutable_amends() = amendment;
     stored.set_ingest_time_us(ingest_us);
-    SerializeRecord(stored, c.event_bytes, &value);
-    add_to_block(sequence, value);
+    if (block.empty()) block_first = sequence;
+    block.AddRecord(stored, c.body);
+    close_full_block();
     result.appended.push_back(&stored);
     if (amends) {
       active_->InsertOrFind(id, {.sequence = sequence, .hash = c.hash});
@@ -1521,9 +1621,13 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     tick.set_ingest_time_us(ingest_us);
     tick.mutable_tick()->set_wall_time_us(ingest_us);
     tick.SerializeToString(&value);
-    add_to_block(tick.sequence(), value);
+    if (block.empty()) block_first = tick.sequence();
+    block.Add(value);
+    close_full_block();
   }
-  if (!block.empty()) wb.Put(handles_[kBlocks], EncodeU64(block_first), block);
+  if (!block.empty()) {
+    wb.Put(handles_[kBlocks], EncodeU64(block_first), block.bytes());
+  }
   for (okrd::v1::RejectedRecord& r : batch.rejects) {
     result.rejected.push_back(std::move(r));
   }
@@ -1605,7 +1709,7 @@ absl::Status EventLog::Prepare(Batch& batch) const {
     Batch::Candidate& c = batch.events[i];
     if (c.looked_up) continue;
     if (!c.sealed) batch.Seal(c);
-    ids.emplace_back(c.event().event_id(), i);
+    ids.emplace_back(c.id, i);
   }
   if (ids.empty()) return absl::OkStatus();
   const size_t n = ids.size();

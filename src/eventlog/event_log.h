@@ -135,10 +135,16 @@ struct Batch {
     // conflicting duplicate is stored with them.
     absl::string_view raw;
     std::string content_type;
-    // Set by Batch::Seal().
+    // Set by Batch::Seal(), after which the record's event and position
+    // must not change.
     bool sealed = false;
-    Digest hash{};                  // PayloadHash(event)
-    absl::string_view event_bytes;  // the serialization hashed, on the arena
+    Digest hash{};  // PayloadHash(event)
+    // Fields 2 (the event's serialization, hashed) and 3 (the position) of
+    // the record serialized, on the arena: Append() writes them as they are.
+    absl::string_view body;
+    absl::string_view event_bytes;  // in `body`
+    absl::string_view id;           // the event's id, in `body` if it can be
+    bool amends = false;            // a correction or a retraction
     // Set by EventLog::Prepare(): whether it looked the id up, whether the
     // id index's runs held it, and the hash they held (on the arena).
     bool looked_up = false;
@@ -155,8 +161,9 @@ struct Batch {
   Candidate& AddCandidate();
   // A copy of `bytes` on the arena, freed with it.
   absl::string_view Keep(absl::string_view bytes);
-  // Hashes the candidate's event and keeps the bytes hashed, which Append()
-  // then stores as they are; the event must not change afterwards.
+  // Hashes the candidate's event and serializes the record's event and
+  // position, which Append() then stores as they are; neither must change
+  // afterwards.
   // EventLog::Prepare() seals what the caller has not, on the thread that
   // calls it.
   void Seal(Candidate& candidate);

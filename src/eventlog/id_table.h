@@ -128,6 +128,10 @@ class IdTable {
   // Adds `id` with `entry` and returns nothing; when `id` is already present,
   // changes nothing and returns its entry. One probe either way.
   std::optional<Entry> InsertOrFind(absl::string_view id, const Entry& entry);
+  // Starts loading the memory that Find() or InsertOrFind() of `id` reads
+  // first, so that probes issued a few ids ahead overlap their cache misses
+  // (a table of id_run_ids ids is larger than the cache).
+  void Prefetch(absl::string_view id) const { map_.prefetch(id); }
   // Removes `id` (its bytes stay until the table is freed).
   void Erase(absl::string_view id);
 

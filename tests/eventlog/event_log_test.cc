@@ -949,6 +949,58 @@ TEST(SerializeRecordTest, WritesWhatProtobufWrites) {
   EXPECT_EQ(written, bare.SerializeAsString());
 }
 
+// Seal() serializes the record's event and position once, for Append() to
+// store as they are: with the sequence and the rest around them, the bytes
+// are protobuf's serialization of the record, and the id it hands the id
+// index is the event's.
+TEST(BatchSealTest, BodyIsTheRecordsEventAndPosition) {
+  for (const std::string& id :
+       {std::string("e-1"), std::string(300, 'x'), std::string("")}) {
+    for (bool with_position : {true, false}) {
+      Batch batch;
+      Batch::Candidate& c = batch.AddCandidate();
+      c.event().set_event_id(id);
+      c.event().set_kpi("signups");
+      c.event().set_value(2.5);
+      (*c.event().mutable_attributes())["region"] = "eu";
+      if (with_position) {
+        c.position().set_topic("kpi-events");
+        c.position().set_partition(3);
+        c.position().set_offset(17);
+      }
+      batch.Seal(c);
+      EXPECT_EQ(c.id, id);
+      EXPECT_EQ(c.hash, PayloadHash(c.event()));
+      std::string deterministic;
+      {
+        google::protobuf::io::StringOutputStream stream(&deterministic);
+        google::protobuf::io::CodedOutputStream coded(&stream);
+        coded.SetSerializationDeterministic(true);
+        c.event().SerializeToCodedStream(&coded);
+      }
+      EXPECT_EQ(c.event_bytes, deterministic);
+      if (!id.empty()) {
+        // A view into the body, not the event's own string.
+        EXPECT_TRUE(c.id.data() >= c.body.data() &&
+                    c.id.data() + c.id.size() <= c.body.data() + c.body.size());
+      }
+      okrd::v1::StoredEvent record = *c.record;
+      record.set_sequence(9);
+      record.set_ingest_time_us(1795634400123456);
+      okrd::v1::StoredEvent before, after;
+      before.set_sequence(record.sequence());
+      after.set_ingest_time_us(record.ingest_time_us());
+      okrd::v1::StoredEvent parsed;
+      ASSERT_TRUE(parsed.ParseFromString(absl::StrCat(
+          before.SerializeAsString(), c.body, after.SerializeAsString())));
+      EXPECT_TRUE(
+          google::protobuf::util::MessageDifferencer::Equals(parsed, record))
+          << parsed.ShortDebugString() << " against "
+          << record.ShortDebugString();
+    }
+  }
+}
+
 TEST_F(EventLogTest, KeepsTheNewestSnapshotsAndMatchesTheirHash) {
   auto log = Open();
   AppendEvents(*log, 50);
