@@ -1,8 +1,5 @@
 #include "eventlog/event_log.h"
 
-// For SHA256_Init and friends (see Sha256()).
-#define OPENSSL_SUPPRESS_DEPRECATED
-#include <openssl/sha.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -45,8 +42,6 @@
 
 namespace okrd::eventlog {
 namespace {
-
-constexpr size_t kHashBytes = std::tuple_size_v<Digest>;
 
 enum Cf {
   kDefault = 0,
@@ -560,22 +555,8 @@ absl::Status Scan(const RawRecordSource& source, absl::string_view what,
   return result.ok() ? status : result;
 }
 
-Digest Sha256(absl::string_view bytes) {
-  // The low-level calls, which OpenSSL 3 marks deprecated: its EVP re-init
-  // frees and allocates the provider's context for every digest, which
-  // cost 50-65 ns of the 195-210 a 73-byte event took (the low-level
-  // calls: 143-147 ns, one run of each on this machine).
-  Digest digest;
-  SHA256_CTX context;
-  SHA256_Init(&context);
-  SHA256_Update(&context, bytes.data(), bytes.size());
-  SHA256_Final(reinterpret_cast<unsigned char*>(digest.data()), &context);
-  return digest;
-}
-
-// PayloadHash(event); `bytes` views the serialization hashed, valid until the
-// next call on this thread.
-Digest HashOf(const okrd::v1::KpiEvent& event, absl::string_view* bytes) {
+// EventBytes(event), valid until the next call on this thread.
+absl::string_view SerializeEvent(const okrd::v1::KpiEvent& event) {
   thread_local std::string scratch;
   const size_t size = event.ByteSizeLong();
   scratch.resize(size);
@@ -591,8 +572,19 @@ Digest HashOf(const okrd::v1::KpiEvent& event, absl::string_view* bytes) {
     coded.SetSerializationDeterministic(true);
     event.SerializeWithCachedSizes(&coded);
   }
-  *bytes = scratch;
-  return Sha256(scratch);
+  return scratch;
+}
+
+// Whether `logged`, an event's bytes as the log holds them, and `bytes`,
+// another's deterministic serialization, are the same event. The log stores
+// events deterministically serialized, so equal bytes decide it; a record
+// converted from an older layout may hold an event's attributes in another
+// order, which is then compared as it serializes now.
+bool SameEvent(absl::string_view logged, absl::string_view bytes) {
+  if (logged == bytes) return true;
+  okrd::v1::KpiEvent event;
+  return event.ParseFromArray(logged.data(), static_cast<int>(logged.size())) &&
+         !event.attributes().empty() && SerializeEvent(event) == bytes;
 }
 
 using google::protobuf::internal::WireFormatLite;
@@ -802,8 +794,7 @@ Batch::Candidate Batch::NewCandidate() {
 }
 
 void Batch::Seal(Candidate& candidate) {
-  absl::string_view bytes;
-  candidate.hash = HashOf(candidate.event(), &bytes);
+  const absl::string_view bytes = SerializeEvent(candidate.event());
   const okrd::v1::StoredEvent& record = *candidate.record;
   const size_t size = RecordBodySize(record, bytes.size());
   char* body = google::protobuf::Arena::CreateArray<char>(arena.get(), size);
@@ -830,9 +821,8 @@ void Batch::Seal(Candidate& candidate) {
   candidate.sealed = true;
 }
 
-Digest PayloadHash(const okrd::v1::KpiEvent& event) {
-  absl::string_view bytes;
-  return HashOf(event, &bytes);
+std::string EventBytes(const okrd::v1::KpiEvent& event) {
+  return std::string(SerializeEvent(event));
 }
 
 std::map<CounterKey, uint64_t> WithKnownCounters(
@@ -1534,14 +1524,49 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     }
     active_->Prefetch(batch.events[i].id);
   };
+  // The stored event bytes of this batch's accepted events, by sequence
+  // after `before`; and of older ones read back, with those that follow
+  // them (a producer's retries come in runs), for the rest of this append.
+  std::vector<absl::string_view> appended_bytes;
+  appended_bytes.reserve(batch.events.size());
+  absl::flat_hash_map<uint64_t, std::string> read_back;
+  auto logged_bytes =
+      [&](uint64_t sequence) -> absl::StatusOr<absl::string_view> {
+    if (sequence > before) return appended_bytes[sequence - before - 1];
+    auto it = read_back.find(sequence);
+    if (it != read_back.end()) return it->second;
+    constexpr uint64_t kReadAhead = 256;
+    absl::Status damage;
+    absl::Status s =
+        ForEachRecord(sequence, rocksdb::ReadOptions(),
+                      [&](uint64_t found, absl::string_view record) {
+                        std::optional<std::string> event;
+                        if (!ReadBytesField(record, 2, &event)) {
+                          damage = absl::DataLossError(absl::StrCat(
+                              "event log record ", found, " does not parse"));
+                          return false;
+                        }
+                        if (event)
+                          read_back.try_emplace(found, *std::move(event));
+                        return found < sequence + kReadAhead;
+                      });
+    if (!s.ok()) return s;
+    if (!damage.ok()) return damage;
+    it = read_back.find(sequence);
+    if (it == read_back.end()) {
+      return absl::DataLossError(
+          absl::StrCat("the id index names event log record ", sequence,
+                       ", which the log does not hold"));
+    }
+    return it->second;
+  };
   for (size_t i = 0; i < kPrefetchAhead; ++i) prefetch(i);
   for (size_t i = 0; i < batch.events.size(); ++i) {
     prefetch(i + kPrefetchAhead);
     Batch::Candidate& c = batch.events[i];
-    const absl::string_view hash(c.hash.data(), c.hash.size());
     const absl::string_view id = c.id;
     bool seen = c.logged;
-    absl::string_view existing = c.logged_hash;
+    uint64_t existing = c.logged_sequence;
     // Older in-memory tables first; then the active one, which takes a new
     // id in the same probe. A correction's id goes in only once its target
     // is resolved (it could name itself).
@@ -1549,19 +1574,24 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     std::optional<IdTable::Entry> present;
     if (!seen) present = FindInFrozen(id);
     if (!seen && !present) {
-      present =
-          amends
-              ? active_->Find(id)
-              : active_->InsertOrFind(
-                    id, {.sequence = next.last_sequence + 1, .hash = c.hash});
+      present = amends ? active_->Find(id)
+                       : active_->InsertOrFind(
+                             id, {.sequence = next.last_sequence + 1});
       if (!present && !amends) inserted.push_back(id);
     }
     if (present) {
       seen = true;
-      existing = absl::string_view(present->hash.data(), kHashBytes);
+      existing = present->sequence;
     }
     if (seen) {
-      if (existing == hash) {
+      // The id names the event stored first: the same event again is a
+      // duplicate, anything else a conflict. Compared whole, byte for byte.
+      absl::StatusOr<absl::string_view> logged = logged_bytes(existing);
+      if (!logged.ok()) {
+        undo();
+        return logged.status();
+      }
+      if (SameEvent(*logged, c.event_bytes)) {
         ++result.duplicates;
         tally.Add(c.record->position(), "duplicate", "");
       } else {
@@ -1602,8 +1632,9 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     block.AddRecord(stored, c.body);
     close_full_block();
     result.appended.push_back(&stored);
+    appended_bytes.push_back(c.event_bytes);
     if (amends) {
-      active_->InsertOrFind(id, {.sequence = sequence, .hash = c.hash});
+      active_->InsertOrFind(id, {.sequence = sequence});
       inserted.push_back(id);
     }
     ++accepted;
@@ -1735,10 +1766,10 @@ absl::Status EventLog::Prepare(Batch& batch) const {
     c.looked_up = true;
     c.logged = statuses[k].ok();
     if (c.logged) {
-      // The sequence, then the hash.
-      absl::string_view value(found[k].data(), found[k].size());
-      value.remove_prefix(std::min<size_t>(8, value.size()));
-      c.logged_hash = batch.Keep(value);
+      // The sequence (then, in runs written before 2026-12-03, a hash of
+      // the event, no longer read).
+      c.logged_sequence =
+          DecodeU64(absl::string_view(found[k].data(), found[k].size()));
     } else if (!statuses[k].IsNotFound()) {
       return FromRocks(statuses[k], "dedup lookup");
     }
@@ -1828,8 +1859,7 @@ absl::Status EventLog::RebuildIdIndex() {
               return false;
             }
             if (!event) return true;  // a clock tick
-            active_->InsertOrFind(id.value_or(""), {.sequence = sequence,
-                                                    .hash = Sha256(*event)});
+            active_->InsertOrFind(id.value_or(""), {.sequence = sequence});
             MaybeFreeze(sequence);
             return true;
           });
@@ -1888,8 +1918,9 @@ absl::Status EventLog::WriteRun(const IdTable& table, uint64_t covered) {
                             absl::StrCat(kRunPrefix, covered, ".sst"))
                                .string();
   rocksdb::Options run_options(rocksdb::DBOptions(), IdIndexOptions(nullptr));
-  // Uncompressed: a run's entries are mostly their 32-byte hashes, which do
-  // not compress, and LZ4 was a quarter of the run writer's CPU. An
+  // Uncompressed: LZ4 was a quarter of the run writer's CPU when entries
+  // held a 32-byte hash of the event, and saved 2%; ids that share prefixes
+  // are prefix-compressed within a block by RocksDB anyway. An
   // SstFileWriter takes the last entry of compression_per_level (LZ4, from
   // OptimizeLevelStyleCompaction) over `compression`: both are set.
   run_options.compression = rocksdb::kNoCompression;
@@ -1903,7 +1934,6 @@ absl::Status EventLog::WriteRun(const IdTable& table, uint64_t covered) {
   for (const IdTable::Slot& slot : table.Sorted()) {
     const absl::string_view id = slot.id;
     value = EncodeU64(slot.sequence);
-    value.append(slot.hash.data(), slot.hash.size());
     if (absl::Status s =
             FromRocks(writer.Put(rocksdb::Slice(id.data(), id.size()), value),
                       "writing a run");

@@ -7,8 +7,9 @@
 //             consecutive sequences from there on (below)
 //   events    big-endian u64 sequence -> StoredEvent: the events of a log
 //             written before the blocks, read as they are
-//   dedup     event_id -> u64 sequence + SHA-256 of the event: the id index,
-//             written in sorted runs (below)
+//   dedup     event_id -> u64 sequence of its event: the id index, written
+//             in sorted runs (below). Runs written before 2026-12-03 follow
+//             the sequence with a SHA-256 of the event, which is not read.
 //   offsets   topic NUL partition -> next Kafka offset to consume
 //   rejected  big-endian u64 sequence -> RejectedRecord (raw bytes + reason)
 //   snapshots big-endian u64 sequence -> ProjectionSnapshot
@@ -26,16 +27,18 @@
 // `event_blocks` column family); a log from before them keeps its events in
 // `events` and appends blocks after them.
 //
-// The id index answers "was this event_id logged, with which payload?" over
-// the whole history. The ids of recent events live in memory (IdTable), not
-// in the WriteBatch: once Options::id_run_ids of them have gathered, a
-// background thread sorts them into an SST file, ingests it into `dedup`
-// (bloom filters answer the common "never seen" without reading a block)
-// and then advances `id_index_covered`. The table is derived: at open it is
-// rebuilt from the events after `id_index_covered`, so it never holds more
-// than the log and a crash costs only that replay of the tail. A log written
-// before this layout (every id in `dedup` in the batch that appended it) is
-// taken over at open as covered up to its last sequence.
+// The id index answers "was this event_id logged, and where?" over the
+// whole history; an id found again has its event compared byte for byte with
+// the one the log holds at that sequence (duplicate or conflict). The ids of
+// recent events live in memory (IdTable), not in the WriteBatch: once
+// Options::id_run_ids of them have gathered, a background thread sorts them
+// into an SST file, ingests it into `dedup` (bloom filters answer the common
+// "never seen" without reading a block) and then advances `id_index_covered`.
+// The table is derived: at open it is rebuilt from the events after
+// `id_index_covered`, so it never holds more than the log and a crash costs
+// only that replay of the tail. A log written before this layout (every id in
+// `dedup` in the batch that appended it) is taken over at open as covered up to
+// its last sequence.
 //
 // Corrections and retractions are checked here, where the log is: their
 // target must be a logged measurement of the same KPI and subject that is not
@@ -138,18 +141,17 @@ struct Batch {
     // Set by Batch::Seal(), after which the record's event and position
     // must not change.
     bool sealed = false;
-    Digest hash{};  // PayloadHash(event)
-    // Fields 2 (the event's serialization, hashed) and 3 (the position) of
+    // Fields 2 (EventBytes(event)) and 3 (the position) of
     // the record serialized, on the arena: Append() writes them as they are.
     absl::string_view body;
     absl::string_view event_bytes;  // in `body`
     absl::string_view id;           // the event's id, in `body` if it can be
     bool amends = false;            // a correction or a retraction
     // Set by EventLog::Prepare(): whether it looked the id up, whether the
-    // id index's runs held it, and the hash they held (on the arena).
+    // id index's runs held it, and the sequence they hold for it.
     bool looked_up = false;
     bool logged = false;
-    absl::string_view logged_hash;
+    uint64_t logged_sequence = 0;
 
     okrd::v1::KpiEvent& event() { return *record->mutable_event(); }
     const okrd::v1::KpiEvent& event() const { return record->event(); }
@@ -161,9 +163,8 @@ struct Batch {
   Candidate& AddCandidate();
   // A copy of `bytes` on the arena, freed with it.
   absl::string_view Keep(absl::string_view bytes);
-  // Hashes the candidate's event and serializes the record's event and
-  // position, which Append() then stores as they are; neither must change
-  // afterwards.
+  // Serializes the record's event and position, which Append() then stores
+  // as they are; neither must change afterwards.
   // EventLog::Prepare() seals what the caller has not, on the thread that
   // calls it.
   void Seal(Candidate& candidate);
@@ -446,9 +447,10 @@ okrd::v1::RejectedRecord RejectCandidate(const Batch::Candidate& candidate,
                                          std::string reason,
                                          std::string detail);
 
-// SHA-256 of the event's deterministic serialization: equal for the same
-// event whether it arrived as binary protobuf or JSON.
-Digest PayloadHash(const okrd::v1::KpiEvent& event);
+// The bytes the log stores for `event`, and compares a repeated id's event
+// against: its deterministic serialization, equal for the same event whether
+// it arrived as binary protobuf or JSON.
+std::string EventBytes(const okrd::v1::KpiEvent& event);
 
 // Into `*out`, the serialization of `record`, whose event serializes to
 // `event_bytes`: byte for byte what protobuf writes, without serializing the

@@ -7,17 +7,10 @@ namespace okrd::eventlog {
 
 IdTable::IdTable(size_t expected) { map_.reserve(expected); }
 
-absl::string_view IdTable::HashOf(absl::string_view stored_id) {
-  return absl::string_view(stored_id.data() - kHashBytes, kHashBytes);
-}
-
 std::optional<IdTable::Entry> IdTable::Find(absl::string_view id) const {
   auto it = map_.find(id);
   if (it == map_.end()) return std::nullopt;
-  Entry entry{.sequence = it->second};
-  const absl::string_view hash = HashOf(it->first);
-  std::copy(hash.begin(), hash.end(), entry.hash.begin());
-  return entry;
+  return Entry{.sequence = it->second};
 }
 
 std::optional<IdTable::Entry> IdTable::InsertOrFind(absl::string_view id,
@@ -25,14 +18,11 @@ std::optional<IdTable::Entry> IdTable::InsertOrFind(absl::string_view id,
   // One probe: the id is copied into the table's blocks only when new.
   bool inserted = false;
   auto it = map_.lazy_emplace(id, [&](const auto& construct) {
-    construct(Store(id, entry.hash), entry.sequence);
+    construct(Store(id), entry.sequence);
     inserted = true;
   });
   if (inserted) return std::nullopt;
-  Entry present{.sequence = it->second};
-  const absl::string_view hash = HashOf(it->first);
-  std::copy(hash.begin(), hash.end(), present.hash.begin());
-  return present;
+  return Entry{.sequence = it->second};
 }
 
 void IdTable::Erase(absl::string_view id) { map_.erase(id); }
@@ -41,7 +31,7 @@ std::vector<IdTable::Slot> IdTable::Sorted() const {
   std::vector<Slot> sorted;
   sorted.reserve(map_.size());
   for (const auto& [id, sequence] : map_) {
-    sorted.push_back({.id = id, .sequence = sequence, .hash = HashOf(id)});
+    sorted.push_back({.id = id, .sequence = sequence});
   }
   SortByIds(sorted, [](const Slot& slot) { return slot.id; });
   return sorted;
@@ -53,24 +43,23 @@ size_t IdTable::MemoryBytes() const {
          blocks_.size() * kBlockBytes + long_id_bytes_;
 }
 
-absl::string_view IdTable::Store(absl::string_view id, const Digest& hash) {
-  const size_t size = kHashBytes + id.size();
+absl::string_view IdTable::Store(absl::string_view id) {
+  if (id.empty()) return absl::string_view();
   char* copy = nullptr;
-  if (size > kBlockBytes / 8) {
+  if (id.size() > kBlockBytes / 8) {
     // A rare long id gets a block of its own.
-    copy = long_ids_.emplace_back(std::make_unique<char[]>(size)).get();
-    long_id_bytes_ += size;
+    copy = long_ids_.emplace_back(std::make_unique<char[]>(id.size())).get();
+    long_id_bytes_ += id.size();
   } else {
-    if (block_used_ + size > kBlockBytes) {
+    if (block_used_ + id.size() > kBlockBytes) {
       blocks_.push_back(std::make_unique<char[]>(kBlockBytes));
       block_used_ = 0;
     }
     copy = blocks_.back().get() + block_used_;
-    block_used_ += size;
+    block_used_ += id.size();
   }
-  std::memcpy(copy, hash.data(), kHashBytes);
-  if (!id.empty()) std::memcpy(copy + kHashBytes, id.data(), id.size());
-  return absl::string_view(copy + kHashBytes, id.size());
+  std::memcpy(copy, id.data(), id.size());
+  return absl::string_view(copy, id.size());
 }
 
 }  // namespace okrd::eventlog

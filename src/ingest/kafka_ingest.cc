@@ -588,8 +588,7 @@ class KafkaIngest::Impl final : public RdKafka::RebalanceCb,
     if (DecodeAndValidate(payload, encoding, *config_, now, &candidate.event(),
                           &rejection, &schema_id)) {
       candidate.record->set_schema_id(schema_id);
-      // Hashed on the append thread (Append() seals what is not), which
-      // since the id index moved into memory has the lighter load.
+      // Sealed by Prepare(), on whichever thread has the time (see Run()).
       SetPosition(key, msg.offset, &candidate.position());
       candidate.raw = batch.Keep(payload);
       candidate.content_type = std::move(content_type);

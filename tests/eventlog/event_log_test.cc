@@ -1,7 +1,5 @@
 #include "eventlog/event_log.h"
 
-#include <openssl/sha.h>
-
 #include <algorithm>
 #include <deque>
 #include <filesystem>
@@ -970,7 +968,6 @@ TEST(BatchSealTest, BodyIsTheRecordsEventAndPosition) {
       }
       batch.Seal(c);
       EXPECT_EQ(c.id, id);
-      EXPECT_EQ(c.hash, PayloadHash(c.event()));
       std::string deterministic;
       {
         google::protobuf::io::StringOutputStream stream(&deterministic);
@@ -1122,7 +1119,7 @@ TEST_F(EventLogTest, ReadsAndDropsSnapshotsOfTheEarlierLayout) {
   EXPECT_EQ((*got)->sequence(), 5u);
 }
 
-TEST(PayloadHashTest, IgnoresAttributeOrderAndSeesValueChanges) {
+TEST(EventBytesTest, IgnoresAttributeOrderAndSeesValueChanges) {
   okrd::v1::KpiEvent a;
   a.set_event_id("x");
   (*a.mutable_attributes())["k1"] = "v1";
@@ -1131,15 +1128,15 @@ TEST(PayloadHashTest, IgnoresAttributeOrderAndSeesValueChanges) {
   b.set_event_id("x");
   (*b.mutable_attributes())["k2"] = "v2";
   (*b.mutable_attributes())["k1"] = "v1";
-  EXPECT_EQ(PayloadHash(a), PayloadHash(b));
+  EXPECT_EQ(EventBytes(a), EventBytes(b));
   b.set_value(1);
-  EXPECT_NE(PayloadHash(a), PayloadHash(b));
+  EXPECT_NE(EventBytes(a), EventBytes(b));
 }
 
-// Logged dedup entries hold SHA-256 of the deterministic serialization; the
-// hash must stay that, with and without the map field that makes it differ
-// from the plain serialization.
-TEST(PayloadHashTest, IsSha256OfTheDeterministicSerialization) {
+// The log stores, and compares repeated ids against, the deterministic
+// serialization, with and without the map field that makes it differ from
+// the plain one.
+TEST(EventBytesTest, IsTheDeterministicSerialization) {
   okrd::v1::KpiEvent event;
   event.set_event_id("evt-1");
   event.set_kpi("signups");
@@ -1149,8 +1146,9 @@ TEST(PayloadHashTest, IsSha256OfTheDeterministicSerialization) {
   event.mutable_event_time()->set_seconds(1767225600);
   for (bool with_attributes : {false, true}) {
     if (with_attributes) {
-      (*event.mutable_attributes())["region"] = "eu";
-      (*event.mutable_attributes())["channel"] = "web";
+      for (int i = 0; i < 20; ++i) {
+        (*event.mutable_attributes())[absl::StrCat("key-", i)] = "v";
+      }
     }
     std::string bytes;
     {
@@ -1159,16 +1157,135 @@ TEST(PayloadHashTest, IsSha256OfTheDeterministicSerialization) {
       coded.SetSerializationDeterministic(true);
       ASSERT_TRUE(event.SerializeToCodedStream(&coded));
     }
-    unsigned char digest[SHA256_DIGEST_LENGTH];
-    ASSERT_NE(SHA256(reinterpret_cast<const unsigned char*>(bytes.data()),
-                     bytes.size(), digest),
-              nullptr);
-    const Digest hash = PayloadHash(event);
-    EXPECT_EQ(
-        std::string(hash.data(), hash.size()),
-        std::string(reinterpret_cast<const char*>(digest), sizeof(digest)))
+    EXPECT_EQ(EventBytes(event), bytes)
         << "with attributes: " << with_attributes;
   }
+}
+
+// A repeated id is told apart by comparing its event with the one the log
+// holds: attributes in another order are the same event, another value of
+// one of them is not.
+TEST_F(EventLogTest, ComparesRepeatedIdsWithTheLoggedEvent) {
+  auto log = Open(/*run_ids=*/3);
+  auto with_attributes =
+      [](Batch& batch, const std::string& id,
+         const std::vector<std::pair<std::string, std::string>>& attributes,
+         int64_t offset) {
+        Batch::Candidate& c = Event(batch, id, 1, offset);
+        for (const auto& [key, value] : attributes) {
+          (*c.event().mutable_attributes())[key] = value;
+        }
+      };
+  Batch first;
+  with_attributes(first, "a", {{"k1", "v1"}, {"k2", "v2"}, {"k3", "v3"}}, 0);
+  with_attributes(first, "b", {{"k1", "v1"}}, 1);
+  for (int i = 0; i < 4; ++i)
+    Event(first, absl::StrCat("filler-", i), i, 2 + i);
+  first.next_offsets[{"kpi-events", 0}] = 6;
+  ASSERT_TRUE(log->Append(std::move(first)).ok());
+  log->AwaitIdRuns();  // "a" and "b" are now found in a run
+  for (bool after_reopen : {false, true}) {
+    if (after_reopen) {
+      log.reset();
+      log = Open(/*run_ids=*/3);
+    }
+    Batch again;
+    with_attributes(again, "a", {{"k3", "v3"}, {"k1", "v1"}, {"k2", "v2"}}, 10);
+    with_attributes(again, "b", {{"k1", "other"}}, 11);
+    again.next_offsets[{"kpi-events", 0}] = 12;
+    auto result = log->Append(std::move(again));
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_EQ(result->duplicates, 1u);
+    ASSERT_EQ(result->rejected.size(), 1u);
+    EXPECT_EQ(result->rejected[0].reason(), "conflict");
+    EXPECT_EQ(result->rejected[0].raw(), "raw-b");
+  }
+}
+
+// A log written by an older build may hold an event serialized with its
+// attributes in another order (protobuf's plain serialization leaves a map's
+// order open): the same event again is still a duplicate.
+TEST_F(EventLogTest, RepeatedIdMatchesAnEventStoredInAnotherOrder) {
+  auto log = Open();
+  Batch first;
+  Batch::Candidate& c = Event(first, "a", 1, 0);
+  (*c.event().mutable_attributes())["k1"] = "v1";
+  (*c.event().mutable_attributes())["k2"] = "v2";
+  first.Seal(c);
+  // The same event with "k2" before "k1": two serializations, which parse
+  // as one message.
+  okrd::v1::KpiEvent without_k1 = c.event();
+  without_k1.mutable_attributes()->erase("k1");
+  okrd::v1::KpiEvent only_k1;
+  (*only_k1.mutable_attributes())["k1"] = "v1";
+  const std::string reordered =
+      without_k1.SerializeAsString() + only_k1.SerializeAsString();
+  ASSERT_NE(reordered, EventBytes(c.event()));
+  ASSERT_LT(reordered.size(), 128u);  // a one-byte size below
+  okrd::v1::StoredEvent position_only;
+  *position_only.mutable_position() = c.record->position();
+  const std::string body =
+      absl::StrCat("\x12", std::string(1, static_cast<char>(reordered.size())),
+                   reordered, position_only.SerializeAsString());
+  c.body = first.Keep(body);
+  c.event_bytes = c.body.substr(2, reordered.size());
+  first.next_offsets[{"kpi-events", 0}] = 1;
+  ASSERT_TRUE(log->Append(std::move(first)).ok());
+  auto stored = log->Get(1);
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ((*stored)->event().SerializeAsString().size(), reordered.size());
+
+  Batch again;
+  for (const std::string k2 : {"v2", "other"}) {
+    Batch::Candidate& repeat = Event(again, "a", 1, k2 == "v2" ? 1 : 2);
+    (*repeat.event().mutable_attributes())["k2"] = k2;
+    (*repeat.event().mutable_attributes())["k1"] = "v1";
+  }
+  again.next_offsets[{"kpi-events", 0}] = 3;
+  auto result = log->Append(std::move(again));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->duplicates, 1u);
+  ASSERT_EQ(result->rejected.size(), 1u);
+  EXPECT_EQ(result->rejected[0].reason(), "conflict");
+  EXPECT_EQ(result->rejected[0].position().offset(), 2);
+}
+
+// A producer that sends a long stretch again: each repeat is read back from
+// the log (a few hundred records at a time), whether the first events are in
+// the in-memory tables, in runs or in an earlier part of the same batch.
+TEST_F(EventLogTest, TellsDuplicatesFromConflictsInALongResentStretch) {
+  constexpr int kEvents = 700;
+  auto log = Open(/*run_ids=*/250);
+  for (int b = 0; b < kEvents / 100; ++b) {
+    Batch batch;
+    for (int i = b * 100; i < (b + 1) * 100; ++i) {
+      Event(batch, absl::StrCat("e-", i), i, i);
+    }
+    ASSERT_TRUE(log->Append(std::move(batch)).ok());
+  }
+  log->AwaitIdRuns();
+  // Frozen at 300 and 600 ids: runs up to 600, the rest in memory.
+  EXPECT_EQ(log->id_index_stats().covered_sequence, 600u);
+  EXPECT_EQ(log->id_index_stats().memory_ids, 100u);
+  Batch again;
+  for (int i = 0; i < kEvents; ++i) {
+    // Three of them with another value, at the edges of what is read at once.
+    const bool changed = i == 0 || i == 256 || i == kEvents - 1;
+    Event(again, absl::StrCat("e-", i), changed ? -i - 1 : i, kEvents + i);
+  }
+  Event(again, "new", 1, 2 * kEvents);
+  Event(again, "new", 1, 2 * kEvents + 1);
+  Event(again, "new", 2, 2 * kEvents + 2);
+  auto result = log->Append(std::move(again));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->appended.size(), 1u);
+  EXPECT_EQ(result->duplicates, static_cast<uint64_t>(kEvents - 3 + 1));
+  ASSERT_EQ(result->rejected.size(), 4u);
+  for (const auto& r : result->rejected) EXPECT_EQ(r.reason(), "conflict");
+  EXPECT_EQ(result->rejected[0].raw(), "raw-e-0");
+  EXPECT_EQ(result->rejected[1].raw(), "raw-e-256");
+  EXPECT_EQ(result->rejected[2].raw(), absl::StrCat("raw-e-", kEvents - 1));
+  EXPECT_EQ(result->rejected[3].raw(), "raw-new");
 }
 
 }  // namespace
