@@ -587,6 +587,29 @@ bool SameEvent(absl::string_view logged, absl::string_view bytes) {
          !event.attributes().empty() && SerializeEvent(event) == bytes;
 }
 
+// The events of logged records, read back for the ids an append finds again
+// and kept for the rest of it. A producer's retries come in runs of
+// consecutive records: a read that carries on where the one before ended
+// reads twice as many records as that one did (up to kMaxReadAhead), and a
+// read of a record elsewhere reads only it.
+class LoggedEvents {
+ public:
+  // Reads raw records from a sequence on, as EventLog::ForEachRecord().
+  using Reader =
+      std::function<absl::Status(uint64_t from, const RawRecordFn& fn)>;
+  explicit LoggedEvents(Reader read) : read_(std::move(read)) {}
+
+  // The bytes of the event at `sequence`, valid as long as this object.
+  absl::StatusOr<absl::string_view> Get(uint64_t sequence);
+
+ private:
+  static constexpr uint64_t kMaxReadAhead = 256;
+  Reader read_;
+  absl::flat_hash_map<uint64_t, std::string> events_;
+  uint64_t end_ = 0;  // after the last record read
+  uint64_t read_ahead_ = 1;
+};
+
 using google::protobuf::internal::WireFormatLite;
 using Coded = google::protobuf::io::CodedOutputStream;
 
@@ -610,6 +633,34 @@ bool ReadBytesField(absl::string_view message, int field,
   }
   // ReadTag() gives 0 at the end, and on a zero tag, which is damage.
   return in.CurrentPosition() == static_cast<int>(message.size());
+}
+
+absl::StatusOr<absl::string_view> LoggedEvents::Get(uint64_t sequence) {
+  if (auto it = events_.find(sequence); it != events_.end()) return it->second;
+  read_ahead_ = sequence == end_ ? std::min(2 * read_ahead_, kMaxReadAhead) : 1;
+  const uint64_t stop = sequence + read_ahead_;
+  absl::Status damage;
+  absl::Status s =
+      read_(sequence, [&](uint64_t found, absl::string_view record) {
+        std::optional<std::string> event;
+        if (!ReadBytesField(record, 2, &event)) {
+          damage = absl::DataLossError(
+              absl::StrCat("event log record ", found, " does not parse"));
+          return false;
+        }
+        if (event) events_.try_emplace(found, *std::move(event));
+        end_ = found + 1;
+        return end_ < stop;
+      });
+  if (!s.ok()) return s;
+  if (!damage.ok()) return damage;
+  auto it = events_.find(sequence);
+  if (it == events_.end()) {
+    return absl::DataLossError(
+        absl::StrCat("the id index names event log record ", sequence,
+                     ", which the log does not hold"));
+  }
+  return it->second;
 }
 
 uint8_t* WriteVarintField(int field, uint64_t value, uint8_t* out) {
@@ -1525,40 +1576,18 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
     active_->Prefetch(batch.events[i].id);
   };
   // The stored event bytes of this batch's accepted events, by sequence
-  // after `before`; and of older ones read back, with those that follow
-  // them (a producer's retries come in runs), for the rest of this append.
+  // after `before`; older ones are read back from the log.
   std::vector<absl::string_view> appended_bytes;
   appended_bytes.reserve(batch.events.size());
-  absl::flat_hash_map<uint64_t, std::string> read_back;
+  LoggedEvents logged_events([this](uint64_t from, const RawRecordFn& fn)
+                                 ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                                   return ForEachRecord(
+                                       from, rocksdb::ReadOptions(), fn);
+                                 });
   auto logged_bytes =
       [&](uint64_t sequence) -> absl::StatusOr<absl::string_view> {
     if (sequence > before) return appended_bytes[sequence - before - 1];
-    auto it = read_back.find(sequence);
-    if (it != read_back.end()) return it->second;
-    constexpr uint64_t kReadAhead = 256;
-    absl::Status damage;
-    absl::Status s =
-        ForEachRecord(sequence, rocksdb::ReadOptions(),
-                      [&](uint64_t found, absl::string_view record) {
-                        std::optional<std::string> event;
-                        if (!ReadBytesField(record, 2, &event)) {
-                          damage = absl::DataLossError(absl::StrCat(
-                              "event log record ", found, " does not parse"));
-                          return false;
-                        }
-                        if (event)
-                          read_back.try_emplace(found, *std::move(event));
-                        return found < sequence + kReadAhead;
-                      });
-    if (!s.ok()) return s;
-    if (!damage.ok()) return damage;
-    it = read_back.find(sequence);
-    if (it == read_back.end()) {
-      return absl::DataLossError(
-          absl::StrCat("the id index names event log record ", sequence,
-                       ", which the log does not hold"));
-    }
-    return it->second;
+    return logged_events.Get(sequence);
   };
   for (size_t i = 0; i < kPrefetchAhead; ++i) prefetch(i);
   for (size_t i = 0; i < batch.events.size(); ++i) {

@@ -1286,6 +1286,18 @@ TEST_F(EventLogTest, TellsDuplicatesFromConflictsInALongResentStretch) {
   EXPECT_EQ(result->rejected[1].raw(), "raw-e-256");
   EXPECT_EQ(result->rejected[2].raw(), absl::StrCat("raw-e-", kEvents - 1));
   EXPECT_EQ(result->rejected[3].raw(), "raw-new");
+
+  // And far apart, backwards: each read back on its own.
+  Batch scattered;
+  for (int k = kEvents - 1; k >= 0; --k) {
+    const int i = k * 37 % kEvents;
+    Event(scattered, absl::StrCat("e-", i), i == 5 ? 0.5 : i, 3 * kEvents + k);
+  }
+  result = log->Append(std::move(scattered));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->duplicates, static_cast<uint64_t>(kEvents - 1));
+  ASSERT_EQ(result->rejected.size(), 1u);
+  EXPECT_EQ(result->rejected[0].raw(), "raw-e-5");
 }
 
 }  // namespace

@@ -77,15 +77,22 @@ void AddEvent(eventlog::Batch& batch, uint64_t seed, uint64_t i,
 }
 
 // Appends ids [from, to) of `seed` in batches; returns events per second
-// and counts duplicates.
+// and counts duplicates. With `scatter`, the i-th id sent is id
+// i * scatter.stride % scatter.ids instead: ids logged far apart.
+struct Scatter {
+  uint64_t stride = 1;
+  uint64_t ids = 0;  // 0: not scattered
+};
 double AppendRange(eventlog::EventLog& log, uint64_t seed, uint64_t from,
                    uint64_t to, size_t batch_size, int64_t* offset,
-                   uint64_t* duplicates, bool progress) {
+                   uint64_t* duplicates, bool progress, Scatter scatter = {}) {
   const absl::Time start = absl::Now();
   for (uint64_t i = from; i < to;) {
     eventlog::Batch batch;
     for (size_t k = 0; k < batch_size && i < to; ++k, ++i) {
-      AddEvent(batch, seed, i, (*offset)++);
+      AddEvent(batch, seed,
+               scatter.ids == 0 ? i : i * scatter.stride % scatter.ids,
+               (*offset)++);
     }
     batch.next_offsets[{"bench", 0}] = *offset;
     batch.ingest_time = absl::Now();
@@ -210,15 +217,22 @@ int Main(int argc, char** argv) {
                                    &offset, &duplicates, false);
   const double logged = AppendRange(**log, kSeed, 0, kLookups, batch_size,
                                     &offset, &duplicates, false);
+  // Duplicates of ids logged far apart (a prime stride through the log):
+  // each one's event is read back from a block of its own.
+  const uint64_t kScattered = std::min<uint64_t>(ids, 20000);
+  const double scattered =
+      AppendRange(**log, kSeed, 0, kScattered, batch_size, &offset, &duplicates,
+                  false, {.stride = 7919, .ids = ids});
   std::printf(
       "lookups  %llu new ids: %.0f ids/s; %llu logged ids (duplicates): "
-      "%.0f ids/s\n",
+      "%.0f ids/s; %llu logged ids far apart: %.0f ids/s\n",
       static_cast<unsigned long long>(kLookups), fresh,
-      static_cast<unsigned long long>(kLookups), logged);
-  if (duplicates != kLookups) {
+      static_cast<unsigned long long>(kLookups), logged,
+      static_cast<unsigned long long>(kScattered), scattered);
+  if (duplicates != kLookups + kScattered) {
     std::fprintf(stderr, "id_index_bench: %llu duplicates, expected %llu\n",
                  static_cast<unsigned long long>(duplicates),
-                 static_cast<unsigned long long>(kLookups));
+                 static_cast<unsigned long long>(kLookups + kScattered));
     return 1;
   }
   log->reset();
