@@ -587,27 +587,31 @@ bool SameEvent(absl::string_view logged, absl::string_view bytes) {
          !event.attributes().empty() && SerializeEvent(event) == bytes;
 }
 
-// The events of logged records, read back for the ids an append finds again
-// and kept for the rest of it. A producer's retries come in runs of
-// consecutive records: a read that carries on where the one before ended
-// reads twice as many records as that one did (up to kMaxReadAhead), and a
-// read of a record elsewhere reads only it.
+// The events of logged records, read back for the ids an append finds
+// again. Whole blocks of records are read (one seek, one copy) and the last
+// few kept for the rest of the append: a producer's retries, or one
+// partition sent again, ask for records close to each other.
 class LoggedEvents {
  public:
-  // Reads raw records from a sequence on, as EventLog::ForEachRecord().
-  using Reader =
-      std::function<absl::Status(uint64_t from, const RawRecordFn& fn)>;
+  // Reads the block of records that holds `sequence` into `*bytes` and its
+  // first sequence into `*first` (an empty block when there is none).
+  using Reader = std::function<absl::Status(uint64_t sequence, uint64_t* first,
+                                            std::string* bytes)>;
   explicit LoggedEvents(Reader read) : read_(std::move(read)) {}
 
-  // The bytes of the event at `sequence`, valid as long as this object.
+  // The bytes of the event at `sequence`, valid until the next call.
   absl::StatusOr<absl::string_view> Get(uint64_t sequence);
 
  private:
-  static constexpr uint64_t kMaxReadAhead = 256;
+  struct Block {
+    uint64_t first = 0;
+    std::string bytes;
+    std::vector<absl::string_view> records;  // in `bytes`, from `first` on
+  };
+  static constexpr size_t kKeptBlocks = 8;
   Reader read_;
-  absl::flat_hash_map<uint64_t, std::string> events_;
-  uint64_t end_ = 0;  // after the last record read
-  uint64_t read_ahead_ = 1;
+  std::deque<std::unique_ptr<Block>> blocks_;  // newest last
+  std::string event_;
 };
 
 using google::protobuf::internal::WireFormatLite;
@@ -636,31 +640,46 @@ bool ReadBytesField(absl::string_view message, int field,
 }
 
 absl::StatusOr<absl::string_view> LoggedEvents::Get(uint64_t sequence) {
-  if (auto it = events_.find(sequence); it != events_.end()) return it->second;
-  read_ahead_ = sequence == end_ ? std::min(2 * read_ahead_, kMaxReadAhead) : 1;
-  const uint64_t stop = sequence + read_ahead_;
-  absl::Status damage;
-  absl::Status s =
-      read_(sequence, [&](uint64_t found, absl::string_view record) {
-        std::optional<std::string> event;
-        if (!ReadBytesField(record, 2, &event)) {
-          damage = absl::DataLossError(
-              absl::StrCat("event log record ", found, " does not parse"));
-          return false;
-        }
-        if (event) events_.try_emplace(found, *std::move(event));
-        end_ = found + 1;
-        return end_ < stop;
-      });
-  if (!s.ok()) return s;
-  if (!damage.ok()) return damage;
-  auto it = events_.find(sequence);
-  if (it == events_.end()) {
+  const Block* holding = nullptr;
+  for (const std::unique_ptr<Block>& block : blocks_) {
+    if (sequence >= block->first &&
+        sequence - block->first < block->records.size()) {
+      holding = block.get();
+    }
+  }
+  if (holding == nullptr) {
+    auto block = std::make_unique<Block>();
+    if (absl::Status s = read_(sequence, &block->first, &block->bytes);
+        !s.ok()) {
+      return s;
+    }
+    bool stopped = false;
+    if (!ReadBlock(
+            block->bytes, block->first, block->first,
+            [&](uint64_t, absl::string_view record) {
+              block->records.push_back(record);
+              return true;
+            },
+            &stopped)) {
+      return absl::DataLossError(absl::StrCat(
+          "the block of event log records at ", block->first,
+          " does not parse"));
+    }
+    if (blocks_.size() == kKeptBlocks) blocks_.pop_front();
+    holding = blocks_.emplace_back(std::move(block)).get();
+  }
+  std::optional<std::string> event;
+  if (sequence < holding->first ||
+      sequence - holding->first >= holding->records.size() ||
+      !ReadBytesField(holding->records[sequence - holding->first], 2,
+                      &event) ||
+      !event) {
     return absl::DataLossError(
         absl::StrCat("the id index names event log record ", sequence,
-                     ", which the log does not hold"));
+                     ", which the log does not hold as an event"));
   }
-  return it->second;
+  event_ = *std::move(event);
+  return event_;
 }
 
 uint8_t* WriteVarintField(int field, uint64_t value, uint8_t* out) {
@@ -1289,6 +1308,35 @@ absl::Status EventLog::ForEachRecord(uint64_t from,
                      &stopped);
 }
 
+absl::Status EventLog::ReadBlockHolding(uint64_t sequence, uint64_t* first,
+                                        std::string* bytes) const {
+  *first = sequence;
+  bytes->clear();
+  if (sequence < blocks_from_) {
+    // A record of the layout before the blocks: a block of one.
+    std::string record;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handles_[kEvents],
+                                 EncodeU64(sequence), &record);
+    if (s.IsNotFound()) return absl::OkStatus();
+    if (!s.ok()) return FromRocks(s, "reading the log");
+    uint8_t size[5];
+    const uint8_t* end = Coded::WriteVarint32ToArray(
+        static_cast<uint32_t>(record.size()), size);
+    bytes->assign(reinterpret_cast<const char*>(size),
+                  static_cast<size_t>(end - size));
+    bytes->append(record);
+    return absl::OkStatus();
+  }
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), handles_[kBlocks]));
+  it->SeekForPrev(EncodeU64(sequence));
+  if (it->Valid()) {
+    *first = DecodeU64(absl::string_view(it->key().data(), it->key().size()));
+    bytes->assign(it->value().data(), it->value().size());
+  }
+  return FromRocks(it->status(), "reading the log");
+}
+
 absl::StatusOr<uint64_t> EventLog::LastEventSequence() const {
   if (handles_[kBlocks] != nullptr) {
     std::unique_ptr<rocksdb::Iterator> it(
@@ -1579,11 +1627,10 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
   // after `before`; older ones are read back from the log.
   std::vector<absl::string_view> appended_bytes;
   appended_bytes.reserve(batch.events.size());
-  LoggedEvents logged_events([this](uint64_t from, const RawRecordFn& fn)
-                                 ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                                   return ForEachRecord(
-                                       from, rocksdb::ReadOptions(), fn);
-                                 });
+  LoggedEvents logged_events(
+      [this](uint64_t sequence, uint64_t* first, std::string* bytes) {
+        return ReadBlockHolding(sequence, first, bytes);
+      });
   auto logged_bytes =
       [&](uint64_t sequence) -> absl::StatusOr<absl::string_view> {
     if (sequence > before) return appended_bytes[sequence - before - 1];

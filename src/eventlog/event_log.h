@@ -354,6 +354,11 @@ class EventLog {
   absl::StatusOr<uint64_t> LastKey(int cf) const;
   // The sequence of the newest stored event record, 0 when there is none.
   absl::StatusOr<uint64_t> LastEventSequence() const;
+  // The block of event records that holds `sequence`, and its first
+  // sequence: for a record from before the blocks, a block of it alone;
+  // empty when the log holds no such record.
+  absl::Status ReadBlockHolding(uint64_t sequence, uint64_t* first,
+                                std::string* bytes) const;
   // Calls `fn` for each stored event record from `from` on, in order, until
   // it returns false: the ones in `events`, then the blocks.
   absl::Status ForEachRecord(uint64_t from, const rocksdb::ReadOptions& read,
