@@ -60,7 +60,7 @@ const char* const kCfNames[] = {
     "default",   "events", "dedup",      "offsets", "rejected",
     "snapshots", "meta",   "amendments", "layout",  "event_blocks"};
 // Full id tables waiting for their runs to be written, at most; appends
-// wait beyond (about 20 MB per table at the default 200k ids).
+// wait beyond (about 13 MB per table of 32-character ids at the default 200k).
 constexpr size_t kMaxUnwrittenTables = 4;
 // A block of event records is closed once it holds this many bytes: a
 // batch is a few dozen RocksDB records instead of one per event, and
@@ -661,9 +661,9 @@ absl::StatusOr<absl::string_view> LoggedEvents::Get(uint64_t sequence) {
               return true;
             },
             &stopped)) {
-      return absl::DataLossError(absl::StrCat(
-          "the block of event log records at ", block->first,
-          " does not parse"));
+      return absl::DataLossError(
+          absl::StrCat("the block of event log records at ", block->first,
+                       " does not parse"));
     }
     if (blocks_.size() == kKeptBlocks) blocks_.pop_front();
     holding = blocks_.emplace_back(std::move(block)).get();
@@ -671,8 +671,7 @@ absl::StatusOr<absl::string_view> LoggedEvents::Get(uint64_t sequence) {
   std::optional<std::string> event;
   if (sequence < holding->first ||
       sequence - holding->first >= holding->records.size() ||
-      !ReadBytesField(holding->records[sequence - holding->first], 2,
-                      &event) ||
+      !ReadBytesField(holding->records[sequence - holding->first], 2, &event) ||
       !event) {
     return absl::DataLossError(
         absl::StrCat("the id index names event log record ", sequence,
@@ -1320,8 +1319,8 @@ absl::Status EventLog::ReadBlockHolding(uint64_t sequence, uint64_t* first,
     if (s.IsNotFound()) return absl::OkStatus();
     if (!s.ok()) return FromRocks(s, "reading the log");
     uint8_t size[5];
-    const uint8_t* end = Coded::WriteVarint32ToArray(
-        static_cast<uint32_t>(record.size()), size);
+    const uint8_t* end =
+        Coded::WriteVarint32ToArray(static_cast<uint32_t>(record.size()), size);
     bytes->assign(reinterpret_cast<const char*>(size),
                   static_cast<size_t>(end - size));
     bytes->append(record);
