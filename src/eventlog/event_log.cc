@@ -739,25 +739,41 @@ uint8_t* WritePosition(const okrd::v1::SourcePosition& position, uint8_t* out) {
   return out;
 }
 
-size_t RecordBodySize(const okrd::v1::StoredEvent& record, size_t event_bytes) {
-  size_t size =
-      1 + Coded::VarintSize32(static_cast<uint32_t>(event_bytes)) + event_bytes;
-  if (record.has_position()) {
-    const size_t position = PositionSize(record.position());
-    size += 1 + Coded::VarintSize32(static_cast<uint32_t>(position)) + position;
+// Fields 2 (`event_bytes`) and 3 (the position) of `record`, sized once,
+// then written.
+class RecordBody {
+ public:
+  RecordBody(const okrd::v1::StoredEvent& record, absl::string_view event_bytes)
+      : record_(record),
+        event_bytes_(event_bytes),
+        position_(record.has_position() ? PositionSize(record.position()) : 0) {
   }
-  return size;
-}
 
-uint8_t* WriteRecordBody(const okrd::v1::StoredEvent& record,
-                         absl::string_view event_bytes, uint8_t* out) {
-  out = WriteBytesField(2, event_bytes, out);
-  if (record.has_position()) {
-    out = WriteLengthPrefix(3, PositionSize(record.position()), out);
-    out = WritePosition(record.position(), out);
+  size_t size() const {
+    size_t size =
+        1 + Coded::VarintSize32(static_cast<uint32_t>(event_bytes_.size())) +
+        event_bytes_.size();
+    if (record_.has_position()) {
+      size +=
+          1 + Coded::VarintSize32(static_cast<uint32_t>(position_)) + position_;
+    }
+    return size;
   }
-  return out;
-}
+
+  uint8_t* Write(uint8_t* out) const {
+    out = WriteBytesField(2, event_bytes_, out);
+    if (record_.has_position()) {
+      out = WriteLengthPrefix(3, position_, out);
+      out = WritePosition(record_.position(), out);
+    }
+    return out;
+  }
+
+ private:
+  const okrd::v1::StoredEvent& record_;
+  absl::string_view event_bytes_;
+  size_t position_;  // its serialized size
+};
 
 size_t RecordSize(const okrd::v1::StoredEvent& record, size_t body) {
   size_t size = body;
@@ -839,8 +855,9 @@ class BlockWriter {
 
 void SerializeRecord(const okrd::v1::StoredEvent& record,
                      absl::string_view event_bytes, std::string* out) {
-  std::string body(RecordBodySize(record, event_bytes.size()), '\0');
-  WriteRecordBody(record, event_bytes, reinterpret_cast<uint8_t*>(body.data()));
+  const RecordBody fields(record, event_bytes);
+  std::string body(fields.size(), '\0');
+  fields.Write(reinterpret_cast<uint8_t*>(body.data()));
   out->resize(RecordSize(record, body.size()));
   uint8_t* begin = reinterpret_cast<uint8_t*>(out->data());
   out->resize(static_cast<size_t>(WriteRecord(record, body, begin) - begin));
@@ -865,9 +882,10 @@ Batch::Candidate Batch::NewCandidate() {
 void Batch::Seal(Candidate& candidate) {
   const absl::string_view bytes = SerializeEvent(candidate.event());
   const okrd::v1::StoredEvent& record = *candidate.record;
-  const size_t size = RecordBodySize(record, bytes.size());
+  const RecordBody fields(record, bytes);
+  const size_t size = fields.size();
   char* body = google::protobuf::Arena::CreateArray<char>(arena.get(), size);
-  WriteRecordBody(record, bytes, reinterpret_cast<uint8_t*>(body));
+  fields.Write(reinterpret_cast<uint8_t*>(body));
   candidate.body = absl::string_view(body, size);
   // Field 2's tag and size, then the event's bytes.
   candidate.event_bytes = candidate.body.substr(
