@@ -118,13 +118,14 @@ std::map<std::string, std::string> ConsumerTuning() {
       // must hold about a second of okrd's fastest ingest, or a catch-up
       // stalls with the queue empty. At 16 MiB (about 230k events of
       // 73 bytes) ingest_bench's consumer waited 0.4-1.3 s of every
-      // 1.5-4 s for messages and took 255-300k events/s; at 32 MiB it
-      // waited for none and took 357-497k. A fetch may overshoot the
-      // bound by a whole response: at librdkafka's defaults (64 MiB,
-      // 50 MiB per response) the backlog after a 30 s broker stall on
-      // 400 partitions held 320 MiB; responses of at most 4 MiB keep the
-      // overshoot small.
-      {"queued.max.messages.kbytes", "32768"},
+      // 1.5-4 s for messages; at 32 MiB, once okrd took 600k events/s, it
+      // ran dry for 0.27-0.5 s of a 1M-event catch-up (1M events on 32
+      // partitions: 436k events/s median of 9 runs, against 499k of 8 at
+      // 64 MiB). A fetch may overshoot the bound by a whole response: at
+      // librdkafka's defaults (50 MiB per response) the backlog after a
+      // 30 s broker stall on 400 partitions held 320 MiB; responses of at
+      // most 4 MiB keep the overshoot small.
+      {"queued.max.messages.kbytes", "65536"},
       {"fetch.max.bytes", "4194304"},
   };
 }
