@@ -957,18 +957,9 @@ rocksdb::ColumnFamilyOptions BaseOptions(
   return options;
 }
 
-// Options of the `dedup` column family, which the runs of the id index are
-// written with too.
-rocksdb::ColumnFamilyOptions IdIndexOptions(
+// Table options of the `dedup` column family (see IdIndexOptions()).
+rocksdb::BlockBasedTableOptions IdIndexTableOptions(
     const std::shared_ptr<rocksdb::Cache>& cache) {
-  // Nearly every lookup is for a new id: bloom filters answer those without
-  // reading a block. The filters grow with the history (about 1.3 bytes per
-  // id), so they live in the block cache, within storage.memory_mb, at high
-  // priority: data blocks are evicted first. They are partitioned (4 KiB
-  // each, with a two-level index), so a lookup needs one partition of a
-  // run's filter, and one evicted costs a 4 KiB read, not the whole filter.
-  rocksdb::ColumnFamilyOptions options;
-  options.OptimizeLevelStyleCompaction();
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = cache;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
@@ -979,7 +970,26 @@ rocksdb::ColumnFamilyOptions IdIndexOptions(
   table.cache_index_and_filter_blocks_with_high_priority = true;
   // The top levels (one small block per run) stay with the table.
   table.pin_top_level_index_and_filter = true;
-  options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  return table;
+}
+
+// Options of the `dedup` column family, which the runs of the id index are
+// written with too.
+rocksdb::ColumnFamilyOptions IdIndexOptions(
+    const std::shared_ptr<rocksdb::Cache>& cache) {
+  // Nearly every lookup is for a new id: bloom filters answer those without
+  // reading a block. The filters grow with the history (about 1.3 bytes per
+  // id), so they live in the block cache, within storage.memory_mb, at high
+  // priority: data blocks are evicted first. They are partitioned (4 KiB
+  // each, with a two-level index), so a lookup needs one partition of a
+  // run's filter, and one evicted costs a 4 KiB read, not the whole filter.
+  // The id index's writer may give a run its filter whole instead
+  // (EventLog::Options::whole_filter_ids); RocksDB reads each table's
+  // filter in the form that table holds it.
+  rocksdb::ColumnFamilyOptions options;
+  options.OptimizeLevelStyleCompaction();
+  options.table_factory.reset(
+      rocksdb::NewBlockBasedTableFactory(IdIndexTableOptions(cache)));
   // Only a log written before the id index's runs puts ids in memtables.
   options.memtable_whole_key_filtering = true;
   options.memtable_prefix_bloom_size_ratio = 0.1;
@@ -2018,6 +2028,13 @@ absl::Status EventLog::WriteRun(const IdTable& table, uint64_t covered) {
   // OptimizeLevelStyleCompaction) over `compression`: both are set.
   run_options.compression = rocksdb::kNoCompression;
   run_options.compression_per_level.clear();
+  if (table.size() <= options_.whole_filter_ids) {
+    // A small run's filter whole (about 1.25 bytes per id): see
+    // Options::whole_filter_ids.
+    rocksdb::BlockBasedTableOptions whole = IdIndexTableOptions(nullptr);
+    whole.partition_filters = false;
+    run_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(whole));
+  }
   rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), run_options,
                                 handles_[kDedup]);
   if (absl::Status s = FromRocks(writer.Open(path), "opening a run"); !s.ok()) {

@@ -105,6 +105,13 @@ struct Options {
   // Ids the id index keeps in memory before writing them as a sorted run;
   // the start-up replay of the tail is bounded by about twice this.
   size_t id_run_ids = 200000;
+  // A run of at most this many ids gets its bloom filter whole instead of
+  // in 4 KiB partitions: a lookup then probes it without first seeking the
+  // partitions' index, which took 7-11% of ingest's CPU at 1M events
+  // (five runs). Larger runs, and what compaction merges runs into, keep
+  // partitions, so that filters outgrowing the cache are read back 4 KiB
+  // at a time (see IdIndexOptions() in event_log.cc).
+  size_t whole_filter_ids = 1000000;
   // RocksDB's memtables and block cache together stay within this; the
   // memtables are flushed once they hold half of it. The id index's filters
   // and indexes (about 1.6 bytes per id on disk) and its in-memory tables

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <random>
 #include <set>
@@ -1298,6 +1300,80 @@ TEST_F(EventLogTest, TellsDuplicatesFromConflictsInALongResentStretch) {
   EXPECT_EQ(result->duplicates, static_cast<uint64_t>(kEvents - 1));
   ASSERT_EQ(result->rejected.size(), 1u);
   EXPECT_EQ(result->rejected[0].raw(), "raw-e-5");
+}
+
+// Small runs hold their bloom filter whole, larger ones (and logs written
+// before 2026-12-03) in partitions: a log holding both kinds still tells
+// new ids, duplicates and conflicts apart in either.
+TEST_F(EventLogTest, FindsIdsInRunsWithWholeAndPartitionedFilters) {
+  auto open = [this](size_t whole_filter_ids) {
+    auto log = EventLog::Open({.path = dir_.string(),
+                               .sync = false,
+                               .id_run_ids = 100,
+                               .whole_filter_ids = whole_filter_ids});
+    EXPECT_TRUE(log.ok()) << log.status();
+    return log.ok() ? std::move(*log) : nullptr;
+  };
+  // Which of the log's tables hold a filter of each kind, by the name
+  // RocksDB gives the filter's block in each table's meta-index.
+  auto tables_with = [this](const std::string& kind) {
+    int count = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_)) {
+      if (entry.path().extension() != ".sst") continue;
+      std::ifstream in(entry.path(), std::ios::binary);
+      const std::string bytes((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
+      if (bytes.find(kind + "filter.rocksdb.BuiltinBloomFilter") !=
+          std::string::npos) {
+        ++count;
+      }
+    }
+    return count;
+  };
+  int64_t offset = 0;
+  auto append_range = [&](EventLog& log, int from, int to) {
+    Batch batch;
+    for (int i = from; i < to; ++i) {
+      Event(batch, absl::StrCat("e-", i), i, offset++);
+    }
+    batch.next_offsets[{"kpi-events", 0}] = offset;
+    auto result = log.Append(std::move(batch));
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_EQ(result->appended.size(), static_cast<size_t>(to - from));
+    log.AwaitIdRuns();
+  };
+  auto log = open(/*whole_filter_ids=*/0);
+  append_range(*log, 0, 250);  // one run of 250 ids, partitioned
+  log.reset();
+  log = open(/*whole_filter_ids=*/1000);
+  append_range(*log, 250, 450);  // one run of 200, whole
+  EXPECT_EQ(log->id_index_stats().covered_sequence, 450u);
+  EXPECT_EQ(log->id_index_stats().memory_ids, 0u);
+  EXPECT_EQ(tables_with("partitioned"), 1);
+  EXPECT_EQ(tables_with("full"), 1);
+
+  for (bool after_reopen : {false, true}) {
+    if (after_reopen) {
+      log.reset();
+      log = open(/*whole_filter_ids=*/1000);
+    }
+    Batch again;
+    for (int i : {5, 150, 260, 390, 420}) {
+      Event(again, absl::StrCat("e-", i), i, offset++);
+    }
+    for (int i : {6, 300}) {
+      Event(again, absl::StrCat("e-", i), -1, offset++);
+    }
+    Event(again, absl::StrCat("new-", after_reopen), 1, offset++);
+    again.next_offsets[{"kpi-events", 0}] = offset;
+    auto result = log->Append(std::move(again));
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_EQ(result->duplicates, 5u);
+    ASSERT_EQ(result->rejected.size(), 2u);
+    EXPECT_EQ(result->rejected[0].raw(), "raw-e-6");
+    EXPECT_EQ(result->rejected[1].raw(), "raw-e-300");
+    EXPECT_EQ(result->appended.size(), 1u);
+  }
 }
 
 }  // namespace
