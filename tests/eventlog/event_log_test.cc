@@ -33,9 +33,13 @@ class EventLogTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  std::unique_ptr<EventLog> Open(size_t run_ids = 200000) {
-    auto log = EventLog::Open(
-        {.path = dir_.string(), .sync = false, .id_run_ids = run_ids});
+  std::unique_ptr<EventLog> Open(
+      size_t run_ids = 200000,
+      size_t whole_filter_ids = Options().whole_filter_ids) {
+    auto log = EventLog::Open({.path = dir_.string(),
+                               .sync = false,
+                               .id_run_ids = run_ids,
+                               .whole_filter_ids = whole_filter_ids});
     EXPECT_TRUE(log.ok()) << log.status();
     return log.ok() ? std::move(*log) : nullptr;
   }
@@ -1306,14 +1310,6 @@ TEST_F(EventLogTest, TellsDuplicatesFromConflictsInALongResentStretch) {
 // before 2026-12-03) in partitions: a log holding both kinds still tells
 // new ids, duplicates and conflicts apart in either.
 TEST_F(EventLogTest, FindsIdsInRunsWithWholeAndPartitionedFilters) {
-  auto open = [this](size_t whole_filter_ids) {
-    auto log = EventLog::Open({.path = dir_.string(),
-                               .sync = false,
-                               .id_run_ids = 100,
-                               .whole_filter_ids = whole_filter_ids});
-    EXPECT_TRUE(log.ok()) << log.status();
-    return log.ok() ? std::move(*log) : nullptr;
-  };
   // Which of the log's tables hold a filter of each kind, by the name
   // RocksDB gives the filter's block in each table's meta-index.
   auto tables_with = [this](const std::string& kind) {
@@ -1342,10 +1338,10 @@ TEST_F(EventLogTest, FindsIdsInRunsWithWholeAndPartitionedFilters) {
     EXPECT_EQ(result->appended.size(), static_cast<size_t>(to - from));
     log.AwaitIdRuns();
   };
-  auto log = open(/*whole_filter_ids=*/0);
+  auto log = Open(/*run_ids=*/100, /*whole_filter_ids=*/0);
   append_range(*log, 0, 250);  // one run of 250 ids, partitioned
   log.reset();
-  log = open(/*whole_filter_ids=*/1000);
+  log = Open(/*run_ids=*/100, /*whole_filter_ids=*/1000);
   append_range(*log, 250, 450);  // one run of 200, whole
   EXPECT_EQ(log->id_index_stats().covered_sequence, 450u);
   EXPECT_EQ(log->id_index_stats().memory_ids, 0u);
@@ -1355,7 +1351,7 @@ TEST_F(EventLogTest, FindsIdsInRunsWithWholeAndPartitionedFilters) {
   for (bool after_reopen : {false, true}) {
     if (after_reopen) {
       log.reset();
-      log = open(/*whole_filter_ids=*/1000);
+      log = Open(/*run_ids=*/100, /*whole_filter_ids=*/1000);
     }
     Batch again;
     for (int i : {5, 150, 260, 390, 420}) {
