@@ -1832,20 +1832,50 @@ absl::StatusOr<AppendResult> EventLog::Append(Batch&& batch, Durable durable) {
 }
 
 absl::Status EventLog::Prepare(Batch& batch) const {
-  // Every run of a table dropped by now is visible to the lookup below;
-  // the ids of later drops may be or not, and Append() looks again.
+  // Every run of a table dropped by now is visible to the lookup below, and
+  // its ids are in the filter read after this; the ids of later drops may be
+  // or not, and Append() looks again.
   const uint64_t dropped = tables_dropped_.load();
-  // In key order, which RocksDB would sort them into otherwise. The ids sit
-  // beside their indexes while sorting, rather than being reached through
-  // each event at every comparison.
-  std::vector<std::pair<absl::string_view, uint32_t>> ids;
+  const std::shared_ptr<const IdFilter> filter = id_filter();
+  // The candidates to look up, with their ids' hashes for the filter.
+  std::vector<std::pair<uint32_t, uint64_t>> pending;
+  pending.reserve(batch.events.size());
   for (uint32_t i = 0; i < batch.events.size(); ++i) {
     Batch::Candidate& c = batch.events[i];
     if (c.looked_up) continue;
     if (!c.sealed) batch.Seal(c);
-    ids.emplace_back(c.id, i);
+    pending.emplace_back(i, filter != nullptr ? IdFilter::Hash(c.id) : 0);
+  }
+  if (pending.empty()) return absl::OkStatus();
+  if (!batch.looked_up_any) {
+    batch.looked_up_any = true;
+    batch.prepared_after = dropped;
+  }
+  // In key order, which RocksDB would sort them into otherwise. The ids sit
+  // beside their indexes while sorting, rather than being reached through
+  // each event at every comparison. Only the filter's "maybe"s: an id it
+  // has never seen is in no run.
+  std::vector<std::pair<absl::string_view, uint32_t>> ids;
+  ids.reserve(filter != nullptr ? pending.size() / 16 : pending.size());
+  // A filter larger than the cache misses it: the probe of the id
+  // kPrefetchAhead places on is started early.
+  constexpr size_t kPrefetchAhead = 8;
+  for (size_t k = 0; k < pending.size(); ++k) {
+    Batch::Candidate& c = batch.events[pending[k].first];
+    if (filter != nullptr) {
+      if (k + kPrefetchAhead < pending.size()) {
+        filter->Prefetch(pending[k + kPrefetchAhead].second);
+      }
+      if (!filter->MayContainHash(pending[k].second)) {
+        c.looked_up = true;
+        c.logged = false;
+        continue;
+      }
+    }
+    ids.emplace_back(c.id, pending[k].first);
   }
   if (ids.empty()) return absl::OkStatus();
+  run_lookups_.fetch_add(ids.size(), std::memory_order_relaxed);
   const size_t n = ids.size();
   SortByIds(ids, [](const auto& id) { return id.first; });
   std::vector<rocksdb::Slice> keys;
@@ -1876,10 +1906,6 @@ absl::Status EventLog::Prepare(Batch& batch) const {
     } else if (!statuses[k].IsNotFound()) {
       return FromRocks(statuses[k], "dedup lookup");
     }
-  }
-  if (!batch.looked_up_any) {
-    batch.looked_up_any = true;
-    batch.prepared_after = dropped;
   }
   return absl::OkStatus();
 }
@@ -1982,11 +2008,26 @@ void EventLog::WriteRuns() {
     {
       absl::MutexLock lock(&index_mu_);
       auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(index_mu_) {
-        return stop_writer_ || Unwritten() != nullptr;
+        return stop_writer_ || filter_due_ || Unwritten() != nullptr;
       };
       index_mu_.Await(absl::Condition(&ready));
       if (stop_writer_) return;
       next = Unwritten();
+    }
+    if (next == nullptr) {
+      // Tables first: appends may be waiting for them.
+      absl::Status s = BuildIdFilter();
+      if (absl::IsCancelled(s)) return;
+      if (!s.ok()) {
+        // Lookups go to the runs' own filters meanwhile; tried again after
+        // the next run.
+        spdlog::warn(
+            "id index: building the filter of the runs' ids failed: {}",
+            std::string(s.message()));
+      }
+      absl::MutexLock lock(&index_mu_);
+      filter_due_ = false;
+      continue;
     }
     // A frozen table no longer changes: it is read here without the lock.
     const absl::Time start = absl::Now();
@@ -1996,12 +2037,14 @@ void EventLog::WriteRuns() {
                    next->table->size(),
                    absl::FormatDuration(absl::Now() - start), next->covered);
     }
+    const bool filter_due = IdFilterDue();
     absl::MutexLock lock(&index_mu_);
     run_failing_ = !s.ok();
     if (s.ok()) {
       next->written = true;
       covered_ = next->covered;
       ++runs_written_;
+      filter_due_ = filter_due;
       backoff = absl::Seconds(1);
       continue;
     }
@@ -2014,6 +2057,63 @@ void EventLog::WriteRuns() {
     backoff = std::min(backoff * 2, absl::Seconds(30));
     if (stop_writer_) return;
   }
+}
+
+std::shared_ptr<IdFilter> EventLog::id_filter() const {
+  absl::MutexLock lock(&filter_mu_);
+  return filter_;
+}
+
+bool EventLog::IdFilterDue() const {
+  const std::shared_ptr<IdFilter> filter = id_filter();
+  return filter == nullptr || filter->ids() > filter->capacity();
+}
+
+absl::Status EventLog::BuildIdFilter() {
+  const absl::Time start = absl::Now();
+  // Exact for runs: RocksDB sums their tables' entry counts.
+  uint64_t estimate = 0;
+  db_->GetIntProperty(handles_[kDedup], "rocksdb.estimate-num-keys", &estimate);
+  size_t capacity = std::max<size_t>(options_.id_filter_ids, 2 * estimate);
+  std::shared_ptr<IdFilter> filter;
+  // Again, larger, in the unlikely case the estimate fell short by half.
+  while (filter == nullptr || filter->ids() > filter->capacity() / 2) {
+    if (filter != nullptr) capacity = 2 * filter->ids();
+    filter = std::make_shared<IdFilter>(capacity);
+    if (estimate >= 1000000) {
+      spdlog::info("id index: building the filter of the runs' {} ids",
+                   estimate);
+    }
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(ScanOptions(), handles_[kDedup]));
+    size_t read = 0;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      const rocksdb::Slice key = it->key();
+      filter->Add(absl::string_view(key.data(), key.size()));
+      if (++read % 65536 == 0) {
+        absl::MutexLock lock(&index_mu_);
+        if (stop_writer_) return absl::CancelledError("closing");
+      }
+    }
+    if (absl::Status s = FromRocks(it->status(), "reading the id index");
+        !s.ok()) {
+      return s;
+    }
+  }
+  {
+    absl::MutexLock lock(&filter_mu_);
+    filter_ = filter;
+  }
+  {
+    absl::MutexLock lock(&index_mu_);
+    ++filters_built_;
+  }
+  if (filter->ids() >= 1000000) {
+    spdlog::info("id index: filter of {} ids (room for {}, {} MB) built in {}",
+                 filter->ids(), filter->capacity(), filter->MemoryBytes() >> 20,
+                 absl::FormatDuration(absl::Now() - start));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status EventLog::WriteRun(const IdTable& table, uint64_t covered) {
@@ -2040,8 +2140,27 @@ absl::Status EventLog::WriteRun(const IdTable& table, uint64_t covered) {
   if (absl::Status s = FromRocks(writer.Open(path), "opening a run"); !s.ok()) {
     return s;
   }
+  // Into the filter before the table is marked written (see filter_), and
+  // before the run goes in: an id in the filter and in no run costs only a
+  // lookup, the reverse would miss a duplicate.
+  const std::vector<IdTable::Slot> sorted = table.Sorted();
+  if (const std::shared_ptr<IdFilter> filter = id_filter()) {
+    // In id order the blocks come at random: each is fetched a few ids
+    // ahead.
+    std::vector<uint64_t> hashes(sorted.size());
+    for (size_t i = 0; i < sorted.size(); ++i) {
+      hashes[i] = IdFilter::Hash(sorted[i].id);
+    }
+    constexpr size_t kPrefetchAhead = 8;
+    for (size_t i = 0; i < hashes.size(); ++i) {
+      if (i + kPrefetchAhead < hashes.size()) {
+        filter->Prefetch(hashes[i + kPrefetchAhead]);
+      }
+      filter->AddHash(hashes[i]);
+    }
+  }
   std::string value;
-  for (const IdTable::Slot& slot : table.Sorted()) {
+  for (const IdTable::Slot& slot : sorted) {
     const absl::string_view id = slot.id;
     value = EncodeU64(slot.sequence);
     if (absl::Status s =
@@ -2079,8 +2198,16 @@ EventLog::IdIndexStats EventLog::id_index_stats() const {
     absl::MutexLock lock(&index_mu_);
     stats.covered_sequence = covered_;
     stats.runs_written = runs_written_;
+    stats.filters_built = filters_built_;
     std::tie(stats.memory_ids, stats.memory_bytes) = IdTablesInMemory();
   }
+  if (const std::shared_ptr<IdFilter> filter = id_filter()) {
+    stats.filter_built = true;
+    stats.filter_ids = filter->ids();
+    stats.filter_capacity = filter->capacity();
+    stats.filter_bytes = filter->MemoryBytes();
+  }
+  stats.run_lookups = run_lookups_.load(std::memory_order_relaxed);
   uint64_t readers = 0;
   if (db_->GetIntProperty(handles_[kDedup],
                           "rocksdb.estimate-table-readers-mem", &readers)) {
@@ -2122,6 +2249,9 @@ EventLog::MemoryUse EventLog::memory_use() const {
   // Not id_index_stats(): an append retrying a write on a full disk holds
   // the index's lock, and a scrape must not wait for it.
   use.id_tables = id_table_bytes_.load(std::memory_order_relaxed);
+  if (const std::shared_ptr<IdFilter> filter = id_filter()) {
+    use.id_filter = filter->MemoryBytes();
+  }
   return use;
 }
 
@@ -2130,7 +2260,8 @@ void EventLog::AwaitIdRuns() const {
   absl::MutexLock lock(&index_mu_);
   index_mu_.Await(absl::Condition(
       +[](const EventLog* log) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        return log->stop_writer_ || log->Unwritten() == nullptr;
+        return log->stop_writer_ ||
+               (!log->filter_due_ && log->Unwritten() == nullptr);
       },
       this));
 }

@@ -34,6 +34,10 @@
 // Options::id_run_ids of them have gathered, a background thread sorts them
 // into an SST file, ingests it into `dedup` (bloom filters answer the common
 // "never seen" without reading a block) and then advances `id_index_covered`.
+// One more bloom filter in memory (IdFilter) holds every id of the runs, so
+// that a new id is settled by one probe instead of a RocksDB lookup probing
+// each run; the same thread builds it from the runs at open and again,
+// larger, once it is full.
 // The table is derived: at open it is rebuilt from the events after
 // `id_index_covered`, so it never holds more than the log and a crash costs
 // only that replay of the tail. A log written before this layout (every id in
@@ -76,6 +80,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "eventlog/id_filter.h"
 #include "eventlog/id_table.h"
 #include "google/protobuf/arena.h"
 #include "okrd/v1/records.pb.h"
@@ -112,6 +117,10 @@ struct Options {
   // partitions, so that filters outgrowing the cache are read back 4 KiB
   // at a time (see IdIndexOptions() in event_log.cc).
   size_t whole_filter_ids = 1000000;
+  // The id filter (see IdFilter) has room for at least this many ids, at
+  // IdFilter::kBitsPerId bits each; once it holds more it is built again
+  // with room for twice what it holds, from the runs.
+  size_t id_filter_ids = 2000000;
   // RocksDB's memtables and block cache together stay within this; the
   // memtables are flushed once they hold half of it. The id index's filters
   // and indexes (about 1.6 bytes per id on disk) and its in-memory tables
@@ -330,6 +339,15 @@ class EventLog {
     size_t run_reader_bytes = 0;    // RocksDB's readers of the runs
     size_t run_cached_bytes = 0;    // their filters and indexes in the cache
     uint64_t runs_written = 0;      // by this process
+    // The filter over the runs' ids, once the run writer has built it.
+    bool filter_built = false;
+    size_t filter_ids = 0;       // ids added to it
+    size_t filter_capacity = 0;  // ids it has room for
+    size_t filter_bytes = 0;
+    uint64_t filters_built = 0;  // by this process
+    // Ids of appended events looked up in the runs (the filter's "maybe"s,
+    // or every id while there is no filter), since the log was opened.
+    uint64_t run_lookups = 0;
   };
   IdIndexStats id_index_stats() const;
 
@@ -340,10 +358,11 @@ class EventLog {
     size_t block_cache = 0;    // data blocks, and the memtables charged to it
     size_t table_readers = 0;  // filters and indexes held outside the cache
     size_t id_tables = 0;      // the id index's tables in memory
+    size_t id_filter = 0;      // the filter over the id index's runs
   };
   MemoryUse memory_use() const;
-  // Waits until every full in-memory table is written as a run (tests,
-  // benchmarks); returns at once on a read-only log.
+  // Waits until every full in-memory table is written as a run and the id
+  // filter is built (tests, benchmarks); returns at once on a read-only log.
   void AwaitIdRuns() const;
 
   // The next offset to consume for every partition this log has seen.
@@ -406,6 +425,15 @@ class EventLog {
   // The background thread that writes frozen tables as runs.
   void WriteRuns();
   absl::Status WriteRun(const IdTable& table, uint64_t covered);
+  // Builds the id filter from every id in the runs and puts it in place.
+  // Runs on the run writer's thread, between runs. Cancelled: returns
+  // Cancelled once the writer is asked to stop.
+  absl::Status BuildIdFilter();
+  // The filter over the runs' ids; null before it is built.
+  std::shared_ptr<IdFilter> id_filter() const;
+  // The run writer should build the filter (again): there is none, or the
+  // one there is holds more than it has room for.
+  bool IdFilterDue() const;
   // The snapshots a new one replaces, beyond the newest kKeptSnapshots, by
   // sequence and layout, in key order.
   struct DroppedSnapshots {
@@ -448,8 +476,17 @@ class EventLog {
   bool run_failing_ ABSL_GUARDED_BY(index_mu_) = false;
   // What the id tables held after the last append (memory_use()).
   std::atomic<size_t> id_table_bytes_{0};
+  // The run writer has a filter to build before waiting for tables.
+  bool filter_due_ ABSL_GUARDED_BY(index_mu_) = true;
+  uint64_t filters_built_ ABSL_GUARDED_BY(index_mu_) = 0;
   // Frozen tables dropped after their run went in; read by Prepare().
   std::atomic<uint64_t> tables_dropped_{0};
+  // Holds every id of the runs of tables dropped so far: the run writer
+  // adds a run's ids before marking its table written. Replaced whole when
+  // it is rebuilt larger.
+  mutable absl::Mutex filter_mu_;
+  std::shared_ptr<IdFilter> filter_ ABSL_GUARDED_BY(filter_mu_);
+  mutable std::atomic<uint64_t> run_lookups_{0};
   std::thread run_writer_;
 };
 

@@ -673,13 +673,14 @@ void AddDaemonFamilies(Families& f, const DaemonState& state) {
             "Memory the event log holds: RocksDB's memtables, its block cache "
             "(which the memtables and the id index's filters are charged to, "
             "within storage.memory_mb), what its open tables hold beside the "
-            "cache, and the id index's tables.",
+            "cache, the id index's tables and the filter over its runs.",
             MetricKind::kGauge);
   for (const auto& [where, bytes] :
        {std::pair{"memtables", state.log_memory.memtables},
         std::pair{"block_cache", state.log_memory.block_cache},
         std::pair{"table_readers", state.log_memory.table_readers},
-        std::pair{"id_tables", state.log_memory.id_tables}}) {
+        std::pair{"id_tables", state.log_memory.id_tables},
+        std::pair{"id_filter", state.log_memory.id_filter}}) {
     memory.Add({{"kind", where}}, static_cast<double>(bytes));
   }
   AddProcessFamilies(f);

@@ -1,6 +1,7 @@
 #include "eventlog/event_log.h"
 
 #include <algorithm>
+#include <array>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -35,11 +36,13 @@ class EventLogTest : public ::testing::Test {
 
   std::unique_ptr<EventLog> Open(
       size_t run_ids = 200000,
-      size_t whole_filter_ids = Options().whole_filter_ids) {
+      size_t whole_filter_ids = Options().whole_filter_ids,
+      size_t id_filter_ids = Options().id_filter_ids) {
     auto log = EventLog::Open({.path = dir_.string(),
                                .sync = false,
                                .id_run_ids = run_ids,
-                               .whole_filter_ids = whole_filter_ids});
+                               .whole_filter_ids = whole_filter_ids,
+                               .id_filter_ids = id_filter_ids});
     EXPECT_TRUE(log.ok()) << log.status();
     return log.ok() ? std::move(*log) : nullptr;
   }
@@ -1369,6 +1372,75 @@ TEST_F(EventLogTest, FindsIdsInRunsWithWholeAndPartitionedFilters) {
     EXPECT_EQ(result->rejected[0].raw(), "raw-e-6");
     EXPECT_EQ(result->rejected[1].raw(), "raw-e-300");
     EXPECT_EQ(result->appended.size(), 1u);
+  }
+}
+
+// The filter over the runs' ids sends only its "maybe"s to the runs: new
+// ids are settled in memory, ids in the runs are still found, through its
+// rebuilds as it fills and after a reopen, which builds it from the runs.
+TEST_F(EventLogTest, TheRunsFilterSettlesNewIdsAndGrowsWithTheRuns) {
+  int64_t offset = 0;
+  // Appends ids `prefix`from .. `prefix`to-1 in batches of 100, the ones
+  // whose number is a multiple of `conflict_every` with another value;
+  // returns {duplicates, conflicts, appended}.
+  auto append_range = [&](EventLog& log, const std::string& prefix, int from,
+                          int to, int conflict_every = 0) {
+    std::array<size_t, 3> counts{};
+    for (int b = from; b < to; b += 100) {
+      Batch batch;
+      for (int i = b; i < std::min(b + 100, to); ++i) {
+        const bool conflict = conflict_every > 0 && i % conflict_every == 0;
+        Event(batch, absl::StrCat(prefix, i), conflict ? i + 0.5 : i, offset++);
+      }
+      batch.next_offsets[{"kpi-events", 0}] = offset;
+      auto result = log.Append(std::move(batch));
+      EXPECT_TRUE(result.ok()) << result.status();
+      if (!result.ok()) return counts;
+      counts[0] += result->duplicates;
+      counts[1] += result->rejected.size();
+      counts[2] += result->appended.size();
+      log.AwaitIdRuns();
+    }
+    return counts;
+  };
+  using Counts = std::array<size_t, 3>;
+  auto log = Open(/*run_ids=*/100, Options().whole_filter_ids,
+                  /*id_filter_ids=*/150);
+  EXPECT_EQ(append_range(*log, "a-", 0, 1000), (Counts{0, 0, 1000}));
+  EventLog::IdIndexStats stats = log->id_index_stats();
+  EXPECT_EQ(stats.runs_written, 10u);
+  ASSERT_TRUE(stats.filter_built);
+  // Built at the open with room for 150 ids (or after the first run, when
+  // that came first), then again from the runs, with room for twice what
+  // they held, each time it held more than it had room for.
+  EXPECT_GE(stats.filters_built, 3u);
+  EXPECT_GE(stats.filter_capacity, 1000u);
+  EXPECT_EQ(stats.filter_ids, 1000u);
+  // kBitsPerId bits per id of its capacity, in whole 32-byte blocks.
+  EXPECT_EQ(stats.filter_bytes,
+            (stats.filter_capacity * IdFilter::kBitsPerId / 8 + 31) / 32 * 32);
+  EXPECT_EQ(log->memory_use().id_filter, stats.filter_bytes);
+
+  // 1000 new ids: a few false "maybe"s go to the runs, not 1000 lookups.
+  const uint64_t lookups_before = stats.run_lookups;
+  EXPECT_EQ(append_range(*log, "b-", 0, 1000), (Counts{0, 0, 1000}));
+  EXPECT_LT(log->id_index_stats().run_lookups - lookups_before, 50u);
+
+  for (bool after_reopen : {false, true}) {
+    if (after_reopen) {
+      log.reset();
+      log = Open(/*run_ids=*/100, Options().whole_filter_ids,
+                 /*id_filter_ids=*/150);
+      log->AwaitIdRuns();
+      stats = log->id_index_stats();
+      ASSERT_TRUE(stats.filter_built);
+      EXPECT_EQ(stats.filter_ids, 2000u);  // every id, read from the runs
+      EXPECT_EQ(stats.filter_capacity, 4000u);
+    }
+    // Every id again, every seventh with another value: each found in its
+    // run, none appended.
+    EXPECT_EQ(append_range(*log, "a-", 0, 1000, 7), (Counts{857, 143, 0}));
+    EXPECT_EQ(append_range(*log, "b-", 0, 1000, 7), (Counts{857, 143, 0}));
   }
 }
 

@@ -108,12 +108,14 @@ TEST(RenderMetricsTest, RendersMemoryAndProcessSeries) {
   DaemonState state;
   state.log_memory.memtables = 1024;
   state.log_memory.id_tables = 4096;
+  state.log_memory.id_filter = 2048;
   const std::string text = RenderMetrics(projection, state);
   ExpectContainsAll(text,
                     {"okrd_eventlog_memory_bytes{kind=\"memtables\"} 1024\n",
                      "okrd_eventlog_memory_bytes{kind=\"block_cache\"} 0\n",
                      "okrd_eventlog_memory_bytes{kind=\"table_readers\"} 0\n",
                      "okrd_eventlog_memory_bytes{kind=\"id_tables\"} 4096\n",
+                     "okrd_eventlog_memory_bytes{kind=\"id_filter\"} 2048\n",
                      "# TYPE process_cpu_seconds_total counter",
                      "# TYPE process_resident_memory_bytes gauge"});
   double resident = 0;
