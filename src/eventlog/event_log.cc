@@ -1836,7 +1836,7 @@ absl::Status EventLog::Prepare(Batch& batch) const {
   // its ids are in the filter read after this; the ids of later drops may be
   // or not, and Append() looks again.
   const uint64_t dropped = tables_dropped_.load();
-  const std::shared_ptr<const IdFilter> filter = id_filter();
+  const std::shared_ptr<const IdFilterParts> filter = id_filter();
   // The candidates to look up, with their ids' hashes for the filter.
   std::vector<std::pair<uint32_t, uint64_t>> pending;
   pending.reserve(batch.events.size());
@@ -1863,10 +1863,14 @@ absl::Status EventLog::Prepare(Batch& batch) const {
   for (size_t k = 0; k < pending.size(); ++k) {
     Batch::Candidate& c = batch.events[pending[k].first];
     if (filter != nullptr) {
-      if (k + kPrefetchAhead < pending.size()) {
-        filter->Prefetch(pending[k + kPrefetchAhead].second);
+      bool maybe = false;
+      for (const std::shared_ptr<IdFilter>& part : *filter) {
+        if (k + kPrefetchAhead < pending.size()) {
+          part->Prefetch(pending[k + kPrefetchAhead].second);
+        }
+        maybe = maybe || part->MayContainHash(pending[k].second);
       }
-      if (!filter->MayContainHash(pending[k].second)) {
+      if (!maybe) {
         c.looked_up = true;
         c.logged = false;
         continue;
@@ -2003,6 +2007,11 @@ absl::Status EventLog::RebuildIdIndex() {
 
 void EventLog::WriteRuns() {
   absl::Duration backoff = absl::Seconds(1);
+  uint64_t run_ids = 0;
+  db_->GetIntProperty(handles_[kDedup], "rocksdb.estimate-num-keys", &run_ids);
+  const absl::Time build_filter_at =
+      absl::Now() +
+      (run_ids > 1000000 ? options_.id_filter_delay : absl::ZeroDuration());
   for (;;) {
     std::shared_ptr<FrozenTable> next;
     {
@@ -2013,6 +2022,18 @@ void EventLog::WriteRuns() {
       index_mu_.Await(absl::Condition(&ready));
       if (stop_writer_) return;
       next = Unwritten();
+    }
+    if (next == nullptr && absl::Now() < build_filter_at) {
+      // Not yet (see Options::id_filter_delay); tables meanwhile.
+      absl::MutexLock lock(&index_mu_);
+      index_mu_.AwaitWithDeadline(
+          absl::Condition(
+              +[](EventLog* log) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                return log->stop_writer_ || log->Unwritten() != nullptr;
+              },
+              this),
+          build_filter_at);
+      continue;
     }
     if (next == nullptr) {
       // Tables first: appends may be waiting for them.
@@ -2037,7 +2058,9 @@ void EventLog::WriteRuns() {
                    next->table->size(),
                    absl::FormatDuration(absl::Now() - start), next->covered);
     }
-    const bool filter_due = IdFilterDue();
+    if (s.ok()) GrowIdFilter();
+    // Again after a run, when building it failed.
+    const bool filter_due = id_filter() == nullptr;
     absl::MutexLock lock(&index_mu_);
     run_failing_ = !s.ok();
     if (s.ok()) {
@@ -2059,14 +2082,27 @@ void EventLog::WriteRuns() {
   }
 }
 
-std::shared_ptr<IdFilter> EventLog::id_filter() const {
+std::shared_ptr<const EventLog::IdFilterParts> EventLog::id_filter() const {
   absl::MutexLock lock(&filter_mu_);
   return filter_;
 }
 
-bool EventLog::IdFilterDue() const {
-  const std::shared_ptr<IdFilter> filter = id_filter();
-  return filter == nullptr || filter->ids() > filter->capacity();
+void EventLog::GrowIdFilter() {
+  const std::shared_ptr<const IdFilterParts> parts = id_filter();
+  if (parts == nullptr || parts->back()->ids() <= parts->back()->capacity()) {
+    return;
+  }
+  size_t ids = 0;
+  for (const std::shared_ptr<IdFilter>& part : *parts) ids += part->ids();
+  auto grown = std::make_shared<IdFilterParts>(*parts);
+  grown->push_back(
+      std::make_shared<IdFilter>(std::max(options_.id_filter_ids, 2 * ids)));
+  spdlog::info(
+      "id index: the filter of the runs' {} ids gains a part with "
+      "room for {} more",
+      ids, grown->back()->capacity());
+  absl::MutexLock lock(&filter_mu_);
+  filter_ = std::move(grown);
 }
 
 absl::Status EventLog::BuildIdFilter() {
@@ -2102,7 +2138,7 @@ absl::Status EventLog::BuildIdFilter() {
   }
   {
     absl::MutexLock lock(&filter_mu_);
-    filter_ = filter;
+    filter_ = std::make_shared<const IdFilterParts>(IdFilterParts{filter});
   }
   {
     absl::MutexLock lock(&index_mu_);
@@ -2144,7 +2180,8 @@ absl::Status EventLog::WriteRun(const IdTable& table, uint64_t covered) {
   // before the run goes in: an id in the filter and in no run costs only a
   // lookup, the reverse would miss a duplicate.
   const std::vector<IdTable::Slot> sorted = table.Sorted();
-  if (const std::shared_ptr<IdFilter> filter = id_filter()) {
+  if (const std::shared_ptr<const IdFilterParts> parts = id_filter()) {
+    IdFilter* filter = parts->back().get();
     // In id order the blocks come at random: each is fetched a few ids
     // ahead.
     std::vector<uint64_t> hashes(sorted.size());
@@ -2201,11 +2238,14 @@ EventLog::IdIndexStats EventLog::id_index_stats() const {
     stats.filters_built = filters_built_;
     std::tie(stats.memory_ids, stats.memory_bytes) = IdTablesInMemory();
   }
-  if (const std::shared_ptr<IdFilter> filter = id_filter()) {
+  if (const std::shared_ptr<const IdFilterParts> parts = id_filter()) {
     stats.filter_built = true;
-    stats.filter_ids = filter->ids();
-    stats.filter_capacity = filter->capacity();
-    stats.filter_bytes = filter->MemoryBytes();
+    stats.filter_parts = parts->size();
+    for (const std::shared_ptr<IdFilter>& part : *parts) {
+      stats.filter_ids += part->ids();
+      stats.filter_capacity += part->capacity();
+      stats.filter_bytes += part->MemoryBytes();
+    }
   }
   stats.run_lookups = run_lookups_.load(std::memory_order_relaxed);
   uint64_t readers = 0;
@@ -2249,8 +2289,10 @@ EventLog::MemoryUse EventLog::memory_use() const {
   // Not id_index_stats(): an append retrying a write on a full disk holds
   // the index's lock, and a scrape must not wait for it.
   use.id_tables = id_table_bytes_.load(std::memory_order_relaxed);
-  if (const std::shared_ptr<IdFilter> filter = id_filter()) {
-    use.id_filter = filter->MemoryBytes();
+  if (const std::shared_ptr<const IdFilterParts> parts = id_filter()) {
+    for (const std::shared_ptr<IdFilter>& part : *parts) {
+      use.id_filter += part->MemoryBytes();
+    }
   }
   return use;
 }
