@@ -4,15 +4,15 @@
 // IdFilter answers "might the id index's runs hold this id?" for every run
 // at once, in one probe of memory. Without it each lookup of a new id went
 // through RocksDB's MultiGet, which probes the bloom filter of each run
-// whose key range holds the id: a quarter of ingest's CPU at 1M events with
-// five runs, and more as runs pile up.
+// whose key range holds the id: about a fifth of the consume and append
+// threads at 1M events with five runs, and more as runs pile up.
 //
 // A split-block bloom filter: an id sets one bit in each of the 8 32-bit
 // words of one 32-byte block, so a probe touches one cache line. It never
 // answers "no" for an id added to it; it answers "maybe" for an id never
 // added about 0.4% of the time at kBitsPerId bits per id (its capacity), and
 // less while it holds fewer. Past its capacity it keeps working, with more
-// false "maybe"s: the event log then builds a larger one.
+// false "maybe"s: the event log then adds another filter beside it.
 //
 // One thread at a time may add; any number may probe meanwhile: the bits
 // are atomics. A reader sees the ids whose Add() happened before its probe
