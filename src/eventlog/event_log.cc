@@ -2007,11 +2007,9 @@ absl::Status EventLog::RebuildIdIndex() {
 
 void EventLog::WriteRuns() {
   absl::Duration backoff = absl::Seconds(1);
-  uint64_t run_ids = 0;
-  db_->GetIntProperty(handles_[kDedup], "rocksdb.estimate-num-keys", &run_ids);
   const absl::Time build_filter_at =
       absl::Now() +
-      (run_ids > 1000000 ? options_.id_filter_delay : absl::ZeroDuration());
+      (IdsInRuns() > 1000000 ? options_.id_filter_delay : absl::ZeroDuration());
   for (;;) {
     std::shared_ptr<FrozenTable> next;
     {
@@ -2105,11 +2103,15 @@ void EventLog::GrowIdFilter() {
   filter_ = std::move(grown);
 }
 
+uint64_t EventLog::IdsInRuns() const {
+  uint64_t ids = 0;
+  db_->GetIntProperty(handles_[kDedup], "rocksdb.estimate-num-keys", &ids);
+  return ids;
+}
+
 absl::Status EventLog::BuildIdFilter() {
   const absl::Time start = absl::Now();
-  // Exact for runs: RocksDB sums their tables' entry counts.
-  uint64_t estimate = 0;
-  db_->GetIntProperty(handles_[kDedup], "rocksdb.estimate-num-keys", &estimate);
+  const uint64_t estimate = IdsInRuns();
   size_t capacity = std::max<size_t>(options_.id_filter_ids, 2 * estimate);
   std::shared_ptr<IdFilter> filter;
   // Again, larger, in the unlikely case the estimate fell short by half.
@@ -2181,20 +2183,11 @@ absl::Status EventLog::WriteRun(const IdTable& table, uint64_t covered) {
   // lookup, the reverse would miss a duplicate.
   const std::vector<IdTable::Slot> sorted = table.Sorted();
   if (const std::shared_ptr<const IdFilterParts> parts = id_filter()) {
-    IdFilter* filter = parts->back().get();
-    // In id order the blocks come at random: each is fetched a few ids
-    // ahead.
     std::vector<uint64_t> hashes(sorted.size());
     for (size_t i = 0; i < sorted.size(); ++i) {
       hashes[i] = IdFilter::Hash(sorted[i].id);
     }
-    constexpr size_t kPrefetchAhead = 8;
-    for (size_t i = 0; i < hashes.size(); ++i) {
-      if (i + kPrefetchAhead < hashes.size()) {
-        filter->Prefetch(hashes[i + kPrefetchAhead]);
-      }
-      filter->AddHash(hashes[i]);
-    }
+    parts->back()->AddHashes(hashes);
   }
   std::string value;
   for (const IdTable::Slot& slot : sorted) {
@@ -2239,7 +2232,6 @@ EventLog::IdIndexStats EventLog::id_index_stats() const {
     std::tie(stats.memory_ids, stats.memory_bytes) = IdTablesInMemory();
   }
   if (const std::shared_ptr<const IdFilterParts> parts = id_filter()) {
-    stats.filter_built = true;
     stats.filter_parts = parts->size();
     for (const std::shared_ptr<IdFilter>& part : *parts) {
       stats.filter_ids += part->ids();

@@ -345,12 +345,12 @@ class EventLog {
     size_t run_reader_bytes = 0;    // RocksDB's readers of the runs
     size_t run_cached_bytes = 0;    // their filters and indexes in the cache
     uint64_t runs_written = 0;      // by this process
-    // The filter over the runs' ids, once the run writer has built it.
-    bool filter_built = false;
+    // The filter over the runs' ids: no parts until the run writer has
+    // built it.
+    size_t filter_parts = 0;
     size_t filter_ids = 0;       // ids added to it
     size_t filter_capacity = 0;  // ids it has room for
     size_t filter_bytes = 0;
-    size_t filter_parts = 0;
     uint64_t filters_built = 0;  // from the runs, by this process
     // Ids of appended events looked up in the runs (the filter's "maybe"s,
     // or every id while there is no filter), since the log was opened.
@@ -446,6 +446,9 @@ class EventLog {
   // cannot grow, and building a larger one from the runs read every id
   // again (seconds of the run writer at 10M ids).
   void GrowIdFilter();
+  // Ids the runs hold, as RocksDB counts them: exact for ingested runs (the
+  // sum of their tables' entry counts).
+  uint64_t IdsInRuns() const;
   // The snapshots a new one replaces, beyond the newest kKeptSnapshots, by
   // sequence and layout, in key order.
   struct DroppedSnapshots {

@@ -47,6 +47,15 @@ void IdFilter::AddHash(uint64_t hash) {
              std::memory_order_relaxed);
 }
 
+void IdFilter::AddHashes(const std::vector<uint64_t>& hashes) {
+  constexpr size_t kPrefetchAhead = 8;
+  for (size_t i = 0; i < hashes.size(); ++i) {
+    if (i + kPrefetchAhead < hashes.size())
+      Prefetch(hashes[i + kPrefetchAhead]);
+    AddHash(hashes[i]);
+  }
+}
+
 bool IdFilter::MayContainHash(uint64_t hash) const {
   const Block& block = blocks_[BlockOf(hash)];
   const auto low = static_cast<uint32_t>(hash);

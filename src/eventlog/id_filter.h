@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 
@@ -41,6 +42,9 @@ class IdFilter {
 
   void Add(absl::string_view id) { AddHash(Hash(id)); }
   void AddHash(uint64_t hash);
+  // AddHash() of each, fetching each block a few hashes ahead: ids in id
+  // order reach the blocks at random.
+  void AddHashes(const std::vector<uint64_t>& hashes);
   bool MayContain(absl::string_view id) const {
     return MayContainHash(Hash(id));
   }
